@@ -1,0 +1,1 @@
+"""GGUF runtime: reader, quantized kernels, tokenizers and llama-family generation."""

@@ -1,0 +1,68 @@
+"""vdb: an embedded vector database with exact search, payload filters and durable storage.
+
+>>> import vdb, tempfile
+>>> with vdb.open(tempfile.mkdtemp()) as db:
+...     col = db.create_collection("docs", dim=3)
+...     _ = col.upsert([1, 2], [[1, 0, 0], [0, 1, 0]], payloads=[{"tag": "a"}, {"tag": "b"}])
+...     [hit.id for hit in col.search([1, 0.2, 0], k=2, filter={"tag": "b"})]
+[2]
+"""
+
+from vdb.collection import Collection, CollectionConfig, Hit, WriteResult
+from vdb.database import Database
+from vdb.errors import (
+    ClosedError,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    DatabaseLockedError,
+    DimensionError,
+    DuplicateIdError,
+    FilterError,
+    InvalidArgumentError,
+    InvalidIdError,
+    InvalidNameError,
+    InvalidPayloadError,
+    InvalidVectorError,
+    NotFoundError,
+    PointNotFoundError,
+    ReadOnlyError,
+    VdbError,
+)
+from vdb.storage.codec import Record
+from vdb.storage.env import DatabaseNotFoundError
+
+__version__ = "0.1.0"
+
+
+def open(path, read_only: bool = False, **options) -> Database:  # noqa: A001
+    """Open or create the database in directory `path`. read_only=True never writes and may
+    run beside a writer in another process."""
+    return Database(path, read_only=read_only, **options)
+
+
+__all__ = [
+    "ClosedError",
+    "Collection",
+    "CollectionConfig",
+    "CollectionExistsError",
+    "CollectionNotFoundError",
+    "Database",
+    "DatabaseLockedError",
+    "DatabaseNotFoundError",
+    "DimensionError",
+    "DuplicateIdError",
+    "FilterError",
+    "Hit",
+    "InvalidArgumentError",
+    "InvalidIdError",
+    "InvalidNameError",
+    "InvalidPayloadError",
+    "InvalidVectorError",
+    "NotFoundError",
+    "PointNotFoundError",
+    "ReadOnlyError",
+    "Record",
+    "VdbError",
+    "WriteResult",
+    "open",
+]

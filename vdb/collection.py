@@ -1,0 +1,417 @@
+"""One collection: the write path (validate -> LMDB transaction -> apply) and the read path
+(filter mask -> index -> records)."""
+
+import heapq
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vdb import filters, validate
+from vdb._rwlock import RWLock
+from vdb.errors import ClosedError, InvalidArgumentError, PointNotFoundError, ReadOnlyError
+from vdb.index import FlatIndex
+from vdb.storage import keys, oplog
+from vdb.storage.codec import (
+    Record,
+    decode_record,
+    encode_id,
+    encode_record,
+    record_id_key,
+    record_payload,
+    record_vector,
+)
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    name: str
+    dim: int  # vector dimension
+    metric: str  # cosine | dot | l2
+    cid: int  # internal collection number, the key prefix of its records
+    created_at: float  # unix time
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "CollectionConfig":
+        return cls(**json.loads(raw))
+
+
+@dataclass(slots=True)
+class Hit:
+    """One search result. score: similarity (higher is better) for cosine and dot, Euclidean
+    distance (lower is better) for l2."""
+
+    id: int | str
+    score: float
+    payload: dict | None
+    document: str | None
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    lsn: int  # op-log sequence number of the batch (unchanged when nothing was written)
+    count: int  # points written or deleted
+
+
+class Collection:
+    """Points (id, vector, payload, document) with exact search and payload filters.
+
+    Example:
+        >>> import vdb, tempfile
+        >>> db = vdb.open(tempfile.mkdtemp())
+        >>> col = db.create_collection("docs", dim=2)
+        >>> col.upsert(["a", "b"], [[1, 0], [0, 1]], payloads=[{"n": 1}, {"n": 2}]).count
+        2
+        >>> [h.id for h in col.search([1, 0.1], k=1, filter={"n": {"$gte": 1}})]
+        ['a']
+        >>> db.close()
+    """
+
+    def __init__(self, store, config: CollectionConfig, read_only: bool):
+        self._store = store
+        self.config = config
+        self._read_only = read_only
+        self._closed = False
+        self._lock = RWLock()
+        self._load()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def metric(self) -> str:
+        return self.config.metric
+
+    @property
+    def lsn(self) -> int:
+        return self._lsn
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r})"
+
+    def info(self) -> dict:
+        self._check_open()
+        with self._lock.read():
+            count = len(self._index)
+        return {**asdict(self.config), "count": count, "lsn": self._lsn}
+
+    # ------------------------------------------------------------ loading
+
+    def _load(self) -> None:
+        """Rebuild the in-memory state from LMDB: the vector arena and the payload columns."""
+        cid, dim = self.config.cid, self.dim
+        self._index = FlatIndex(dim, self.metric)
+        self._payloads = filters.PayloadIndex()
+        with self._store.read() as txn:
+            self._lsn, self._next_iid = _read_state(txn, self._store, cid)
+            iids, vecs, pays = [], [], []
+            prefix = keys.cid_prefix(cid)
+            cursor = txn.cursor(db=self._store.records)
+            if cursor.set_range(prefix):
+                for key, raw in cursor:
+                    if key[:4] != prefix:
+                        break
+                    iids.append(keys.U64.unpack(key[4:])[0])
+                    vecs.append(record_vector(raw, dim))
+                    pays.append(record_payload(raw, dim))
+        rows = np.array(iids, dtype=np.int64)
+        vectors = np.array(vecs, dtype=np.float32).reshape(len(iids), dim)  # (n, dim)
+        self._apply(rows, vectors, pays)
+        used = np.zeros(self._next_iid, dtype=np.bool_)
+        used[rows] = True
+        self._free = np.flatnonzero(~used).tolist()  # a heap of reusable internal ids
+
+    def _apply(self, rows: np.ndarray, vectors: np.ndarray, payloads: list) -> None:
+        if not len(rows):
+            return
+        if self.metric == "cosine":
+            vectors = validate.normalized(vectors)
+        top = int(rows.max()) + 1
+        self._index.reserve(top)
+        self._payloads.reserve(self._index.capacity)
+        self._index.set(rows, vectors)
+        self._payloads.set(rows, payloads)
+
+    def refresh(self) -> None:
+        """Bring a read-only handle up to date with writes made by the writer since it opened,
+        by replaying newer op-log entries."""
+        self._check_open()
+        with self._store.read() as txn:
+            lsn, next_iid = _read_state(txn, self._store, self.config.cid)
+        if lsn <= self._lsn:
+            return
+        with self._lock.write(), self._store.read() as txn:
+            replayed = self._lsn
+            for entry_lsn, op, iids in oplog.read_since(
+                txn, self._store.oplog, self.config.cid, self._lsn
+            ):
+                if entry_lsn != replayed + 1:
+                    break
+                self._replay(txn, op, iids)
+                replayed = entry_lsn
+            if replayed != lsn:  # log truncated past our state: reload everything
+                self._load()
+                return
+            self._lsn, self._next_iid = lsn, next_iid
+
+    def _replay(self, txn, op: int, iids: np.ndarray) -> None:
+        self._index.remove(iids)
+        self._payloads.clear(iids)
+        if op != oplog.OP_UPSERT:
+            return
+        cid, dim = self.config.cid, self.dim
+        raws = [txn.get(keys.record_key(cid, int(i)), db=self._store.records) for i in iids]
+        live = [(i, r) for i, r in zip(iids, raws, strict=True) if r is not None]
+        rows = np.array([i for i, _ in live], dtype=np.int64)
+        vectors = np.array([record_vector(r, dim) for _, r in live], np.float32).reshape(-1, dim)
+        self._apply(rows, vectors, [record_payload(r, dim) for _, r in live])
+
+    # ------------------------------------------------------------ writes
+
+    def upsert(self, ids, vectors, payloads=None, documents=None) -> WriteResult:
+        """Insert or replace points. All or nothing: a bad item rejects the whole batch."""
+        self._check_writable()
+        id_list, _ = validate.id_list(ids)
+        n = len(id_list)
+        id_keys = validate.unique_id_keys(id_list)
+        if vectors is None:
+            raise InvalidArgumentError("vectors are required")
+        vecs = validate.vectors(vectors, self.dim, self.metric, id_list)
+        if vecs.shape[0] != n:
+            raise InvalidArgumentError(f"got {n} ids but {vecs.shape[0]} vectors")
+        pay_items, pay_json = validate.payloads(payloads, n)
+        docs = validate.documents(documents, n)
+        if n == 0:
+            return WriteResult(self._lsn, 0)
+        records = [encode_record(vecs[i], id_keys[i], pay_json[i], docs[i]) for i in range(n)]
+        with self._lock.write():
+            self._check_open()
+            plan = self._store.transact(lambda txn: self._write_upsert(txn, id_keys, records))
+            rows, lsn, next_iid, used_free = plan
+            for _ in range(used_free):
+                heapq.heappop(self._free)
+            self._lsn, self._next_iid = lsn, next_iid
+            self._index.remove(rows)
+            self._payloads.clear(rows)
+            self._apply(rows, vecs, pay_items)
+        return WriteResult(lsn, n)
+
+    def _write_upsert(self, txn, id_keys, records):
+        cid, st = self.config.cid, self._store
+        prefix = keys.cid_prefix(cid)
+        free = list(self._free)  # not mutated here: the transaction may be retried
+        used_free = 0
+        next_iid = self._next_iid
+        rows = np.empty(len(id_keys), dtype=np.int64)
+        for i, (id_key, record) in enumerate(zip(id_keys, records, strict=True)):
+            existing = txn.get(prefix + id_key, db=st.ids)
+            if existing is not None:
+                iid = keys.U64.unpack(existing)[0]
+            else:
+                if used_free < len(free):
+                    iid = heapq.heappop(free)
+                    used_free += 1
+                else:
+                    iid = next_iid
+                    next_iid += 1
+                txn.put(prefix + id_key, keys.U64.pack(iid), db=st.ids)
+            rows[i] = iid
+            txn.put(keys.record_key(cid, iid), record, db=st.records)
+        lsn = self._lsn + 1
+        oplog.append(txn, st.oplog, cid, lsn, oplog.OP_UPSERT, rows)
+        txn.put(keys.state_key(cid), keys.STATE.pack(lsn, next_iid), db=st.meta)
+        return rows, lsn, next_iid, used_free
+
+    def delete(self, ids=None, filter=None) -> WriteResult:
+        """Delete points by ids or by filter (exactly one). Unknown ids are ignored."""
+        self._check_writable()
+        if (ids is None) == (filter is None):
+            raise InvalidArgumentError("delete takes either ids or filter, not both or neither")
+        id_keys = None
+        node = None
+        if ids is not None:
+            id_list, _ = validate.id_list(ids)
+            id_keys = list(dict.fromkeys(encode_id(pid) for pid in id_list))
+        else:
+            node = filters.parse(filter)
+        with self._lock.write():
+            self._check_open()
+            rows = None
+            if node is not None:
+                n = self._index.size
+                rows = np.flatnonzero(self._payloads.mask(node, n) & self._index.alive[:n])
+            rows, lsn = self._store.transact(lambda txn: self._write_delete(txn, id_keys, rows))
+            if len(rows):
+                self._lsn = lsn
+                self._index.remove(rows)
+                self._payloads.clear(rows)
+                for iid in rows.tolist():
+                    heapq.heappush(self._free, iid)
+        return WriteResult(self._lsn, len(rows))
+
+    def _write_delete(self, txn, id_keys, rows):
+        cid, st = self.config.cid, self._store
+        prefix = keys.cid_prefix(cid)
+        if id_keys is not None:
+            found = []
+            for id_key in id_keys:
+                raw = txn.get(prefix + id_key, db=st.ids)
+                if raw is not None:
+                    found.append(keys.U64.unpack(raw)[0])
+                    txn.delete(prefix + id_key, db=st.ids)
+            rows = np.array(found, dtype=np.int64)
+        else:
+            for iid in rows.tolist():
+                raw = txn.get(keys.record_key(cid, iid), db=st.records)
+                txn.delete(prefix + record_id_key(raw, self.dim), db=st.ids)
+        if not len(rows):
+            return rows, self._lsn
+        for iid in rows.tolist():
+            txn.delete(keys.record_key(cid, iid), db=st.records)
+        lsn = self._lsn + 1
+        oplog.append(txn, st.oplog, cid, lsn, oplog.OP_DELETE, rows)
+        txn.put(keys.state_key(cid), keys.STATE.pack(lsn, self._next_iid), db=st.meta)
+        return rows, lsn
+
+    # ------------------------------------------------------------ reads
+
+    def search(self, queries, k: int = 10, filter=None, with_vectors: bool = False):
+        """Top-k points for one query (a list of Hit) or a batch (a list of lists), best first.
+
+        Fewer than k hits come back when fewer points match; an empty collection gives [].
+        """
+        self._check_open()
+        k = validate.top_k(k)
+        single = np.ndim(queries) == 1
+        q = validate.vectors(queries, self.dim, self.metric, what="query")
+        if self.metric == "cosine":
+            q = validate.normalized(q)
+        node = filters.parse(filter)
+        self._maybe_refresh()
+        with self._lock.read():
+            mask = None if node is None else self._payloads.mask(node, self._index.size)
+            scores, rows = self._index.search(q, k, mask)
+            records = self._fetch(np.unique(rows), with_vectors)
+        hits = [
+            [
+                Hit(rec.id, float(s), rec.payload, rec.document, rec.vector)
+                for s, r in zip(srow, rrow, strict=True)
+                if (rec := records.get(int(r))) is not None
+            ]
+            for srow, rrow in zip(scores, rows, strict=True)
+        ]
+        return hits[0] if single else hits
+
+    def _fetch(self, rows, with_vectors: bool) -> dict[int, Record]:
+        cid, dim = self.config.cid, self.dim
+        out = {}
+        with self._store.read() as txn:
+            for iid in rows.tolist():
+                raw = txn.get(keys.record_key(cid, iid), db=self._store.records)
+                if raw is not None:
+                    out[iid] = decode_record(raw, dim, with_vectors)
+        return out
+
+    def get(self, ids, with_vectors: bool = True):
+        """Records by id. One id gives a Record (PointNotFoundError if absent); a list gives the
+        records that exist, in the order asked."""
+        self._check_open()
+        id_list, single = validate.id_list(ids)
+        id_keys = [encode_id(pid) for pid in id_list]
+        self._maybe_refresh()
+        prefix = keys.cid_prefix(self.config.cid)
+        out = []
+        with self._lock.read(), self._store.read() as txn:
+            for id_key in id_keys:
+                raw = txn.get(prefix + id_key, db=self._store.ids)
+                if raw is None:
+                    continue
+                iid = keys.U64.unpack(raw)[0]
+                rec = txn.get(keys.record_key(self.config.cid, iid), db=self._store.records)
+                out.append(decode_record(rec, self.dim, with_vectors))
+        if single:
+            if not out:
+                raise PointNotFoundError(f"no point with id {id_list[0]!r} in {self.name!r}")
+            return out[0]
+        return out
+
+    def count(self, filter=None) -> int:
+        self._check_open()
+        node = filters.parse(filter)
+        self._maybe_refresh()
+        with self._lock.read():
+            if node is None:
+                return len(self._index)
+            n = self._index.size
+            return int(np.count_nonzero(self._payloads.mask(node, n) & self._index.alive[:n]))
+
+    def scroll(self, filter=None, limit: int = 100, after=None, with_vectors: bool = False):
+        """A page of records in id order (ints before strings), starting after id `after`.
+
+        Returns (records, next_after); next_after is None on the last page.
+        """
+        self._check_open()
+        limit = validate.limit(limit)
+        node = filters.parse(filter)
+        self._maybe_refresh()
+        prefix = keys.cid_prefix(self.config.cid)
+        start = prefix if after is None else prefix + encode_id(after)
+        out = []
+        with self._lock.read(), self._store.read() as txn:
+            n = self._index.size
+            mask = None if node is None else self._payloads.mask(node, n)
+            cursor = txn.cursor(db=self._store.ids)
+            if cursor.set_range(start):
+                for key, raw in cursor:
+                    if key[:4] != prefix:
+                        break
+                    if after is not None and key == start:
+                        continue
+                    iid = keys.U64.unpack(raw)[0]
+                    if mask is not None and not (iid < n and mask[iid]):
+                        continue
+                    rec = txn.get(keys.record_key(self.config.cid, iid), db=self._store.records)
+                    out.append(decode_record(rec, self.dim, with_vectors))
+                    if len(out) > limit:
+                        break
+        if len(out) > limit:
+            return out[:limit], out[limit - 1].id
+        return out, None
+
+    # ------------------------------------------------------------ state checks
+
+    def _maybe_refresh(self) -> None:
+        if self._read_only:
+            self.refresh()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"collection {self.name!r} was dropped or its database closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError(f"collection {self.name!r} was opened read-only")
+
+    def _close(self) -> None:
+        with self._lock.write():
+            self._closed = True
+
+
+def _read_state(txn, store, cid: int) -> tuple[int, int]:
+    raw = txn.get(keys.state_key(cid), db=store.meta)
+    return keys.STATE.unpack(raw) if raw else (0, 0)

@@ -1,0 +1,160 @@
+"""The set of collections in one data directory."""
+
+import threading
+import time
+
+from vdb import validate
+from vdb.collection import Collection, CollectionConfig
+from vdb.errors import (
+    ClosedError,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    InvalidArgumentError,
+    ReadOnlyError,
+)
+from vdb.storage import Store, keys, oplog
+from vdb.storage.env import DEFAULT_MAP_SIZE
+
+
+class Database:
+    """An embedded database: a directory holding one LMDB environment.
+
+    Example:
+        >>> import vdb, tempfile
+        >>> with vdb.open(tempfile.mkdtemp()) as db:
+        ...     col = db.create_collection("notes", dim=3, metric="l2")
+        ...     db.list_collections()
+        ['notes']
+    """
+
+    def __init__(self, path, read_only: bool = False, map_size: int = DEFAULT_MAP_SIZE):
+        self._store = Store(path, read_only=read_only, map_size=map_size)
+        self.read_only = read_only
+        self._collections: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def path(self):
+        return self._store.path
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r}, read_only={self.read_only})"
+
+    def create_collection(self, name: str, dim: int, metric: str = "cosine") -> Collection:
+        """Create a collection. metric: "cosine" (default), "dot" or "l2"."""
+        self._check_writable()
+        name = validate.collection_name(name)
+        dim = validate.dimension(dim)
+        metric = validate.metric(metric)
+
+        def create(txn):
+            if txn.get(keys.collection_key(name), db=self._store.meta) is not None:
+                raise CollectionExistsError(f"collection {name!r} already exists")
+            raw = txn.get(keys.KEY_NEXT_CID, db=self._store.meta)
+            cid = int(raw) if raw else 1
+            config = CollectionConfig(name, dim, metric, cid, time.time())
+            txn.put(keys.KEY_NEXT_CID, str(cid + 1).encode(), db=self._store.meta)
+            txn.put(keys.collection_key(name), config.to_json(), db=self._store.meta)
+            txn.put(keys.state_key(cid), keys.STATE.pack(0, 0), db=self._store.meta)
+            return config
+
+        with self._lock:
+            config = self._store.transact(create)
+            col = self._collections[name] = Collection(self._store, config, self.read_only)
+        return col
+
+    def get_collection(self, name: str) -> Collection:
+        self._check_open()
+        with self._lock:
+            col = self._collections.get(name)
+            if col is not None:
+                return col
+            with self._store.read() as txn:
+                raw = (
+                    txn.get(keys.collection_key(name), db=self._store.meta)
+                    if isinstance(name, str)
+                    else None
+                )
+            if raw is None:
+                raise CollectionNotFoundError(f"no collection named {name!r}")
+            col = Collection(self._store, CollectionConfig.from_json(raw), self.read_only)
+            self._collections[name] = col
+            return col
+
+    def get_or_create_collection(self, name: str, dim: int, metric: str = "cosine") -> Collection:
+        try:
+            col = self.get_collection(name)
+        except CollectionNotFoundError:
+            return self.create_collection(name, dim, metric)
+        if (col.dim, col.metric) != (dim, metric):
+            raise InvalidArgumentError(
+                f"collection {name!r} exists with dim={col.dim}, metric={col.metric!r}, "
+                f"not dim={dim}, metric={metric!r}"
+            )
+        return col
+
+    def has_collection(self, name: str) -> bool:
+        return name in self.list_collections()
+
+    def list_collections(self) -> list[str]:
+        self._check_open()
+        prefix = keys.PREFIX_COLLECTION
+        names = []
+        with self._store.read() as txn:
+            cursor = txn.cursor(db=self._store.meta)
+            if cursor.set_range(prefix):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(prefix):
+                        break
+                    names.append(key[len(prefix) :].decode())
+        return names
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and all its points."""
+        self._check_writable()
+
+        def drop(txn):
+            raw = txn.get(keys.collection_key(name), db=self._store.meta)
+            if raw is None:
+                raise CollectionNotFoundError(f"no collection named {name!r}")
+            cid = CollectionConfig.from_json(raw).cid
+            txn.delete(keys.collection_key(name), db=self._store.meta)
+            txn.delete(keys.state_key(cid), db=self._store.meta)
+            for db in (self._store.records, self._store.ids, self._store.oplog):
+                oplog.delete_range(txn, db, keys.cid_prefix(cid))
+
+        if not isinstance(name, str):
+            raise CollectionNotFoundError(f"no collection named {name!r}")
+        with self._lock:
+            self._store.transact(drop)
+            col = self._collections.pop(name, None)
+        if col is not None:
+            col._close()
+
+    def snapshot(self, dest) -> None:
+        """Write a consistent copy of the database into the new or empty directory dest.
+        Writes may continue meanwhile; the copy holds every write committed before it began."""
+        self._check_open()
+        self._store.copy_to(dest)
+
+    def close(self) -> None:
+        with self._lock:
+            for col in self._collections.values():
+                col._close()
+            self._collections.clear()
+            self._store.close()
+
+    def _check_open(self) -> None:
+        if self._store.env is None:
+            raise ClosedError(f"database {str(self.path)!r} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"database {str(self.path)!r} was opened read-only")

@@ -1,0 +1,68 @@
+"""Exception classes. Every error caused by bad input subclasses ValueError or KeyError."""
+
+
+class VdbError(Exception):
+    """Base class of every error raised by vdb."""
+
+
+class InvalidArgumentError(VdbError, ValueError):
+    """An argument has the wrong shape, type or value."""
+
+
+class DimensionError(InvalidArgumentError):
+    """A vector does not have the collection's dimension."""
+
+
+class InvalidVectorError(InvalidArgumentError):
+    """A vector holds NaN or infinite values, or is zero under cosine."""
+
+
+class InvalidIdError(InvalidArgumentError):
+    """A point id is not a str or int in the supported range."""
+
+
+class DuplicateIdError(InvalidArgumentError):
+    """The same point id appears twice in one batch."""
+
+
+class InvalidPayloadError(InvalidArgumentError):
+    """A payload is not a JSON object."""
+
+
+class InvalidNameError(InvalidArgumentError):
+    """A collection name does not match the allowed pattern."""
+
+
+class FilterError(InvalidArgumentError):
+    """A filter is malformed or compares values of the wrong type."""
+
+
+class CollectionExistsError(VdbError, ValueError):
+    """A collection with this name already exists."""
+
+
+class NotFoundError(VdbError, KeyError):
+    """Something looked up by name or id does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CollectionNotFoundError(NotFoundError):
+    """No collection has this name."""
+
+
+class PointNotFoundError(NotFoundError):
+    """No point has this id."""
+
+
+class ReadOnlyError(VdbError, PermissionError):
+    """A write was attempted through a read-only handle."""
+
+
+class DatabaseLockedError(VdbError, RuntimeError):
+    """Another writer holds the database."""
+
+
+class ClosedError(VdbError, RuntimeError):
+    """The database or collection was closed."""

@@ -1,0 +1,410 @@
+"""Payload filters: a Mongo-style language compiled to a boolean mask over internal ids.
+
+    {"genre": "drama"}                                   equality (shorthand for $eq)
+    {"year": {"$gte": 1990, "$lt": 2000}}                several operators on one key: all hold
+    {"$or": [{"tags": {"$in": ["a", "b"]}}, {"meta.lang": "en"}]}
+    {"$not": {"draft": True}}
+
+Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists on keys; $and $or $not combine filters.
+Dotted keys reach into nested objects. A key holding a list matches when any element matches
+($eq, $in, ranges), and $ne / $nin hold when no element matches. As in MongoDB, $ne and $nin
+also match points without the key, and {"k": None} matches null or a missing key. Ranges compare
+numbers with numbers and strings with strings (by code point); booleans are not numbers.
+
+The PayloadIndex keeps one set of dense columns per key path (number, string code, boolean,
+null, present) plus (row, value) pairs for list elements, so a filter is evaluated with numpy
+over columns, never by decoding payloads.
+"""
+
+import math
+
+import numpy as np
+
+from vdb.errors import FilterError
+
+FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
+RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
+LOGIC_OPS = ("$and", "$or", "$not")
+_NEGATED = {"$ne": "$eq", "$nin": "$in"}
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse(flt):
+    """Validate a filter and return its tree: ("and"|"or", [nodes]), ("not", node), or
+    ("cmp", path, op, operand). None and {} match everything (returns None)."""
+    if flt is None:
+        return None
+    node = _parse(flt, "filter")
+    return node
+
+
+def _parse(flt, where):
+    if not isinstance(flt, dict):
+        raise FilterError(f"{where} must be an object (dict), got {_show(flt)}")
+    if not flt:
+        return ("and", [])
+    parts = []
+    for key, value in flt.items():
+        if not isinstance(key, str):
+            raise FilterError(f"filter keys must be strings, got {key!r} in {where}")
+        if key in LOGIC_OPS:
+            parts.append(_parse_logic(key, value))
+        elif key.startswith("$"):
+            raise FilterError(
+                f"unknown operator {key!r} at the top of {where}; "
+                f"expected a key or one of {', '.join(LOGIC_OPS)}"
+            )
+        else:
+            parts.extend(_parse_field(key, value))
+    return parts[0] if len(parts) == 1 else ("and", parts)
+
+
+def _parse_logic(op, value):
+    if op == "$not":
+        if not isinstance(value, dict) or not value:
+            raise FilterError(f"$not takes a non-empty filter object, got {_show(value)}")
+        return ("not", _parse(value, "$not"))
+    if not isinstance(value, list) or not value:
+        raise FilterError(f"{op} takes a non-empty list of filters, got {_show(value)}")
+    return (op[1:], [_parse(item, f"{op}[{i}]") for i, item in enumerate(value)])
+
+
+def _parse_field(path, value):
+    if not path or any(not seg for seg in path.split(".")):
+        raise FilterError(f"invalid key {path!r}: dotted keys need non-empty segments")
+    if not isinstance(value, dict):
+        _check_scalar(path, "$eq", value)
+        return [("cmp", path, "$eq", value)]
+    if not value:
+        raise FilterError(f"key {path!r} has an empty operator object")
+    out = []
+    for op, operand in value.items():
+        if op not in FIELD_OPS:
+            if isinstance(op, str) and not op.startswith("$"):
+                raise FilterError(
+                    f"key {path!r} is compared with an object; use dotted keys such as "
+                    f"'{path}.{op}' to reach into nested payloads"
+                )
+            raise FilterError(
+                f"unknown operator {op!r} for key {path!r}; expected one of {', '.join(FIELD_OPS)}"
+            )
+        _check_operand(path, op, operand)
+        out.append(("cmp", path, op, operand))
+    return out
+
+
+def _check_scalar(path, op, value):
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FilterError(f"{op} on {path!r} compares with {value!r}, which is not finite")
+        return
+    raise FilterError(
+        f"{op} on {path!r} takes a string, number, boolean or null, got {_show(value)}"
+        + ("; use $in for a list of values" if isinstance(value, list | tuple) else "")
+    )
+
+
+def _check_operand(path, op, operand):
+    if op in ("$eq", "$ne"):
+        _check_scalar(path, op, operand)
+    elif op in RANGE_OPS:
+        if isinstance(operand, bool) or not isinstance(operand, int | float | str):
+            raise FilterError(f"{op} on {path!r} takes a number or a string, got {_show(operand)}")
+        _check_scalar(path, op, operand)
+    elif op in ("$in", "$nin"):
+        if not isinstance(operand, list | tuple):
+            raise FilterError(f"{op} on {path!r} takes a list of values, got {_show(operand)}")
+        for item in operand:
+            _check_scalar(path, op, item)
+    elif op == "$exists":
+        if not isinstance(operand, bool):
+            raise FilterError(f"$exists on {path!r} takes true or false, got {_show(operand)}")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+# ---------------------------------------------------------------- columns
+
+
+class _Grow:
+    """A growable 1-D numpy array."""
+
+    def __init__(self, dtype, fill):
+        self.data = np.full(16, fill, dtype=dtype)
+        self.fill = fill
+        self.n = 0
+
+    def append(self, value) -> int:
+        if self.n == len(self.data):
+            data = np.full(2 * len(self.data), self.fill, dtype=self.data.dtype)
+            data[: self.n] = self.data
+            self.data = data
+        self.data[self.n] = value
+        self.n += 1
+        return self.n - 1
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.n]
+
+
+class _Field:
+    """Columns of one key path. Dense per-row scalars, plus pairs for list elements."""
+
+    def __init__(self, capacity: int):
+        self.present = np.zeros(capacity, np.bool_)  # key exists (any type)
+        self.num = np.full(capacity, np.nan)  # float64 number or NaN
+        self.sid = np.full(capacity, -1, np.int32)  # string code or -1
+        self.bval = np.full(capacity, -1, np.int8)  # 0/1 boolean or -1
+        self.null = np.zeros(capacity, np.bool_)  # explicit null
+        self.p_row = _Grow(np.int64, -1)  # list elements: row of each pair
+        self.p_num = _Grow(np.float64, np.nan)
+        self.p_sid = _Grow(np.int32, -1)
+        self.p_bval = _Grow(np.int8, -1)
+        self.p_null = _Grow(np.bool_, False)
+        self.pairs_of: dict[int, list[int]] = {}  # row -> its pair positions
+        self.vocab: dict[str, int] = {}
+        self.words: list[str] = []
+        self._words_arr = None
+
+    def grow(self, capacity: int) -> None:
+        old = len(self.present)
+        for name, fill in (
+            ("present", False),
+            ("num", np.nan),
+            ("sid", -1),
+            ("bval", -1),
+            ("null", False),
+        ):
+            col = getattr(self, name)
+            new = np.full(capacity, fill, dtype=col.dtype)
+            new[:old] = col
+            setattr(self, name, new)
+
+    def code(self, text: str, add: bool) -> int:
+        code = self.vocab.get(text, -1)
+        if code < 0 and add:
+            code = len(self.words)
+            self.vocab[text] = code
+            self.words.append(text)
+            self._words_arr = None
+        return code
+
+    def words_array(self) -> np.ndarray:
+        if self._words_arr is None:
+            self._words_arr = np.array(self.words, dtype=object)
+        return self._words_arr
+
+    def set_scalar(self, row: int, value) -> None:
+        self.present[row] = True
+        if value is None:
+            self.null[row] = True
+        elif isinstance(value, bool):
+            self.bval[row] = int(value)
+        elif isinstance(value, int | float):
+            self.num[row] = float(value)
+        elif isinstance(value, str):
+            self.sid[row] = self.code(value, add=True)
+
+    def add_element(self, row: int, value) -> None:
+        self.present[row] = True
+        pos = self.p_row.append(row)
+        self.p_num.append(np.nan)
+        self.p_sid.append(-1)
+        self.p_bval.append(-1)
+        self.p_null.append(False)
+        if value is None:
+            self.p_null.data[pos] = True
+        elif isinstance(value, bool):
+            self.p_bval.data[pos] = int(value)
+        elif isinstance(value, int | float):
+            self.p_num.data[pos] = float(value)
+        elif isinstance(value, str):
+            self.p_sid.data[pos] = self.code(value, add=True)
+        self.pairs_of.setdefault(row, []).append(pos)
+
+    def clear(self, row: int) -> None:
+        self.present[row] = False
+        self.num[row] = np.nan
+        self.sid[row] = -1
+        self.bval[row] = -1
+        self.null[row] = False
+        for pos in self.pairs_of.pop(row, ()):
+            self.p_row.data[pos] = -1
+
+    # -- evaluation: each returns a bool mask of length n, True where some value matches
+
+    def match(self, op: str, operand, n: int) -> np.ndarray:
+        if op == "$exists":
+            return self.present[:n].copy() if operand else ~self.present[:n]
+        if op == "$in":
+            out = np.zeros(n, np.bool_)
+            for value in operand:
+                out |= self.match("$eq", value, n)
+            return out
+        scalar = self._scalar_match(op, operand, n)
+        if self.p_row.n:
+            rows = self.p_row.view()
+            hit = self._pair_match(op, operand) & (rows >= 0) & (rows < n)
+            scalar[rows[hit]] = True
+        if op == "$eq" and operand is None:
+            scalar |= ~self.present[:n]
+        return scalar
+
+    def _scalar_match(self, op, v, n):
+        return _compare(self, op, v, self.num[:n], self.sid[:n], self.bval[:n], self.null[:n])
+
+    def _pair_match(self, op, v):
+        return _compare(
+            self,
+            op,
+            v,
+            self.p_num.view(),
+            self.p_sid.view(),
+            self.p_bval.view(),
+            self.p_null.view(),
+        )
+
+
+def _compare(field, op, v, num, sid, bval, null):
+    if v is None:
+        return null.copy() if op == "$eq" else np.zeros(len(null), np.bool_)
+    if isinstance(v, bool):
+        return bval == int(v) if op == "$eq" else np.zeros(len(bval), np.bool_)
+    if isinstance(v, int | float):
+        v = float(v)
+        with np.errstate(invalid="ignore"):
+            if op == "$eq":
+                return num == v
+            if op == "$gt":
+                return num > v
+            if op == "$gte":
+                return num >= v
+            if op == "$lt":
+                return num < v
+            return num <= v
+    if op == "$eq":
+        code = field.code(v, add=False)
+        return sid == code if code >= 0 else np.zeros(len(sid), np.bool_)
+    words = field.words_array()
+    if not len(words):
+        return np.zeros(len(sid), np.bool_)
+    if op == "$gt":
+        ok = words > v
+    elif op == "$gte":
+        ok = words >= v
+    elif op == "$lt":
+        ok = words < v
+    else:
+        ok = words <= v
+    table = np.append(ok.astype(np.bool_), False)  # index -1 (no string) -> False
+    return table[sid]
+
+
+class PayloadIndex:
+    """Columnar index of every payload key path, rows addressed by internal id."""
+
+    def __init__(self, capacity: int = 0):
+        self.capacity = capacity
+        self.fields: dict[str, _Field] = {}
+        self.paths_of: dict[int, list[str]] = {}  # row -> key paths it set
+
+    def reserve(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        for field in self.fields.values():
+            field.grow(capacity)
+        self.capacity = capacity
+
+    def _field(self, path: str) -> _Field:
+        field = self.fields.get(path)
+        if field is None:
+            field = self.fields[path] = _Field(self.capacity)
+        return field
+
+    def set(self, rows, payloads) -> None:
+        """Index payloads (dict or None) at rows, replacing what those rows held."""
+        for row, payload in zip(rows, payloads, strict=True):
+            row = int(row)
+            self.clear_row(row)
+            if payload:
+                paths = []
+                _index(self, row, payload, "", paths, in_list=False)
+                self.paths_of[row] = paths
+
+    def clear(self, rows) -> None:
+        for row in rows:
+            self.clear_row(int(row))
+
+    def clear_row(self, row: int) -> None:
+        for path in self.paths_of.pop(row, ()):
+            self.fields[path].clear(row)
+
+    def mask(self, node, n: int) -> np.ndarray:
+        """Evaluate a parsed filter over rows [0, n): (n,) bool."""
+        if node is None:
+            return np.ones(n, np.bool_)
+        kind = node[0]
+        if kind == "and":
+            out = np.ones(n, np.bool_)
+            for child in node[1]:
+                out &= self.mask(child, n)
+            return out
+        if kind == "or":
+            out = np.zeros(n, np.bool_)
+            for child in node[1]:
+                out |= self.mask(child, n)
+            return out
+        if kind == "not":
+            return ~self.mask(node[1], n)
+        _, path, op, operand = node
+        negate = op in _NEGATED
+        op = _NEGATED.get(op, op)
+        field = self.fields.get(path)
+        if field is None:
+            hit = np.zeros(n, np.bool_)
+            if (op == "$eq" and operand is None) or (op == "$exists" and not operand):
+                hit[:] = True
+        else:
+            hit = field.match(op, operand, n)
+        return ~hit if negate else hit
+
+
+def _index(index: PayloadIndex, row: int, value, path: str, paths: list, in_list: bool) -> None:
+    if isinstance(value, dict):
+        if path:
+            _mark(index, row, path, paths)
+        for key, item in value.items():
+            _index(index, row, item, f"{path}.{key}" if path else key, paths, in_list)
+        return
+    if isinstance(value, list | tuple):
+        _mark(index, row, path, paths)
+        for item in value:
+            if isinstance(item, dict | list | tuple):
+                _index(index, row, item, path, paths, in_list=True)
+            else:
+                _add(index, row, path, paths).add_element(row, item)
+        return
+    field = _add(index, row, path, paths)
+    if in_list:
+        field.add_element(row, value)
+    else:
+        field.set_scalar(row, value)
+
+
+def _add(index: PayloadIndex, row: int, path: str, paths: list) -> _Field:
+    field = index._field(path)
+    if path not in paths:
+        paths.append(path)
+    return field
+
+
+def _mark(index: PayloadIndex, row: int, path: str, paths: list) -> None:
+    _add(index, row, path, paths).present[row] = True

@@ -1,0 +1,92 @@
+"""Exact search over a contiguous, 64-byte aligned vector arena."""
+
+import numpy as np
+
+from vdb.index import kernels
+
+ALIGN = 64
+GATHER_BELOW = 0.5  # scan only the listed rows when fewer than this share of rows match
+
+
+def aligned_empty(shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on a 64-byte boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % ALIGN
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
+
+
+class FlatIndex:
+    """Brute-force index. Vectors for cosine are expected normalized by the caller."""
+
+    def __init__(self, dim: int, metric: str, capacity: int = 0):
+        self.dim = dim
+        self.metric = metric
+        self.vectors = aligned_empty((capacity, dim))  # (capacity, dim) float32
+        self.alive = np.zeros(capacity, dtype=np.bool_)  # (capacity,)
+        self.sq_norms = np.zeros(capacity, dtype=np.float32)  # (capacity,) |x|^2, for l2
+        self.size = 0  # rows [0, size) may be alive
+        self.count = 0  # number of alive rows
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def capacity(self) -> int:
+        return self.alive.shape[0]
+
+    def reserve(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        capacity = max(capacity, 2 * self.capacity, 1024)
+        vectors = aligned_empty((capacity, self.dim))
+        vectors[: self.size] = self.vectors[: self.size]
+        alive = np.zeros(capacity, dtype=np.bool_)
+        alive[: self.size] = self.alive[: self.size]
+        sq_norms = np.zeros(capacity, dtype=np.float32)
+        sq_norms[: self.size] = self.sq_norms[: self.size]
+        self.vectors, self.alive, self.sq_norms = vectors, alive, sq_norms
+
+    def set(self, iids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(iids) == 0:
+            return
+        self.reserve(int(iids.max()) + 1)
+        self.count += int(np.count_nonzero(~self.alive[iids]))
+        self.vectors[iids] = vectors
+        if self.metric == "l2":
+            self.sq_norms[iids] = np.einsum("ij,ij->i", vectors, vectors)
+        self.alive[iids] = True
+        self.size = max(self.size, int(iids.max()) + 1)
+
+    def remove(self, iids: np.ndarray) -> None:
+        iids = iids[iids < self.size]
+        self.count -= int(np.count_nonzero(self.alive[iids]))
+        self.alive[iids] = False
+
+    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None):
+        nq = queries.shape[0]
+        n = self.size
+        if mask is None:
+            live = self.alive[:n]
+            matching = self.count
+            mask = None if matching == n else live
+        else:
+            mask = mask[:n] & self.alive[:n]
+            matching = int(np.count_nonzero(mask))
+        k = min(k, matching)
+        if k == 0:
+            return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+        rows = None
+        if mask is not None and matching < GATHER_BELOW * n:
+            rows = np.flatnonzero(mask).astype(np.int64)
+            mask = None
+        X = self.vectors[:n]
+        if self.metric == "l2":
+            scores, ids = kernels.topk(
+                queries, X, k, bias=self.sq_norms[:n], scale=2.0, mask=mask, rows=rows
+            )
+            q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]  # (nq, 1)
+            scores = np.sqrt(np.maximum(q_sq - scores, 0.0)).astype(np.float32)
+        else:
+            scores, ids = kernels.topk(queries, X, k, mask=mask, rows=rows)
+        return scores, ids

@@ -1,0 +1,156 @@
+"""Encoding of external ids and point records.
+
+Record layout (little-endian):
+  u8   version (1)
+  u16  length of the encoded external id
+  u32  length of the payload JSON (0 = no payload)
+  u32  length of the document UTF-8 + 1 (0 = no document)
+  f32  vector[dim]
+  ...  encoded external id, payload JSON, document
+"""
+
+import json
+import struct
+
+import numpy as np
+
+from vdb.errors import InvalidIdError, InvalidPayloadError
+from vdb.storage import keys
+
+RECORD_VERSION = 1
+HEADER = struct.Struct("<BHII")
+
+PointId = int | str
+
+
+def encode_id(pid) -> bytes:
+    """External id -> sortable key bytes. Accepts str and int (numpy ints too), not bool."""
+    if isinstance(pid, str):
+        raw = pid.encode("utf-8")
+        if not raw:
+            raise InvalidIdError("point id must not be an empty string")
+        if len(raw) > keys.MAX_STR_ID_BYTES:
+            raise InvalidIdError(
+                f"point id {pid[:40]!r}... is {len(raw)} bytes; the limit is "
+                f"{keys.MAX_STR_ID_BYTES} UTF-8 bytes"
+            )
+        return keys.ID_TAG_STR + raw
+    if isinstance(pid, bool) or not isinstance(pid, int | np.integer):
+        raise InvalidIdError(f"point id {pid!r} must be a str or an int, not {type(pid).__name__}")
+    value = int(pid)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise InvalidIdError(f"point id {value} is outside the signed 64-bit range")
+    return keys.ID_TAG_INT + keys.INT_ID.pack(value + keys.INT_ID_BIAS)
+
+
+def decode_id(raw: bytes) -> PointId:
+    tag, body = raw[:1], raw[1:]
+    if tag == keys.ID_TAG_INT:
+        return keys.INT_ID.unpack(body)[0] - keys.INT_ID_BIAS
+    return body.decode("utf-8")
+
+
+def encode_payload(payload) -> bytes:
+    """A payload (dict or None) -> compact JSON bytes (empty for None)."""
+    if payload is None:
+        return b""
+    if not isinstance(payload, dict):
+        raise InvalidPayloadError(
+            f"payload must be a JSON object (dict) or None, not {type(payload).__name__}: "
+            f"{_short(payload)}"
+        )
+    try:
+        text = json.dumps(payload, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayloadError(f"payload {_short(payload)} is not JSON: {exc}") from None
+    # json.dumps turns non-str keys (ints, bools) into strings silently; refuse them instead.
+    _check_keys(payload, payload)
+    return text.encode("utf-8")
+
+
+def _check_keys(value, root) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidPayloadError(
+                    f"payload keys must be strings; {key!r} in {_short(root)} is not"
+                )
+            _check_keys(item, root)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item, root)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def encode_record(vector: np.ndarray, id_key: bytes, payload_json: bytes, document) -> bytes:
+    doc = b"" if document is None else document.encode("utf-8")
+    doc_len = 0 if document is None else len(doc) + 1
+    header = HEADER.pack(RECORD_VERSION, len(id_key), len(payload_json), doc_len)
+    return b"".join((header, vector.astype("<f4", copy=False).tobytes(), id_key, payload_json, doc))
+
+
+class Record:
+    """A decoded record: external id, payload, document and vector (float32, as stored)."""
+
+    __slots__ = ("id", "payload", "document", "vector")
+
+    def __init__(self, id, payload, document, vector):
+        self.id = id
+        self.payload = payload
+        self.document = document
+        self.vector = vector
+
+    def __repr__(self) -> str:
+        return f"Record(id={self.id!r}, payload={self.payload!r}, document={self.document!r})"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        same_vec = (self.vector is None and other.vector is None) or (
+            self.vector is not None
+            and other.vector is not None
+            and np.array_equal(self.vector, other.vector)
+        )
+        return (self.id, self.payload, self.document) == (
+            other.id,
+            other.payload,
+            other.document,
+        ) and same_vec
+
+
+def decode_record(raw, dim: int, with_vector: bool = True) -> Record:
+    raw = bytes(raw)
+    version, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
+    pos = HEADER.size
+    vector = None
+    if with_vector:
+        vector = np.frombuffer(raw, dtype="<f4", count=dim, offset=pos).astype(np.float32)
+    pos += 4 * dim
+    pid = decode_id(raw[pos : pos + id_len])
+    pos += id_len
+    payload = json.loads(raw[pos : pos + payload_len]) if payload_len else None
+    pos += payload_len
+    document = raw[pos : pos + doc_len - 1].decode("utf-8") if doc_len else None
+    return Record(pid, payload, document, vector)
+
+
+def record_vector(raw, dim: int) -> np.ndarray:
+    """The vector of an encoded record, as a zero-copy float32 view when possible."""
+    return np.frombuffer(raw, dtype="<f4", count=dim, offset=HEADER.size)
+
+
+def record_payload(raw, dim: int):
+    _, id_len, payload_len, _ = HEADER.unpack_from(raw, 0)
+    pos = HEADER.size + 4 * dim + id_len
+    return json.loads(bytes(raw[pos : pos + payload_len])) if payload_len else None
+
+
+def record_id_key(raw, dim: int) -> bytes:
+    """The encoded external id stored in a record."""
+    _, id_len, _, _ = HEADER.unpack_from(raw, 0)
+    pos = HEADER.size + 4 * dim
+    return bytes(raw[pos : pos + id_len])

@@ -1,0 +1,143 @@
+"""Checks applied once at the API boundary; everything inside trusts their output."""
+
+import re
+
+import numpy as np
+
+from vdb.errors import (
+    DimensionError,
+    DuplicateIdError,
+    InvalidArgumentError,
+    InvalidNameError,
+    InvalidVectorError,
+)
+from vdb.index import METRICS
+from vdb.storage.codec import encode_id, encode_payload
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MAX_DIM = 65536
+
+
+def collection_name(name) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidNameError(
+            f"invalid collection name {name!r}: use 1-63 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def dimension(dim) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= dim <= MAX_DIM:
+        raise InvalidArgumentError(f"dim must be an integer from 1 to {MAX_DIM}, got {dim!r}")
+    return int(dim)
+
+
+def metric(name) -> str:
+    if name not in METRICS:
+        raise InvalidArgumentError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
+    return name
+
+
+def top_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def limit(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise InvalidArgumentError(f"limit must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def id_list(ids) -> tuple[list, bool]:
+    """ids as a list, and whether a single id (not a list) was given."""
+    if isinstance(ids, str | int | np.integer) and not isinstance(ids, bool):
+        return [ids], True
+    if isinstance(ids, np.ndarray):
+        return ids.tolist(), False
+    if not isinstance(ids, list | tuple):
+        raise InvalidArgumentError(
+            f"ids must be a str, an int or a list of them, got {type(ids).__name__}"
+        )
+    return list(ids), False
+
+
+def unique_id_keys(ids: list) -> list[bytes]:
+    keys = [encode_id(pid) for pid in ids]
+    if len(set(keys)) != len(keys):
+        seen = set()
+        for pid, key in zip(ids, keys, strict=True):
+            if key in seen:
+                raise DuplicateIdError(f"point id {pid!r} appears more than once in the batch")
+            seen.add(key)
+    return keys
+
+
+def vectors(values, dim: int, metric_name: str, ids: list | None = None, what="vector"):
+    """(n, dim) float32 C-contiguous rows, checked finite (and non-zero under cosine)."""
+    try:
+        arr = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVectorError(f"{what}s must be numeric arrays: {exc}") from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InvalidVectorError(f"{what}s must be one row or a 2-D array, got shape {arr.shape}")
+    if arr.shape[1] != dim:
+        raise DimensionError(f"{what}s have dimension {arr.shape[1]}; the collection has {dim}")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InvalidVectorError(
+            f"{what} {_label(row, ids)} holds NaN or infinite values (or values beyond float32)"
+        )
+    arr = np.ascontiguousarray(arr)
+    if metric_name == "cosine":
+        norms = np.linalg.norm(arr, axis=1)
+        if (norms == 0).any():
+            row = int(np.flatnonzero(norms == 0)[0])
+            raise InvalidVectorError(
+                f"{what} {_label(row, ids)} is all zeros, which has no direction under cosine"
+            )
+    return arr
+
+
+def _label(row: int, ids) -> str:
+    return f"for id {ids[row]!r}" if ids is not None else f"at row {row}"
+
+
+def normalized(arr: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)  # (n, 1)
+    return (arr / norms).astype(np.float32)
+
+
+def per_point(values, n: int, name: str, single_type) -> list:
+    """payloads / documents: None, one value for a single point, or a list of n values."""
+    if values is None:
+        return [None] * n
+    if isinstance(values, single_type):
+        if n != 1:
+            raise InvalidArgumentError(f"got one {name[:-1]} for {n} ids; pass a list of {n}")
+        return [values]
+    if not isinstance(values, list | tuple):
+        raise InvalidArgumentError(f"{name} must be a list, got {type(values).__name__}")
+    if len(values) != n:
+        raise InvalidArgumentError(f"got {len(values)} {name} for {n} ids")
+    return list(values)
+
+
+def payloads(values, n: int) -> tuple[list, list[bytes]]:
+    items = per_point(values, n, "payloads", dict)
+    return items, [encode_payload(p) for p in items]
+
+
+def documents(values, n: int) -> list:
+    items = per_point(values, n, "documents", str)
+    for i, doc in enumerate(items):
+        if doc is not None and not isinstance(doc, str):
+            raise InvalidArgumentError(
+                f"document {i} must be a str or None, got {type(doc).__name__}"
+            )
+    return items
