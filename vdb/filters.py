@@ -370,7 +370,12 @@ class PayloadIndex:
         field = self.fields.get(path)
         if field is None:
             hit = np.zeros(n, np.bool_)
-            if (op == "$eq" and operand is None) or (op == "$exists" and not operand):
+            matches_missing = (
+                (op == "$eq" and operand is None)
+                or (op == "$in" and any(v is None for v in operand))
+                or (op == "$exists" and not operand)
+            )
+            if matches_missing:
                 hit[:] = True
         else:
             hit = field.match(op, operand, n)

@@ -85,8 +85,13 @@ class FlatIndex:
             scores, ids = kernels.topk(
                 queries, X, k, bias=self.sq_norms[:n], scale=2.0, mask=mask, rows=rows
             )
-            q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]  # (nq, 1)
-            scores = np.sqrt(np.maximum(q_sq - scores, 0.0)).astype(np.float32)
+            # The expansion |q|^2 - 2<q,x> + |x|^2 loses precision for near neighbours:
+            # recompute the kept distances directly and re-sort them.
+            diff = X[ids] - queries[:, None, :]  # (nq, k, dim)
+            scores = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff)).astype(np.float32)
+            order = np.argsort(scores, axis=1, kind="stable")  # (nq, k)
+            scores = np.take_along_axis(scores, order, axis=1)
+            ids = np.take_along_axis(ids, order, axis=1)
         else:
             scores, ids = kernels.topk(queries, X, k, mask=mask, rows=rows)
         return scores, ids

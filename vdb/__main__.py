@@ -1,0 +1,3 @@
+from vdb.cli.main import main
+
+main()

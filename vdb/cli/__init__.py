@@ -1,0 +1,1 @@
+"""The `vdb` command line: one click group per file."""

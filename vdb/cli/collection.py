@@ -1,0 +1,76 @@
+"""`vdb collection create|list|info|drop`."""
+
+import click
+
+from vdb.cli.main import echo_json, open_db
+from vdb.index import METRICS
+
+
+@click.group()
+def collection():
+    """Create, list, inspect and drop collections."""
+
+
+@collection.command()
+@click.argument("name")
+@click.option("--dim", "-n", type=int, required=True, help="Vector dimension.")
+@click.option(
+    "--metric",
+    "-m",
+    type=click.Choice(METRICS),
+    default="cosine",
+    show_default=True,
+    help="Distance: cosine or dot (similarity, higher is better) or l2 (distance, lower is "
+    "better).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def create(ctx, name, dim, metric, as_json):
+    """Create collection NAME."""
+    with open_db(ctx) as db:
+        info = db.create_collection(name, dim, metric).info()
+    echo_json(info) if as_json else click.echo(f"created {name} (dim={dim}, metric={metric})")
+
+
+@collection.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_(ctx, as_json):
+    """List collections."""
+    with open_db(ctx, read_only=True) as db:
+        infos = [db.get_collection(name).info() for name in db.list_collections()]
+    if as_json:
+        echo_json(infos)
+        return
+    for info in infos:
+        click.echo(
+            f"{info['name']}\tdim={info['dim']}\tmetric={info['metric']}\tcount={info['count']}"
+        )
+
+
+@collection.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def info(ctx, name, as_json):
+    """Show the configuration and size of collection NAME."""
+    with open_db(ctx, read_only=True) as db:
+        data = db.get_collection(name).info()
+    if as_json:
+        echo_json(data)
+        return
+    for key, value in data.items():
+        click.echo(f"{key}: {value}")
+
+
+@collection.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def drop(ctx, name, yes):
+    """Delete collection NAME and all its points."""
+    if not yes:
+        click.confirm(f"Drop collection {name} and all its points?", abort=True)
+    with open_db(ctx) as db:
+        db.drop_collection(name)
+    click.echo(f"dropped {name}")

@@ -1,0 +1,66 @@
+"""The root `vdb` command group. Domain errors become click errors here, and only here."""
+
+import json
+
+import click
+
+import vdb
+from vdb.errors import VdbError
+
+
+class VdbGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VdbError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+
+@click.group(cls=VdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data",
+    "-d",
+    envvar="VDB_DATA",
+    default="vdb-data",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Database directory (env VDB_DATA).",
+)
+@click.version_option(vdb.__version__, prog_name="vdb")
+@click.pass_context
+def main(ctx, data):
+    """vdb: an embedded vector database with exact search and payload filters."""
+    ctx.obj = {"data": data}
+
+
+def open_db(ctx, read_only: bool = False) -> vdb.Database:
+    return vdb.open(ctx.obj["data"], read_only=read_only)
+
+
+def parse_json(text: str, what: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
+
+
+def echo_json(value) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, default=_jsonable))
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _register() -> None:
+    from vdb.cli import collection, demo, points
+
+    main.add_command(collection.collection)
+    main.add_command(points.import_cmd)
+    main.add_command(points.search)
+    main.add_command(demo.demo)
+
+
+_register()

@@ -1,0 +1,191 @@
+"""`vdb import` and `vdb search`."""
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from vdb import validate
+from vdb.cli.main import echo_json, open_db, parse_json
+from vdb.errors import CollectionNotFoundError
+from vdb.index import METRICS
+
+
+@click.command("import")
+@click.argument("collection")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--ids",
+    "ids_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="For .npy input: a text file with one id per line (default: row numbers).",
+)
+@click.option("--create", is_flag=True, help="Create the collection if missing (dim from data).")
+@click.option(
+    "--metric",
+    "-m",
+    type=click.Choice(METRICS),
+    default="cosine",
+    show_default=True,
+    help="Metric for --create.",
+)
+@click.option(
+    "--batch-size",
+    "-b",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Points per write transaction.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.pass_context
+def import_cmd(ctx, collection, file, ids_file, create, metric, batch_size, as_json):
+    """Import points into COLLECTION from FILE.
+
+    FILE is JSONL (one {"id", "vector", "payload", "document"} object per line) or a .npy
+    array of vectors, with ids from --ids. The whole file is checked before anything is
+    written, so a bad line writes nothing.
+    """
+    if file.suffix == ".npy":
+        ids, vectors, payloads, documents = _read_npy(file, ids_file)
+    else:
+        ids, vectors, payloads, documents = _read_jsonl(file)
+    with open_db(ctx) as db:
+        try:
+            col = db.get_collection(collection)
+        except CollectionNotFoundError:
+            if not create:
+                raise
+            col = db.create_collection(collection, vectors.shape[1], metric)
+        vectors = validate.vectors(vectors, col.dim, col.metric, ids)
+        validate.unique_id_keys(ids)
+        validate.payloads(payloads, len(ids))
+        starts = range(0, len(ids), batch_size)
+        show = not as_json and len(starts) > 1
+        with click.progressbar(starts, label="importing", hidden=not show, err=True) as bar:
+            for start in bar:
+                stop = start + batch_size
+                col.upsert(
+                    ids[start:stop],
+                    vectors[start:stop],
+                    payloads[start:stop],
+                    documents[start:stop],
+                )
+        total = col.count()
+    if as_json:
+        echo_json({"collection": collection, "imported": len(ids), "count": total})
+    else:
+        click.echo(f"imported {len(ids)} points into {collection} ({total} in total)")
+
+
+def _read_npy(file: Path, ids_file: Path | None):
+    try:
+        vectors = np.load(file, allow_pickle=False)
+    except ValueError as exc:
+        raise click.BadParameter(f"{file} is not a numeric .npy array: {exc}") from None
+    if vectors.ndim != 2:
+        raise click.BadParameter(f"{file} holds shape {vectors.shape}; expected (n, dim)")
+    n = vectors.shape[0]
+    if ids_file is None:
+        ids = list(range(n))
+    else:
+        ids = [_parse_id(line) for line in ids_file.read_text().splitlines() if line.strip()]
+        if len(ids) != n:
+            raise click.BadParameter(f"{ids_file} has {len(ids)} ids for {n} vectors")
+    return ids, vectors, [None] * n, [None] * n
+
+
+def _parse_id(text: str):
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _read_jsonl(file: Path):
+    ids, vectors, payloads, documents = [], [], [], []
+    with file.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise click.BadParameter(f"{file}:{lineno}: not JSON: {exc}") from None
+            if not isinstance(obj, dict) or "id" not in obj or "vector" not in obj:
+                raise click.BadParameter(f"{file}:{lineno}: expected an object with id and vector")
+            ids.append(obj["id"])
+            vectors.append(obj["vector"])
+            payloads.append(obj.get("payload"))
+            documents.append(obj.get("document"))
+    if not ids:
+        raise click.BadParameter(f"{file} holds no points")
+    try:
+        array = np.array(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise click.BadParameter(f"{file}: vectors must be numeric lists of one length") from None
+    return ids, array, payloads, documents
+
+
+@click.command()
+@click.argument("collection")
+@click.option("--vector", "-v", help="The query vector as a JSON list.")
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the query from a .npy file (one row, see --row) or a JSON list.",
+)
+@click.option("--row", type=int, default=0, show_default=True, help="Row of --file to use.")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Number of hits.")
+@click.option(
+    "--filter", "filter_json", help='Payload filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'.'
+)
+@click.option("--with-vectors", is_flag=True, help="Include the stored vectors.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def search(ctx, collection, vector, file, row, k, filter_json, with_vectors, as_json):
+    """Search COLLECTION for the nearest points to a query vector."""
+    query = _read_query(vector, file, row)
+    flt = parse_json(filter_json, "--filter") if filter_json else None
+    with open_db(ctx, read_only=True) as db:
+        col = db.get_collection(collection)
+        hits = col.search(query, k=k, filter=flt, with_vectors=with_vectors)
+        metric = col.metric
+    if as_json:
+        echo_json(
+            [
+                {
+                    "id": h.id,
+                    "score": h.score,
+                    "payload": h.payload,
+                    "document": h.document,
+                    **({"vector": h.vector} if with_vectors else {}),
+                }
+                for h in hits
+            ]
+        )
+        return
+    label = "distance" if metric == "l2" else "score"
+    click.echo(f"rank\tid\t{label}\tpayload\tdocument")
+    for rank, h in enumerate(hits, 1):
+        doc = (h.document or "")[:60]
+        click.echo(f"{rank}\t{h.id}\t{h.score:.4f}\t{json.dumps(h.payload)}\t{doc}")
+
+
+def _read_query(vector, file, row):
+    if (vector is None) == (file is None):
+        raise click.UsageError("give the query with exactly one of --vector or --file")
+    if vector is not None:
+        return parse_json(vector, "--vector")
+    if file.suffix == ".npy":
+        array = np.load(file, allow_pickle=False)
+        if array.ndim == 1:
+            return array
+        if not 0 <= row < array.shape[0]:
+            raise click.BadParameter(f"--row {row} is outside {file} ({array.shape[0]} rows)")
+        return array[row]
+    return parse_json(file.read_text(), str(file))
