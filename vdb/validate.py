@@ -78,7 +78,8 @@ def unique_id_keys(ids: list) -> list[bytes]:
 def vectors(values, dim: int, metric_name: str, ids: list | None = None, what="vector"):
     """(n, dim) float32 C-contiguous rows, checked finite (and non-zero under cosine)."""
     try:
-        arr = np.asarray(values, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            arr = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InvalidVectorError(f"{what}s must be numeric arrays: {exc}") from None
     if arr.ndim == 1:

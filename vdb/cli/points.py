@@ -1,6 +1,7 @@
 """`vdb import` and `vdb search`."""
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -63,7 +64,7 @@ def import_cmd(ctx, collection, file, ids_file, create, metric, batch_size, as_j
         validate.payloads(payloads, len(ids))
         starts = range(0, len(ids), batch_size)
         show = not as_json and len(starts) > 1
-        with click.progressbar(starts, label="importing", hidden=not show, err=True) as bar:
+        with click.progressbar(starts, label="importing", hidden=not show, file=sys.stderr) as bar:
             for start in bar:
                 stop = start + batch_size
                 col.upsert(

@@ -1,0 +1,114 @@
+"""The `vdb` command line, driven through click's runner on a real database directory."""
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from vdb.cli.main import main
+
+
+def run(tmp_path, *args, ok=True):
+    result = CliRunner().invoke(main, ["--data", str(tmp_path / "db"), *args])
+    assert (result.exit_code == 0) == ok, result.output
+    return result
+
+
+def test_collection_commands(tmp_path):
+    run(tmp_path, "collection", "create", "docs", "--dim", "3", "--metric", "l2")
+    out = run(tmp_path, "collection", "list", "--json").output
+    assert json.loads(out)[0]["name"] == "docs"
+    info = json.loads(run(tmp_path, "collection", "info", "docs", "--json").output)
+    assert info["dim"] == 3 and info["metric"] == "l2" and info["count"] == 0
+    err = run(tmp_path, "collection", "create", "docs", "--dim", "3", ok=False)
+    assert "already exists" in err.output
+    run(tmp_path, "collection", "drop", "docs", "--yes")
+    assert json.loads(run(tmp_path, "collection", "list", "--json").output) == []
+
+
+def test_import_jsonl_and_search(tmp_path):
+    lines = [
+        {"id": i, "vector": [i, 1.0, 0.5], "payload": {"even": i % 2 == 0}, "document": f"d{i}"}
+        for i in range(1, 30)
+    ]
+    src = tmp_path / "points.jsonl"
+    src.write_text("\n".join(json.dumps(x) for x in lines))
+    out = run(
+        tmp_path, "import", "pts", str(src), "--create", "--metric", "l2", "-b", "7", "--json"
+    ).output
+    assert json.loads(out) == {"collection": "pts", "imported": 29, "count": 29}
+    hits = json.loads(
+        run(
+            tmp_path,
+            "search",
+            "pts",
+            "--vector",
+            "[4, 1, 0.5]",
+            "-k",
+            "3",
+            "--filter",
+            '{"even": true}',
+            "--json",
+        ).output
+    )
+    assert [h["id"] for h in hits] == [4, 2, 6]
+    assert hits[0]["score"] == 0 and hits[0]["document"] == "d4"
+    table = run(tmp_path, "search", "pts", "--vector", "[4, 1, 0.5]", "-k", "2").output
+    assert "distance" in table.splitlines()[0] and "\t4\t" in table
+
+
+def test_import_npy_with_ids_and_search_by_row(tmp_path):
+    X = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    np.save(tmp_path / "v.npy", X)
+    (tmp_path / "ids.txt").write_text("\n".join(f"id{i}" for i in range(20)))
+    run(tmp_path, "collection", "create", "v", "--dim", "4")
+    run(tmp_path, "import", "v", str(tmp_path / "v.npy"), "--ids", str(tmp_path / "ids.txt"))
+    hits = json.loads(
+        run(
+            tmp_path,
+            "search",
+            "v",
+            "--file",
+            str(tmp_path / "v.npy"),
+            "--row",
+            "5",
+            "-k",
+            "1",
+            "--json",
+        ).output
+    )
+    assert hits[0]["id"] == "id5"
+
+
+def test_bad_import_writes_nothing(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    good = [json.dumps({"id": i, "vector": [1, 2]}) for i in range(5)]
+    src.write_text("\n".join(good + ['{"id": 9, "vector": [1, "x"]}']))
+    run(tmp_path, "collection", "create", "c", "--dim", "2")
+    err = run(tmp_path, "import", "c", str(src), ok=False)
+    assert "numeric" in err.output
+    src.write_text("\n".join(good + ['{"id": 9, "vector": [NaN, 1]}']))
+    err = run(tmp_path, "import", "c", str(src), "-b", "2", ok=False)
+    assert "InvalidVectorError" in err.output and "9" in err.output
+    info = json.loads(run(tmp_path, "collection", "info", "c", "--json").output)
+    assert info["count"] == 0
+    err = run(
+        tmp_path, "search", "c", "--vector", "[1, 2]", "--filter", '{"a": {"$gt": []}}', ok=False
+    )
+    assert "FilterError" in err.output
+    err = run(tmp_path, "search", "nope", "--vector", "[1, 2]", ok=False)
+    assert "CollectionNotFoundError" in err.output
+
+
+def test_help_everywhere_and_demo(tmp_path):
+    for args in (
+        ["--help"],
+        ["collection", "--help"],
+        ["collection", "create", "--help"],
+        ["import", "--help"],
+        ["search", "--help"],
+        ["demo", "--help"],
+    ):
+        assert "Usage" in run(tmp_path, *args).output
+    out = run(tmp_path, "demo", "--keep", str(tmp_path / "demo")).output
+    assert "Fresh strawberries" in out and "articles from 2023 on: 5" in out
