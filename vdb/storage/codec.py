@@ -13,6 +13,7 @@ import json
 import struct
 
 import numpy as np
+import orjson
 
 from vdb.errors import InvalidIdError, InvalidPayloadError
 from vdb.storage import keys
@@ -122,8 +123,7 @@ class Record:
         ) and same_vec
 
 
-def decode_record(raw, dim: int, with_vector: bool = True) -> Record:
-    raw = bytes(raw)
+def decode_record(raw: bytes, dim: int, with_vector: bool = True) -> Record:
     version, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
     pos = HEADER.size
     vector = None
@@ -132,7 +132,7 @@ def decode_record(raw, dim: int, with_vector: bool = True) -> Record:
     pos += 4 * dim
     pid = decode_id(raw[pos : pos + id_len])
     pos += id_len
-    payload = json.loads(raw[pos : pos + payload_len]) if payload_len else None
+    payload = orjson.loads(raw[pos : pos + payload_len]) if payload_len else None
     pos += payload_len
     document = raw[pos : pos + doc_len - 1].decode("utf-8") if doc_len else None
     return Record(pid, payload, document, vector)
@@ -146,7 +146,7 @@ def record_vector(raw, dim: int) -> np.ndarray:
 def record_payload(raw, dim: int):
     _, id_len, payload_len, _ = HEADER.unpack_from(raw, 0)
     pos = HEADER.size + 4 * dim + id_len
-    return json.loads(bytes(raw[pos : pos + payload_len])) if payload_len else None
+    return orjson.loads(raw[pos : pos + payload_len]) if payload_len else None
 
 
 def record_id_key(raw, dim: int) -> bytes:
