@@ -176,3 +176,49 @@ def test_map_grows_when_full(tmp_path, rng):
         assert col.count() == 3000
     with vdb.open(tmp_path / "db") as db:
         assert db.get_collection("c").count() == 3000
+
+
+def test_snapshot_while_writing_holds_whole_batches(tmp_path, rng):
+    import threading
+
+    X = rng.standard_normal((20, 4)).astype(np.float32)
+    with vdb.open(tmp_path / "db") as db:
+        col = db.create_collection("c", dim=4)
+        done = threading.Event()
+
+        def write():
+            for b in range(200):
+                col.upsert([f"{b}-{i}" for i in range(20)], X, payloads=[{"b": b}] * 20)
+                col.delete(filter={"b": b - 3})
+            done.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        db.snapshot(tmp_path / "snap")
+        thread.join()
+        assert done.is_set() and col.count() == 60
+    with vdb.open(tmp_path / "snap") as copy:
+        col = copy.get_collection("c")
+        page, _ = col.scroll(limit=10_000)
+        batches = {r.payload["b"] for r in page}
+        assert len(page) == 20 * len(batches)
+        for b in batches:
+            assert col.count({"b": b}) == 20
+        assert len(col.search(X[0], k=100)) == len(page)
+
+
+def test_map_full_retry_gives_back_free_slots(tmp_path, rng):
+    with vdb.open(tmp_path / "db", map_size=1 << 20) as db:
+        col = db.create_collection("c", dim=128)
+        X = rng.standard_normal((600, 128)).astype(np.float32)
+        col.upsert(list(range(600)), X)
+        col.delete(ids=list(range(0, 600, 2)))
+        for start in range(1000, 4000, 500):  # grows the map while reusing free slots
+            col.upsert(list(range(start, start + 500)), rng.standard_normal((500, 128)))
+        assert col.count() == 3300
+        free = np.array(col._free, dtype=np.int64)
+        assert len(set(col._free)) == len(free)
+        assert not col._index.alive[free[free < col._index.size]].any()
+    with vdb.open(tmp_path / "db") as db:
+        col = db.get_collection("c")
+        assert col.count() == 3300 and len(col.scroll(limit=10_000)[0]) == 3300

@@ -200,21 +200,26 @@ class Collection:
         records = [encode_record(vecs[i], id_keys[i], pay_json[i], docs[i]) for i in range(n)]
         with self._lock.write():
             self._check_open()
-            plan = self._store.transact(lambda txn: self._write_upsert(txn, id_keys, records))
-            rows, lsn, next_iid, used_free = plan
-            for _ in range(used_free):
-                heapq.heappop(self._free)
+            taken: list[int] = []  # free slots popped by the current attempt
+            try:
+                rows, lsn, next_iid = self._store.transact(
+                    lambda txn: self._write_upsert(txn, id_keys, records, taken)
+                )
+            except BaseException:
+                self._give_back(taken)
+                raise
             self._lsn, self._next_iid = lsn, next_iid
             self._index.remove(rows)
             self._payloads.clear(rows)
             self._apply(rows, vecs, pay_items)
         return WriteResult(lsn, n)
 
-    def _write_upsert(self, txn, id_keys, records):
+    def _write_upsert(self, txn, id_keys, records, taken: list[int]):
+        """The LMDB half of an upsert. May run again after a map resize: slots taken by an
+        earlier attempt go back to the free heap first."""
         cid, st = self.config.cid, self._store
         prefix = keys.cid_prefix(cid)
-        free = list(self._free)  # not mutated here: the transaction may be retried
-        used_free = 0
+        self._give_back(taken)
         next_iid = self._next_iid
         rows = np.empty(len(id_keys), dtype=np.int64)
         for i, (id_key, record) in enumerate(zip(id_keys, records, strict=True)):
@@ -222,9 +227,9 @@ class Collection:
             if existing is not None:
                 iid = keys.U64.unpack(existing)[0]
             else:
-                if used_free < len(free):
-                    iid = heapq.heappop(free)
-                    used_free += 1
+                if self._free:
+                    iid = heapq.heappop(self._free)
+                    taken.append(iid)
                 else:
                     iid = next_iid
                     next_iid += 1
@@ -234,7 +239,12 @@ class Collection:
         lsn = self._lsn + 1
         oplog.append(txn, st.oplog, cid, lsn, oplog.OP_UPSERT, rows)
         txn.put(keys.state_key(cid), keys.STATE.pack(lsn, next_iid), db=st.meta)
-        return rows, lsn, next_iid, used_free
+        return rows, lsn, next_iid
+
+    def _give_back(self, taken: list[int]) -> None:
+        for iid in taken:
+            heapq.heappush(self._free, iid)
+        taken.clear()
 
     def delete(self, ids=None, filter=None) -> WriteResult:
         """Delete points by ids or by filter (exactly one). Unknown ids are ignored."""
