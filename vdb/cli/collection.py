@@ -2,8 +2,7 @@
 
 import click
 
-from vdb.cli.main import echo_json, open_db
-from vdb.index import METRICS
+from vdb.cli.main import echo_json, metric_option, open_db
 
 
 @click.group()
@@ -14,15 +13,7 @@ def collection():
 @collection.command()
 @click.argument("name")
 @click.option("--dim", "-n", type=int, required=True, help="Vector dimension.")
-@click.option(
-    "--metric",
-    "-m",
-    type=click.Choice(METRICS),
-    default="cosine",
-    show_default=True,
-    help="Distance: cosine or dot (similarity, higher is better) or l2 (distance, lower is "
-    "better).",
-)
+@metric_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def create(ctx, name, dim, metric, as_json):

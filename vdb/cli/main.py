@@ -6,6 +6,16 @@ import click
 
 import vdb
 from vdb.errors import VdbError
+from vdb.index import METRICS
+
+metric_option = click.option(
+    "--metric",
+    "-m",
+    type=click.Choice(METRICS),
+    default="cosine",
+    show_default=True,
+    help="cosine or dot (similarity, higher is better) or l2 (distance, lower is better).",
+)
 
 
 class VdbGroup(click.Group):

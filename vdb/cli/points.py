@@ -8,9 +8,8 @@ import click
 import numpy as np
 
 from vdb import validate
-from vdb.cli.main import echo_json, open_db, parse_json
+from vdb.cli.main import echo_json, metric_option, open_db, parse_json
 from vdb.errors import CollectionNotFoundError
-from vdb.index import METRICS
 
 
 @click.command("import")
@@ -23,14 +22,7 @@ from vdb.index import METRICS
     help="For .npy input: a text file with one id per line (default: row numbers).",
 )
 @click.option("--create", is_flag=True, help="Create the collection if missing (dim from data).")
-@click.option(
-    "--metric",
-    "-m",
-    type=click.Choice(METRICS),
-    default="cosine",
-    show_default=True,
-    help="Metric for --create.",
-)
+@metric_option
 @click.option(
     "--batch-size",
     "-b",
