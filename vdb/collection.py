@@ -154,19 +154,21 @@ class Collection:
             lsn, next_iid = _read_state(txn, self._store, self.config.cid)
         if lsn <= self._lsn:
             return
-        with self._lock.write(), self._store.read() as txn:
-            replayed = self._lsn
-            for entry_lsn, op, iids in oplog.read_since(
-                txn, self._store.oplog, self.config.cid, self._lsn
-            ):
-                if entry_lsn != replayed + 1:
-                    break
-                self._replay(txn, op, iids)
-                replayed = entry_lsn
-            if replayed != lsn:  # log truncated past our state: reload everything
+        with self._lock.write():
+            with self._store.read() as txn:
+                lsn, next_iid = _read_state(txn, self._store, self.config.cid)
+                replayed = self._lsn
+                for entry_lsn, op, iids in oplog.read_since(
+                    txn, self._store.oplog, self.config.cid, self._lsn
+                ):
+                    if entry_lsn != replayed + 1 or entry_lsn > lsn:
+                        break
+                    self._replay(txn, op, iids)
+                    replayed = entry_lsn
+            if replayed == lsn:
+                self._lsn, self._next_iid = lsn, next_iid
+            else:  # the log no longer reaches back to our state: rebuild from the records
                 self._load()
-                return
-            self._lsn, self._next_iid = lsn, next_iid
 
     def _replay(self, txn, op: int, iids: np.ndarray) -> None:
         self._index.remove(iids)
