@@ -1,0 +1,170 @@
+"""HNSW against the flat index: recall, determinism, deletes, filters, growth, concurrency."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from vdb.index import FlatIndex
+from vdb.index.hnsw import HnswConfig, HnswIndex
+
+N, DIM, NQ = 6000, 24, 200
+
+
+def clustered(n, dim, seed=0, centres=60):
+    rng = np.random.default_rng(seed)
+    C = rng.standard_normal((centres, dim)).astype(np.float32) * 3
+    spread = rng.uniform(1.0, 1.6, centres).astype(np.float32)
+    lab = rng.integers(0, centres, n)
+    return (C[lab] + rng.standard_normal((n, dim)).astype(np.float32) * spread[lab, None]).astype(
+        np.float32
+    )
+
+
+@pytest.fixture(scope="module")
+def data():
+    P = clustered(N + NQ, DIM)
+    return P[:N], P[N:]
+
+
+def recall(ids, truth):
+    return np.mean(
+        [
+            len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum())
+            for a, b in zip(ids, truth, strict=True)
+        ]
+    )
+
+
+def build(X, metric="l2", **kw):
+    index = HnswIndex(X.shape[1], metric, HnswConfig(**kw))
+    index.set(np.arange(len(X), dtype=np.int64), X)
+    return index
+
+
+def exact(X, Q, k, metric="l2", mask=None, alive=None):
+    flat = FlatIndex(X.shape[1], metric)
+    flat.set(np.arange(len(X), dtype=np.int64), X)
+    if alive is not None:
+        flat.remove(np.flatnonzero(~alive).astype(np.int64))
+    return flat.search(Q, k, mask)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
+def test_recall_against_flat(data, metric):
+    X, Q = data
+    if metric == "cosine":
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    index = build(X, metric)
+    true_s, true_i = exact(X, Q, 10, metric)
+    s, i = index._graph_search(Q, 10, 64, None)
+    assert recall(i, true_i) >= 0.95
+    scores, ids = index.search(Q, 10)
+    assert recall(ids, true_i) >= 0.95
+    order = np.diff(scores, axis=1)
+    assert (order >= -1e-5).all() if metric == "l2" else (order <= 1e-5).all()
+
+
+def test_deterministic_for_a_seed(data):
+    X, _ = data
+    a, b = build(X[:3000], seed=3), build(X[:3000], seed=3)
+    np.testing.assert_array_equal(a.links0, b.links0)
+    np.testing.assert_array_equal(a.counts0, b.counts0)
+    np.testing.assert_array_equal(a.levels, b.levels)
+    c = build(X[:3000], seed=4)
+    assert not np.array_equal(a.levels, c.levels)
+
+
+def test_incremental_adds_grow_without_limit(data):
+    X, Q = data
+    index = HnswIndex(DIM, "l2")
+    for start in range(0, N, 700):
+        index.set(np.arange(start, min(N, start + 700), dtype=np.int64), X[start : start + 700])
+    assert index.capacity >= N and len(index) == N
+    _, true_i = exact(X, Q, 10)
+    assert recall(index._graph_search(Q, 10, 64, None)[1], true_i) >= 0.95
+
+
+def test_deletes_are_never_returned_and_reinsert_keeps_recall(data):
+    X, Q = data
+    fresh = build(X)
+    _, true_i = exact(X, Q, 10)
+    base = recall(fresh._graph_search(Q, 10, 64, None)[1], true_i)
+    index = build(X)
+    gone = np.random.default_rng(1).choice(N, int(0.3 * N), replace=False).astype(np.int64)
+    index.remove(gone)
+    alive = np.ones(N, bool)
+    alive[gone] = False
+    _, i = index.search(Q, 10)
+    assert not np.isin(i, gone).any()
+    _, true_alive = exact(X, Q, 10, alive=alive)
+    assert recall(i, true_alive) >= 0.95
+    index.set(gone, X[gone])
+    after = recall(index._graph_search(Q, 10, 64, None)[1], true_i)
+    assert after >= base - 0.01
+
+
+def test_upsert_moves_a_vector(data):
+    X, Q = data
+    index = build(X)
+    index.set(np.array([5], np.int64), Q[:1])
+    _, i = index.search(Q[:1], 1)
+    assert i[0, 0] == 5
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1, 0.01])
+def test_filtered_recall_and_always_k(data, share):
+    X, Q = data
+    index = build(X)
+    rng = np.random.default_rng(2)
+    mask = rng.random(N) < share
+    _, true_i = exact(X, Q, 10, mask=mask)
+    s, i = index.search(Q, 10, mask=mask)
+    assert recall(i, true_i) >= 0.95
+    assert (i >= 0).all() and mask[i].all()
+    tiny = np.zeros(N, bool)
+    tiny[[7, 99, 4000]] = True
+    _, i = index.search(Q, 10, mask=tiny)
+    assert i.shape == (NQ, 3) and set(i[0]) == {7, 99, 4000}
+
+
+def test_filtered_graph_walk_finds_k(data):
+    X, Q = data
+    index = build(X)
+    mask = np.random.default_rng(3).random(N) < 0.5
+    _, i = index._graph_search(Q, 10, 200, mask)
+    assert ((i >= 0).sum(axis=1) == 10).mean() > 0.99
+    assert mask[i[i >= 0]].all()
+
+
+def test_search_while_inserting(data):
+    X, Q = data
+    index = build(X[:2000])
+    lock = threading.Lock()  # the collection serializes writers against readers this way
+    errors = []
+
+    def insert():
+        for start in range(2000, N, 500):
+            with lock:
+                index.set(np.arange(start, start + 500, dtype=np.int64), X[start : start + 500])
+
+    def search():
+        try:
+            for _ in range(30):
+                with lock:
+                    n = index.size
+                    s, i = index.search(Q[:20], 10)
+                assert (i < n).all() and (i >= 0).all()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=insert)] + [
+        threading.Thread(target=search) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(index) == N

@@ -1,0 +1,255 @@
+"""HNSW approximate nearest-neighbour index on top of the flat arena.
+
+The vectors stay in FlatIndex's aligned arena, in internal-id order; the graph sits beside it:
+  levels    (capacity,) int8            top level of each node (-1: not in the graph)
+  links0    (capacity, 2M) int32        level-0 neighbours;  counts0 (capacity,) int32
+  upper_row (capacity,) int32           row of a node in the upper-level block, or -1
+  links_up  (MAX_LEVEL, upper_cap, M)   neighbours on levels 1..;  counts_up (MAX_LEVEL, upper_cap)
+Nodes are inserted in batches of doubling size (prefix doubling); see hnsw_kernels.insert_batch.
+Deleted nodes stay in the graph as waypoints and are never returned.
+"""
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from vdb.index import hnsw_kernels as hk
+from vdb.index.flat import FlatIndex
+
+
+@dataclass(frozen=True)
+class HnswConfig:
+    M: int = 16  # neighbours per node on upper levels; 2*M on level 0
+    ef_construction: int = 200  # candidate list size while linking a new node
+    ef_search: int = 64  # candidate list size while searching (at least k)
+    seed: int = 0  # drives the level of every node: same seed, same graph
+    max_batch: int = 4096  # largest insertion batch (prefix doubling stops growing here)
+    batch_fraction: float = 0.02  # ... or this share of the graph, whichever is smaller
+
+
+class _Scratch(threading.local):
+    """Per-Python-thread search buffers, one row per numba thread, reused across calls."""
+
+    visited = None
+
+
+class HnswIndex(FlatIndex):
+    def __init__(self, dim: int, metric: str, config: HnswConfig = HnswConfig(), capacity=0):
+        self.config = config
+        M = config.M
+        self.levels = np.full(0, -1, np.int8)
+        self.links0 = np.zeros((0, 2 * M), np.int32)
+        self.counts0 = np.zeros(0, np.int32)
+        self.upper_row = np.full(0, -1, np.int32)
+        self.links_up = np.zeros((hk.MAX_LEVEL, 0, M), np.int32)
+        self.counts_up = np.zeros((hk.MAX_LEVEL, 0), np.int32)
+        self.n_upper = 0
+        self.entry = -1
+        self.top_level = -1
+        self._scratch = _Scratch()
+        super().__init__(dim, metric, capacity)
+
+    # ------------------------------------------------------------ storage
+
+    def reserve(self, capacity: int) -> None:
+        old = self.capacity
+        super().reserve(capacity)
+        new = self.capacity
+        if new == old:
+            return
+        self.levels = _grow(self.levels, new, -1)
+        self.links0 = _grow(self.links0, new, 0)
+        self.counts0 = _grow(self.counts0, new, 0)
+        self.upper_row = _grow(self.upper_row, new, -1)
+
+    def _reserve_upper(self, n: int) -> None:
+        cap = self.links_up.shape[1]
+        if n <= cap:
+            return
+        cap = max(n, 2 * cap, 64)
+        links = np.zeros((hk.MAX_LEVEL, cap, self.config.M), np.int32)
+        links[:, : self.n_upper] = self.links_up[:, : self.n_upper]
+        counts = np.zeros((hk.MAX_LEVEL, cap), np.int32)
+        counts[:, : self.n_upper] = self.counts_up[:, : self.n_upper]
+        self.links_up, self.counts_up = links, counts
+
+    @property
+    def _l2(self) -> bool:
+        return self.metric == "l2"
+
+    # ------------------------------------------------------------ writes
+
+    def set(self, iids: np.ndarray, vectors: np.ndarray) -> None:
+        super().set(iids, vectors)
+        self._link(np.asarray(iids, dtype=np.int64))
+
+    def _link(self, nodes: np.ndarray) -> None:
+        if not len(nodes):
+            return
+        fresh = nodes[self.levels[nodes] < 0]
+        self._assign_levels(fresh)
+        self.counts0[nodes] = 0  # re-linked nodes choose their neighbours again
+        if self.entry < 0:
+            self.entry = int(nodes[0])
+            self.top_level = int(self.levels[self.entry])
+            nodes = nodes[1:]
+        cfg = self.config
+        start, size = 0, 1
+        while start < len(nodes):
+            limit = max(1, min(cfg.max_batch, int(cfg.batch_fraction * self.count)))
+            batch = nodes[start : start + min(size, limit)]
+            self._insert_batch(batch)
+            start += len(batch)
+            size *= 2
+
+    def _assign_levels(self, nodes: np.ndarray) -> None:
+        if not len(nodes):
+            return
+        u = _uniform(nodes, self.config.seed)
+        ml = 1.0 / math.log(self.config.M)
+        levels = np.minimum(np.floor(-np.log(u) * ml), hk.MAX_LEVEL).astype(np.int8)
+        self.levels[nodes] = levels
+        upper = nodes[levels > 0]
+        self._reserve_upper(self.n_upper + len(upper))
+        self.upper_row[upper] = np.arange(self.n_upper, self.n_upper + len(upper), dtype=np.int32)
+        self.n_upper += len(upper)
+
+    def _insert_batch(self, batch: np.ndarray) -> None:
+        cfg = self.config
+        width = max(cfg.ef_construction * 2 * cfg.M, 2 * cfg.M + len(batch)) + 1
+        visited, tags, ck, cv, rk, rv = self._buffers(width)
+        sel_s = np.empty((len(tags), width), np.float32)
+        sel_i = np.empty((len(tags), width), np.int32)
+        hk.insert_batch(
+            self.vectors,
+            batch,
+            self.levels,
+            self.links0,
+            self.counts0,
+            self.upper_row,
+            self.links_up,
+            self.counts_up,
+            self.entry,
+            self.top_level,
+            cfg.M,
+            cfg.ef_construction,
+            self._l2,
+            visited,
+            tags,
+            ck,
+            cv,
+            rk,
+            rv,
+            sel_s,
+            sel_i,
+            np.zeros(1, np.bool_),
+        )
+        top = batch[np.argmax(self.levels[batch])]
+        if self.levels[top] > self.top_level:
+            self.entry, self.top_level = int(top), int(self.levels[top])
+
+    def _buffers(self, width: int):
+        """Visited tags (threads, capacity) and heaps (threads, width) for this Python thread."""
+        threads = numba.get_num_threads()
+        s = self._scratch
+        if (
+            s.visited is None
+            or s.visited.shape != (threads, self.capacity)
+            or s.tags.max() > 1 << 30
+        ):
+            s.visited = np.zeros((threads, self.capacity), np.int32)
+            s.tags = np.zeros(threads, np.int32)
+        if getattr(s, "ck", None) is None or s.ck.shape[1] < width or s.ck.shape[0] != threads:
+            s.ck = np.empty((threads, width), np.float32)
+            s.cv = np.empty((threads, width), np.int32)
+            s.rk = np.empty((threads, width), np.float32)
+            s.rv = np.empty((threads, width), np.int32)
+        return s.visited, s.tags, s.ck, s.cv, s.rk, s.rv
+
+    # ------------------------------------------------------------ reads
+
+    def search(
+        self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, ef: int | None = None
+    ):
+        n = self.size
+        if mask is None:
+            matching = self.count
+            live = None if matching == n else self.alive[:n]
+        else:
+            live = mask[:n] & self.alive[:n]
+            matching = int(np.count_nonzero(live))
+        k = min(k, matching)
+        nq = queries.shape[0]
+        if k == 0:
+            return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+        ef = max(ef or self.config.ef_search, k)
+        M0 = 2 * self.config.M
+        # Exact scan when it costs no more than the graph walk would: a walk visits about
+        # ef / selectivity nodes of M0 neighbours each; a scan touches every matching row.
+        if matching * matching <= ef * M0 * n or self.entry < 0:
+            return super().search(queries, k, mask)
+        if live is not None:
+            ef = min(n, int(ef * n / matching))
+        scores, ids = self._graph_search(queries, k, ef, live)
+        short = (ids < 0).any(axis=1)
+        if short.any():  # the walk found fewer than k matching nodes: scan those queries
+            s2, i2 = super().search(queries[short], k, mask)
+            scores[short], ids[short] = s2, i2
+            return scores, ids
+        if self._l2:
+            scores = np.sqrt(np.maximum(-scores, 0.0))
+        return scores, ids
+
+    def _graph_search(self, queries, k, ef, live):
+        width = max(ef * 2 * self.config.M, ef + 1) + 1
+        visited, tags, ck, cv, rk, rv = self._buffers(width)
+        nq = queries.shape[0]
+        out_s = np.empty((nq, k), np.float32)
+        out_i = np.empty((nq, k), np.int64)
+        use_mask = live is not None
+        mask = live if use_mask else np.zeros(1, np.bool_)
+        Q = np.ascontiguousarray(queries, dtype=np.float32)
+        hk.search_batch(
+            self.vectors,
+            Q,
+            k,
+            ef,
+            self._l2,
+            self.links0,
+            self.counts0,
+            self.upper_row,
+            self.links_up,
+            self.counts_up,
+            self.entry,
+            self.top_level,
+            mask,
+            use_mask,
+            visited,
+            tags,
+            ck,
+            cv,
+            rk,
+            rv,
+            out_s,
+            out_i,
+        )
+        return out_s, out_i
+
+
+def _grow(arr: np.ndarray, capacity: int, fill) -> np.ndarray:
+    out = np.full((capacity, *arr.shape[1:]), fill, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
+
+
+def _uniform(nodes: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform (0, 1] number per node id, from a splitmix64 hash of (seed, id)."""
+    with np.errstate(over="ignore"):
+        z = nodes.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return ((z >> np.uint64(11)).astype(np.float64) + 1.0) / float(1 << 53)

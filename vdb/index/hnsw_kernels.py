@@ -1,0 +1,412 @@
+"""Numba kernels of the HNSW index: layer search, neighbour selection, batch insertion, search.
+
+Similarity is maximized everywhere: the dot product (cosine on normalized rows, or dot), or the
+negated squared Euclidean distance for l2.
+
+Graph layout (see hnsw.py): level 0 is links0 (capacity, M0) int32 with counts0 (capacity,);
+level l >= 1 is links_up[l - 1] (upper capacity, M) int32 with counts_up[l - 1], addressed by
+upper_row[node]. Scratch buffers are allocated once per call, one row per thread.
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from vdb.index.kernels import FASTMATH
+
+MAX_LEVEL = 16
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
+def _sim(X, node, q, l2):
+    d = q.shape[0]
+    acc = np.float32(0.0)
+    if l2:
+        for j in range(d):
+            t = X[node, j] - q[j]
+            acc -= t * t
+    else:
+        for j in range(d):
+            acc += X[node, j] * q[j]
+    return acc
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _heap_push(hk, hv, n, key, val):
+    """Push onto a max-heap of (key, value) pairs of size n; returns the new size."""
+    pos = n
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if hk[parent] >= key:
+            break
+        hk[pos] = hk[parent]
+        hv[pos] = hv[parent]
+        pos = parent
+    hk[pos] = key
+    hv[pos] = val
+    return n + 1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _heap_pop(hk, hv, n):
+    """Remove the top of a max-heap of size n; returns the new size."""
+    n -= 1
+    key = hk[n]
+    val = hv[n]
+    pos = 0
+    while True:
+        c = 2 * pos + 1
+        if c >= n:
+            break
+        if c + 1 < n and hk[c + 1] > hk[c]:
+            c += 1
+        if hk[c] <= key:
+            break
+        hk[pos] = hk[c]
+        hv[pos] = hv[c]
+        pos = c
+    if n > 0:
+        hk[pos] = key
+        hv[pos] = val
+    return n
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _row(node, level, upper_row):
+    return node if level == 0 else upper_row[node]
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _greedy(X, q, ep, ep_sim, level, upper_row, links_up, counts_up, l2):
+    """Walk level `level` (>= 1) greedily towards q; returns the closest node and its sim."""
+    links = links_up[level - 1]
+    counts = counts_up[level - 1]
+    changed = True
+    while changed:
+        changed = False
+        r = upper_row[ep]
+        for j in range(counts[r]):
+            nb = links[r, j]
+            s = _sim(X, nb, q, l2)
+            if s > ep_sim:
+                ep_sim = s
+                ep = nb
+                changed = True
+    return ep, ep_sim
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _search_layer(
+    X,
+    q,
+    ep,
+    ep_sim,
+    ef,
+    level,
+    links,
+    counts,
+    upper_row,
+    l2,
+    visited,
+    tag,
+    mask,
+    use_mask,
+    ck,
+    cv,
+    rk,
+    rv,
+):
+    """Best-first search of one layer. Hot spot of both build and query.
+
+    Candidates live in a max-heap (ck, cv) by similarity; results in a max-heap (rk, rv) keyed
+    by -similarity, so its top is the worst kept. With use_mask, every node is traversed but
+    only nodes whose mask is True enter the results. Returns the number of results.
+    """
+    cap = ck.shape[0]
+    visited[ep] = tag
+    nc = _heap_push(ck, cv, 0, ep_sim, ep)
+    nr = 0
+    if (not use_mask) or mask[ep]:
+        nr = _heap_push(rk, rv, 0, -ep_sim, ep)
+    while nc > 0:
+        cs = ck[0]
+        c = cv[0]
+        if nr >= ef and cs < -rk[0]:
+            break
+        nc = _heap_pop(ck, cv, nc)
+        r = _row(c, level, upper_row)
+        for j in range(counts[r]):
+            nb = links[r, j]
+            if visited[nb] == tag:
+                continue
+            visited[nb] = tag
+            s = _sim(X, nb, q, l2)
+            if nr < ef or s > -rk[0]:
+                if nc < cap:
+                    nc = _heap_push(ck, cv, nc, s, nb)
+                if (not use_mask) or mask[nb]:
+                    nr = _heap_push(rk, rv, nr, -s, nb)
+                    if nr > ef:
+                        nr = _heap_pop(rk, rv, nr)
+    return nr
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _select(X, base_sims, cands, n, m, out, l2):
+    """HNSW neighbour heuristic: cands[:n] sorted by similarity to the base (descending).
+
+    Keep a candidate only if it is closer to the base than to every neighbour kept so far.
+    Writes up to m ids into out; returns how many.
+    """
+    kept = 0
+    for i in range(n):
+        c = cands[i]
+        good = True
+        for j in range(kept):
+            if _sim(X, out[j], X[c], l2) > base_sims[i]:
+                good = False
+                break
+        if good:
+            out[kept] = c
+            kept += 1
+            if kept == m:
+                break
+    return kept
+
+
+@njit(nogil=True, cache=True)
+def _sorted_results(rk, rv, nr, sims_out, ids_out):
+    """Drain a results heap into arrays sorted by similarity, best first."""
+    for i in range(nr - 1, -1, -1):
+        sims_out[i] = -rk[0]
+        ids_out[i] = rv[0]
+        nr = _heap_pop(rk, rv, nr)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True, parallel=True)
+def insert_batch(
+    X,
+    nodes,
+    levels,
+    links0,
+    counts0,
+    upper_row,
+    links_up,
+    counts_up,
+    entry,
+    top_level,
+    M,
+    efc,
+    l2,
+    visited,
+    tags,
+    ck,
+    cv,
+    rk,
+    rv,
+    sel_s,
+    sel_i,
+    nomask,
+):
+    """Link new nodes into the graph as it stood before the batch (phase 1), then add the
+    reverse edges grouped by target node and prune overfull lists (phase 2). Lock-free: in
+    phase 1 each thread writes only its own new nodes' lists; in phase 2 each target's list is
+    written by one thread. The result does not depend on thread scheduling."""
+    nb_new = nodes.shape[0]
+    M0 = links0.shape[1]
+    # ---- phase 1: search from the old graph, choose forward neighbours
+    for b in prange(nb_new):
+        t = numba.get_thread_id()
+        p = nodes[b]
+        q = X[p]
+        lvl = levels[p]
+        ep = entry
+        ep_sim = _sim(X, ep, q, l2)
+        for level in range(top_level, lvl, -1):
+            ep, ep_sim = _greedy(X, q, ep, ep_sim, level, upper_row, links_up, counts_up, l2)
+        for level in range(min(lvl, top_level), -1, -1):
+            tags[t] += 1
+            if level == 0:
+                links = links0
+                counts = counts0
+            else:
+                links = links_up[level - 1]
+                counts = counts_up[level - 1]
+            nr = _search_layer(
+                X,
+                q,
+                ep,
+                ep_sim,
+                efc,
+                level,
+                links,
+                counts,
+                upper_row,
+                l2,
+                visited[t],
+                tags[t],
+                nomask,
+                False,
+                ck[t],
+                cv[t],
+                rk[t],
+                rv[t],
+            )
+            _sorted_results(rk[t], rv[t], nr, sel_s[t], sel_i[t])
+            # drop the node itself (re-insertion of an updated vector)
+            w = 0
+            for i in range(nr):
+                if sel_i[t, i] != p:
+                    sel_s[t, w] = sel_s[t, i]
+                    sel_i[t, w] = sel_i[t, i]
+                    w += 1
+            if w == 0:
+                continue
+            ep = sel_i[t, 0]
+            ep_sim = sel_s[t, 0]
+            r = _row(p, level, upper_row)
+            kept = _select(X, sel_s[t], sel_i[t], w, M, links[r], l2)
+            counts[r] = kept
+    # ---- phase 2: reverse edges, grouped by (level, target)
+    total = 0
+    for b in range(nb_new):
+        p = nodes[b]
+        for level in range(min(levels[p], top_level) + 1):
+            total += counts0[p] if level == 0 else counts_up[level - 1][upper_row[p]]
+    keys = np.empty(total, dtype=np.int64)
+    srcs = np.empty(total, dtype=np.int32)
+    cap_nodes = links0.shape[0]
+    e = 0
+    for b in range(nb_new):
+        p = nodes[b]
+        for level in range(min(levels[p], top_level) + 1):
+            if level == 0:
+                for j in range(counts0[p]):
+                    keys[e] = links0[p, j]
+                    srcs[e] = p
+                    e += 1
+            else:
+                r = upper_row[p]
+                for j in range(counts_up[level - 1][r]):
+                    keys[e] = level * cap_nodes + links_up[level - 1][r, j]
+                    srcs[e] = p
+                    e += 1
+    order = np.argsort(keys, kind="mergesort")
+    starts = np.empty(total + 1, dtype=np.int64)
+    ng = 0
+    for i in range(total):
+        if i == 0 or keys[order[i]] != keys[order[i - 1]]:
+            starts[ng] = i
+            ng += 1
+    starts[ng] = total
+    for g in prange(ng):
+        t = numba.get_thread_id()
+        key = keys[order[starts[g]]]
+        level = key // cap_nodes
+        target = key - level * cap_nodes
+        if level == 0:
+            links = links0
+            counts = counts0
+            cap = M0
+        else:
+            links = links_up[level - 1]
+            counts = counts_up[level - 1]
+            cap = M
+        r = _row(target, level, upper_row)
+        c = counts[r]
+        # pool = existing neighbours + new sources (distinct), in sel_i[t]
+        n = 0
+        for j in range(c):
+            sel_i[t, n] = links[r, j]
+            n += 1
+        for i in range(starts[g], starts[g + 1]):
+            s = srcs[order[i]]
+            dup = False
+            for j in range(n):
+                if sel_i[t, j] == s:
+                    dup = True
+                    break
+            if not dup and s != target:
+                sel_i[t, n] = s
+                n += 1
+        if n <= cap:
+            for j in range(c, n):
+                links[r, j] = sel_i[t, j]
+            counts[r] = n
+            continue
+        # prune: sort the pool by similarity to the target, then the heuristic
+        tq = X[target]
+        for j in range(n):
+            sel_s[t, j] = _sim(X, sel_i[t, j], tq, l2)
+        idx = np.argsort(-sel_s[t, :n], kind="mergesort")
+        for j in range(n):
+            ck[t, j] = sel_s[t, idx[j]]
+            cv[t, j] = sel_i[t, idx[j]]
+        kept = _select(X, ck[t], cv[t], n, cap, links[r], l2)
+        counts[r] = kept
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True, parallel=True)
+def search_batch(
+    X,
+    Q,
+    k,
+    ef,
+    l2,
+    links0,
+    counts0,
+    upper_row,
+    links_up,
+    counts_up,
+    entry,
+    top_level,
+    mask,
+    use_mask,
+    visited,
+    tags,
+    ck,
+    cv,
+    rk,
+    rv,
+    out_s,
+    out_i,
+):
+    """Top-k per query (prange over queries). Results best first in out_s/out_i, -1 padded."""
+    nq = Q.shape[0]
+    for qi in prange(nq):
+        t = numba.get_thread_id()
+        q = Q[qi]
+        ep = entry
+        ep_sim = _sim(X, ep, q, l2)
+        for level in range(top_level, 0, -1):
+            ep, ep_sim = _greedy(X, q, ep, ep_sim, level, upper_row, links_up, counts_up, l2)
+        tags[t] += 1
+        nr = _search_layer(
+            X,
+            q,
+            ep,
+            ep_sim,
+            ef,
+            0,
+            links0,
+            counts0,
+            upper_row,
+            l2,
+            visited[t],
+            tags[t],
+            mask,
+            use_mask,
+            ck[t],
+            cv[t],
+            rk[t],
+            rv[t],
+        )
+        while nr > k:
+            nr = _heap_pop(rk[t], rv[t], nr)
+        for i in range(k):
+            out_s[qi, i] = -np.inf
+            out_i[qi, i] = -1
+        for i in range(nr - 1, -1, -1):
+            out_s[qi, i] = -rk[t, 0]
+            out_i[qi, i] = rv[t, 0]
+            nr = _heap_pop(rk[t], rv[t], nr)
