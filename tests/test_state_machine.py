@@ -23,12 +23,14 @@ vectors = st.lists(
 
 
 class StoreMachine(RuleBasedStateMachine):
-    @initialize(metric=st.sampled_from(["cosine", "dot", "l2"]))
-    def open_store(self, metric):
+    @initialize(
+        metric=st.sampled_from(["cosine", "dot", "l2"]), index=st.sampled_from(["flat", "hnsw"])
+    )
+    def open_store(self, metric, index):
         self.path = tempfile.mkdtemp()
         self.metric = metric
         self.db = vdb.open(self.path)
-        self.col = self.db.create_collection("c", DIM, metric)
+        self.col = self.db.create_collection("c", DIM, metric, index=index)
         self.model: dict = {}  # id -> (vector, payload)
 
     @rule(

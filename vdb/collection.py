@@ -10,7 +10,8 @@ import numpy as np
 from vdb import filters, validate
 from vdb._rwlock import RWLock
 from vdb.errors import ClosedError, InvalidArgumentError, PointNotFoundError, ReadOnlyError
-from vdb.index import FlatIndex
+from vdb.index.config import IndexConfig
+from vdb.index.hnsw import HnswIndex
 from vdb.storage import keys, oplog
 from vdb.storage.codec import (
     Record,
@@ -30,13 +31,16 @@ class CollectionConfig:
     metric: str  # cosine | dot | l2
     cid: int  # internal collection number, the key prefix of its records
     created_at: float  # unix time
+    index: IndexConfig = IndexConfig()  # flat, HNSW, or flat until a size threshold
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> "CollectionConfig":
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        data["index"] = IndexConfig.parse(data.get("index"))
+        return cls(**data)
 
 
 @dataclass(slots=True)
@@ -107,14 +111,15 @@ class Collection:
         self._check_open()
         with self._lock.read():
             count = len(self._index)
-        return {**asdict(self.config), "count": count, "lsn": self._lsn}
+        kind = "hnsw" if isinstance(self._index, HnswIndex) else "flat"
+        return {**asdict(self.config), "count": count, "lsn": self._lsn, "index_in_use": kind}
 
     # ------------------------------------------------------------ loading
 
     def _load(self) -> None:
         """Rebuild the in-memory state from LMDB: the vector arena and the payload columns."""
         cid, dim = self.config.cid, self.dim
-        self._index = FlatIndex(dim, self.metric)
+        self._index = self.config.index.make(dim, self.metric)
         self._payloads = filters.PayloadIndex()
         with self._store.read() as txn:
             self._lsn, self._next_iid = _read_state(txn, self._store, cid)
@@ -145,6 +150,8 @@ class Collection:
         self._payloads.reserve(self._index.capacity)
         self._index.set(rows, vectors)
         self._payloads.set(rows, payloads)
+        if self.config.index.wants_hnsw(self._index):
+            self._index = _to_hnsw(self._index, self.config.index.hnsw)
 
     def refresh(self) -> None:
         """Bring a read-only handle up to date with writes made by the writer since it opened,
@@ -301,13 +308,19 @@ class Collection:
 
     # ------------------------------------------------------------ reads
 
-    def search(self, queries, k: int = 10, filter=None, with_vectors: bool = False):
+    def search(
+        self, queries, k: int = 10, filter=None, with_vectors: bool = False, ef: int | None = None
+    ):
         """Top-k points for one query (a list of Hit) or a batch (a list of lists), best first.
 
         Fewer than k hits come back when fewer points match; an empty collection gives [].
+        ef: HNSW search breadth for this call (higher is slower and more exact); ignored while
+        the collection searches exactly.
         """
         self._check_open()
         k = validate.top_k(k)
+        if ef is not None:
+            ef = validate.top_k(ef, "ef")
         single = np.ndim(queries) == 1
         q = validate.vectors(queries, self.dim, self.metric, what="query")
         if self.metric == "cosine":
@@ -316,7 +329,10 @@ class Collection:
         self._maybe_refresh()
         with self._lock.read():
             mask = None if node is None else self._payloads.mask(node, self._index.size)
-            scores, rows = self._index.search(q, k, mask)
+            if isinstance(self._index, HnswIndex):
+                scores, rows = self._index.search(q, k, mask, ef=ef)
+            else:
+                scores, rows = self._index.search(q, k, mask)
             records = self._fetch(np.unique(rows), with_vectors)
         hits = [
             [
@@ -422,6 +438,14 @@ class Collection:
     def _close(self) -> None:
         with self._lock.write():
             self._closed = True
+
+
+def _to_hnsw(flat, config) -> HnswIndex:
+    """The same rows in an HNSW index (the flat arena is copied, then linked)."""
+    index = HnswIndex(flat.dim, flat.metric, config)
+    rows = np.flatnonzero(flat.alive[: flat.size]).astype(np.int64)
+    index.set(rows, flat.vectors[rows])
+    return index
 
 
 def _read_state(txn, store, cid: int) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from vdb.errors import (
     InvalidArgumentError,
     ReadOnlyError,
 )
+from vdb.index.config import IndexConfig
 from vdb.storage import Store, keys, oplog
 from vdb.storage.env import DEFAULT_MAP_SIZE
 
@@ -46,19 +47,27 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r}, read_only={self.read_only})"
 
-    def create_collection(self, name: str, dim: int, metric: str = "cosine") -> Collection:
-        """Create a collection. metric: "cosine" (default), "dot" or "l2"."""
+    def create_collection(
+        self, name: str, dim: int, metric: str = "cosine", index=None
+    ) -> Collection:
+        """Create a collection. metric: "cosine" (default), "dot" or "l2".
+
+        index: "auto" (default: exact search until hnsw_threshold points, then HNSW), "flat",
+        "hnsw", or a dict such as {"kind": "auto", "hnsw_threshold": 50000, "M": 32,
+        "ef_construction": 200, "ef_search": 100, "seed": 0}.
+        """
         self._check_writable()
         name = validate.collection_name(name)
         dim = validate.dimension(dim)
         metric = validate.metric(metric)
+        index_config = IndexConfig.parse(index)
 
         def create(txn):
             if txn.get(keys.collection_key(name), db=self._store.meta) is not None:
                 raise CollectionExistsError(f"collection {name!r} already exists")
             raw = txn.get(keys.KEY_NEXT_CID, db=self._store.meta)
             cid = int(raw) if raw else 1
-            config = CollectionConfig(name, dim, metric, cid, time.time())
+            config = CollectionConfig(name, dim, metric, cid, time.time(), index_config)
             txn.put(keys.KEY_NEXT_CID, str(cid + 1).encode(), db=self._store.meta)
             txn.put(keys.collection_key(name), config.to_json(), db=self._store.meta)
             txn.put(keys.state_key(cid), keys.STATE.pack(0, 0), db=self._store.meta)

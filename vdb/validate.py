@@ -39,9 +39,9 @@ def metric(name) -> str:
     return name
 
 
-def top_k(k) -> int:
+def top_k(k, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
-        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {k!r}")
     return int(k)
 
 

@@ -1,6 +1,7 @@
-"""Vector indexes behind one interface: FlatIndex (exact); HNSW builds on the same contract."""
+"""Vector indexes behind one interface: FlatIndex (exact) and HnswIndex (approximate)."""
 
 from vdb.index.base import METRICS, VectorIndex
 from vdb.index.flat import FlatIndex
+from vdb.index.hnsw import HnswConfig, HnswIndex
 
-__all__ = ["METRICS", "FlatIndex", "VectorIndex"]
+__all__ = ["METRICS", "FlatIndex", "HnswConfig", "HnswIndex", "VectorIndex"]

@@ -1,0 +1,68 @@
+"""Collections on HNSW: the switch from exact search is invisible apart from speed."""
+
+import numpy as np
+import pytest
+
+import vdb
+from tests.test_hnsw import clustered, recall
+
+
+def hit_ids(batch):
+    return np.array([[h.id for h in hits] for hits in batch])
+
+
+def test_auto_switches_to_hnsw_and_keeps_answers(db):
+    X = clustered(5000, 16, seed=5)
+    Q = clustered(50, 16, seed=6)
+    col = db.create_collection("c", dim=16, metric="l2", index={"hnsw_threshold": 3000})
+    col.upsert(list(range(2000)), X[:2000], payloads=[{"g": i % 4} for i in range(2000)])
+    assert col.info()["index_in_use"] == "flat"
+    col.upsert(
+        list(range(2000, 5000)), X[2000:], payloads=[{"g": i % 4} for i in range(2000, 5000)]
+    )
+    assert col.info()["index_in_use"] == "hnsw"
+    flat = vdb.open(db.path.parent / "flat")
+    ref = flat.create_collection("c", dim=16, metric="l2", index="flat")
+    ref.upsert(list(range(5000)), X, payloads=[{"g": i % 4} for i in range(5000)])
+    assert recall(hit_ids(col.search(Q, k=10)), hit_ids(ref.search(Q, k=10))) >= 0.95
+    got = col.search(Q, k=10, filter={"g": 1}, ef=128)
+    assert all(len(h) == 10 and all(x.payload["g"] == 1 for x in h) for h in got)
+    assert recall(hit_ids(got), hit_ids(ref.search(Q, k=10, filter={"g": 1}))) >= 0.95
+    col.delete(filter={"g": 2})
+    assert all(x.payload["g"] != 2 for h in col.search(Q, k=10) for x in h)
+    flat.close()
+
+
+def test_hnsw_collection_reopens(tmp_path):
+    X = clustered(3000, 8, seed=1)
+    with vdb.open(tmp_path / "db") as db:
+        col = db.create_collection("c", dim=8, index={"kind": "hnsw", "M": 8, "ef_search": 40})
+        col.upsert(list(range(3000)), X)
+        before = hit_ids(col.search(X[:20], k=5))
+    with vdb.open(tmp_path / "db") as db:
+        col = db.get_collection("c")
+        assert col.config.index.hnsw.M == 8 and col.info()["index_in_use"] == "hnsw"
+        assert recall(hit_ids(col.search(X[:20], k=5)), before) >= 0.95
+
+
+@pytest.mark.parametrize(
+    "index, fragment",
+    [
+        ("ivf", "unknown index kind"),
+        ({"M": 1}, "M must be"),
+        ({"ef_search": 0}, "ef_search"),
+        ({"hnsw_threshold": -1}, "hnsw_threshold"),
+        ({"colour": "red"}, "colour"),
+        (5, "index must be"),
+    ],
+)
+def test_bad_index_options(db, index, fragment):
+    with pytest.raises(vdb.InvalidArgumentError, match=fragment):
+        db.create_collection("c", dim=4, index=index)
+    assert db.list_collections() == []
+
+
+def test_bad_ef(db):
+    col = db.create_collection("c", dim=2, index="hnsw")
+    with pytest.raises(vdb.InvalidArgumentError, match="ef must be"):
+        col.search([1, 0], ef=0)

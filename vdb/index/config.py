@@ -1,0 +1,86 @@
+"""How a collection indexes its vectors: the one place the choice of index is configured."""
+
+from dataclasses import asdict, dataclass, field, fields
+
+from vdb.errors import InvalidArgumentError
+from vdb.index.flat import FlatIndex
+from vdb.index.hnsw import HnswConfig, HnswIndex
+
+INDEX_KINDS = ("auto", "flat", "hnsw")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    kind: str = "auto"  # flat | hnsw | auto: exact below hnsw_threshold points, HNSW from there
+    hnsw_threshold: int = 20_000  # auto switches to HNSW when the collection reaches this size
+    hnsw: HnswConfig = field(default_factory=HnswConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value) -> "IndexConfig":
+        """From None, a kind name, a dict (kind, hnsw_threshold, and HNSW parameters M,
+        ef_construction, ef_search, seed, flat or under "hnsw"), or an IndexConfig."""
+        if value is None:
+            return cls()
+        if isinstance(value, IndexConfig):
+            return _checked(value)
+        if isinstance(value, str):
+            return _checked(cls(kind=value))
+        if not isinstance(value, dict):
+            raise InvalidArgumentError(
+                f"index must be one of {INDEX_KINDS}, a dict or an IndexConfig, got {value!r}"
+            )
+        value = dict(value)
+        hnsw_names = {f.name for f in fields(HnswConfig)}
+        hnsw = dict(value.pop("hnsw", None) or {})
+        hnsw.update({k: value.pop(k) for k in list(value) if k in hnsw_names})
+        unknown = set(value) - {"kind", "hnsw_threshold"}
+        if unknown:
+            raise InvalidArgumentError(f"unknown index option(s): {', '.join(sorted(unknown))}")
+        bad = set(hnsw) - hnsw_names
+        if bad:
+            raise InvalidArgumentError(f"unknown HNSW option(s): {', '.join(sorted(bad))}")
+        return _checked(cls(hnsw=HnswConfig(**hnsw), **value))
+
+    def make(self, dim: int, metric: str) -> FlatIndex:
+        if self.kind == "hnsw":
+            return HnswIndex(dim, metric, self.hnsw)
+        return FlatIndex(dim, metric)
+
+    def wants_hnsw(self, index: FlatIndex) -> bool:
+        """True when an auto collection has grown past the threshold on a flat index."""
+        return (
+            self.kind == "auto"
+            and not isinstance(index, HnswIndex)
+            and len(index) >= self.hnsw_threshold
+        )
+
+
+def _checked(cfg: IndexConfig) -> IndexConfig:
+    if cfg.kind not in INDEX_KINDS:
+        raise InvalidArgumentError(
+            f"unknown index kind {cfg.kind!r}; expected one of {INDEX_KINDS}"
+        )
+    _positive("hnsw_threshold", cfg.hnsw_threshold, 0)
+    h = cfg.hnsw
+    _positive("M", h.M, 2, 256)
+    _positive("ef_construction", h.ef_construction, 1)
+    _positive("ef_search", h.ef_search, 1)
+    _positive("max_batch", h.max_batch, 1)
+    _positive("seed", h.seed, 0)
+    if not 0 < h.batch_fraction <= 1:
+        raise InvalidArgumentError(f"batch_fraction must be in (0, 1], got {h.batch_fraction!r}")
+    return cfg
+
+
+def _positive(name, value, low, high=None) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        span = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise InvalidArgumentError(f"{name} must be an integer {span}, got {value!r}")
