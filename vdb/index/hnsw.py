@@ -120,9 +120,9 @@ class HnswIndex(FlatIndex):
     def _insert_batch(self, batch: np.ndarray) -> None:
         cfg = self.config
         width = max(cfg.ef_construction * 2 * cfg.M, 2 * cfg.M + len(batch)) + 1
-        visited, tags, ck, cv, rk, rv = self._buffers(width)
-        sel_s = np.empty((len(tags), width), np.float32)
-        sel_i = np.empty((len(tags), width), np.int32)
+        b = self._buffers(width)
+        sel_s = np.empty((len(b.tags), width), np.float32)
+        sel_i = np.empty((len(b.tags), width), np.int32)
         hk.insert_batch(
             self.vectors,
             batch,
@@ -137,22 +137,24 @@ class HnswIndex(FlatIndex):
             cfg.M,
             cfg.ef_construction,
             self._l2,
-            visited,
-            tags,
-            ck,
-            cv,
-            rk,
-            rv,
+            b.visited,
+            b.tags,
+            b.ck,
+            b.cv,
+            b.rk,
+            b.rv,
             sel_s,
             sel_i,
             np.zeros(1, np.bool_),
+            b.nbuf,
         )
         top = batch[np.argmax(self.levels[batch])]
         if self.levels[top] > self.top_level:
             self.entry, self.top_level = int(top), int(self.levels[top])
 
-    def _buffers(self, width: int):
-        """Visited tags (threads, capacity) and heaps (threads, width) for this Python thread."""
+    def _buffers(self, width: int) -> "_Scratch":
+        """This Python thread's buffers, one row per numba thread: visited tags (capacity),
+        heaps (width) and a neighbour list (2M)."""
         threads = numba.get_num_threads()
         s = self._scratch
         if (
@@ -167,7 +169,8 @@ class HnswIndex(FlatIndex):
             s.cv = np.empty((threads, width), np.int32)
             s.rk = np.empty((threads, width), np.float32)
             s.rv = np.empty((threads, width), np.int32)
-        return s.visited, s.tags, s.ck, s.cv, s.rk, s.rv
+            s.nbuf = np.empty((threads, 2 * self.config.M), np.int32)
+        return s
 
     # ------------------------------------------------------------ reads
 
@@ -205,7 +208,7 @@ class HnswIndex(FlatIndex):
 
     def _graph_search(self, queries, k, ef, live):
         width = max(ef * 2 * self.config.M, ef + 1) + 1
-        visited, tags, ck, cv, rk, rv = self._buffers(width)
+        b = self._buffers(width)
         nq = queries.shape[0]
         out_s = np.empty((nq, k), np.float32)
         out_i = np.empty((nq, k), np.int64)
@@ -227,14 +230,15 @@ class HnswIndex(FlatIndex):
             self.top_level,
             mask,
             use_mask,
-            visited,
-            tags,
-            ck,
-            cv,
-            rk,
-            rv,
+            b.visited,
+            b.tags,
+            b.ck,
+            b.cv,
+            b.rk,
+            b.rv,
             out_s,
             out_i,
+            b.nbuf,
         )
         return out_s, out_i
 

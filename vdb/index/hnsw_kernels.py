@@ -10,11 +10,38 @@ upper_row[node]. Scratch buffers are allocated once per call, one row per thread
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from vdb.index.kernels import FASTMATH
 
 MAX_LEVEL = 16
+PREFETCH_LINES = 2  # cache lines of a vector requested ahead of its distance computation
+
+
+@intrinsic
+def _prefetch(typingctx, arr, row, line):
+    """Ask the CPU to load the cache line `line` of row `row` of a 2-D array (no fault)."""
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        row_ = context.cast(builder, args[1], sig.args[1], types.intp)
+        line_ = context.cast(builder, args[2], sig.args[2], types.intp)
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [row_, zero])
+        i8p = ir.IntType(8).as_pointer()
+        offset = builder.mul(line_, context.get_constant(types.intp, 64))
+        ptr = builder.gep(builder.bitcast(ptr, i8p), [offset])
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, row, line), codegen
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
@@ -115,6 +142,7 @@ def _search_layer(
     cv,
     rk,
     rv,
+    nbuf,
 ):
     """Best-first search of one layer. Hot spot of both build and query.
 
@@ -128,6 +156,7 @@ def _search_layer(
     nr = 0
     if (not use_mask) or mask[ep]:
         nr = _heap_push(rk, rv, 0, -ep_sim, ep)
+    lines = min(PREFETCH_LINES, (X.shape[1] * 4 + 63) // 64)
     while nc > 0:
         cs = ck[0]
         c = cv[0]
@@ -135,11 +164,18 @@ def _search_layer(
             break
         nc = _heap_pop(ck, cv, nc)
         r = _row(c, level, upper_row)
+        # gather the unvisited neighbours and prefetch their vectors before scoring any
+        m = 0
         for j in range(counts[r]):
             nb = links[r, j]
-            if visited[nb] == tag:
-                continue
-            visited[nb] = tag
+            if visited[nb] != tag:
+                visited[nb] = tag
+                nbuf[m] = nb
+                m += 1
+                for line in range(lines):
+                    _prefetch(X, nb, line)
+        for j in range(m):
+            nb = nbuf[j]
             s = _sim(X, nb, q, l2)
             if nr < ef or s > -rk[0]:
                 if nc < cap:
@@ -207,6 +243,7 @@ def insert_batch(
     sel_s,
     sel_i,
     nomask,
+    nbuf,
 ):
     """Link new nodes into the graph as it stood before the batch (phase 1), then add the
     reverse edges grouped by target node and prune overfull lists (phase 2). Lock-free: in
@@ -251,6 +288,7 @@ def insert_batch(
                 cv[t],
                 rk[t],
                 rv[t],
+                nbuf[t],
             )
             _sorted_results(rk[t], rv[t], nr, sel_s[t], sel_i[t])
             # drop the node itself (re-insertion of an updated vector)
@@ -370,6 +408,7 @@ def search_batch(
     rv,
     out_s,
     out_i,
+    nbuf,
 ):
     """Top-k per query (prange over queries). Results best first in out_s/out_i, -1 padded."""
     nq = Q.shape[0]
@@ -400,6 +439,7 @@ def search_batch(
             cv[t],
             rk[t],
             rv[t],
+            nbuf[t],
         )
         while nr > k:
             nr = _heap_pop(rk[t], rv[t], nr)
