@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from vdb.index import hnsw_kernels as hk
-from vdb.index.flat import FlatIndex
+from vdb.index.flat import FlatIndex, aligned_empty
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class HnswConfig:
     seed: int = 0  # drives the level of every node: same seed, same graph
     max_batch: int = 4096  # largest insertion batch (prefix doubling stops growing here)
     batch_fraction: float = 0.02  # ... or this share of the graph, whichever is smaller
+    int8: bool = True  # walk the graph on int8 codes, then rescore the candidates in float32
 
 
 class _Scratch(threading.local):
@@ -49,6 +50,8 @@ class HnswIndex(FlatIndex):
         self.n_upper = 0
         self.entry = -1
         self.top_level = -1
+        self.codes = np.zeros((0, dim), np.int8)  # (capacity, dim) round(x / code_scale)
+        self.code_scale = 0.0  # one scale for all dimensions keeps l2 and dot proportional
         self._scratch = _Scratch()
         super().__init__(dim, metric, capacity)
 
@@ -64,6 +67,9 @@ class HnswIndex(FlatIndex):
         self.links0 = _grow(self.links0, new, 0)
         self.counts0 = _grow(self.counts0, new, 0)
         self.upper_row = _grow(self.upper_row, new, -1)
+        codes = aligned_empty((new, self.dim), np.int8)  # rows start on cache lines
+        codes[: len(self.codes)] = self.codes
+        self.codes = codes
 
     def _reserve_upper(self, n: int) -> None:
         cap = self.links_up.shape[1]
@@ -84,7 +90,23 @@ class HnswIndex(FlatIndex):
 
     def set(self, iids: np.ndarray, vectors: np.ndarray) -> None:
         super().set(iids, vectors)
-        self._link(np.asarray(iids, dtype=np.int64))
+        iids = np.asarray(iids, dtype=np.int64)
+        if self.config.int8:
+            self._encode(iids, vectors)
+        self._link(iids)
+
+    def _encode(self, iids: np.ndarray, vectors: np.ndarray) -> None:
+        """int8 codes of the rows. The scale covers the largest magnitude seen; when new data
+        exceeds it by more than 10%, every row is encoded again with a wider scale."""
+        peak = float(np.abs(vectors).max()) if len(vectors) else 0.0
+        if peak > 1.1 * self.code_scale * 127 or self.code_scale == 0.0:
+            self.code_scale = max(peak, 1e-30) / 127.0
+            rows = np.flatnonzero(self.alive[: self.size])
+            self.codes[rows] = self._quantize(self.vectors[rows])
+        self.codes[iids] = self._quantize(vectors)
+
+    def _quantize(self, vectors: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(vectors / self.code_scale), -127, 127).astype(np.int8)
 
     def _link(self, nodes: np.ndarray) -> None:
         if not len(nodes):
@@ -215,6 +237,9 @@ class HnswIndex(FlatIndex):
         use_mask = live is not None
         mask = live if use_mask else np.zeros(1, np.bool_)
         Q = np.ascontiguousarray(queries, dtype=np.float32)
+        use_codes = self.config.int8 and self.code_scale > 0
+        # queries stay float, in code units: asymmetric distances lose less than int8 x int8
+        CQ = Q / np.float32(self.code_scale) if use_codes else Q
         hk.search_batch(
             self.vectors,
             Q,
@@ -239,6 +264,9 @@ class HnswIndex(FlatIndex):
             out_s,
             out_i,
             b.nbuf,
+            self.codes,
+            CQ,
+            use_codes,
         )
         return out_s, out_i
 

@@ -13,7 +13,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from vdb.index.kernels import FASTMATH
 
@@ -44,18 +44,43 @@ def _prefetch(typingctx, arr, row, line):
     return types.void(arr, row, line), codegen
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
 def _sim(X, node, q, l2):
-    d = q.shape[0]
-    acc = np.float32(0.0)
-    if l2:
-        for j in range(d):
-            t = X[node, j] - q[j]
-            acc -= t * t
-    else:
-        for j in range(d):
-            acc += X[node, j] * q[j]
-    return acc
+    """Similarity of row `node` of X to q: float32 vectors, or int8 codes (in code units)."""
+    raise NotImplementedError
+
+
+@overload(_sim, inline="always", jit_options={"fastmath": FASTMATH})
+def _sim_impl(X, node, q, l2):
+    if isinstance(X.dtype, types.Integer):
+
+        def sim_codes(X, node, q, l2):
+            # int8 codes against a float query already divided by the code scale
+            d = q.shape[0]
+            acc = np.float32(0.0)
+            if l2:
+                for j in range(d):
+                    t = np.float32(X[node, j]) - q[j]
+                    acc -= t * t
+            else:
+                for j in range(d):
+                    acc += np.float32(X[node, j]) * q[j]
+            return acc
+
+        return sim_codes
+
+    def sim_float(X, node, q, l2):
+        d = q.shape[0]
+        acc = np.float32(0.0)
+        if l2:
+            for j in range(d):
+                t = X[node, j] - q[j]
+                acc -= t * t
+        else:
+            for j in range(d):
+                acc += X[node, j] * q[j]
+        return acc
+
+    return sim_float
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -156,13 +181,15 @@ def _search_layer(
     nr = 0
     if (not use_mask) or mask[ep]:
         nr = _heap_push(rk, rv, 0, -ep_sim, ep)
-    lines = min(PREFETCH_LINES, (X.shape[1] * 4 + 63) // 64)
+    lines = min(PREFETCH_LINES, (X.shape[1] * X.itemsize + 63) // 64)
     while nc > 0:
         cs = ck[0]
         c = cv[0]
         if nr >= ef and cs < -rk[0]:
             break
         nc = _heap_pop(ck, cv, nc)
+        if nc > 0:  # the next candidate's neighbour list, while this one is scored
+            _prefetch(links, _row(cv[0], level, upper_row), 0)
         r = _row(c, level, upper_row)
         # gather the unvisited neighbours and prefetch their vectors before scoring any
         m = 0
@@ -409,44 +436,142 @@ def search_batch(
     out_s,
     out_i,
     nbuf,
+    C,
+    CQ,
+    use_codes,
 ):
     """Top-k per query (prange over queries). Results best first in out_s/out_i, -1 padded."""
     nq = Q.shape[0]
     for qi in prange(nq):
         t = numba.get_thread_id()
-        q = Q[qi]
-        ep = entry
-        ep_sim = _sim(X, ep, q, l2)
-        for level in range(top_level, 0, -1):
-            ep, ep_sim = _greedy(X, q, ep, ep_sim, level, upper_row, links_up, counts_up, l2)
-        tags[t] += 1
-        nr = _search_layer(
-            X,
-            q,
-            ep,
-            ep_sim,
-            ef,
-            0,
-            links0,
-            counts0,
-            upper_row,
-            l2,
-            visited[t],
-            tags[t],
-            mask,
-            use_mask,
-            ck[t],
-            cv[t],
-            rk[t],
-            rv[t],
-            nbuf[t],
-        )
-        while nr > k:
-            nr = _heap_pop(rk[t], rv[t], nr)
-        for i in range(k):
+        if use_codes:
+            nr = _descend_and_search(
+                C,
+                CQ[qi],
+                ef,
+                l2,
+                links0,
+                counts0,
+                upper_row,
+                links_up,
+                counts_up,
+                entry,
+                top_level,
+                mask,
+                use_mask,
+                visited[t],
+                tags,
+                t,
+                ck[t],
+                cv[t],
+                rk[t],
+                rv[t],
+                nbuf[t],
+            )
+            # rescore the approximate candidates with the float32 vectors (insertion into
+            # the k best, best first)
+            kk = 0
+            for i in range(nr):
+                node = rv[t, i]
+                s = _sim(X, node, Q[qi], l2)
+                if kk < k:
+                    pos = kk
+                    kk += 1
+                elif s > out_s[qi, k - 1]:
+                    pos = k - 1
+                else:
+                    continue
+                while pos > 0 and out_s[qi, pos - 1] < s:
+                    out_s[qi, pos] = out_s[qi, pos - 1]
+                    out_i[qi, pos] = out_i[qi, pos - 1]
+                    pos -= 1
+                out_s[qi, pos] = s
+                out_i[qi, pos] = node
+        else:
+            nr = _descend_and_search(
+                X,
+                Q[qi],
+                ef,
+                l2,
+                links0,
+                counts0,
+                upper_row,
+                links_up,
+                counts_up,
+                entry,
+                top_level,
+                mask,
+                use_mask,
+                visited[t],
+                tags,
+                t,
+                ck[t],
+                cv[t],
+                rk[t],
+                rv[t],
+                nbuf[t],
+            )
+            while nr > k:
+                nr = _heap_pop(rk[t], rv[t], nr)
+            kk = nr
+            for i in range(nr - 1, -1, -1):
+                out_s[qi, i] = -rk[t, 0]
+                out_i[qi, i] = rv[t, 0]
+                nr = _heap_pop(rk[t], rv[t], nr)
+        for i in range(kk, k):
             out_s[qi, i] = -np.inf
             out_i[qi, i] = -1
-        for i in range(nr - 1, -1, -1):
-            out_s[qi, i] = -rk[t, 0]
-            out_i[qi, i] = rv[t, 0]
-            nr = _heap_pop(rk[t], rv[t], nr)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _descend_and_search(
+    X,
+    q,
+    ef,
+    l2,
+    links0,
+    counts0,
+    upper_row,
+    links_up,
+    counts_up,
+    entry,
+    top_level,
+    mask,
+    use_mask,
+    visited,
+    tags,
+    t,
+    ck,
+    cv,
+    rk,
+    rv,
+    nbuf,
+):
+    """Greedy descent through the upper levels, then a level-0 search; returns the result
+    count (results in the heap rk/rv)."""
+    ep = entry
+    ep_sim = _sim(X, ep, q, l2)
+    for level in range(top_level, 0, -1):
+        ep, ep_sim = _greedy(X, q, ep, ep_sim, level, upper_row, links_up, counts_up, l2)
+    tags[t] += 1
+    return _search_layer(
+        X,
+        q,
+        ep,
+        ep_sim,
+        ef,
+        0,
+        links0,
+        counts0,
+        upper_row,
+        l2,
+        visited,
+        tags[t],
+        mask,
+        use_mask,
+        ck,
+        cv,
+        rk,
+        rv,
+        nbuf,
+    )
