@@ -12,8 +12,11 @@ all queries in one batch call.
 """
 
 import argparse
+import copy
 import sys
 import time
+from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import numba
@@ -25,7 +28,7 @@ from vdb.index import FlatIndex  # noqa: E402
 from vdb.index.hnsw import HnswConfig, HnswIndex  # noqa: E402
 
 M, EFC, K = 16, 200, 10
-EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
+EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
 SIFT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sift-5k.tsv"
 
 
@@ -69,6 +72,7 @@ class Ours:
         ix = self.index
         arrays = (
             ix.vectors[: ix.size],
+            ix.codes[: ix.size],
             ix.links0[: ix.size],
             ix.counts0[: ix.size],
             ix.levels[: ix.size],
@@ -77,6 +81,27 @@ class Ours:
             ix.counts_up[:, : ix.n_upper],
         )
         return sum(a.nbytes for a in arrays)
+
+
+class OursFloat(Ours):
+    """The same graph as Ours, walked on the float32 vectors instead of the int8 codes."""
+
+    name = "vdb-float32-walk"
+
+    def __init__(self, ours: Ours):
+        self.ours = ours
+
+    def build(self, X, threads):
+        self.index = self.ours.index
+
+    def query(self, Q, ef):
+        numba.set_num_threads(1)
+        saved = self.index.config
+        self.index.config = replace(saved, int8=False)
+        try:
+            return self.index._graph_search(Q, K, max(ef, K), None)[1]
+        finally:
+            self.index.config = saved
 
 
 class Hnswlib:
@@ -143,6 +168,8 @@ def run(name, X, Q, systems, repeats):
                 start = time.perf_counter()
                 system.build(X, threads)
                 builds[threads] = time.perf_counter() - start
+                if isinstance(system, OursFloat):
+                    break
         except ImportError:
             print(f"{system.name}: not installed (pip install -e '.[bench]')")
             continue
@@ -156,14 +183,25 @@ def run(name, X, Q, systems, repeats):
                 best = min(best, time.perf_counter() - start)
             curve.append((recall(ids, gt), len(Q) / best))
         results[system.name] = (builds, curve, system.memory())
-        print(
-            f"{system.name}: build {builds[1]:.2f} s (1 thread), {builds[2]:.2f} s (2 threads); "
-            f"memory {system.memory() / 2**20:.1f} MiB"
-        )
+        if isinstance(system, OursFloat):
+            print(f"{system.name}: the same graph as vdb, walked on float32 vectors")
+        else:
+            print(
+                f"{system.name}: build {builds[1]:.2f} s (1 thread), {builds[2]:.2f} s "
+                f"(2 threads); memory {system.memory() / 2**20:.1f} MiB"
+            )
         print("  ef      " + " ".join(f"{ef:>7d}" for ef in EFS))
         print("  recall  " + " ".join(f"{r:7.4f}" for r, _ in curve))
         print("  QPS     " + " ".join(f"{q:7.0f}" for _, q in curve))
     ours = results.get("vdb")
+    if ours and "vdb-float32-walk" in results:
+        fc = results["vdb-float32-walk"][1]
+        for target in (0.9, 0.95):
+            q, fq = qps_at(ours[1], target), qps_at(fc, target)
+            print(
+                f"{name}: int8 walk vs float32 walk, QPS at recall@10={target}: {q:,.0f} | "
+                f"{fq:,.0f} | ratio {q / fq:.2f}x"
+            )
     for peer in ("hnswlib", "faiss"):
         if ours is None or peer not in results:
             continue
@@ -183,16 +221,79 @@ def run(name, X, Q, systems, repeats):
             )
         print(f"{name}: memory: ours {ours[2] / 2**20:.1f} MiB | {peer} {pm / 2**20:.1f} MiB")
     print(f"{name}: best recall@10 reached by vdb: {max(r for r, _ in ours[1]):.4f}")
+    return systems[0].index, gt
+
+
+def renumber_experiment(index, Q, gt) -> None:
+    """QPS of the built graph against a copy renumbered in BFS order over level 0, so that
+    graph neighbours sit near each other in memory."""
+    n = index.size
+    seen = np.zeros(n, bool)
+    order = []
+    for start in [index.entry, *range(n)]:
+        if seen[start]:
+            continue
+        seen[start] = True
+        todo = deque([start])
+        while todo:
+            u = todo.popleft()
+            order.append(u)
+            for v in index.links0[u, : index.counts0[u]]:
+                if not seen[v]:
+                    seen[v] = True
+                    todo.append(v)
+    order = np.array(order)
+    new_of = np.empty(n, np.int64)
+    new_of[order] = np.arange(n)
+    r = copy.copy(index)
+    r._scratch = type(index._scratch)()
+    r.vectors, r.codes, r.alive = index.vectors[order], index.codes[order], index.alive[order]
+    r.links0 = new_of[index.links0[order]].astype(np.int32)
+    r.counts0, r.levels = index.counts0[order], index.levels[order]
+    r.upper_row = index.upper_row[order]
+    r.links_up = index.links_up.copy()
+    r.links_up[:, : index.n_upper] = new_of[index.links_up[:, : index.n_upper]]
+    r.entry = int(new_of[index.entry])
+    numba.set_num_threads(1)
+    for ef in (64, 128, 256):
+        row = []
+        for ix, back in ((index, None), (r, order)):
+            ix._graph_search(Q[:5], K, ef, None)
+            best = min(
+                _timed(lambda ix=ix, ef=ef: ix._graph_search(Q, K, ef, None)) for _ in range(3)
+            )
+            ids = ix._graph_search(Q, K, ef, None)[1]
+            row.append((recall(ids if back is None else back[ids], gt), len(Q) / best))
+        print(
+            f"renumbering, ef={ef}: as built {row[0][1]:,.0f} QPS (recall {row[0][0]:.4f}) | "
+            f"BFS-renumbered {row[1][1]:,.0f} QPS (recall {row[1][0]:.4f}) | "
+            f"ratio {row[1][1] / row[0][1]:.2f}x"
+        )
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller clustered set only")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--renumber",
+        action="store_true",
+        help="also measure a BFS renumbering of the clustered graph",
+    )
     args = parser.parse_args()
-    systems = [Ours(), Hnswlib(), Faiss()]
+    ours = Ours()
+    systems = [ours, OursFloat(ours), Hnswlib(), Faiss()]
     n = 20_000 if args.quick else 100_000
-    run("clustered", *clustered(n, 1000), systems, args.repeats)
+    X, Q = clustered(n, 1000)
+    index, gt = run("clustered", X, Q, systems, args.repeats)
+    if args.renumber:
+        renumber_experiment(index, Q, gt)
     if not args.quick and SIFT.exists():
         run("sift", *sift(), systems, args.repeats)
 
