@@ -28,7 +28,7 @@ from vdb.index import FlatIndex  # noqa: E402
 from vdb.index.hnsw import HnswConfig, HnswIndex  # noqa: E402
 
 M, EFC, K = 16, 200, 10
-EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
+EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536)
 SIFT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sift-5k.tsv"
 
 
@@ -42,7 +42,7 @@ def clustered(n, nq, dim=128, centres=1000, seed=0):
 
 
 def sift():
-    P = np.loadtxt(SIFT, dtype=np.float32, delimiter="\t")
+    P = np.loadtxt(SIFT, dtype=np.float32, delimiter="\t")[:, :128]  # the last column is an id
     return np.ascontiguousarray(P[:4000]), np.ascontiguousarray(P[4000:])
 
 

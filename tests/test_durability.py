@@ -17,9 +17,9 @@ from tests.helpers.writer import BATCH, batch_ids, batch_vectors
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_writer(path, start):
+def start_writer(path, start, extra=()):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.helpers.writer", str(path), str(start)],
+        [sys.executable, "-m", "tests.helpers.writer", str(path), str(start), *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -27,8 +27,8 @@ def start_writer(path, start):
     )
 
 
-def crash_once(path, start, rnd):
-    proc = start_writer(path, start)
+def crash_once(path, start, rnd, extra=()):
+    proc = start_writer(path, start, extra)
     assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
     time.sleep(rnd.uniform(0.0, 0.4))
     proc.send_signal(signal.SIGKILL)

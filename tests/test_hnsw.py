@@ -168,3 +168,31 @@ def test_search_while_inserting(data):
         t.join()
     assert not errors
     assert len(index) == N
+
+
+def test_int8_walk_handles_dimensions_of_different_ranges(data):
+    X, Q = data
+    scale = np.ones(DIM, np.float32)
+    scale[0] = 1000.0  # one dimension spans a far larger range than the rest
+    Xs, Qs = X * scale, Q * scale
+    index = build(Xs)
+    _, true_i = exact(Xs, Qs, 10)
+    assert recall(index._graph_search(Qs, 10, 64, None)[1], true_i) >= 0.95
+
+
+def test_int8_codes_widen_when_new_data_falls_outside(data):
+    X, Q = data
+    index = build(X[:3000])
+    index.set(np.arange(3000, N, dtype=np.int64), X[3000:] * 3)
+    both = np.concatenate([X[:3000], X[3000:] * 3])
+    assert (index.code_hi >= both.max(axis=0) - 1e-5).all()
+    _, true_i = exact(both, Q, 10)
+    assert recall(index._graph_search(Q, 10, 64, None)[1], true_i) >= 0.95
+
+
+def test_int8_and_float_walks_agree_on_scores(data):
+    X, Q = data
+    index = build(X)
+    s, i = index._graph_search(Q, 10, 64, None)
+    exact_s = -(((X[i] - Q[:, None, :]) ** 2).sum(-1))
+    np.testing.assert_allclose(s, exact_s, rtol=1e-4, atol=1e-3)

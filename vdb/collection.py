@@ -10,6 +10,7 @@ import numpy as np
 from vdb import filters, validate
 from vdb._rwlock import RWLock
 from vdb.errors import ClosedError, InvalidArgumentError, PointNotFoundError, ReadOnlyError
+from vdb.index import checkpoint
 from vdb.index.config import IndexConfig
 from vdb.index.hnsw import HnswIndex
 from vdb.storage import keys, oplog
@@ -22,6 +23,8 @@ from vdb.storage.codec import (
     record_payload,
     record_vector,
 )
+
+CHECKPOINT_DIR = "index"
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,20 @@ class Collection:
         >>> db.close()
     """
 
-    def __init__(self, store, config: CollectionConfig, read_only: bool):
+    def __init__(
+        self, store, config: CollectionConfig, read_only: bool, checkpoint_every: int = 100_000
+    ):
         self._store = store
         self.config = config
         self._read_only = read_only
         self._closed = False
         self._lock = RWLock()
+        self._ckpt_path = checkpoint.path_for(store.path / CHECKPOINT_DIR, config.cid)
+        self._checkpoint_every = checkpoint_every  # points written between automatic ones
+        self._written_since_ckpt = 0
+        if not read_only:
+            for stale in self._ckpt_path.parent.glob(f"{self._ckpt_path.name}.tmp-*"):
+                stale.unlink(missing_ok=True)  # left by a writer killed mid-checkpoint
         self._load()
 
     # ------------------------------------------------------------ properties
@@ -112,33 +123,71 @@ class Collection:
         with self._lock.read():
             count = len(self._index)
         kind = "hnsw" if isinstance(self._index, HnswIndex) else "flat"
-        return {**asdict(self.config), "count": count, "lsn": self._lsn, "index_in_use": kind}
+        return {
+            **asdict(self.config),
+            "count": count,
+            "lsn": self._lsn,
+            "index_in_use": kind,
+            "loaded_from": self.loaded_from,  # "checkpoint" (+ op-log replay) or "records"
+        }
 
     # ------------------------------------------------------------ loading
 
     def _load(self) -> None:
-        """Rebuild the in-memory state from LMDB: the vector arena and the payload columns."""
+        """Build the in-memory state: from the checkpoint plus newer op-log entries when a sound
+        checkpoint exists, otherwise from every record in LMDB."""
+        cid = self.config.cid
+        ckpt = checkpoint.load(self._ckpt_path, cid, self.dim, self.metric)
+        with self._store.read() as txn:
+            lsn, next_iid = _read_state(txn, self._store, cid)
+            self.loaded_from = "checkpoint"
+            if ckpt is None or ckpt[2] > lsn or not self._from_checkpoint(txn, ckpt, lsn):
+                self._rebuild(txn)
+                self._ckpt_lsn = -1
+                self.loaded_from = "records"
+        self._lsn, self._next_iid = lsn, next_iid
+        used = np.zeros(next_iid, dtype=np.bool_)
+        n = min(self._index.size, next_iid)
+        used[:n] = self._index.alive[:n]
+        self._free = np.flatnonzero(~used).tolist()  # a heap of reusable internal ids
+        if self.config.index.wants_hnsw(self._index):
+            self._index = _to_hnsw(self._index, self.config.index.hnsw)
+
+    def _from_checkpoint(self, txn, ckpt, lsn: int) -> bool:
+        self._index, self._payloads, self._lsn = ckpt
+        self._ckpt_lsn = self._lsn
+        return self._replay_log(txn, lsn)
+
+    def _rebuild(self, txn) -> None:
         cid, dim = self.config.cid, self.dim
         self._index = self.config.index.make(dim, self.metric)
         self._payloads = filters.PayloadIndex()
-        with self._store.read() as txn:
-            self._lsn, self._next_iid = _read_state(txn, self._store, cid)
-            iids, vecs, pays = [], [], []
-            prefix = keys.cid_prefix(cid)
-            cursor = txn.cursor(db=self._store.records)
-            if cursor.set_range(prefix):
-                for key, raw in cursor:
-                    if key[:4] != prefix:
-                        break
-                    iids.append(keys.U64.unpack(key[4:])[0])
-                    vecs.append(record_vector(raw, dim))
-                    pays.append(record_payload(raw, dim))
+        iids, vecs, pays = [], [], []
+        prefix = keys.cid_prefix(cid)
+        cursor = txn.cursor(db=self._store.records)
+        if cursor.set_range(prefix):
+            for key, raw in cursor:
+                if key[:4] != prefix:
+                    break
+                iids.append(keys.U64.unpack(key[4:])[0])
+                vecs.append(record_vector(raw, dim))
+                pays.append(record_payload(raw, dim))
         rows = np.array(iids, dtype=np.int64)
         vectors = np.array(vecs, dtype=np.float32).reshape(len(iids), dim)  # (n, dim)
         self._apply(rows, vectors, pays)
-        used = np.zeros(self._next_iid, dtype=np.bool_)
-        used[rows] = True
-        self._free = np.flatnonzero(~used).tolist()  # a heap of reusable internal ids
+
+    def _replay_log(self, txn, lsn: int) -> bool:
+        """Apply op-log entries after self._lsn up to lsn; False if the log has a gap."""
+        replayed = self._lsn
+        for entry_lsn, op, iids in oplog.read_since(
+            txn, self._store.oplog, self.config.cid, self._lsn
+        ):
+            if entry_lsn != replayed + 1 or entry_lsn > lsn:
+                break
+            self._replay(txn, op, iids)
+            replayed = entry_lsn
+        self._lsn = replayed
+        return replayed == lsn
 
     def _apply(self, rows: np.ndarray, vectors: np.ndarray, payloads: list) -> None:
         if not len(rows):
@@ -158,24 +207,32 @@ class Collection:
         by replaying newer op-log entries."""
         self._check_open()
         with self._store.read() as txn:
-            lsn, next_iid = _read_state(txn, self._store, self.config.cid)
+            lsn, _ = _read_state(txn, self._store, self.config.cid)
         if lsn <= self._lsn:
             return
         with self._lock.write():
             with self._store.read() as txn:
                 lsn, next_iid = _read_state(txn, self._store, self.config.cid)
-                replayed = self._lsn
-                for entry_lsn, op, iids in oplog.read_since(
-                    txn, self._store.oplog, self.config.cid, self._lsn
-                ):
-                    if entry_lsn != replayed + 1 or entry_lsn > lsn:
-                        break
-                    self._replay(txn, op, iids)
-                    replayed = entry_lsn
-            if replayed == lsn:
-                self._lsn, self._next_iid = lsn, next_iid
-            else:  # the log no longer reaches back to our state: rebuild from the records
+                caught_up = self._replay_log(txn, lsn)
+            if caught_up:
+                self._next_iid = next_iid
+            else:  # the log no longer reaches back to our state: load again
                 self._load()
+
+    def checkpoint(self) -> int:
+        """Write the index and payload columns to a checkpoint file, then drop the op-log
+        entries it covers. Returns the LSN covered. Searches go on meanwhile; writes wait."""
+        self._check_writable()
+        with self._lock.read():
+            lsn = self._lsn
+            if lsn != self._ckpt_lsn:
+                checkpoint.save(self._ckpt_path, self._index, self._payloads, lsn, self.config.cid)
+                self._ckpt_lsn = lsn
+                self._written_since_ckpt = 0
+        self._store.transact(
+            lambda txn: oplog.truncate(txn, self._store.oplog, self.config.cid, lsn)
+        )
+        return lsn
 
     def _replay(self, txn, op: int, iids: np.ndarray) -> None:
         self._index.remove(iids)
@@ -221,6 +278,9 @@ class Collection:
             self._index.remove(rows)
             self._payloads.clear(rows)
             self._apply(rows, vecs, pay_items)
+            self._written_since_ckpt += n
+        if self._written_since_ckpt >= self._checkpoint_every:
+            self.checkpoint()
         return WriteResult(lsn, n)
 
     def _write_upsert(self, txn, id_keys, records, taken: list[int]):
@@ -435,7 +495,10 @@ class Collection:
         if self._read_only:
             raise ReadOnlyError(f"collection {self.name!r} was opened read-only")
 
-    def _close(self) -> None:
+    def _close(self, save: bool = True) -> None:
+        """Checkpoint what the log holds beyond the last checkpoint (save=True), then close."""
+        if save and not self._read_only and not self._closed and self._lsn != self._ckpt_lsn:
+            self.checkpoint()
         with self._lock.write():
             self._closed = True
 

@@ -4,7 +4,7 @@ import threading
 import time
 
 from vdb import validate
-from vdb.collection import Collection, CollectionConfig
+from vdb.collection import CHECKPOINT_DIR, Collection, CollectionConfig
 from vdb.errors import (
     ClosedError,
     CollectionExistsError,
@@ -12,6 +12,7 @@ from vdb.errors import (
     InvalidArgumentError,
     ReadOnlyError,
 )
+from vdb.index import checkpoint
 from vdb.index.config import IndexConfig
 from vdb.storage import Store, keys, oplog
 from vdb.storage.env import DEFAULT_MAP_SIZE
@@ -28,9 +29,18 @@ class Database:
         ['notes']
     """
 
-    def __init__(self, path, read_only: bool = False, map_size: int = DEFAULT_MAP_SIZE):
+    def __init__(
+        self,
+        path,
+        read_only: bool = False,
+        map_size: int = DEFAULT_MAP_SIZE,
+        checkpoint_every: int = 100_000,
+    ):
+        """checkpoint_every: points written to a collection between automatic index
+        checkpoints (the index is also checkpointed on close)."""
         self._store = Store(path, read_only=read_only, map_size=map_size)
         self.read_only = read_only
+        self._checkpoint_every = validate.top_k(checkpoint_every, "checkpoint_every")
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
 
@@ -75,7 +85,9 @@ class Database:
 
         with self._lock:
             config = self._store.transact(create)
-            col = self._collections[name] = Collection(self._store, config, self.read_only)
+            col = self._collections[name] = Collection(
+                self._store, config, self.read_only, self._checkpoint_every
+            )
         return col
 
     def get_collection(self, name: str) -> Collection:
@@ -92,15 +104,20 @@ class Database:
                 )
             if raw is None:
                 raise CollectionNotFoundError(f"no collection named {name!r}")
-            col = Collection(self._store, CollectionConfig.from_json(raw), self.read_only)
+            col = Collection(
+                self._store, CollectionConfig.from_json(raw), self.read_only, self._checkpoint_every
+            )
             self._collections[name] = col
             return col
 
-    def get_or_create_collection(self, name: str, dim: int, metric: str = "cosine") -> Collection:
+    def get_or_create_collection(
+        self, name: str, dim: int, metric: str = "cosine", index=None
+    ) -> Collection:
+        """The existing collection (its dim and metric must match), or a new one."""
         try:
             col = self.get_collection(name)
         except CollectionNotFoundError:
-            return self.create_collection(name, dim, metric)
+            return self.create_collection(name, dim, metric, index)
         if (col.dim, col.metric) != (dim, metric):
             raise InvalidArgumentError(
                 f"collection {name!r} exists with dim={col.dim}, metric={col.metric!r}, "
@@ -137,14 +154,16 @@ class Database:
             txn.delete(keys.state_key(cid), db=self._store.meta)
             for db in (self._store.records, self._store.ids, self._store.oplog):
                 oplog.delete_range(txn, db, keys.cid_prefix(cid))
+            return cid
 
         if not isinstance(name, str):
             raise CollectionNotFoundError(f"no collection named {name!r}")
         with self._lock:
-            self._store.transact(drop)
             col = self._collections.pop(name, None)
-        if col is not None:
-            col._close()
+            if col is not None:
+                col._close(save=False)
+            cid = self._store.transact(drop)
+            checkpoint.remove(self.path / CHECKPOINT_DIR, cid)
 
     def snapshot(self, dest) -> None:
         """Write a consistent copy of the database into the new or empty directory dest.

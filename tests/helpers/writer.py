@@ -1,6 +1,6 @@
 """A writer process for the crash test: upserts batches and prints each acknowledged one.
 
-Usage: python -m tests.helpers.writer DB_PATH START_BATCH
+Usage: python -m tests.helpers.writer DB_PATH START_BATCH [INDEX_KIND CHECKPOINT_EVERY]
 Batch b holds BATCH points with ids "b-i", payload {"batch": b}, vectors from batch_vectors(b).
 Every third batch also deletes the points of batch b - 2 by filter, acknowledged as "DEL b-2".
 """
@@ -25,8 +25,10 @@ def batch_ids(b: int) -> list[str]:
 
 def main() -> None:
     path, start = sys.argv[1], int(sys.argv[2])
-    db = vdb.open(path)
-    col = db.get_or_create_collection("c", DIM, "l2")
+    kind = sys.argv[3] if len(sys.argv) > 3 else "auto"
+    every = int(sys.argv[4]) if len(sys.argv) > 4 else 100_000
+    db = vdb.open(path, checkpoint_every=every)
+    col = db.get_or_create_collection("c", DIM, "l2", index=kind)
     print("READY", flush=True)
     b = start
     while True:

@@ -31,6 +31,37 @@ class FlatIndex:
     def __len__(self) -> int:
         return self.count
 
+    def state(self) -> tuple[dict, dict]:
+        """(metadata, arrays) for a checkpoint: everything needed to restore without a rebuild."""
+        n = self.size
+        meta = {
+            "kind": "flat",
+            "dim": self.dim,
+            "metric": self.metric,
+            "size": n,
+            "count": self.count,
+        }
+        arrays = {
+            "vectors": self.vectors[:n],
+            "alive": self.alive[:n],
+            "sq_norms": self.sq_norms[:n],
+        }
+        return meta, arrays
+
+    @classmethod
+    def restore(cls, meta: dict, arrays: dict) -> "FlatIndex":
+        index = cls(meta["dim"], meta["metric"])
+        index._restore(meta, arrays)
+        return index
+
+    def _restore(self, meta: dict, arrays: dict) -> None:
+        self.vectors, self.alive, self.sq_norms = (
+            arrays["vectors"],
+            arrays["alive"],
+            arrays["sq_norms"],
+        )
+        self.size, self.count = meta["size"], meta["count"]
+
     @property
     def capacity(self) -> int:
         return self.alive.shape[0]

@@ -11,7 +11,7 @@ Deleted nodes stay in the graph as waypoints and are never returned.
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numba
 import numpy as np
@@ -50,12 +50,43 @@ class HnswIndex(FlatIndex):
         self.n_upper = 0
         self.entry = -1
         self.top_level = -1
-        self.codes = np.zeros((0, dim), np.int8)  # (capacity, dim) round(x / code_scale)
-        self.code_scale = 0.0  # one scale for all dimensions keeps l2 and dot proportional
+        self.codes = np.zeros((0, dim), np.int8)  # (capacity, dim) round((x - mid) / step)
+        self.code_lo = np.zeros(dim, np.float32)  # (dim,) range each dimension's codes cover
+        self.code_hi = np.zeros(dim, np.float32)  # (dim,) (lo == hi everywhere: no codes yet)
         self._scratch = _Scratch()
         super().__init__(dim, metric, capacity)
 
     # ------------------------------------------------------------ storage
+
+    GRAPH_ARRAYS = ("levels", "links0", "counts0", "upper_row", "codes")
+
+    def state(self) -> tuple[dict, dict]:
+        meta, arrays = super().state()
+        n, u = self.size, self.n_upper
+        meta.update(
+            kind="hnsw",
+            config=asdict(self.config),
+            entry=self.entry,
+            top_level=self.top_level,
+            n_upper=u,
+            code_lo=self.code_lo.tolist(),
+            code_hi=self.code_hi.tolist(),
+        )
+        arrays.update({name: getattr(self, name)[:n] for name in self.GRAPH_ARRAYS})
+        arrays.update(links_up=self.links_up[:, :u], counts_up=self.counts_up[:, :u])
+        return meta, arrays
+
+    @classmethod
+    def restore(cls, meta: dict, arrays: dict) -> "HnswIndex":
+        index = cls(meta["dim"], meta["metric"], HnswConfig(**meta["config"]))
+        index._restore(meta, arrays)
+        for name in cls.GRAPH_ARRAYS + ("links_up", "counts_up"):
+            setattr(index, name, arrays[name])
+        index.entry, index.top_level = meta["entry"], meta["top_level"]
+        index.n_upper = meta["n_upper"]
+        index.code_lo = np.array(meta["code_lo"], np.float32)
+        index.code_hi = np.array(meta["code_hi"], np.float32)
+        return index
 
     def reserve(self, capacity: int) -> None:
         old = self.capacity
@@ -96,17 +127,46 @@ class HnswIndex(FlatIndex):
         self._link(iids)
 
     def _encode(self, iids: np.ndarray, vectors: np.ndarray) -> None:
-        """int8 codes of the rows. The scale covers the largest magnitude seen; when new data
-        exceeds it by more than 10%, every row is encoded again with a wider scale."""
-        peak = float(np.abs(vectors).max()) if len(vectors) else 0.0
-        if peak > 1.1 * self.code_scale * 127 or self.code_scale == 0.0:
-            self.code_scale = max(peak, 1e-30) / 127.0
+        """int8 codes of the rows, per dimension over [code_lo, code_hi]. When new data falls
+        outside that range by more than 10% of its width, the range widens and every row is
+        encoded again."""
+        lo, hi = vectors.min(axis=0), vectors.max(axis=0)  # (dim,)
+        width = self.code_hi - self.code_lo
+        slack = 0.1 * width
+        if (
+            (lo < self.code_lo - slack).any()
+            or (hi > self.code_hi + slack).any()
+            or not width.any()
+        ):
+            self.code_lo = np.minimum(lo, self.code_lo) if width.any() else lo
+            self.code_hi = np.maximum(hi, self.code_hi) if width.any() else hi
             rows = np.flatnonzero(self.alive[: self.size])
             self.codes[rows] = self._quantize(self.vectors[rows])
         self.codes[iids] = self._quantize(vectors)
 
+    def _code_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mid, step) per dimension: x ~= mid + step * code, code in [-127, 127]."""
+        mid = (self.code_lo + self.code_hi) / 2
+        step = np.maximum((self.code_hi - self.code_lo) / 254, np.float32(1e-30))
+        return mid.astype(np.float32), step.astype(np.float32)
+
     def _quantize(self, vectors: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(vectors / self.code_scale), -127, 127).astype(np.int8)
+        mid, step = self._code_frame()
+        return np.clip(np.rint((vectors - mid) / step), -127, 127).astype(np.int8)
+
+    def _code_queries(self, Q: np.ndarray) -> np.ndarray:
+        """(nq, 2, dim): queries in code units and per-dimension weights, such that
+        sum(w * (code - q')^2) is the squared l2 distance and sum(code * q') ranks like the
+        dot product (the constant <mid, q> dropped)."""
+        mid, step = self._code_frame()
+        out = np.empty((len(Q), 2, self.dim), np.float32)
+        if self._l2:
+            out[:, 0] = (Q - mid) / step
+            out[:, 1] = step * step
+        else:
+            out[:, 0] = Q * step
+            out[:, 1] = 1.0
+        return out
 
     def _link(self, nodes: np.ndarray) -> None:
         if not len(nodes):
@@ -237,9 +297,9 @@ class HnswIndex(FlatIndex):
         use_mask = live is not None
         mask = live if use_mask else np.zeros(1, np.bool_)
         Q = np.ascontiguousarray(queries, dtype=np.float32)
-        use_codes = self.config.int8 and self.code_scale > 0
-        # queries stay float, in code units: asymmetric distances lose less than int8 x int8
-        CQ = Q / np.float32(self.code_scale) if use_codes else Q
+        use_codes = self.config.int8 and bool((self.code_hi > self.code_lo).any())
+        # queries stay float: asymmetric distances lose less than int8 x int8
+        CQ = self._code_queries(Q) if use_codes else np.zeros((nq, 2, self.dim), np.float32)
         hk.search_batch(
             self.vectors,
             Q,

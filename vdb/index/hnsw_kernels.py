@@ -54,16 +54,16 @@ def _sim_impl(X, node, q, l2):
     if isinstance(X.dtype, types.Integer):
 
         def sim_codes(X, node, q, l2):
-            # int8 codes against a float query already divided by the code scale
-            d = q.shape[0]
+            # int8 codes against q = (query in code units, per-dimension weights)
+            d = q.shape[1]
             acc = np.float32(0.0)
             if l2:
                 for j in range(d):
-                    t = np.float32(X[node, j]) - q[j]
-                    acc -= t * t
+                    t = np.float32(X[node, j]) - q[0, j]
+                    acc -= q[1, j] * t * t
             else:
                 for j in range(d):
-                    acc += np.float32(X[node, j]) * q[j]
+                    acc += np.float32(X[node, j]) * q[0, j]
             return acc
 
         return sim_codes
