@@ -3,6 +3,7 @@
 import threading
 
 import numpy as np
+import pytest
 
 N, DIM = 300, 8
 
@@ -11,12 +12,14 @@ def vector(pid: int, version: int) -> np.ndarray:
     return np.random.default_rng(pid * 1000 + version).standard_normal(DIM).astype(np.float32)
 
 
-def test_concurrent_search_and_write(db):
-    col = db.create_collection("c", dim=DIM, metric="dot")
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_concurrent_search_and_write(db, index):
+    n = N if index == "flat" else 3000  # enough points for the graph walk to run
+    col = db.create_collection("c", dim=DIM, metric="dot", index=index)
     col.upsert(
-        list(range(N)),
-        np.stack([vector(i, 0) for i in range(N)]),
-        payloads=[{"v": 0, "g": i % 3} for i in range(N)],
+        list(range(n)),
+        np.stack([vector(i, 0) for i in range(n)]),
+        payloads=[{"v": 0, "g": i % 3} for i in range(n)],
     )
     stop = threading.Event()
     errors = []
@@ -25,7 +28,7 @@ def test_concurrent_search_and_write(db):
         rnd = np.random.default_rng(0)
         try:
             for version in range(1, 60):
-                ids = rnd.choice(N, 40, replace=False).tolist()
+                ids = rnd.choice(n, 40, replace=False).tolist()
                 col.upsert(
                     ids,
                     np.stack([vector(i, version) for i in ids]),
@@ -64,4 +67,4 @@ def test_concurrent_search_and_write(db):
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors
-    assert col.count() == N
+    assert col.count() == n

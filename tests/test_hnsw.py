@@ -76,6 +76,22 @@ def test_deterministic_for_a_seed(data):
     assert not np.array_equal(a.levels, c.levels)
 
 
+def test_same_graph_at_any_thread_count(data):
+    import numba
+
+    X, _ = data
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = build(X[:2500])
+        numba.set_num_threads(saved)
+        many = build(X[:2500])
+    finally:
+        numba.set_num_threads(saved)
+    np.testing.assert_array_equal(one.links0, many.links0)
+    np.testing.assert_array_equal(one.links_up, many.links_up)
+
+
 def test_incremental_adds_grow_without_limit(data):
     X, Q = data
     index = HnswIndex(DIM, "l2")
