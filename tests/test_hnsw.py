@@ -212,3 +212,45 @@ def test_int8_and_float_walks_agree_on_scores(data):
     s, i = index._graph_search(Q, 10, 64, None)
     exact_s = -(((X[i] - Q[:, None, :]) ** 2).sum(-1))
     np.testing.assert_allclose(s, exact_s, rtol=1e-4, atol=1e-3)
+
+
+def test_compaction_unlinks_deleted_nodes_and_keeps_recall(data):
+    X, Q = data
+    fresh = build(X)
+    _, true_i = exact(X, Q, 10)
+    base = recall(fresh._graph_search(Q, 10, 64, None)[1], true_i)
+    index = build(X, compact_share=1.0)  # no automatic compaction: call it explicitly
+    gone = np.random.default_rng(5).choice(N, int(0.3 * N), replace=False).astype(np.int64)
+    index.remove(gone)
+    assert index.tombstones() == len(gone)
+    assert index.compact() == len(gone) and index.tombstones() == 0
+    live = np.flatnonzero(index.alive[:N])
+    for node in live:
+        assert index.alive[index.links0[node, : index.counts0[node]]].all()
+        row = index.upper_row[node]
+        if row >= 0:
+            for level in range(1, index.levels[node] + 1):
+                nbrs = index.links_up[level - 1, row, : index.counts_up[level - 1, row]]
+                assert index.alive[nbrs].all()
+    assert index.alive[index.entry]
+    alive = np.ones(N, bool)
+    alive[gone] = False
+    _, true_alive = exact(X, Q, 10, alive=alive)
+    _, i = index._graph_search(Q, 10, 64, None)
+    assert recall(i, true_alive) >= 0.95
+    index.set(gone, X[gone])  # the freed slots come back as fresh nodes
+    assert (index.levels[gone] >= 0).all()
+    assert recall(index._graph_search(Q, 10, 64, None)[1], true_i) >= base - 0.01
+
+
+def test_automatic_compaction_and_deleting_everything(data):
+    X, Q = data
+    index = build(X[:3000])
+    index.remove(np.arange(0, 1000, dtype=np.int64))  # 1000 of 2000 live: past the 20% share
+    assert index.tombstones() == 0
+    index.remove(np.arange(1000, 3000, dtype=np.int64))
+    assert index.entry == -1 and len(index) == 0
+    s, i = index.search(Q[:3], 5)
+    assert i.shape == (3, 0)
+    index.set(np.arange(10, dtype=np.int64), X[:10])
+    assert sorted(index.search(X[:1], 10)[1][0]) == list(range(10))

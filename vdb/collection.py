@@ -219,6 +219,13 @@ class Collection:
             else:  # the log no longer reaches back to our state: load again
                 self._load()
 
+    def compact(self) -> int:
+        """Unlink deleted points from the HNSW graph now (it also happens on its own once they
+        exceed a share of the live points). Returns how many were unlinked."""
+        self._check_writable()
+        with self._lock.write():
+            return self._index.compact() if isinstance(self._index, HnswIndex) else 0
+
     def checkpoint(self) -> int:
         """Write the index and payload columns to a checkpoint file, then drop the op-log
         entries it covers. Returns the LSN covered. Searches go on meanwhile; writes wait."""

@@ -29,6 +29,7 @@ class HnswConfig:
     max_batch: int = 4096  # largest insertion batch (prefix doubling stops growing here)
     batch_fraction: float = 0.02  # ... or this share of the graph, whichever is smaller
     int8: bool = True  # walk the graph on int8 codes, then rescore the candidates in float32
+    compact_share: float = 0.2  # unlink deleted nodes once they exceed this share of live ones
 
 
 class _Scratch(threading.local):
@@ -53,6 +54,7 @@ class HnswIndex(FlatIndex):
         self.codes = np.zeros((0, dim), np.int8)  # (capacity, dim) round((x - mid) / step)
         self.code_lo = np.zeros(dim, np.float32)  # (dim,) range each dimension's codes cover
         self.code_hi = np.zeros(dim, np.float32)  # (dim,) (lo == hi everywhere: no codes yet)
+        self._free_upper: list[int] = []  # upper-level rows freed by compaction
         self._scratch = _Scratch()
         super().__init__(dim, metric, capacity)
 
@@ -71,6 +73,7 @@ class HnswIndex(FlatIndex):
             n_upper=u,
             code_lo=self.code_lo.tolist(),
             code_hi=self.code_hi.tolist(),
+            free_upper=self._free_upper,
         )
         arrays.update({name: getattr(self, name)[:n] for name in self.GRAPH_ARRAYS})
         arrays.update(links_up=self.links_up[:, :u], counts_up=self.counts_up[:, :u])
@@ -86,6 +89,7 @@ class HnswIndex(FlatIndex):
         index.n_upper = meta["n_upper"]
         index.code_lo = np.array(meta["code_lo"], np.float32)
         index.code_hi = np.array(meta["code_hi"], np.float32)
+        index._free_upper = list(meta["free_upper"])
         return index
 
     def reserve(self, capacity: int) -> None:
@@ -187,6 +191,62 @@ class HnswIndex(FlatIndex):
             start += len(batch)
             size *= 2
 
+    def remove(self, iids: np.ndarray) -> None:
+        super().remove(iids)
+        if self.tombstones() > self.config.compact_share * max(1, self.count):
+            self.compact()
+
+    def tombstones(self) -> int:
+        """Deleted nodes still linked into the graph."""
+        n = self.size
+        return int(np.count_nonzero((self.levels[:n] >= 0) & ~self.alive[:n]))
+
+    def compact(self) -> int:
+        """Unlink deleted nodes: repair the neighbour lists that point at them, free their
+        upper-level rows, and move the entry point if it was deleted. Their slots become fresh
+        nodes when reused. Returns how many nodes were unlinked."""
+        n = self.size
+        dead = np.flatnonzero((self.levels[:n] >= 0) & ~self.alive[:n])
+        if not len(dead):
+            return 0
+        M0 = 2 * self.config.M
+        threads = numba.get_num_threads()
+        width = M0 * (M0 + 1)
+        pool_i = np.empty((threads, width), np.int32)
+        sort_i = np.empty((threads, width), np.int32)
+        pool_s = np.empty((threads, width), np.float32)
+        sort_s = np.empty((threads, width), np.float32)
+        hk.repair(
+            self.vectors,
+            self.alive[:n],
+            self.levels[:n],
+            self.links0,
+            self.counts0,
+            self.upper_row,
+            self.links_up,
+            self.counts_up,
+            self.config.M,
+            self._l2,
+            pool_i,
+            pool_s,
+            sort_s,
+            sort_i,
+        )
+        upper = self.upper_row[dead]
+        self._free_upper.extend(upper[upper >= 0].tolist())
+        self.counts_up[:, upper[upper >= 0]] = 0
+        self.levels[dead] = -1
+        self.upper_row[dead] = -1
+        self.counts0[dead] = 0
+        if self.entry >= 0 and not self.alive[self.entry]:
+            live = np.flatnonzero(self.levels[:n] >= 0)
+            if len(live):
+                best = live[np.argmax(self.levels[live])]
+                self.entry, self.top_level = int(best), int(self.levels[best])
+            else:
+                self.entry, self.top_level = -1, -1
+        return len(dead)
+
     def _assign_levels(self, nodes: np.ndarray) -> None:
         if not len(nodes):
             return
@@ -195,9 +255,15 @@ class HnswIndex(FlatIndex):
         levels = np.minimum(np.floor(-np.log(u) * ml), hk.MAX_LEVEL).astype(np.int8)
         self.levels[nodes] = levels
         upper = nodes[levels > 0]
-        self._reserve_upper(self.n_upper + len(upper))
-        self.upper_row[upper] = np.arange(self.n_upper, self.n_upper + len(upper), dtype=np.int32)
-        self.n_upper += len(upper)
+        reused = min(len(upper), len(self._free_upper))
+        rows = self._free_upper[len(self._free_upper) - reused :]
+        del self._free_upper[len(self._free_upper) - reused :]
+        fresh = len(upper) - reused
+        self._reserve_upper(self.n_upper + fresh)
+        rows = np.array(rows + list(range(self.n_upper, self.n_upper + fresh)), np.int32)
+        self.upper_row[upper] = rows
+        self.counts_up[:, rows] = 0
+        self.n_upper += fresh
 
     def _insert_batch(self, batch: np.ndarray) -> None:
         cfg = self.config

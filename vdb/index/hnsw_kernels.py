@@ -575,3 +575,80 @@ def _descend_and_search(
         rv,
         nbuf,
     )
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True, parallel=True)
+def repair(
+    X,
+    alive,
+    levels,
+    links0,
+    counts0,
+    upper_row,
+    links_up,
+    counts_up,
+    M,
+    l2,
+    pool_i,
+    pool_s,
+    sort_s,
+    sort_i,
+):
+    """Drop deleted neighbours from the lists of live nodes, replacing them from the deleted
+    nodes' own neighbours (pruned with the heuristic). Each live node rewrites only its own
+    lists and reads only deleted nodes' lists, which this pass leaves alone: lock-free and
+    independent of thread scheduling. Returns nothing; deleted nodes' lists stay as they were.
+    """
+    n = alive.shape[0]
+    for ui in prange(n):
+        u = np.int64(ui)  # the prange index is unsigned; keep node ids signed
+        if not alive[u] or levels[u] < 0:
+            continue
+        t = numba.get_thread_id()
+        for level in range(levels[u] + 1):
+            if level == 0:
+                links = links0
+                counts = counts0
+                cap = links0.shape[1]
+            else:
+                links = links_up[level - 1]
+                counts = counts_up[level - 1]
+                cap = M
+            r = _row(u, level, upper_row)
+            c = counts[r]
+            stale = False
+            for j in range(c):
+                if not alive[links[r, j]]:
+                    stale = True
+                    break
+            if not stale:
+                continue
+            m = 0
+            for j in range(c):
+                v = links[r, j]
+                if alive[v]:
+                    m = _add_unique(pool_i[t], m, v, u)
+                else:
+                    rv_ = _row(v, level, upper_row)
+                    for jj in range(counts[rv_]):
+                        w = links[rv_, jj]
+                        if alive[w]:
+                            m = _add_unique(pool_i[t], m, w, u)
+            for j in range(m):
+                pool_s[t, j] = _sim(X, pool_i[t, j], X[u], l2)
+            order = np.argsort(-pool_s[t, :m], kind="mergesort")
+            for j in range(m):
+                sort_s[t, j] = pool_s[t, order[j]]
+                sort_i[t, j] = pool_i[t, order[j]]
+            counts[r] = _select(X, sort_s[t], sort_i[t], m, cap, links[r], l2)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add_unique(buf, m, v, exclude):
+    if v == exclude:
+        return m
+    for j in range(m):
+        if buf[j] == v:
+            return m
+    buf[m] = v
+    return m + 1
