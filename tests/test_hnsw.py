@@ -254,3 +254,23 @@ def test_automatic_compaction_and_deleting_everything(data):
     assert i.shape == (3, 0)
     index.set(np.arange(10, dtype=np.int64), X[:10])
     assert sorted(index.search(X[:1], 10)[1][0]) == list(range(10))
+
+
+def test_short_walks_fall_back_to_the_scan_in_the_same_units(data, monkeypatch):
+    X, Q = data
+    index = build(X)
+    mask = np.random.default_rng(9).random(N) < 0.5
+    walk = index._graph_search
+
+    def short_walk(queries, k, ef, live):
+        s, i = walk(queries, k, ef, live)
+        s[0, -1], i[0, -1] = -np.inf, -1  # pretend the first query's walk came up short
+        return s, i
+
+    monkeypatch.setattr(index, "_graph_search", short_walk)
+    scores, ids = index.search(Q[:4], 10, mask=mask)
+    true_s, true_i = exact(X, Q[:4], 10, mask=mask)
+    np.testing.assert_allclose(scores[0], true_s[0], rtol=1e-4)
+    assert (ids >= 0).all()
+    expected = np.sqrt(((X[ids] - Q[:4, None, :]) ** 2).sum(-1))
+    np.testing.assert_allclose(scores, expected, rtol=1e-3, atol=1e-3)

@@ -345,17 +345,16 @@ class HnswIndex(FlatIndex):
         if live is not None:
             ef = min(n, int(ef * n / matching))
         scores, ids = self._graph_search(queries, k, ef, live)
+        if self._l2:
+            scores = np.sqrt(np.maximum(-scores, 0.0))  # Euclidean distance, as the scan gives
         short = (ids < 0).any(axis=1)
         if short.any():  # the walk found fewer than k matching nodes: scan those queries
-            s2, i2 = super().search(queries[short], k, mask)
-            scores[short], ids[short] = s2, i2
-            return scores, ids
-        if self._l2:
-            scores = np.sqrt(np.maximum(-scores, 0.0))
+            scores[short], ids[short] = super().search(queries[short], k, mask)
         return scores, ids
 
     def _graph_search(self, queries, k, ef, live):
-        width = max(ef * 2 * self.config.M, ef + 1) + 1
+        # a node enters the candidate heap at most once, so it never holds more than size
+        width = max(min(ef * 2 * self.config.M, self.size + 1), ef + 1) + 1
         b = self._buffers(width)
         nq = queries.shape[0]
         out_s = np.empty((nq, k), np.float32)
