@@ -100,6 +100,34 @@ def test_bad_import_writes_nothing(tmp_path):
     assert "CollectionNotFoundError" in err.output
 
 
+def test_create_with_hnsw_options_and_search_with_ef(tmp_path):
+    out = run(
+        tmp_path,
+        "collection",
+        "create",
+        "h",
+        "--dim",
+        "2",
+        "--index",
+        "hnsw",
+        "-M",
+        "8",
+        "--ef-search",
+        "32",
+        "--json",
+    ).output
+    index = json.loads(out)["index"]
+    assert index["kind"] == "hnsw" and index["hnsw"]["M"] == 8 and index["hnsw"]["ef_search"] == 32
+    src = tmp_path / "p.jsonl"
+    src.write_text("\n".join(json.dumps({"id": i, "vector": [i, 1]}) for i in range(1, 50)))
+    run(tmp_path, "import", "h", str(src))
+    hits = json.loads(
+        run(tmp_path, "search", "h", "--vector", "[3, 1]", "-k", "2", "--ef", "50", "--json").output
+    )
+    assert len(hits) == 2
+    assert "ef" in run(tmp_path, "search", "h", "--vector", "[3, 1]", "--ef", "0", ok=False).output
+
+
 def test_help_everywhere_and_demo(tmp_path):
     for args in (
         ["--help"],

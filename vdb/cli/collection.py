@@ -3,6 +3,8 @@
 import click
 
 from vdb.cli.main import echo_json, metric_option, open_db
+from vdb.index.config import INDEX_KINDS, IndexConfig
+from vdb.index.hnsw import HnswConfig
 
 
 @click.group()
@@ -14,13 +16,61 @@ def collection():
 @click.argument("name")
 @click.option("--dim", "-n", type=int, required=True, help="Vector dimension.")
 @metric_option
+@click.option(
+    "--index",
+    "kind",
+    type=click.Choice(INDEX_KINDS),
+    default="auto",
+    show_default=True,
+    help="auto: exact search until --hnsw-threshold points, then "
+    "HNSW; flat: always exact; hnsw: HNSW from the start.",
+)
+@click.option(
+    "--hnsw-threshold",
+    type=click.IntRange(0),
+    default=IndexConfig.hnsw_threshold,
+    show_default=True,
+    help="Points at which an auto collection switches to HNSW.",
+)
+@click.option(
+    "-M",
+    "m",
+    type=click.IntRange(2, 256),
+    default=HnswConfig.M,
+    show_default=True,
+    help="HNSW neighbours per node (2M on level 0).",
+)
+@click.option(
+    "--ef-construction",
+    type=click.IntRange(1),
+    default=HnswConfig.ef_construction,
+    show_default=True,
+    help="HNSW candidate list size while building.",
+)
+@click.option(
+    "--ef-search",
+    type=click.IntRange(1),
+    default=HnswConfig.ef_search,
+    show_default=True,
+    help="HNSW candidate list size while searching.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def create(ctx, name, dim, metric, as_json):
+def create(ctx, name, dim, metric, kind, hnsw_threshold, m, ef_construction, ef_search, as_json):
     """Create collection NAME."""
+    index = {
+        "kind": kind,
+        "hnsw_threshold": hnsw_threshold,
+        "M": m,
+        "ef_construction": ef_construction,
+        "ef_search": ef_search,
+    }
     with open_db(ctx) as db:
-        info = db.create_collection(name, dim, metric).info()
-    echo_json(info) if as_json else click.echo(f"created {name} (dim={dim}, metric={metric})")
+        info = db.create_collection(name, dim, metric, index=index).info()
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(f"created {name} (dim={dim}, metric={metric}, index={kind})")
 
 
 @collection.command("list")

@@ -137,16 +137,17 @@ def _read_jsonl(file: Path):
 @click.option(
     "--filter", "filter_json", help='Payload filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'.'
 )
+@click.option("--ef", type=click.IntRange(1), help="HNSW search breadth for this query.")
 @click.option("--with-vectors", is_flag=True, help="Include the stored vectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def search(ctx, collection, vector, file, row, k, filter_json, with_vectors, as_json):
+def search(ctx, collection, vector, file, row, k, filter_json, ef, with_vectors, as_json):
     """Search COLLECTION for the nearest points to a query vector."""
     query = _read_query(vector, file, row)
     flt = parse_json(filter_json, "--filter") if filter_json else None
     with open_db(ctx, read_only=True) as db:
         col = db.get_collection(collection)
-        hits = col.search(query, k=k, filter=flt, with_vectors=with_vectors)
+        hits = col.search(query, k=k, filter=flt, with_vectors=with_vectors, ef=ef)
         metric = col.metric
     if as_json:
         echo_json(
