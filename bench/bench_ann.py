@@ -199,7 +199,7 @@ def run(name, X, Q, systems, repeats):
         for target in (0.9, 0.95):
             q, fq = qps_at(ours[1], target), qps_at(fc, target)
             print(
-                f"{name}: int8 walk vs float32 walk, QPS at recall@10={target}: {q:,.0f} | "
+                f"{name}: default walk vs float32 walk, QPS at recall@10={target}: {q:,.0f} | "
                 f"{fq:,.0f} | ratio {q / fq:.2f}x"
             )
     for peer in ("hnswlib", "faiss"):
@@ -290,11 +290,12 @@ def main() -> None:
     ours = Ours()
     systems = [ours, OursFloat(ours), Hnswlib(), Faiss()]
     n = 20_000 if args.quick else 100_000
-    X, Q = clustered(n, 1000)
-    index, gt = run("clustered", X, Q, systems, args.repeats)
-    if args.renumber:
-        renumber_experiment(index, Q, gt)
-    if not args.quick and SIFT.exists():
+    if args.dataset in ("all", "clustered"):
+        X, Q = clustered(n, 1000)
+        index, gt = run("clustered", X, Q, systems, args.repeats)
+        if args.renumber:
+            renumber_experiment(index, Q, gt)
+    if args.dataset in ("all", "sift") and not args.quick and SIFT.exists():
         run("sift", *sift(), systems, args.repeats)
 
 

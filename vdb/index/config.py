@@ -70,6 +70,10 @@ def _checked(cfg: IndexConfig) -> IndexConfig:
     _positive("ef_search", h.ef_search, 1)
     _positive("max_batch", h.max_batch, 1)
     _positive("seed", h.seed, 0)
+    if h.int8 not in (None, True, False):
+        raise InvalidArgumentError(f"int8 must be true, false or null, got {h.int8!r}")
+    if not 0 < h.compact_share:
+        raise InvalidArgumentError(f"compact_share must be > 0, got {h.compact_share!r}")
     if not 0 < h.batch_fraction <= 1:
         raise InvalidArgumentError(f"batch_fraction must be in (0, 1], got {h.batch_fraction!r}")
     return cfg

@@ -28,8 +28,13 @@ class HnswConfig:
     seed: int = 0  # drives the level of every node: same seed, same graph
     max_batch: int = 4096  # largest insertion batch (prefix doubling stops growing here)
     batch_fraction: float = 0.02  # ... or this share of the graph, whichever is smaller
-    int8: bool = True  # walk the graph on int8 codes, then rescore the candidates in float32
+    int8: bool | None = None  # walk on int8 codes, rescore in float32; None: when it pays
     compact_share: float = 0.2  # unlink deleted nodes once they exceed this share of live ones
+
+
+# With int8=None the int8 walk is used once the float32 arena outgrows the caches (measured:
+# 1.8x the float walk at 100,000 x 128, 0.9x at 4,000 x 128).
+INT8_FROM_BYTES = 8 << 20
 
 
 class _Scratch(threading.local):
@@ -126,7 +131,7 @@ class HnswIndex(FlatIndex):
     def set(self, iids: np.ndarray, vectors: np.ndarray) -> None:
         super().set(iids, vectors)
         iids = np.asarray(iids, dtype=np.int64)
-        if self.config.int8:
+        if self.config.int8 is not False:
             self._encode(iids, vectors)
         self._link(iids)
 
@@ -362,7 +367,10 @@ class HnswIndex(FlatIndex):
         use_mask = live is not None
         mask = live if use_mask else np.zeros(1, np.bool_)
         Q = np.ascontiguousarray(queries, dtype=np.float32)
-        use_codes = self.config.int8 and bool((self.code_hi > self.code_lo).any())
+        int8 = self.config.int8
+        if int8 is None:
+            int8 = self.size * self.dim * 4 > INT8_FROM_BYTES
+        use_codes = int8 and bool((self.code_hi > self.code_lo).any())
         # queries stay float: asymmetric distances lose less than int8 x int8
         CQ = self._code_queries(Q) if use_codes else np.zeros((nq, 2, self.dim), np.float32)
         hk.search_batch(
