@@ -444,111 +444,41 @@ def search_batch(
     nq = Q.shape[0]
     for qi in prange(nq):
         t = numba.get_thread_id()
-        if use_codes:
-            nr = _descend_and_search(
-                C,
-                CQ[qi],
-                ef,
-                l2,
-                links0,
-                counts0,
-                upper_row,
-                links_up,
-                counts_up,
-                entry,
-                top_level,
-                mask,
-                use_mask,
-                visited[t],
-                tags,
-                t,
-                ck[t],
-                cv[t],
-                rk[t],
-                rv[t],
-                nbuf[t],
-            )
-            # rescore the approximate candidates with the float32 vectors (insertion into
-            # the k best, best first)
-            kk = 0
-            for i in range(nr):
-                node = rv[t, i]
-                s = _sim(X, node, Q[qi], l2)
-                if kk < k:
-                    pos = kk
-                    kk += 1
-                elif s > out_s[qi, k - 1]:
-                    pos = k - 1
-                else:
-                    continue
-                while pos > 0 and out_s[qi, pos - 1] < s:
-                    out_s[qi, pos] = out_s[qi, pos - 1]
-                    out_i[qi, pos] = out_i[qi, pos - 1]
-                    pos -= 1
-                out_s[qi, pos] = s
-                out_i[qi, pos] = node
+        graph = (links0, counts0, upper_row, links_up, counts_up, entry, top_level)
+        scratch = (visited[t], tags, t, ck[t], cv[t], rk[t], rv[t], nbuf[t])
+        if use_codes:  # two call sites: the int8 and float32 walks compile separately
+            nr = _descend_and_search(C, CQ[qi], ef, l2, graph, mask, use_mask, scratch)
         else:
-            nr = _descend_and_search(
-                X,
-                Q[qi],
-                ef,
-                l2,
-                links0,
-                counts0,
-                upper_row,
-                links_up,
-                counts_up,
-                entry,
-                top_level,
-                mask,
-                use_mask,
-                visited[t],
-                tags,
-                t,
-                ck[t],
-                cv[t],
-                rk[t],
-                rv[t],
-                nbuf[t],
-            )
-            while nr > k:
-                nr = _heap_pop(rk[t], rv[t], nr)
-            kk = nr
-            for i in range(nr - 1, -1, -1):
-                out_s[qi, i] = -rk[t, 0]
-                out_i[qi, i] = rv[t, 0]
-                nr = _heap_pop(rk[t], rv[t], nr)
+            nr = _descend_and_search(X, Q[qi], ef, l2, graph, mask, use_mask, scratch)
+        # the k best of the results, best first; the int8 walk's are rescored in float32
+        kk = 0
+        for i in range(nr):
+            node = rv[t, i]
+            s = _sim(X, node, Q[qi], l2) if use_codes else -rk[t, i]
+            if kk < k:
+                pos = kk
+                kk += 1
+            elif s > out_s[qi, k - 1]:
+                pos = k - 1
+            else:
+                continue
+            while pos > 0 and out_s[qi, pos - 1] < s:
+                out_s[qi, pos] = out_s[qi, pos - 1]
+                out_i[qi, pos] = out_i[qi, pos - 1]
+                pos -= 1
+            out_s[qi, pos] = s
+            out_i[qi, pos] = node
         for i in range(kk, k):
             out_s[qi, i] = -np.inf
             out_i[qi, i] = -1
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def _descend_and_search(
-    X,
-    q,
-    ef,
-    l2,
-    links0,
-    counts0,
-    upper_row,
-    links_up,
-    counts_up,
-    entry,
-    top_level,
-    mask,
-    use_mask,
-    visited,
-    tags,
-    t,
-    ck,
-    cv,
-    rk,
-    rv,
-    nbuf,
-):
+def _descend_and_search(X, q, ef, l2, graph, mask, use_mask, scratch):
     """Greedy descent through the upper levels, then a level-0 search; returns the result
-    count (results in the heap rk/rv)."""
+    count (results in the heap rk/rv of the scratch)."""
+    links0, counts0, upper_row, links_up, counts_up, entry, top_level = graph
+    visited, tags, t, ck, cv, rk, rv, nbuf = scratch
     ep = entry
     ep_sim = _sim(X, ep, q, l2)
     for level in range(top_level, 0, -1):
