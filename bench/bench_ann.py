@@ -242,7 +242,7 @@ def filtered(name, index, X, Q, ef) -> None:
         qps = len(Q) / (time.perf_counter() - start)
         full = float(np.mean((ids >= 0).sum(axis=1) == K))
         print(
-            f"{name}: filtered search, {share:.0%} of points match: recall@10 "
+            f"{name}: filtered search at ef={ef}, {share:.0%} of points match: recall@10 "
             f"{recall(ids, gt):.4f}, {qps:,.0f} QPS, share of queries with k hits {full:.2f}"
         )
 

@@ -11,20 +11,27 @@ def hit_ids(batch):
     return np.array([[h.id for h in hits] for hits in batch])
 
 
-def test_auto_switches_to_hnsw_and_keeps_answers(db):
-    X = clustered(5000, 16, seed=5)
-    Q = clustered(50, 16, seed=6)
-    col = db.create_collection("c", dim=16, metric="l2", index={"hnsw_threshold": 3000})
-    col.upsert(list(range(2000)), X[:2000], payloads=[{"g": i % 4} for i in range(2000)])
-    assert col.info()["index_in_use"] == "flat"
-    col.upsert(
-        list(range(2000, 5000)), X[2000:], payloads=[{"g": i % 4} for i in range(2000, 5000)]
+def test_auto_switches_to_hnsw_and_keeps_answers(db, monkeypatch):
+    from vdb.index.hnsw import HnswIndex
+
+    walks = []
+    walk = HnswIndex._graph_search
+    monkeypatch.setattr(
+        HnswIndex, "_graph_search", lambda self, *a: walks.append(1) or walk(self, *a)
     )
+    n = 12_000  # past the size where a scan is cheaper than the walk
+    X = clustered(n, 16, seed=5)
+    Q = clustered(50, 16, seed=6)
+    col = db.create_collection("c", dim=16, metric="l2", index={"hnsw_threshold": 8000})
+    col.upsert(list(range(6000)), X[:6000], payloads=[{"g": i % 4} for i in range(6000)])
+    assert col.info()["index_in_use"] == "flat"
+    col.upsert(list(range(6000, n)), X[6000:], payloads=[{"g": i % 4} for i in range(6000, n)])
     assert col.info()["index_in_use"] == "hnsw"
     flat = vdb.open(db.path.parent / "flat")
     ref = flat.create_collection("c", dim=16, metric="l2", index="flat")
-    ref.upsert(list(range(5000)), X, payloads=[{"g": i % 4} for i in range(5000)])
+    ref.upsert(list(range(n)), X, payloads=[{"g": i % 4} for i in range(n)])
     assert recall(hit_ids(col.search(Q, k=10)), hit_ids(ref.search(Q, k=10))) >= 0.95
+    assert walks, "the search did not walk the graph"
     got = col.search(Q, k=10, filter={"g": 1}, ef=128)
     assert all(len(h) == 10 and all(x.payload["g"] == 1 for x in h) for h in got)
     assert recall(hit_ids(got), hit_ids(ref.search(Q, k=10, filter={"g": 1}))) >= 0.95

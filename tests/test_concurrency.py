@@ -14,7 +14,7 @@ def vector(pid: int, version: int) -> np.ndarray:
 
 @pytest.mark.parametrize("index", ["flat", "hnsw"])
 def test_concurrent_search_and_write(db, index):
-    n = N if index == "flat" else 3000  # enough points for the graph walk to run
+    n = N if index == "flat" else 10_000  # enough points for the graph walk to run
     col = db.create_collection("c", dim=DIM, metric="dot", index=index)
     col.upsert(
         list(range(n)),

@@ -37,6 +37,9 @@ class HnswConfig:
 INT8_FROM_BYTES = 8 << 20
 
 
+WALK_COST = 4  # see HnswIndex.search
+
+
 class _Scratch(threading.local):
     """Per-Python-thread search buffers, one row per numba thread, reused across calls."""
 
@@ -343,12 +346,13 @@ class HnswIndex(FlatIndex):
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         ef = max(ef or self.config.ef_search, k)
         M0 = 2 * self.config.M
-        # Exact scan when it costs no more than the graph walk would: a walk visits about
-        # ef / selectivity nodes of M0 neighbours each; a scan touches every matching row.
-        if matching * matching <= ef * M0 * n or self.entry < 0:
-            return super().search(queries, k, mask)
-        if live is not None:
+        if live is not None:  # a filtered walk must visit ~1/selectivity times more nodes
             ef = min(n, int(ef * n / matching))
+        # Scan exactly when that costs no more than the walk. Measured at 100,000 x 128 (one
+        # thread, 5-50% selectivity): walk / scan time ~ 4 * ef * M0 * n / matching^2, the
+        # walk's random accesses costing several times the scan's sequential ones.
+        if matching * matching <= WALK_COST * ef * M0 * n or self.entry < 0:
+            return super().search(queries, k, mask)
         scores, ids = self._graph_search(queries, k, ef, live)
         if self._l2:
             scores = np.sqrt(np.maximum(-scores, 0.0))  # Euclidean distance, as the scan gives
