@@ -246,6 +246,74 @@ def _sorted_results(rk, rv, nr, sims_out, ids_out):
         nr = _heap_pop(rk, rv, nr)
 
 
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _link_one(V, q, rescore, X, p, lvl, graph, M, efc, l2, nomask, scratch):
+    """Choose node p's forward neighbours on every level it has, walking V (float32 vectors,
+    or int8 codes with q in code units and rescore=True). Writes only p's own lists."""
+    links0, counts0, upper_row, links_up, counts_up, entry, top_level = graph
+    visited, tags, t, ck, cv, rk, rv, nbuf, sel_s, sel_i = scratch
+    ep = entry
+    ep_sim = _sim(V, ep, q, l2)
+    for level in range(top_level, lvl, -1):
+        ep, ep_sim = _greedy(V, q, ep, ep_sim, level, upper_row, links_up, counts_up, l2)
+    for level in range(min(lvl, top_level), -1, -1):
+        tags[t] += 1
+        if level == 0:
+            links = links0
+            counts = counts0
+        else:
+            links = links_up[level - 1]
+            counts = counts_up[level - 1]
+        nr = _search_layer(
+            V,
+            q,
+            ep,
+            ep_sim,
+            efc,
+            level,
+            links,
+            counts,
+            upper_row,
+            l2,
+            visited,
+            tags[t],
+            nomask,
+            False,
+            ck,
+            cv,
+            rk,
+            rv,
+            nbuf,
+        )
+        _sorted_results(rk, rv, nr, sel_s, sel_i)
+        # drop the node itself (re-insertion of an updated vector)
+        w = 0
+        for i in range(nr):
+            if sel_i[i] != p:
+                sel_s[w] = sel_s[i]
+                sel_i[w] = sel_i[i]
+                w += 1
+        if w == 0:
+            continue
+        if rescore:  # exact similarities, best first, for the neighbour heuristic
+            for i in range(w):
+                sel_s[i] = _sim(X, sel_i[i], X[p], l2)
+            order = np.argsort(-sel_s[:w], kind="mergesort")
+            for i in range(w):
+                ck[i] = sel_s[order[i]]
+                cv[i] = sel_i[order[i]]
+            for i in range(w):
+                sel_s[i] = ck[i]
+                sel_i[i] = cv[i]
+            ep = sel_i[0]
+            ep_sim = _sim(V, ep, q, l2)
+        else:
+            ep = sel_i[0]
+            ep_sim = sel_s[0]
+        r = _row(p, level, upper_row)
+        counts[r] = _select(X, sel_s, sel_i, w, M, links[r], l2)
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True, parallel=True)
 def insert_batch(
     X,
@@ -271,6 +339,11 @@ def insert_batch(
     sel_i,
     nomask,
     nbuf,
+    C,
+    code_mid,
+    code_step,
+    cqbuf,
+    use_codes,
 ):
     """Link new nodes into the graph as it stood before the batch (phase 1), then add the
     reverse edges grouped by target node and prune overfull lists (phase 2). Lock-free: in
@@ -278,60 +351,24 @@ def insert_batch(
     written by one thread. The result does not depend on thread scheduling."""
     nb_new = nodes.shape[0]
     M0 = links0.shape[1]
+    graph = (links0, counts0, upper_row, links_up, counts_up, entry, top_level)
     # ---- phase 1: search from the old graph, choose forward neighbours
     for b in prange(nb_new):
         t = numba.get_thread_id()
         p = nodes[b]
-        q = X[p]
-        lvl = levels[p]
-        ep = entry
-        ep_sim = _sim(X, ep, q, l2)
-        for level in range(top_level, lvl, -1):
-            ep, ep_sim = _greedy(X, q, ep, ep_sim, level, upper_row, links_up, counts_up, l2)
-        for level in range(min(lvl, top_level), -1, -1):
-            tags[t] += 1
-            if level == 0:
-                links = links0
-                counts = counts0
-            else:
-                links = links_up[level - 1]
-                counts = counts_up[level - 1]
-            nr = _search_layer(
-                X,
-                q,
-                ep,
-                ep_sim,
-                efc,
-                level,
-                links,
-                counts,
-                upper_row,
-                l2,
-                visited[t],
-                tags[t],
-                nomask,
-                False,
-                ck[t],
-                cv[t],
-                rk[t],
-                rv[t],
-                nbuf[t],
-            )
-            _sorted_results(rk[t], rv[t], nr, sel_s[t], sel_i[t])
-            # drop the node itself (re-insertion of an updated vector)
-            w = 0
-            for i in range(nr):
-                if sel_i[t, i] != p:
-                    sel_s[t, w] = sel_s[t, i]
-                    sel_i[t, w] = sel_i[t, i]
-                    w += 1
-            if w == 0:
-                continue
-            ep = sel_i[t, 0]
-            ep_sim = sel_s[t, 0]
-            r = _row(p, level, upper_row)
-            kept = _select(X, sel_s[t], sel_i[t], w, M, links[r], l2)
-            counts[r] = kept
+        scratch = (visited[t], tags, t, ck[t], cv[t], rk[t], rv[t], nbuf[t], sel_s[t], sel_i[t])
+        if use_codes:  # walk the int8 codes, choose neighbours on float32 similarities
+            cq = cqbuf[t]
+            for j in range(X.shape[1]):
+                if l2:
+                    cq[0, j] = (X[p, j] - code_mid[j]) / code_step[j]
+                    cq[1, j] = code_step[j] * code_step[j]
+                else:
+                    cq[0, j] = X[p, j] * code_step[j]
+                    cq[1, j] = 1.0
+            _link_one(C, cq, True, X, p, levels[p], graph, M, efc, l2, nomask, scratch)
+        else:
+            _link_one(X, X[p], False, X, p, levels[p], graph, M, efc, l2, nomask, scratch)
     # ---- phase 2: reverse edges, grouped by (level, target)
     total = 0
     for b in range(nb_new):
