@@ -126,3 +126,18 @@ def test_kill_9_during_builds_and_checkpoints(tmp_path, trials):
         start, unacked_deletes = check(path, acked_all, deleted_all, max(acked, default=-10))
         deleted_all |= unacked_deletes
     assert not list((path / "index").glob("*.tmp-*")), "stale temporary checkpoint files"
+
+
+def test_failed_checkpoint_never_fails_an_acknowledged_write(tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with vdb.open(tmp_path / "db", checkpoint_every=100) as db:
+        col = db.create_collection("c", dim=DIM)
+        monkeypatch.setattr(checkpoint, "save", disk_full)
+        with pytest.warns(RuntimeWarning, match="No space left"):
+            assert col.upsert(list(range(150)), np.ones((150, DIM))).count == 150
+        assert col.count() == 150
+        monkeypatch.undo()
+    with vdb.open(tmp_path / "db") as db:
+        assert db.get_collection("c").count() == 150

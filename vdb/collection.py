@@ -3,6 +3,7 @@
 
 import heapq
 import json
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -241,6 +242,19 @@ class Collection:
         )
         return lsn
 
+    def _checkpoint_quietly(self) -> None:
+        """A checkpoint after an acknowledged write or on close: failing to write it (a full
+        disk) loses nothing, since LMDB holds every write, so it warns instead of raising."""
+        try:
+            self.checkpoint()
+        except OSError as exc:
+            warnings.warn(
+                f"checkpoint of collection {self.name!r} failed ({exc}); the next open "
+                "replays the op log instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def _replay(self, txn, op: int, iids: np.ndarray) -> None:
         self._index.remove(iids)
         self._payloads.clear(iids)
@@ -287,7 +301,7 @@ class Collection:
             self._apply(rows, vecs, pay_items)
             self._written_since_ckpt += n
         if self._written_since_ckpt >= self._checkpoint_every:
-            self.checkpoint()
+            self._checkpoint_quietly()
         return WriteResult(lsn, n)
 
     def _write_upsert(self, txn, id_keys, records, taken: list[int]):
@@ -505,7 +519,7 @@ class Collection:
     def _close(self, save: bool = True) -> None:
         """Checkpoint what the log holds beyond the last checkpoint (save=True), then close."""
         if save and not self._read_only and not self._closed and self._lsn != self._ckpt_lsn:
-            self.checkpoint()
+            self._checkpoint_quietly()
         with self._lock.write():
             self._closed = True
 
