@@ -79,7 +79,23 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def reopen(self):
-        self.db.close()
+        self.db.close()  # writes a checkpoint; the next open maps it
+        self.db = vdb.open(self.path)
+        self.col = self.db.get_collection("c")
+        assert self.col.info()["loaded_from"] == "checkpoint"
+
+    @rule()
+    def checkpoint(self):
+        self.col.checkpoint()
+
+    @rule()
+    def reopen_without_closing(self):
+        """As after kill -9: no closing checkpoint; the next open replays the op log on top of
+        the last checkpoint (or rebuilds from the records)."""
+        for col in self.db._collections.values():
+            col._closed = True
+        self.db._collections.clear()
+        self.db._store.close()
         self.db = vdb.open(self.path)
         self.col = self.db.get_collection("c")
 
