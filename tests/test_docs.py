@@ -1,0 +1,15 @@
+"""The examples in docstrings run as written."""
+
+import doctest
+
+import pytest
+
+import vdb
+import vdb.collection
+import vdb.database
+
+
+@pytest.mark.parametrize("module", [vdb, vdb.collection, vdb.database])
+def test_docstring_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
