@@ -127,7 +127,7 @@ def load(path: Path, cid: int, dim: int, metric: str):
         payloads = pickle.loads(blob)
         index = KINDS[meta["kind"]].restore(meta, arrays)
         return index, payloads, header["lsn"]
-    except (OSError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
+    except Exception:  # any surprise (damage, a file from another version): rebuild instead
         return None
 
 
