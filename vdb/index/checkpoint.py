@@ -64,19 +64,19 @@ def save(path: Path, index: FlatIndex, payloads, lsn: int, cid: int) -> None:
     base = _pad(len(MAGIC) + LENGTH.size + len(head))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(MAGIC + LENGTH.pack(len(head)) + head)
-        fh.write(b"\0" * (base - fh.tell()))
-        for entry in table:
-            fh.write(
-                arrays[entry["name"]].tobytes()
-                if entry["nbytes"] < 1 << 20
-                else memoryview(arrays[entry["name"]].reshape(-1).view(np.uint8))
-            )
-            fh.write(b"\0" * (_pad(entry["nbytes"]) - entry["nbytes"]))
-        fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(MAGIC + LENGTH.pack(len(head)) + head)
+            fh.write(b"\0" * (base - fh.tell()))
+            for entry in table:
+                fh.write(arrays[entry["name"]].reshape(-1).view(np.uint8))
+                fh.write(b"\0" * (_pad(entry["nbytes"]) - entry["nbytes"]))
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
