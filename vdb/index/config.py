@@ -1,6 +1,6 @@
 """How a collection indexes its vectors: the one place the choice of index is configured."""
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from vdb.errors import InvalidArgumentError
 from vdb.index.flat import FlatIndex
@@ -14,9 +14,6 @@ class IndexConfig:
     kind: str = "auto"  # flat | hnsw | auto: exact below hnsw_threshold points, HNSW from there
     hnsw_threshold: int = 20_000  # auto switches to HNSW when the collection reaches this size
     hnsw: HnswConfig = field(default_factory=HnswConfig)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def parse(cls, value) -> "IndexConfig":

@@ -174,6 +174,13 @@ class HnswIndex(FlatIndex):
         mid, step = self._code_frame()
         return np.clip(np.rint((vectors - mid) / step), -127, 127).astype(np.int8)
 
+    def _walk_queries(self, Q: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(queries for the int8 walk, whether to walk the codes). Queries stay float32:
+        asymmetric distances lose less than int8 x int8."""
+        if self._use_codes():
+            return self._code_queries(Q), True
+        return np.zeros((len(Q), 2, self.dim), np.float32), False
+
     def _code_queries(self, Q: np.ndarray) -> np.ndarray:
         """(nq, 2, dim): queries in code units and per-dimension weights, such that
         sum(w * (code - q')^2) is the squared l2 distance and sum(code * q') ranks like the
@@ -325,9 +332,7 @@ class HnswIndex(FlatIndex):
             np.zeros(1, np.bool_),
             b.nbuf,
             self.codes,
-            *self._code_frame(),
-            np.empty((len(b.tags), 2, self.dim), np.float32),
-            self._use_codes(),
+            *self._walk_queries(self.vectors[batch]),
         )
 
     def _buffers(self, width: int) -> "_Scratch":
@@ -393,9 +398,7 @@ class HnswIndex(FlatIndex):
         use_mask = live is not None
         mask = live if use_mask else np.zeros(1, np.bool_)
         Q = np.ascontiguousarray(queries, dtype=np.float32)
-        use_codes = self._use_codes()
-        # queries stay float: asymmetric distances lose less than int8 x int8
-        CQ = self._code_queries(Q) if use_codes else np.zeros((nq, 2, self.dim), np.float32)
+        CQ, use_codes = self._walk_queries(Q)
         hk.search_batch(
             self.vectors,
             Q,

@@ -348,9 +348,7 @@ def insert_batch(
     nomask,
     nbuf,
     C,
-    code_mid,
-    code_step,
-    cqbuf,
+    CQ,
     use_codes,
 ):
     """Link new nodes into the graph as it stood before the batch (phase 1), then add the
@@ -366,15 +364,7 @@ def insert_batch(
         p = nodes[b]
         scratch = (visited[t], tags, t, ck[t], cv[t], rk[t], rv[t], nbuf[t], sel_s[t], sel_i[t])
         if use_codes:  # walk the int8 codes, choose neighbours on float32 similarities
-            cq = cqbuf[t]
-            for j in range(X.shape[1]):
-                if l2:
-                    cq[0, j] = (X[p, j] - code_mid[j]) / code_step[j]
-                    cq[1, j] = code_step[j] * code_step[j]
-                else:
-                    cq[0, j] = X[p, j] * code_step[j]
-                    cq[1, j] = 1.0
-            _link_one(C, cq, True, X, p, levels[p], graph, M, efc, l2, nomask, scratch)
+            _link_one(C, CQ[b], True, X, p, levels[p], graph, M, efc, l2, nomask, scratch)
         else:
             _link_one(X, X[p], False, X, p, levels[p], graph, M, efc, l2, nomask, scratch)
     # ---- phase 2: reverse edges, grouped by (level, target)
