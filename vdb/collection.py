@@ -350,10 +350,7 @@ class Collection:
             node = filters.parse(filter)
         with self._lock.write():
             self._check_open()
-            rows = None
-            if node is not None:
-                n = self._index.size
-                rows = np.flatnonzero(self._payloads.mask(node, n) & self._index.alive[:n])
+            rows = None if node is None else np.flatnonzero(self._matching(node))
             rows, lsn = self._store.transact(lambda txn: self._write_delete(txn, id_keys, rows))
             if len(rows):
                 self._lsn = lsn
@@ -425,6 +422,11 @@ class Collection:
         ]
         return hits[0] if single else hits
 
+    def _matching(self, node) -> np.ndarray:
+        """(size,) bool: live points that pass the parsed filter. Call under the lock."""
+        n = self._index.size
+        return self._payloads.mask(node, n) & self._index.alive[:n]
+
     def _fetch(self, rows, with_vectors: bool) -> dict[int, Record]:
         cid, dim = self.config.cid, self.dim
         out = {}
@@ -465,8 +467,7 @@ class Collection:
         with self._lock.read():
             if node is None:
                 return len(self._index)
-            n = self._index.size
-            return int(np.count_nonzero(self._payloads.mask(node, n) & self._index.alive[:n]))
+            return int(np.count_nonzero(self._matching(node)))
 
     def scroll(self, filter=None, limit: int = 100, after=None, with_vectors: bool = False):
         """A page of records in id order (ints before strings), starting after id `after`.
