@@ -220,16 +220,19 @@ class HnswIndex(FlatIndex):
             self.compact()
 
     def tombstones(self) -> int:
-        """Deleted nodes still linked into the graph."""
+        """How many deleted nodes are still linked into the graph."""
+        return len(self._tombstones())
+
+    def _tombstones(self) -> np.ndarray:
         n = self.size
-        return int(np.count_nonzero((self.levels[:n] >= 0) & ~self.alive[:n]))
+        return np.flatnonzero((self.levels[:n] >= 0) & ~self.alive[:n])
 
     def compact(self) -> int:
         """Unlink deleted nodes: repair the neighbour lists that point at them, free their
         upper-level rows, and move the entry point if it was deleted. Their slots become fresh
         nodes when reused. Returns how many nodes were unlinked."""
         n = self.size
-        dead = np.flatnonzero((self.levels[:n] >= 0) & ~self.alive[:n])
+        dead = self._tombstones()
         if not len(dead):
             return 0
         M0 = 2 * self.config.M
