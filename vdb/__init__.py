@@ -8,6 +8,7 @@
 [2]
 """
 
+from vdb._version import __version__
 from vdb.collection import Collection, CollectionConfig, Hit, WriteResult
 from vdb.database import Database
 from vdb.errors import (
@@ -31,13 +32,19 @@ from vdb.errors import (
 from vdb.storage.codec import Record
 from vdb.storage.env import DatabaseNotFoundError
 
-__version__ = "0.1.0"
-
 
 def open(path, read_only: bool = False, **options) -> Database:  # noqa: A001
     """Open or create the database in directory `path`. read_only=True never writes and may
     run beside a writer in another process."""
     return Database(path, read_only=read_only, **options)
+
+
+def connect(address: str, api_key: str | None = None, tls=None, timeout: float | None = None):
+    """A database served by `vdb serve` at address ("host:port"), with the methods of
+    vdb.open(path). See vdb.rpc.client.connect for tls and timeout."""
+    from vdb.rpc.client import connect as _connect
+
+    return _connect(address, api_key=api_key, tls=tls, timeout=timeout)
 
 
 __all__ = [
@@ -64,5 +71,6 @@ __all__ = [
     "Record",
     "VdbError",
     "WriteResult",
+    "connect",
     "open",
 ]

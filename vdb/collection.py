@@ -272,16 +272,10 @@ class Collection:
     def upsert(self, ids, vectors, payloads=None, documents=None) -> WriteResult:
         """Insert or replace points. All or nothing: a bad item rejects the whole batch."""
         self._check_writable()
-        id_list, _ = validate.id_list(ids)
-        n = len(id_list)
-        id_keys = validate.unique_id_keys(id_list)
-        if vectors is None:
-            raise InvalidArgumentError("vectors are required")
-        vecs = validate.vectors(vectors, self.dim, self.metric, id_list)
-        if vecs.shape[0] != n:
-            raise InvalidArgumentError(f"got {n} ids but {vecs.shape[0]} vectors")
-        pay_items, pay_json = validate.payloads(payloads, n)
-        docs = validate.documents(documents, n)
+        batch = validate.upsert_batch(ids, vectors, payloads, documents, self.dim, self.metric)
+        id_keys, vecs, pay_items = batch.id_keys, batch.vectors, batch.payloads
+        pay_json, docs = batch.payload_json, batch.documents
+        n = len(id_keys)
         if n == 0:
             return WriteResult(self._lsn, 0)
         records = [encode_record(vecs[i], id_keys[i], pay_json[i], docs[i]) for i in range(n)]
@@ -303,6 +297,20 @@ class Collection:
         if self._written_since_ckpt >= self._checkpoint_every:
             self._checkpoint_quietly()
         return WriteResult(lsn, n)
+
+    def bulk_upsert(self, batches, on_batch=None) -> WriteResult:
+        """Upsert many batches, each committed on its own (all or nothing per batch): an
+        iterable of tuples (ids, vectors[, payloads[, documents]]) or dicts with those keys.
+        on_batch(i, result) runs once batch i is durable. Returns the last LSN and the total
+        count. A bad batch raises; the batches before it stay written."""
+        self._check_writable()
+        lsn, total = self._lsn, 0
+        for i, batch in enumerate(batches):
+            result = self.upsert(**validate.batch_args(batch))
+            lsn, total = result.lsn, total + result.count
+            if on_batch is not None:
+                on_batch(i, result)
+        return WriteResult(lsn, total)
 
     def _write_upsert(self, txn, id_keys, records, taken: list[int]):
         """The LMDB half of an upsert. May run again after a map resize: slots taken by an

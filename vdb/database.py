@@ -4,6 +4,7 @@ import threading
 import time
 
 from vdb import validate
+from vdb._version import __version__
 from vdb.collection import CHECKPOINT_DIR, Collection, CollectionConfig
 from vdb.errors import (
     ClosedError,
@@ -170,6 +171,15 @@ class Database:
         Writes may continue meanwhile; the copy holds every write committed before it began."""
         self._check_open()
         self._store.copy_to(dest)
+
+    def info(self) -> dict:
+        """What this handle is: version, location, mode and number of collections."""
+        return {
+            "version": __version__,
+            "path": str(self.path),
+            "read_only": self.read_only,
+            "collections": len(self.list_collections()),
+        }
 
     def close(self) -> None:
         with self._lock:

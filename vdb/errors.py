@@ -66,3 +66,31 @@ class DatabaseLockedError(VdbError, RuntimeError):
 
 class ClosedError(VdbError, RuntimeError):
     """The database or collection was closed."""
+
+
+# ---------------------------------------------------------------- raised by the remote client
+# for conditions that only exist across the wire
+
+
+class AuthenticationError(VdbError, PermissionError):
+    """The server wants an API key and got none, or a wrong one (UNAUTHENTICATED)."""
+
+
+class ResourceExhaustedError(VdbError, RuntimeError):
+    """The server is at its limit of concurrent requests (RESOURCE_EXHAUSTED)."""
+
+
+class MessageTooLargeError(ResourceExhaustedError, ValueError):
+    """A request or response is larger than the server's maximum message size."""
+
+
+class DeadlineExceededError(VdbError, TimeoutError):
+    """The request's deadline passed before the server finished it (DEADLINE_EXCEEDED)."""
+
+
+class UnavailableError(VdbError, ConnectionError):
+    """The server cannot be reached or is shutting down (UNAVAILABLE)."""
+
+
+class ServerError(VdbError, RuntimeError):
+    """The server failed in a way the client cannot act on (INTERNAL, UNKNOWN)."""

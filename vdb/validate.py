@@ -1,6 +1,7 @@
 """Checks applied once at the API boundary; everything inside trusts their output."""
 
 import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -132,6 +133,50 @@ def per_point(values, n: int, name: str, single_type) -> list:
 def payloads(values, n: int) -> tuple[list, list[bytes]]:
     items = per_point(values, n, "payloads", dict)
     return items, [encode_payload(p) for p in items]
+
+
+class Batch(NamedTuple):
+    """A checked upsert batch."""
+
+    ids: list
+    id_keys: list[bytes]  # encoded ids
+    vectors: np.ndarray  # (n, dim) float32
+    payloads: list  # dict or None per point
+    payload_json: list[bytes]
+    documents: list  # str or None per point
+
+
+def upsert_batch(ids, vectors_in, payloads_in, documents_in, dim: int, metric_name: str) -> Batch:
+    """Every check of an upsert, so that a bad item rejects the whole batch before any write."""
+    ids, _ = id_list(ids)
+    n = len(ids)
+    id_keys = unique_id_keys(ids)
+    if vectors_in is None:
+        raise InvalidArgumentError("vectors are required")
+    vecs = vectors(vectors_in, dim, metric_name, ids)
+    if vecs.shape[0] != n:
+        raise InvalidArgumentError(f"got {n} ids but {vecs.shape[0]} vectors")
+    pay_items, pay_json = payloads(payloads_in, n)
+    return Batch(ids, id_keys, vecs, pay_items, pay_json, documents(documents_in, n))
+
+
+BATCH_FIELDS = ("ids", "vectors", "payloads", "documents")
+
+
+def batch_args(batch) -> dict:
+    """One batch of a bulk upsert: a tuple (ids, vectors[, payloads[, documents]]) or a dict
+    with those keys -> keyword arguments of upsert."""
+    if isinstance(batch, dict):
+        unknown = set(batch) - set(BATCH_FIELDS)
+        if unknown:
+            raise InvalidArgumentError(f"unknown batch key(s): {', '.join(sorted(unknown))}")
+        return batch
+    if isinstance(batch, tuple | list) and 2 <= len(batch) <= 4:
+        return dict(zip(BATCH_FIELDS, batch, strict=False))
+    raise InvalidArgumentError(
+        "a batch is a tuple (ids, vectors[, payloads[, documents]]) or a dict with those keys, "
+        f"got {type(batch).__name__}"
+    )
 
 
 def documents(values, n: int) -> list:

@@ -1,0 +1,48 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CacheStats(_message.Message):
+    __slots__ = ("enabled", "hits", "misses", "hit_rate", "entries", "capacity", "ttl_seconds")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    HIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    hits: int
+    misses: int
+    hit_rate: float
+    entries: int
+    capacity: int
+    ttl_seconds: float
+    def __init__(self, enabled: _Optional[bool] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., entries: _Optional[int] = ..., capacity: _Optional[int] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
+
+class ServerInfo(_message.Message):
+    __slots__ = ("version", "uptime_seconds", "read_only", "collections", "cache", "in_flight", "max_message_bytes", "workers")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    uptime_seconds: float
+    read_only: bool
+    collections: int
+    cache: CacheStats
+    in_flight: int
+    max_message_bytes: int
+    workers: int
+    def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., read_only: _Optional[bool] = ..., collections: _Optional[int] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., in_flight: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., workers: _Optional[int] = ...) -> None: ...

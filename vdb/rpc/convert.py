@@ -1,0 +1,315 @@
+"""Python values <-> vdb.v1 messages, used by both the server and the remote client.
+
+Vectors cross as one packed little-endian float32 block per message (no per-element loops);
+payloads and filter operands as Value messages that keep integers and floats apart.
+"""
+
+from dataclasses import asdict, fields
+
+import numpy as np
+
+from vdb import filters
+from vdb.collection import Hit
+from vdb.errors import (
+    DimensionError,
+    FilterError,
+    InvalidArgumentError,
+    InvalidIdError,
+    InvalidPayloadError,
+    InvalidVectorError,
+)
+from vdb.index.config import IndexConfig
+from vdb.index.hnsw import HnswConfig
+from vdb.rpc._gen import collections_pb2 as cpb
+from vdb.rpc._gen import common_pb2 as pb
+from vdb.storage.codec import Record
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+# ---------------------------------------------------------------- vectors
+
+
+def pack(arr: np.ndarray) -> pb.Vectors:
+    """(n, dim) array -> Vectors."""
+    arr = np.asarray(arr, dtype="<f4")
+    return pb.Vectors(dim=arr.shape[1], data=arr.tobytes())
+
+
+def unpack(msg: pb.Vectors, what: str = "vector") -> np.ndarray:
+    """Vectors -> (n, dim) float32 array (read-only view of the message bytes)."""
+    data, dim = msg.data, msg.dim
+    if dim == 0:
+        if data:
+            raise DimensionError(f"{what}s: Vectors.dim is 0 but data holds {len(data)} bytes")
+        return np.empty((0, 0), dtype=np.float32)
+    if len(data) % (4 * dim):
+        raise InvalidVectorError(
+            f"{what}s: {len(data)} bytes is not a whole number of rows of {dim} float32 values"
+        )
+    return np.frombuffer(data, dtype="<f4").reshape(-1, dim)
+
+
+# ---------------------------------------------------------------- ids
+
+
+def set_id(msg: pb.PointId, pid) -> None:
+    if isinstance(pid, str):
+        msg.str = pid
+    elif isinstance(pid, int | np.integer) and not isinstance(pid, bool):
+        msg.num = int(pid)
+    else:
+        raise InvalidIdError(f"point id {pid!r} must be a str or an int, not {type(pid).__name__}")
+
+
+def id_from(msg: pb.PointId):
+    kind = msg.WhichOneof("kind")
+    if kind is None:
+        raise InvalidIdError("a PointId has neither num nor str set")
+    return msg.num if kind == "num" else msg.str
+
+
+def id_list(pids) -> list[pb.PointId]:
+    out = []
+    for pid in pids:
+        msg = pb.PointId()
+        set_id(msg, pid)
+        out.append(msg)
+    return out
+
+
+# ---------------------------------------------------------------- JSON values
+
+
+def set_value(msg: pb.Value, value, error=InvalidPayloadError) -> None:
+    """Write a JSON-like Python value into a Value message."""
+    if value is None:
+        msg.null_value = pb.NULL_VALUE
+    elif isinstance(value, bool):
+        msg.bool_value = value
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise error(f"integer {value} does not fit in 64 bits")
+        msg.int_value = value
+    elif isinstance(value, float):
+        msg.double_value = value
+    elif isinstance(value, str):
+        msg.string_value = value
+    elif isinstance(value, dict):
+        set_struct(msg.struct_value, value, error)
+    elif isinstance(value, list | tuple):
+        items = msg.list_value.values
+        msg.list_value.SetInParent()
+        for item in value:
+            set_value(items.add(), item, error)
+    else:
+        raise error(f"{type(value).__name__} value {value!r} is not JSON")
+
+
+def set_struct(msg: pb.Struct, obj: dict, error=InvalidPayloadError) -> None:
+    msg.SetInParent()
+    target = msg.fields
+    for key, item in obj.items():
+        if not isinstance(key, str):
+            raise error(f"object keys must be strings; {key!r} is not")
+        set_value(target[key], item, error)
+
+
+def value_from(msg: pb.Value):
+    kind = msg.WhichOneof("kind")
+    if kind == "string_value":
+        return msg.string_value
+    if kind == "int_value":
+        return msg.int_value
+    if kind == "double_value":
+        return msg.double_value
+    if kind == "bool_value":
+        return msg.bool_value
+    if kind == "struct_value":
+        return struct_from(msg.struct_value)
+    if kind == "list_value":
+        return [value_from(v) for v in msg.list_value.values]
+    return None
+
+
+def struct_from(msg: pb.Struct) -> dict:
+    return {key: value_from(v) for key, v in msg.fields.items()}
+
+
+# ---------------------------------------------------------------- points and records
+
+
+def set_point(msg: pb.Point, pid, payload, document) -> None:
+    set_id(msg.id, pid)
+    if payload is not None:
+        set_struct(msg.payload, payload)
+    if document is not None:
+        msg.document = document
+
+
+def point_fields(msg: pb.Point) -> tuple:
+    """(id, payload, document) of a Point."""
+    payload = struct_from(msg.payload) if msg.HasField("payload") else None
+    document = msg.document if msg.HasField("document") else None
+    return id_from(msg.id), payload, document
+
+
+def set_vectors(msg: pb.Vectors, items, with_vectors: bool, dim: int) -> None:
+    """The vectors of Records or Hits, packed (nothing when they were not asked for)."""
+    if with_vectors:
+        msg.dim = dim
+        if items:
+            msg.data = np.stack([item.vector for item in items]).astype("<f4").tobytes()
+
+
+def add_records(msg, records, with_vectors: bool, dim: int) -> None:
+    """Fill a message with `records` (repeated Point) and `vectors` fields."""
+    for rec in records:
+        set_point(msg.records.add(), rec.id, rec.payload, rec.document)
+    set_vectors(msg.vectors, records, with_vectors, dim)
+
+
+def records_from(msg) -> list[Record]:
+    vecs = unpack(msg.vectors) if msg.vectors.data else None
+    out = []
+    for i, point in enumerate(msg.records):
+        pid, payload, document = point_fields(point)
+        out.append(Record(pid, payload, document, None if vecs is None else vecs[i].copy()))
+    return out
+
+
+def add_hits(msg, hits, with_vectors: bool, dim: int) -> None:
+    """Fill a SearchResponse from a list of Hit."""
+    for hit in hits:
+        item = msg.hits.add()
+        item.score = hit.score
+        set_point(item.point, hit.id, hit.payload, hit.document)
+    set_vectors(msg.vectors, hits, with_vectors, dim)
+
+
+def hits_from(msg) -> list[Hit]:
+    vecs = unpack(msg.vectors) if msg.vectors.data else None
+    out = []
+    for i, item in enumerate(msg.hits):
+        pid, payload, document = point_fields(item.point)
+        out.append(Hit(pid, item.score, payload, document, None if vecs is None else vecs[i].copy()))
+    return out
+
+
+# ---------------------------------------------------------------- filters
+
+_OPS = {
+    "$eq": pb.EQ,
+    "$ne": pb.NE,
+    "$gt": pb.GT,
+    "$gte": pb.GTE,
+    "$lt": pb.LT,
+    "$lte": pb.LTE,
+    "$in": pb.IN,
+    "$nin": pb.NIN,
+    "$exists": pb.EXISTS,
+}
+_OP_NAMES = {code: name for name, code in _OPS.items()}
+
+
+def set_filter(msg: pb.Filter, flt) -> None:
+    """Validate an embedded-language filter (the same errors as the embedded API) and write it
+    into msg."""
+    _set_node(msg, filters.parse(flt))
+
+
+def _set_node(msg: pb.Filter, node) -> None:
+    kind = node[0]
+    if kind in ("and", "or"):
+        group = getattr(msg, kind)
+        group.SetInParent()
+        for child in node[1]:
+            _set_node(group.filters.add(), child)
+    elif kind == "not":
+        _set_node(getattr(msg, "not"), node[1])
+    else:
+        _, path, op, operand = node
+        cond = msg.condition
+        cond.key = path
+        cond.op = _OPS[op]
+        set_value(cond.value, operand, FilterError)
+
+
+def filter_from(msg: pb.Filter) -> dict:
+    """A Filter message -> the embedded filter language (validated later by filters.parse)."""
+    kind = msg.WhichOneof("kind")
+    if kind == "condition":
+        cond = msg.condition
+        op = _OP_NAMES.get(cond.op)
+        if op is None:
+            raise FilterError(f"condition on {cond.key!r} has no operator")
+        if not cond.HasField("value"):
+            raise FilterError(f"condition {op} on {cond.key!r} has no value")
+        return {cond.key: {op: value_from(cond.value)}}
+    if kind == "and":
+        items = [filter_from(f) for f in getattr(msg, "and").filters]
+        return {"$and": items} if items else {}
+    if kind == "or":
+        return {"$or": [filter_from(f) for f in getattr(msg, "or").filters]}
+    if kind == "not":
+        return {"$not": filter_from(getattr(msg, "not"))}
+    raise FilterError("a Filter message has no condition, and, or, or not set")
+
+
+def optional_filter(request, field: str = "filter"):
+    return filter_from(getattr(request, field)) if request.HasField(field) else None
+
+
+# ---------------------------------------------------------------- collections
+
+_HNSW_FIELDS = {f.name: f.name.lower() for f in fields(HnswConfig)}  # M -> m
+
+
+def set_index(msg: cpb.IndexParams, cfg: IndexConfig) -> None:
+    msg.kind = cfg.kind
+    msg.hnsw_threshold = cfg.hnsw_threshold
+    for name, proto_name in _HNSW_FIELDS.items():
+        value = getattr(cfg.hnsw, name)
+        if value is not None:
+            setattr(msg, proto_name, value)
+
+
+def index_from(msg: cpb.IndexParams) -> dict:
+    out = {"kind": msg.kind or "auto"}
+    if msg.HasField("hnsw_threshold"):
+        out["hnsw_threshold"] = msg.hnsw_threshold
+    for name, proto_name in _HNSW_FIELDS.items():
+        if msg.HasField(proto_name):
+            out[name] = getattr(msg, proto_name)
+    return out
+
+
+def set_info(msg: cpb.CollectionInfo, info: dict) -> None:
+    msg.name, msg.dim, msg.metric = info["name"], info["dim"], info["metric"]
+    msg.count, msg.lsn, msg.cid = info["count"], info["lsn"], info["cid"]
+    msg.index_in_use, msg.loaded_from = info["index_in_use"], info["loaded_from"]
+    msg.created_at = info["created_at"]
+    set_index(msg.index, IndexConfig.parse(info["index"]))
+
+
+def info_from(msg: cpb.CollectionInfo) -> dict:
+    """The same dict as Collection.info()."""
+    index = IndexConfig.parse(index_from(msg.index))
+    return {
+        "name": msg.name,
+        "dim": msg.dim,
+        "metric": msg.metric,
+        "cid": msg.cid,
+        "created_at": msg.created_at,
+        "index": asdict(index),
+        "count": msg.count,
+        "lsn": msg.lsn,
+        "index_in_use": msg.index_in_use,
+        "loaded_from": msg.loaded_from,
+    }
+
+
+def require(value, what: str):
+    """A required string field of a request."""
+    if not value:
+        raise InvalidArgumentError(f"{what} is required")
+    return value

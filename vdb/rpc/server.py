@@ -1,0 +1,549 @@
+"""The gRPC service over one Database: servicers, API keys, the query cache, health checking,
+reflection, and a shutdown that drains in-flight requests before closing the store."""
+
+import functools
+import hmac
+import inspect
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vdb._version import __version__
+from vdb.errors import (
+    AuthenticationError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    ReadOnlyError,
+    VdbError,
+)
+from vdb.rpc import convert, status
+from vdb.rpc._gen import collections_pb2 as cpb
+from vdb.rpc._gen import collections_pb2_grpc as cgrpc
+from vdb.rpc._gen import common_pb2 as pb
+from vdb.rpc._gen import points_pb2 as ppb
+from vdb.rpc._gen import points_pb2_grpc as pgrpc
+from vdb.rpc._gen import server_pb2 as spb
+from vdb.rpc._gen import server_pb2_grpc as sgrpc
+from vdb.rpc._gen import snapshots_pb2 as snpb
+from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
+from vdb.rpc.cache import QueryCache
+from vdb.storage import keys
+from vdb.storage.codec import decode_id, encode_id
+
+log = logging.getLogger("vdb.server")
+
+SERVICES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (cpb, "Collections"),
+        (ppb, "Points"),
+        (snpb, "Snapshots"),
+        (spb, "Server"),
+    )
+)
+CHUNK = 1 << 20  # bytes per snapshot FileChunk
+SNAPSHOT_RE = re.compile(r"^snapshot-\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 picks a free port
+    api_keys: tuple[str, ...] = ()  # read-write keys; with none (and no read-only keys) no auth
+    read_only_keys: tuple[str, ...] = ()
+    tls_cert: str | None = None  # PEM certificate chain file
+    tls_key: str | None = None  # PEM private key file
+    max_message_bytes: int = 64 << 20  # largest request or response
+    workers: int = 8  # threads serving requests
+    max_concurrent: int = 128  # requests served or queued before RESOURCE_EXHAUSTED
+    cache: bool = True  # the query-result cache
+    cache_entries: int = 10_000
+    cache_ttl: float = 60.0  # seconds
+    snapshot_dir: str | None = None  # default: DATA/snapshots
+    grace: float = 30.0  # seconds in-flight requests get to finish at shutdown
+
+
+class _Core:
+    """What every servicer shares: the database, keys, cache and request accounting."""
+
+    def __init__(self, db, options: ServerOptions):
+        self.db, self.options = db, options
+        self.cache = (
+            QueryCache(options.cache_entries, options.cache_ttl) if options.cache else None
+        )
+        self.started = time.time()
+        self.snapshot_dir = Path(options.snapshot_dir or Path(db.path) / "snapshots")
+        self._rw = [k.encode() for k in options.api_keys]
+        self._ro = [k.encode() for k in options.read_only_keys]
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    # ------------------------------------------------------------ admission
+
+    def writable(self, context) -> bool:
+        """Whether the caller may write. AuthenticationError when keys are set and the
+        request carries none or an unknown one."""
+        if not (self._rw or self._ro):
+            return True
+        key = _api_key(context.invocation_metadata())
+        if key is None:
+            raise AuthenticationError(
+                "this server requires an API key: send metadata 'authorization: Bearer KEY'"
+            )
+        key = key.encode()
+        if any(hmac.compare_digest(key, k) for k in self._rw):
+            return True
+        if any(hmac.compare_digest(key, k) for k in self._ro):
+            return False
+        raise AuthenticationError("the API key is not valid")
+
+    def admit(self, context, write: bool) -> None:
+        if not self.writable(context) and write:
+            raise ReadOnlyError("this API key may only read")
+        self.check_deadline(context)
+
+    @staticmethod
+    def check_deadline(context) -> None:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceededError("the deadline passed before the server finished")
+
+    def fail(self, context, exc: Exception):
+        code = status.code_for(exc)
+        if code is None:
+            log.exception("internal error")
+            code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+        else:
+            message = str(exc)
+        if isinstance(exc, VdbError):
+            context.set_trailing_metadata(((status.ERROR_KEY, type(exc).__name__),))
+        context.abort(code, message)
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    # ------------------------------------------------------------ helpers
+
+    def collection(self, name: str):
+        return self.db.get_collection(convert.require(name, "collection"))
+
+    def wrote(self, col) -> None:
+        if self.cache is not None:
+            self.cache.invalidate(col.config.cid)
+
+
+def _api_key(metadata) -> str | None:
+    for key, value in metadata:
+        if key == "authorization":
+            scheme, _, token = value.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else value
+        if key == "x-api-key":
+            return value
+    return None
+
+
+def rpc(write: bool = False):
+    """Wrap a servicer method: admission (API key, role, deadline), in-flight accounting, and
+    exceptions turned into status codes. Works for unary and streaming responses."""
+
+    def wrap(method):
+        if inspect.isgeneratorfunction(method):
+
+            @functools.wraps(method)
+            def streaming(self, request, context):
+                core = self.core
+                core.enter()
+                try:
+                    core.admit(context, write)
+                    yield from method(self, request, context)
+                except Exception as exc:
+                    core.fail(context, exc)
+                finally:
+                    core.leave()
+
+            return streaming
+
+        @functools.wraps(method)
+        def unary(self, request, context):
+            core = self.core
+            core.enter()
+            try:
+                core.admit(context, write)
+                return method(self, request, context)
+            except Exception as exc:
+                core.fail(context, exc)
+            finally:
+                core.leave()
+
+        return unary
+
+    return wrap
+
+
+# ---------------------------------------------------------------- services
+
+
+class CollectionsService(cgrpc.CollectionsServicer):
+    def __init__(self, core: _Core):
+        self.core = core
+
+    def _info(self, col) -> cpb.CollectionInfo:
+        msg = cpb.CollectionInfo()
+        convert.set_info(msg, col.info())
+        return msg
+
+    @rpc(write=True)
+    def Create(self, request, context):
+        index = convert.index_from(request.index) if request.HasField("index") else None
+        col = self.core.db.create_collection(
+            request.name, request.dim, request.metric or "cosine", index
+        )
+        return self._info(col)
+
+    @rpc()
+    def Get(self, request, context):
+        return self._info(self.core.collection(request.name))
+
+    @rpc()
+    def List(self, request, context):
+        return cpb.ListCollectionsResponse(names=self.core.db.list_collections())
+
+    @rpc(write=True)
+    def Delete(self, request, context):
+        col = self.core.collection(request.name)
+        self.core.db.drop_collection(request.name)
+        self.core.wrote(col)
+        return cpb.DeleteCollectionResponse()
+
+    @rpc()
+    def Exists(self, request, context):
+        return cpb.ExistsResponse(exists=self.core.db.has_collection(request.name))
+
+    @rpc(write=True)
+    def Checkpoint(self, request, context):
+        return cpb.CheckpointResponse(lsn=self.core.collection(request.name).checkpoint())
+
+    @rpc(write=True)
+    def Compact(self, request, context):
+        return cpb.CompactResponse(unlinked=self.core.collection(request.name).compact())
+
+
+class PointsService(pgrpc.PointsServicer):
+    def __init__(self, core: _Core):
+        self.core = core
+
+    def _upsert(self, col, request, context) -> pb.WriteResult:
+        vectors = convert.unpack(request.vectors) if request.HasField("vectors") else None
+        ids, payloads, documents = [], [], []
+        for point in request.points:
+            pid, payload, document = convert.point_fields(point)
+            ids.append(pid)
+            payloads.append(payload)
+            documents.append(document)
+        self.core.check_deadline(context)
+        try:
+            result = col.upsert(ids, vectors, payloads, documents)
+        finally:
+            self.core.wrote(col)
+        return pb.WriteResult(lsn=result.lsn, count=result.count)
+
+    @rpc(write=True)
+    def Upsert(self, request, context):
+        return self._upsert(self.core.collection(request.collection), request, context)
+
+    @rpc(write=True)
+    def UpsertStream(self, request_iterator, context):
+        cols = {}
+        for i, request in enumerate(request_iterator):
+            col = cols.get(request.collection)
+            if col is None:
+                col = cols[request.collection] = self.core.collection(request.collection)
+            yield ppb.UpsertAck(batch=i, result=self._upsert(col, request, context))
+
+    @rpc()
+    def Get(self, request, context):
+        col = self.core.collection(request.collection)
+        records = col.get([convert.id_from(m) for m in request.ids], request.with_vectors)
+        resp = ppb.PointsResponse()
+        convert.add_records(resp, records, request.with_vectors, col.dim)
+        return resp
+
+    @rpc(write=True)
+    def Delete(self, request, context):
+        col = self.core.collection(request.collection)
+        selector = request.WhichOneof("selector")
+        try:
+            if selector == "ids":
+                result = col.delete(ids=[convert.id_from(m) for m in request.ids.ids])
+            elif selector == "filter":
+                result = col.delete(filter=convert.filter_from(request.filter))
+            else:
+                raise InvalidArgumentError("delete takes either ids or filter")
+        finally:
+            self.core.wrote(col)
+        return pb.WriteResult(lsn=result.lsn, count=result.count)
+
+    @rpc()
+    def Count(self, request, context):
+        col = self.core.collection(request.collection)
+        return ppb.CountResponse(count=col.count(convert.optional_filter(request)))
+
+    @rpc()
+    def Scroll(self, request, context):
+        col = self.core.collection(request.collection)
+        after = _after(request.page_token)
+        records, next_after = col.scroll(
+            convert.optional_filter(request), request.limit or 100, after, request.with_vectors
+        )
+        resp = ppb.ScrollResponse()
+        convert.add_records(resp, records, request.with_vectors, col.dim)
+        if next_after is not None:
+            resp.next_page_token = encode_id(next_after)
+        return resp
+
+    def _cached(self, col, request, tag: bytes, compute):
+        cache = self.core.cache
+        if cache is None:
+            return compute()
+        key = (col.config.cid, col.lsn, tag + request.SerializeToString(deterministic=True))
+        resp = cache.get(key)
+        if resp is None:
+            resp = compute()
+            cache.put(key, resp)
+        return resp
+
+    def _search(self, col, request, queries):
+        return col.search(
+            queries,
+            k=request.k or 10,
+            filter=convert.optional_filter(request),
+            with_vectors=request.with_vectors,
+            ef=request.ef or None,
+        )
+
+    @rpc()
+    def Search(self, request, context):
+        col = self.core.collection(request.collection)
+
+        def compute():
+            queries = convert.unpack(request.queries, "query")
+            if queries.shape[0] != 1:
+                raise InvalidArgumentError(
+                    f"Search takes one query row, got {queries.shape[0]}; use SearchBatch"
+                )
+            resp = ppb.SearchResponse()
+            hits = self._search(col, request, queries[0])
+            convert.add_hits(resp, hits, request.with_vectors, col.dim)
+            return resp
+
+        return self._cached(col, request, b"1", compute)
+
+    @rpc()
+    def SearchBatch(self, request, context):
+        col = self.core.collection(request.collection)
+
+        def compute():
+            queries = convert.unpack(request.queries, "query")
+            resp = ppb.SearchBatchResponse()
+            for hits in self._search(col, request, queries) if len(queries) else []:
+                convert.add_hits(resp.results.add(), hits, request.with_vectors, col.dim)
+            return resp
+
+        return self._cached(col, request, b"n", compute)
+
+
+def _after(token: bytes):
+    """The id a scroll page token stands for (None for the first page)."""
+    if not token:
+        return None
+    ok = (token[:1] == keys.ID_TAG_INT and len(token) == 1 + keys.INT_ID.size) or (
+        token[:1] == keys.ID_TAG_STR and len(token) > 1
+    )
+    try:
+        if ok:
+            return decode_id(token)
+    except UnicodeDecodeError:
+        pass
+    raise InvalidArgumentError("page_token is not one this server issued")
+
+
+class SnapshotsService(sngrpc.SnapshotsServicer):
+    def __init__(self, core: _Core):
+        self.core = core
+
+    def _path(self, name: str) -> Path:
+        if not SNAPSHOT_RE.match(name):
+            raise InvalidArgumentError(f"invalid snapshot name {name!r}")
+        path = self.core.snapshot_dir / name
+        if not path.is_dir():
+            raise NotFoundError(f"no snapshot named {name!r}")
+        return path
+
+    def _info(self, path: Path) -> snpb.SnapshotInfo:
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return snpb.SnapshotInfo(name=path.name, size_bytes=size, created_at=path.stat().st_mtime)
+
+    @rpc(write=True)
+    def Create(self, request, context):
+        name = f"snapshot-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.core.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.core.snapshot_dir))
+        try:
+            self.core.db.snapshot(tmp / "db")
+            (tmp / "db").rename(self.core.snapshot_dir / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self._info(self.core.snapshot_dir / name)
+
+    @rpc()
+    def List(self, request, context):
+        root = self.core.snapshot_dir
+        paths = sorted(p for p in root.iterdir() if SNAPSHOT_RE.match(p.name)) if root.exists() else []
+        return snpb.ListSnapshotsResponse(snapshots=[self._info(p) for p in paths])
+
+    @rpc(write=True)
+    def Delete(self, request, context):
+        shutil.rmtree(self._path(request.name))
+        return snpb.DeleteSnapshotResponse()
+
+    @rpc()
+    def Download(self, request, context):
+        yield from _chunks(self._path(request.name))
+
+    @rpc()
+    def Stream(self, request, context):
+        self.core.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.core.snapshot_dir))
+        try:
+            self.core.db.snapshot(tmp / "db")
+            yield from _chunks(tmp / "db")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _chunks(root: Path):
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(root))
+        with open(path, "rb") as f:
+            offset = 0
+            while True:
+                data = f.read(CHUNK)
+                if data or offset == 0:  # an empty file still arrives, as one empty chunk
+                    yield snpb.FileChunk(path=rel, offset=offset, data=data)
+                if len(data) < CHUNK:
+                    break
+                offset += len(data)
+
+
+class ServerService(sgrpc.ServerServicer):
+    def __init__(self, core: _Core):
+        self.core = core
+
+    @rpc()
+    def Info(self, request, context):
+        core = self.core
+        cache = spb.CacheStats(enabled=core.cache is not None)
+        if core.cache is not None:
+            for name, value in core.cache.stats().items():
+                setattr(cache, name, value)
+        return spb.ServerInfo(
+            version=__version__,
+            uptime_seconds=time.time() - core.started,
+            read_only=not core.writable(context),
+            collections=len(core.db.list_collections()),
+            cache=cache,
+            in_flight=core.in_flight,
+            max_message_bytes=core.options.max_message_bytes,
+            workers=core.options.workers,
+        )
+
+
+# ---------------------------------------------------------------- the server
+
+
+class Server:
+    """A running gRPC server over an open Database (which the caller owns and closes).
+
+    Example:
+        >>> import vdb, tempfile
+        >>> from vdb.rpc.server import Server, ServerOptions
+        >>> db = vdb.open(tempfile.mkdtemp())
+        >>> server = Server(db, ServerOptions(port=0))
+        >>> port = server.start()
+        >>> with vdb.connect(f"127.0.0.1:{port}") as remote:
+        ...     remote.list_collections()
+        []
+        >>> server.stop(grace=1)
+        >>> db.close()
+    """
+
+    def __init__(self, db, options: ServerOptions = ServerOptions()):
+        self.options = options
+        self.core = _Core(db, options)
+        limit = options.max_message_bytes
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="vdb-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=options.max_concurrent,
+        )
+        cgrpc.add_CollectionsServicer_to_server(CollectionsService(self.core), self._server)
+        pgrpc.add_PointsServicer_to_server(PointsService(self.core), self._server)
+        sngrpc.add_SnapshotsServicer_to_server(SnapshotsService(self.core), self._server)
+        sgrpc.add_ServerServicer_to_server(ServerService(self.core), self._server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = None
+
+    def start(self) -> int:
+        """Bind and start serving; returns the port (useful with port=0)."""
+        opts = self.options
+        host = f"[{opts.host}]" if ":" in opts.host else opts.host
+        address = f"{host}:{opts.port}"
+        try:
+            if opts.tls_cert or opts.tls_key:
+                if not (opts.tls_cert and opts.tls_key):
+                    raise InvalidArgumentError("TLS needs both a certificate and a key file")
+                creds = grpc.ssl_server_credentials(
+                    [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
+                )
+                self.port = self._server.add_secure_port(address, creds)
+            else:
+                self.port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address}: {exc}") from None
+        self._server.start()
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new requests, let in-flight ones finish (up to `grace` seconds), stop."""
+        self.health.enter_graceful_shutdown()
+        self._server.stop(self.options.grace if grace is None else grace).wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._server.wait_for_termination(timeout)

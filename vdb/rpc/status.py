@@ -1,0 +1,57 @@
+"""Exceptions <-> gRPC status codes. The server names the exception class in the trailing
+metadata key `vdb-error`, so the remote client raises the very class the embedded API would."""
+
+import grpc
+
+from vdb import errors
+
+ERROR_KEY = "vdb-error"
+
+# Most specific first: the first matching class decides the code.
+_CODES = (
+    (errors.CollectionExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.ReadOnlyError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.MessageTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.ClosedError, grpc.StatusCode.UNAVAILABLE),
+    (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (errors.DatabaseLockedError, grpc.StatusCode.UNAVAILABLE),
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (KeyError, grpc.StatusCode.NOT_FOUND),
+)
+
+# The class raised for a status that carries no (known) class name.
+_DEFAULTS = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: errors.NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: errors.CollectionExistsError,
+    grpc.StatusCode.PERMISSION_DENIED: errors.ReadOnlyError,
+    grpc.StatusCode.UNAUTHENTICATED: errors.AuthenticationError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhaustedError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceededError,
+    grpc.StatusCode.UNAVAILABLE: errors.UnavailableError,
+    grpc.StatusCode.CANCELLED: errors.UnavailableError,
+}
+
+
+def code_for(exc: BaseException) -> grpc.StatusCode | None:
+    """The status for an exception, or None for an unexpected one (a bug: INTERNAL)."""
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code
+    return None
+
+
+def error_from(exc: grpc.RpcError) -> errors.VdbError:
+    """The Python exception for a failed call."""
+    code, details = exc.code(), exc.details() or ""
+    name = dict(exc.trailing_metadata() or ()).get(ERROR_KEY)
+    cls = getattr(errors, name, None) if name else None
+    if not (isinstance(cls, type) and issubclass(cls, errors.VdbError)):
+        cls = _DEFAULTS.get(code, errors.ServerError)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+            cls = errors.MessageTooLargeError
+    return cls(details)
