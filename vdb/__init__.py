@@ -8,7 +8,7 @@
 [2]
 """
 
-from vdb._version import __version__
+from vdb._version import __version__ as __version__
 from vdb.collection import Collection, CollectionConfig, Hit, WriteResult
 from vdb.database import Database
 from vdb.errors import (

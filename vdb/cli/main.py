@@ -36,15 +36,32 @@ class VdbGroup(click.Group):
     type=click.Path(file_okay=False),
     help="Database directory (env VDB_DATA).",
 )
+@click.option(
+    "--server",
+    "-s",
+    envvar="VDB_SERVER",
+    help="Work against a vdb server (host:port) instead of --data (env VDB_SERVER).",
+)
+@click.option("--api-key", envvar="VDB_API_KEY", help="API key for --server (env VDB_API_KEY).")
+@click.option(
+    "--tls-ca",
+    envvar="VDB_TLS_CA",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Connect to --server over TLS, trusting this CA certificate (env VDB_TLS_CA).",
+)
 @click.version_option(vdb.__version__, prog_name="vdb")
 @click.pass_context
-def main(ctx, data):
-    """vdb: an embedded vector database with exact search and payload filters."""
-    ctx.obj = {"data": data}
+def main(ctx, data, server, api_key, tls_ca):
+    """vdb: a vector database with exact and HNSW search, payload filters and a gRPC service."""
+    ctx.obj = {"data": data, "server": server, "api_key": api_key, "tls_ca": tls_ca}
 
 
-def open_db(ctx, read_only: bool = False) -> vdb.Database:
-    return vdb.open(ctx.obj["data"], read_only=read_only)
+def open_db(ctx, read_only: bool = False):
+    """The database the command works on: the directory --data, or the server --server."""
+    obj = ctx.obj
+    if obj.get("server"):
+        return vdb.connect(obj["server"], api_key=obj["api_key"], tls=obj["tls_ca"])
+    return vdb.open(obj["data"], read_only=read_only)
 
 
 def parse_json(text: str, what: str):
@@ -65,12 +82,13 @@ def _jsonable(value):
 
 
 def _register() -> None:
-    from vdb.cli import collection, demo, points
+    from vdb.cli import collection, demo, points, serve
 
     main.add_command(collection.collection)
     main.add_command(points.import_cmd)
     main.add_command(points.search)
     main.add_command(demo.demo)
+    main.add_command(serve.serve)
 
 
 _register()

@@ -56,15 +56,15 @@ def import_cmd(ctx, collection, file, ids_file, create, metric, batch_size, as_j
         validate.payloads(payloads, len(ids))
         starts = range(0, len(ids), batch_size)
         show = not as_json and len(starts) > 1
-        with click.progressbar(starts, label="importing", hidden=not show, file=sys.stderr) as bar:
-            for start in bar:
-                stop = start + batch_size
-                col.upsert(
-                    ids[start:stop],
-                    vectors[start:stop],
-                    payloads[start:stop],
-                    documents[start:stop],
-                )
+        batches = (
+            (ids[i : i + batch_size], vectors[i : i + batch_size])
+            + (payloads[i : i + batch_size], documents[i : i + batch_size])
+            for i in starts
+        )
+        with click.progressbar(
+            length=len(starts), label="importing", hidden=not show, file=sys.stderr
+        ) as bar:
+            col.bulk_upsert(batches, on_batch=lambda i, result: bar.update(1))
         total = col.count()
     if as_json:
         echo_json({"collection": collection, "imported": len(ids), "count": total})

@@ -170,9 +170,7 @@ class RemoteDatabase:
         return self._call(self._collections_stub.Exists, cpb.CollectionName(name=name)).exists
 
     def list_collections(self) -> list[str]:
-        return list(
-            self._call(self._collections_stub.List, cpb.ListCollectionsRequest()).names
-        )
+        return list(self._call(self._collections_stub.List, cpb.ListCollectionsRequest()).names)
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection and all its points."""

@@ -191,7 +191,8 @@ def hits_from(msg) -> list[Hit]:
     out = []
     for i, item in enumerate(msg.hits):
         pid, payload, document = point_fields(item.point)
-        out.append(Hit(pid, item.score, payload, document, None if vecs is None else vecs[i].copy()))
+        vector = None if vecs is None else vecs[i].copy()
+        out.append(Hit(pid, item.score, payload, document, vector))
     return out
 
 

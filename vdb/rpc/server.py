@@ -80,9 +80,7 @@ class _Core:
 
     def __init__(self, db, options: ServerOptions):
         self.db, self.options = db, options
-        self.cache = (
-            QueryCache(options.cache_entries, options.cache_ttl) if options.cache else None
-        )
+        self.cache = QueryCache(options.cache_entries, options.cache_ttl) if options.cache else None
         self.started = time.time()
         self.snapshot_dir = Path(options.snapshot_dir or Path(db.path) / "snapshots")
         self._rw = [k.encode() for k in options.api_keys]
@@ -415,7 +413,8 @@ class SnapshotsService(sngrpc.SnapshotsServicer):
     @rpc()
     def List(self, request, context):
         root = self.core.snapshot_dir
-        paths = sorted(p for p in root.iterdir() if SNAPSHOT_RE.match(p.name)) if root.exists() else []
+        found = root.iterdir() if root.exists() else ()
+        paths = sorted(p for p in found if SNAPSHOT_RE.match(p.name))
         return snpb.ListSnapshotsResponse(snapshots=[self._info(p) for p in paths])
 
     @rpc(write=True)
