@@ -5,6 +5,7 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
+import vdb
 from vdb.cli.main import main
 
 
@@ -140,3 +141,43 @@ def test_help_everywhere_and_demo(tmp_path):
         assert "Usage" in run(tmp_path, *args).output
     out = run(tmp_path, "demo", "--keep", str(tmp_path / "demo")).output
     assert "Fresh strawberries" in out and "articles from 2023 on: 5" in out
+
+
+def test_commands_against_a_server(tmp_path):
+    """`vdb serve` in a subprocess, and the same commands through --server with an API key."""
+    from tests.rpc import ServerProcess
+
+    server = ServerProcess(tmp_path / "served", "--api-key", "sekret", "--read-only-key", "ro")
+    try:
+        remote = ["--server", server.address, "--api-key", "sekret"]
+
+        def cli(*args, ok=True, key=remote):
+            result = CliRunner().invoke(main, [*key, *args])
+            assert (result.exit_code == 0) == ok, result.output
+            return result.output
+
+        cli("collection", "create", "docs", "--dim", "2", "--metric", "l2")
+        src = tmp_path / "p.jsonl"
+        src.write_text("\n".join(json.dumps({"id": i, "vector": [i, 0]}) for i in range(50)))
+        assert json.loads(cli("import", "docs", str(src), "-b", "8", "--json"))["count"] == 50
+        hits = json.loads(cli("search", "docs", "--vector", "[3.2, 0]", "-k", "2", "--json"))
+        assert [h["id"] for h in hits] == [3, 4]
+        ro = ["--server", server.address, "--api-key", "ro"]
+        assert json.loads(cli("collection", "info", "docs", "--json", key=ro))["count"] == 50
+        assert "ReadOnlyError" in cli("collection", "drop", "docs", "--yes", key=ro, ok=False)
+        no_key = ["--server", server.address]
+        assert "AuthenticationError" in cli("collection", "list", key=no_key, ok=False)
+        assert server.terminate() == 0
+    finally:
+        server.close()
+    with vdb.open(tmp_path / "served") as db:
+        assert db.get_collection("docs").count() == 50
+
+
+def test_serve_rejects_bad_options(tmp_path):
+    result = CliRunner().invoke(main, ["--data", str(tmp_path), "serve", "--max-message-size", "x"])
+    assert result.exit_code != 0 and "not a size" in result.output
+    result = CliRunner().invoke(
+        main, ["--data", str(tmp_path), "serve", "--tls-key", __file__, "--port", "0"]
+    )
+    assert result.exit_code != 0 and "both a certificate and a key" in result.output

@@ -7,9 +7,10 @@ import pytest
 import vdb
 import vdb.collection
 import vdb.database
+import vdb.rpc.server
 
 
-@pytest.mark.parametrize("module", [vdb, vdb.collection, vdb.database])
+@pytest.mark.parametrize("module", [vdb, vdb.collection, vdb.database, vdb.rpc.server])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

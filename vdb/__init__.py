@@ -12,10 +12,12 @@ from vdb._version import __version__ as __version__
 from vdb.collection import Collection, CollectionConfig, Hit, WriteResult
 from vdb.database import Database
 from vdb.errors import (
+    AuthenticationError,
     ClosedError,
     CollectionExistsError,
     CollectionNotFoundError,
     DatabaseLockedError,
+    DeadlineExceededError,
     DimensionError,
     DuplicateIdError,
     FilterError,
@@ -24,9 +26,13 @@ from vdb.errors import (
     InvalidNameError,
     InvalidPayloadError,
     InvalidVectorError,
+    MessageTooLargeError,
     NotFoundError,
     PointNotFoundError,
     ReadOnlyError,
+    ResourceExhaustedError,
+    ServerError,
+    UnavailableError,
     VdbError,
 )
 from vdb.storage.codec import Record
@@ -48,6 +54,7 @@ def connect(address: str, api_key: str | None = None, tls=None, timeout: float |
 
 
 __all__ = [
+    "AuthenticationError",
     "ClosedError",
     "Collection",
     "CollectionConfig",
@@ -56,6 +63,7 @@ __all__ = [
     "Database",
     "DatabaseLockedError",
     "DatabaseNotFoundError",
+    "DeadlineExceededError",
     "DimensionError",
     "DuplicateIdError",
     "FilterError",
@@ -65,9 +73,13 @@ __all__ = [
     "InvalidNameError",
     "InvalidPayloadError",
     "InvalidVectorError",
+    "MessageTooLargeError",
     "NotFoundError",
     "PointNotFoundError",
     "ReadOnlyError",
+    "ResourceExhaustedError",
+    "ServerError",
+    "UnavailableError",
     "Record",
     "VdbError",
     "WriteResult",

@@ -126,9 +126,6 @@ def serve(ctx, **opts):
     opts["max_message_bytes"] = opts.pop("max_message_size")
     opts["cache_entries"] = opts.pop("cache_size")
     options = ServerOptions(**opts)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     data = ctx.obj["data"]
     with vdb.open(data) as db:
         server = Server(db, options)
@@ -136,6 +133,9 @@ def serve(ctx, **opts):
             port = server.start()
         except OSError as exc:
             raise click.ClickException(str(exc)) from None
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
         mode = "tls" if options.tls_cert else "plaintext"
         auth = "api keys" if options.api_keys or options.read_only_keys else "no auth"
         click.echo(f"vdb serving {data} on {options.host}:{port} ({mode}, {auth})")

@@ -1,0 +1,31 @@
+"""The committed code in vdb/rpc/_gen/ is what proto/generate.py makes from proto/vdb/v1/."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generated_code_is_current():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "proto" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, (
+        f"{result.stdout}{result.stderr}\nrun `python proto/generate.py` and commit the result"
+    )
+
+
+def test_every_service_is_served():
+    """Each service in the protos has a servicer registered by the server."""
+    from vdb.rpc._gen import collections_pb2, points_pb2, server_pb2, snapshots_pb2
+    from vdb.rpc.server import SERVICES
+
+    declared = {
+        service.full_name
+        for module in (collections_pb2, points_pb2, server_pb2, snapshots_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+    }
+    assert declared == set(SERVICES)
