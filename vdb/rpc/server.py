@@ -119,6 +119,8 @@ class _Core:
             raise DeadlineExceededError("the deadline passed before the server finished")
 
     def fail(self, context, exc: Exception):
+        if not context.is_active():  # the client cancelled or went away: nobody to tell
+            return
         code = status.code_for(exc)
         if code is None:
             log.exception("internal error")
