@@ -102,6 +102,13 @@ class ByteSize(click.ParamType):
     help="Seconds a cached result lives.",
 )
 @click.option(
+    "--cache-memory",
+    type=ByteSize(),
+    default="256M",
+    show_default=True,
+    help="Total size of cached search results.",
+)
+@click.option(
     "--snapshot-dir",
     type=click.Path(file_okay=False),
     help="Where Snapshots.Create writes (default: DATA/snapshots).",
@@ -125,6 +132,7 @@ def serve(ctx, **opts):
     opts["read_only_keys"] = _split(opts["read_only_keys"])
     opts["max_message_bytes"] = opts.pop("max_message_size")
     opts["cache_entries"] = opts.pop("cache_size")
+    opts["cache_bytes"] = opts.pop("cache_memory")
     options = ServerOptions(**opts)
     data = ctx.obj["data"]
     with vdb.open(data) as db:

@@ -11,15 +11,16 @@ from collections import OrderedDict
 
 
 class _Shard:
-    __slots__ = ("lock", "entries", "by_cid")
+    __slots__ = ("lock", "entries", "by_cid", "bytes")
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.entries: OrderedDict = OrderedDict()  # key -> (expires_at, value), oldest first
+        self.entries: OrderedDict = OrderedDict()  # key -> (expires_at, value, size), oldest first
         self.by_cid: dict[int, set] = {}
+        self.bytes = 0
 
     def drop(self, key) -> None:
-        del self.entries[key]
+        self.bytes -= self.entries.pop(key)[2]
         keys = self.by_cid.get(key[0])
         if keys is not None:
             keys.discard(key)
@@ -30,12 +31,20 @@ class _Shard:
 class QueryCache:
     """Thread-safe; each shard has its own lock, so concurrent lookups rarely contend."""
 
-    def __init__(self, capacity: int = 10_000, ttl: float = 60.0, shards: int = 16):
-        if capacity < 1 or ttl <= 0 or shards < 1:
-            raise ValueError("cache capacity, ttl and shards must be positive")
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        ttl: float = 60.0,
+        shards: int = 16,
+        max_bytes: int = 256 << 20,
+    ):
+        """capacity: entries; max_bytes: total size of the cached values (as put() reports)."""
+        if capacity < 1 or ttl <= 0 or shards < 1 or max_bytes < 1:
+            raise ValueError("cache capacity, ttl, shards and max_bytes must be positive")
         self.capacity, self.ttl = capacity, ttl
         self._shards = [_Shard() for _ in range(shards)]
         self._per_shard = max(1, capacity // shards)
+        self._bytes_per_shard = max(1, max_bytes // shards)
         self._stats_lock = threading.Lock()
         self.hits = self.misses = 0
 
@@ -60,14 +69,19 @@ class QueryCache:
                 self.hits += 1
         return None if item is None else item[1]
 
-    def put(self, key, value) -> None:
+    def put(self, key, value, size: int = 0) -> None:
+        """Cache value under key (a tuple starting with the collection number); size: its
+        bytes, counted against max_bytes. A value larger than a shard's budget is not kept."""
+        if size > self._bytes_per_shard:
+            return
         shard = self._shard(key)
         with shard.lock:
             if key in shard.entries:
                 shard.drop(key)
-            shard.entries[key] = (time.monotonic() + self.ttl, value)
+            shard.entries[key] = (time.monotonic() + self.ttl, value, size)
+            shard.bytes += size
             shard.by_cid.setdefault(key[0], set()).add(key)
-            while len(shard.entries) > self._per_shard:
+            while len(shard.entries) > self._per_shard or shard.bytes > self._bytes_per_shard:
                 shard.drop(next(iter(shard.entries)))
 
     def invalidate(self, cid: int) -> None:
@@ -75,7 +89,7 @@ class QueryCache:
         for shard in self._shards:
             with shard.lock:
                 for key in shard.by_cid.pop(cid, ()):
-                    del shard.entries[key]
+                    shard.bytes -= shard.entries.pop(key)[2]
 
     def __len__(self) -> int:
         return sum(len(s.entries) for s in self._shards)
@@ -89,6 +103,7 @@ class QueryCache:
             "misses": misses,
             "hit_rate": hits / total if total else 0.0,
             "entries": len(self),
+            "bytes": sum(s.bytes for s in self._shards),
             "capacity": self._per_shard * len(self._shards),
             "ttl_seconds": self.ttl,
         }

@@ -71,6 +71,7 @@ class ServerOptions:
     cache: bool = True  # the query-result cache
     cache_entries: int = 10_000
     cache_ttl: float = 60.0  # seconds
+    cache_bytes: int = 256 << 20  # total size of cached responses
     snapshot_dir: str | None = None  # default: DATA/snapshots
     grace: float = 30.0  # seconds in-flight requests get to finish at shutdown
 
@@ -326,7 +327,7 @@ class PointsService(pgrpc.PointsServicer):
         resp = cache.get(key)
         if resp is None:
             resp = compute()
-            cache.put(key, resp)
+            cache.put(key, resp, resp.ByteSize())
         return resp
 
     def _search(self, col, request, queries):
@@ -463,7 +464,8 @@ class ServerService(sgrpc.ServerServicer):
         cache = spb.CacheStats(enabled=core.cache is not None)
         if core.cache is not None:
             for name, value in core.cache.stats().items():
-                setattr(cache, name, value)
+                if name != "bytes":
+                    setattr(cache, name, value)
         return spb.ServerInfo(
             version=__version__,
             uptime_seconds=time.time() - core.started,
