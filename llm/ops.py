@@ -1,0 +1,136 @@
+"""Transformer building blocks as numba kernels, parallel over rows, in place on float32."""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def add_layer_norm(x, residual, weight, bias, eps):
+    """x <- LayerNorm(x + residual) * weight + bias, row by row. x, residual: (n, d)."""
+    n, d = x.shape
+    for r in prange(n):
+        mean = 0.0
+        for i in range(d):
+            v = x[r, i] + residual[r, i]
+            x[r, i] = v
+            mean += v
+        mean /= d
+        var = 0.0
+        for i in range(d):
+            c = x[r, i] - mean
+            var += c * c
+        inv = 1.0 / math.sqrt(var / d + eps)
+        for i in range(d):
+            x[r, i] = np.float32((x[r, i] - mean) * inv) * weight[i] + bias[i]
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def layer_norm(x, weight, bias, eps):
+    """x <- LayerNorm(x) * weight + bias, row by row."""
+    n, d = x.shape
+    for r in prange(n):
+        mean = 0.0
+        for i in range(d):
+            mean += x[r, i]
+        mean /= d
+        var = 0.0
+        for i in range(d):
+            c = x[r, i] - mean
+            var += c * c
+        inv = 1.0 / math.sqrt(var / d + eps)
+        for i in range(d):
+            x[r, i] = np.float32((x[r, i] - mean) * inv) * weight[i] + bias[i]
+
+
+# erf(x) = x P(x^2) / Q(x^2) on [-4, 4] (beyond, erf is +-1 in float32): the rational
+# approximation Eigen and XLA use for float32, within 7e-8 of erf; unlike math.erf it is plain
+# arithmetic, so the loop vectorizes.
+_ERF_P = (
+    -2.72614225801306e-10,
+    2.77068142495902e-08,
+    -2.10102402082508e-06,
+    -5.69250639462346e-05,
+    -7.34990630326855e-04,
+    -2.95459980854025e-03,
+    -1.60960333262415e-02,
+)
+_ERF_Q = (
+    -1.45660718464996e-05,
+    -2.13374055278905e-04,
+    -1.68282697438203e-03,
+    -7.37332916720468e-03,
+    -1.42647390514189e-02,
+)
+P0, P1, P2, P3, P4, P5, P6 = (np.float32(c) for c in _ERF_P)
+Q0, Q1, Q2, Q3, Q4 = (np.float32(c) for c in _ERF_Q)
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def erf(x):
+    x = min(max(x, np.float32(-4.0)), np.float32(4.0))
+    x2 = x * x
+    p = ((((((P0 * x2 + P1) * x2 + P2) * x2 + P3) * x2 + P4) * x2 + P5) * x2 + P6) * x
+    q = (((Q0 * x2 + Q1) * x2 + Q2) * x2 + Q3) * x2 + Q4
+    return p / q
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def add_bias_gelu(x, bias):
+    """x <- GELU(x + bias), the erf form: v/2 (1 + erf(v / sqrt 2)). x: (n, d) float32."""
+    n, d = x.shape
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    for r in prange(n):
+        for i in range(d):
+            v = x[r, i] + bias[i]
+            x[r, i] = half * v * (one + erf(v * SQRT_HALF))
+
+
+# exp(x) = 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2, e^r from Cephes' expf polynomial
+# (within 2 ulp of expf); 2^n from a table, so the loop has no libm call and vectorizes.
+_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
+_LOG2E = np.float32(1.44269504088896341)
+_EXP_P = tuple(
+    np.float32(c)
+    for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1)
+)
+E0, E1, E2, E3, E4 = _EXP_P
+_POW2 = np.array([2.0**k for k in range(-127, 128)], dtype=np.float32)  # _POW2[k + 127] = 2^k
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def exp_neg(x, pow2):
+    """e^x for x <= 0 (0 below -87, where e^x leaves float32's normal range)."""
+    y = max(x, np.float32(-87.0))
+    n = np.floor(y * _LOG2E + np.float32(0.5))
+    r = y - n * _LN2_HI - n * _LN2_LO
+    p = ((((E0 * r + E1) * r + E2) * r + E3) * r + E4) * r + np.float32(0.5)
+    e = (p * r * r + r + np.float32(1.0)) * pow2[np.int64(n) + 127]
+    return e if x >= np.float32(-87.0) else np.float32(0.0)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _softmax_rows(rows, pow2):
+    n, d = rows.shape
+    for r in prange(n):
+        row = rows[r]
+        m = row[0]
+        for i in range(1, d):
+            m = max(m, row[i])
+        s = np.float32(0.0)
+        for i in range(d):
+            e = exp_neg(row[i] - m, pow2)
+            row[i] = e
+            s += e
+        inv = np.float32(1.0) / s
+        for i in range(d):
+            row[i] *= inv
+
+
+def softmax(x: np.ndarray) -> None:
+    """x <- softmax over the last axis, in place. x: C-contiguous float32."""
+    _softmax_rows(x.reshape(-1, x.shape[-1]), _POW2)

@@ -1,0 +1,202 @@
+"""Weights in their GGUF blocks: numba kernels that dequantize them and multiply by them.
+
+matmul(x, W) computes x @ W.T for a weight tensor W of shape (out, in) in any supported type.
+Few input rows (decoding) run a numba kernel straight on the blocks, parallel over output rows;
+many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
+hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
+
+Block layouts (llama.cpp's ggml-common.h):
+  F16/BF16  one 16-bit value per weight
+  Q8_0      32 weights: f16 scale d, 32 x int8 q;             w = d * q
+  Q4_0      32 weights: f16 scale d, 16 bytes of 4-bit q;     w = d * (q - 8), low nibbles first
+  Q4_K      256 weights: f16 d, f16 dmin, 12 bytes of 6-bit sub-block scales and mins,
+            128 bytes of 4-bit q; 8 sub-blocks of 32: w = d * sc * q - dmin * m
+"""
+
+import numpy as np
+from gguf import GGMLQuantizationType as Q
+from numba import njit, prange
+
+from llm.errors import UnsupportedModelError
+from llm.gguf_file import Tensor
+
+SUPPORTED = (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_K)
+DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
+SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
+
+# Every float16 bit pattern as float32: exact, and 256 KiB, so it stays in cache.
+F16_TABLE = (
+    np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+)
+
+
+# ---------------------------------------------------------------- one row of each type
+
+
+@njit(cache=True, inline="always")
+def _scale(row, pos, table):
+    return table[np.int64(row[pos]) | (np.int64(row[pos + 1]) << 8)]
+
+
+@njit(cache=True, inline="always")
+def _row_f16(row, table, out):
+    """row: uint8 bytes of one weight row."""
+    for i in range(out.shape[0]):
+        out[i] = _scale(row, 2 * i, table)
+
+
+@njit(cache=True, inline="always")
+def _row_bf16(row, table, out):
+    for i in range(out.shape[0]):
+        bits = (np.uint32(row[2 * i]) << 16) | (np.uint32(row[2 * i + 1]) << 24)
+        out[i] = _bits_to_f32(bits)
+
+
+@njit(cache=True, inline="always")
+def _bits_to_f32(bits):
+    a = np.empty(1, dtype=np.uint32)
+    a[0] = bits
+    return a.view(np.float32)[0]
+
+
+@njit(cache=True, inline="always")
+def _row_q8_0(row, table, out):
+    for b in range(out.shape[0] // 32):
+        base = b * 34
+        d = _scale(row, base, table)
+        for j in range(32):
+            q = np.int32(row[base + 2 + j])
+            out[b * 32 + j] = d * np.float32(q - 256 if q > 127 else q)
+
+
+@njit(cache=True, inline="always")
+def _row_q4_0(row, table, out):
+    for b in range(out.shape[0] // 32):
+        base = b * 18
+        d = _scale(row, base, table)
+        for j in range(16):
+            byte = np.int32(row[base + 2 + j])
+            out[b * 32 + j] = d * np.float32((byte & 0xF) - 8)
+            out[b * 32 + 16 + j] = d * np.float32((byte >> 4) - 8)
+
+
+@njit(cache=True, inline="always")
+def _k4_scale_min(j, scales):
+    """The 6-bit scale and min of sub-block j from the 12 packed bytes of a Q4_K block."""
+    if j < 4:
+        return np.int32(scales[j]) & 63, np.int32(scales[j + 4]) & 63
+    sc = (np.int32(scales[j + 4]) & 0xF) | ((np.int32(scales[j - 4]) >> 6) << 4)
+    m = (np.int32(scales[j + 4]) >> 4) | ((np.int32(scales[j]) >> 6) << 4)
+    return sc, m
+
+
+@njit(cache=True, inline="always")
+def _row_q4_k(row, table, out):
+    for b in range(out.shape[0] // 256):
+        base = b * 144
+        d = _scale(row, base, table)
+        dmin = _scale(row, base + 2, table)
+        scales = row[base + 4 : base + 16]
+        qs = base + 16
+        for pair in range(4):  # 64 weights: low nibbles, then high nibbles, of 32 bytes
+            sc1, m1 = _k4_scale_min(2 * pair, scales)
+            sc2, m2 = _k4_scale_min(2 * pair + 1, scales)
+            d1, dm1 = d * np.float32(sc1), dmin * np.float32(m1)
+            d2, dm2 = d * np.float32(sc2), dmin * np.float32(m2)
+            o = b * 256 + pair * 64
+            for l in range(32):
+                byte = np.int32(row[qs + pair * 32 + l])
+                out[o + l] = d1 * np.float32(byte & 0xF) - dm1
+                out[o + 32 + l] = d2 * np.float32(byte >> 4) - dm2
+
+
+# ---------------------------------------------------------------- kernels
+# One dequantizer (rows in parallel) and one direct product for few input rows (output rows
+# in parallel; each thread decodes one weight row into a buffer, then takes its dot product
+# with every input row), each dispatching on the type per row.
+
+_KIND = {Q.F16: 0, Q.BF16: 1, Q.Q8_0: 2, Q.Q4_0: 3, Q.Q4_K: 4}
+
+
+@njit(cache=True, inline="always")
+def _row(kind, row, table, out):
+    if kind == 0:
+        _row_f16(row, table, out)
+    elif kind == 1:
+        _row_bf16(row, table, out)
+    elif kind == 2:
+        _row_q8_0(row, table, out)
+    elif kind == 3:
+        _row_q4_0(row, table, out)
+    else:
+        _row_q4_k(row, table, out)
+
+
+@njit(cache=True, parallel=True)
+def _dequant(kind, raw, table, out):
+    for r in prange(out.shape[0]):
+        _row(kind, raw[r], table, out[r])
+
+
+@njit(cache=True, parallel=True)
+def _product(kind, x, raw, table, out):
+    n, cols = x.shape
+    for r in prange(raw.shape[0]):
+        w = np.empty(cols, dtype=np.float32)
+        _row(kind, raw[r], table, w)
+        for t in range(n):
+            acc = np.float32(0.0)
+            for i in range(cols):
+                acc += x[t, i] * w[i]
+            out[t, r] = acc
+
+
+def _bytes(t: Tensor) -> np.ndarray:
+    """The raw data as (rows, bytes per row) uint8."""
+    rows = t.shape[0] if len(t.shape) > 1 else 1
+    return np.ascontiguousarray(t.raw).view(np.uint8).reshape(rows, -1)
+
+
+def check(t: Tensor) -> None:
+    if t.qtype not in SUPPORTED:
+        raise UnsupportedModelError(
+            f"tensor {t.name} has type {t.qtype.name}; supported: "
+            + ", ".join(q.name for q in SUPPORTED)
+        )
+
+
+def dequantize(t: Tensor, rows=None) -> np.ndarray:
+    """Weights as float32, shape (rows, columns); rows: a slice or an array of row numbers
+    to take only those (an embedding lookup)."""
+    check(t)
+    shape = t.shape if len(t.shape) > 1 else (1, t.shape[0])
+    if t.qtype == Q.F32:
+        data = np.asarray(t.raw, dtype=np.float32).reshape(shape)
+        return data if rows is None else data[rows]
+    raw = _bytes(t)
+    if rows is not None:
+        raw = raw[rows]
+    out = np.empty((raw.shape[0], shape[1]), dtype=np.float32)
+    _dequant(_KIND[t.qtype], raw, F16_TABLE, out)
+    return out
+
+
+def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
+    """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32."""
+    check(t)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out_rows, cols = t.shape
+    if x.shape[1] != cols:
+        raise ValueError(f"matmul: x has {x.shape[1]} columns, {t.name} has {cols}")
+    if t.qtype == Q.F32:
+        return x @ np.asarray(t.raw).reshape(t.shape).T
+    if x.shape[0] <= DIRECT_MAX_ROWS:
+        out = np.empty((x.shape[0], out_rows), dtype=np.float32)
+        _product(_KIND[t.qtype], x, _bytes(t), F16_TABLE, out)
+        return out
+    out = np.empty((x.shape[0], out_rows), dtype=np.float32)
+    step = max(1, SLAB_BYTES // (4 * cols))
+    for start in range(0, out_rows, step):
+        rows = slice(start, min(start + step, out_rows))
+        np.matmul(x, dequantize(t, rows).T, out=out[:, rows])
+    return out

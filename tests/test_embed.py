@@ -1,0 +1,132 @@
+"""The embedding engine against sentence-transformers' vectors (tests/golden), plus the
+model cache, the converter and bad inputs."""
+
+import json
+import shutil
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import embed
+from embed.convert import convert
+from embed.models import list_models, remove, resolve
+from llm.gguf_file import GGUFFile
+from tests.conftest import ROOT, SHARED
+
+GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
+REFERENCE = np.array(GOLDEN["vectors"], dtype=np.float32)
+
+
+@pytest.mark.parametrize("qtype, floor", [("f32", 0.99999), ("q8_0", 0.999)])
+def test_vectors_match_sentence_transformers(minilm, qtype, floor):
+    model = embed.Embedder(minilm[qtype])
+    assert (model.dim, model.max_tokens) == (384, GOLDEN["max_seq_length"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", embed.TruncationWarning)
+        vectors = model.embed(GOLDEN["texts"], batch_size=7)
+    assert vectors.shape == REFERENCE.shape and vectors.dtype == np.float32
+    cosines = (vectors * REFERENCE).sum(axis=1)
+    assert cosines.min() >= floor, (cosines.min(), GOLDEN["texts"][int(cosines.argmin())])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_batching_and_threads_do_not_change_results(minilm):
+    model = embed.Embedder(minilm["f32"])
+    texts = GOLDEN["texts"][:30]
+    one = np.stack([model.embed([t])[0] for t in texts])
+    np.testing.assert_allclose(model.embed(texts, batch_size=64), one, atol=2e-6)
+    results = [None] * 4
+
+    def run(i):
+        results[i] = model.embed(texts, batch_size=3 + i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for r in results:
+        np.testing.assert_allclose(r, one, atol=2e-6)
+
+
+def test_truncation_warns_and_counts(minilm):
+    model = embed.Embedder(minilm["f32"])
+    long_text = "word " * 1000
+    assert model.count_tokens(long_text) == 1002
+    with pytest.warns(embed.TruncationWarning, match="truncated"):
+        model.embed([long_text, "short"])
+    progress = []
+    model.embed(["a", "b", "c"], batch_size=2, progress=progress.append)
+    assert progress == [2, 3]
+
+
+def test_bad_inputs(minilm, tmp_path):
+    model = embed.Embedder(minilm["f32"])
+    for texts in ([], "a string", [1, 2], ["ok", None]):
+        with pytest.raises(embed.TokenizerError):
+            model.embed(texts)
+    with pytest.raises(ValueError):
+        model.embed(["x"], batch_size=0)
+    with pytest.raises(embed.ModelNotFoundError):
+        embed.Embedder(tmp_path / "missing.gguf")
+    (tmp_path / "text.gguf").write_text("not a model")
+    with pytest.raises(embed.NotGGUFError):
+        embed.Embedder(tmp_path / "text.gguf")
+    raw = minilm["f32"].read_bytes()
+    for cut in (20, 5000, len(raw) // 2):
+        (tmp_path / "cut.gguf").write_bytes(raw[:cut])
+        with pytest.raises(embed.TruncatedModelError):
+            embed.Embedder(tmp_path / "cut.gguf")
+    with pytest.raises(embed.UnsupportedModelError, match="llama"):
+        embed.Embedder(SHARED / "models" / "stories260K.gguf")
+    with pytest.raises(embed.UnsupportedModelError, match="missing"):
+        embed.Embedder(SHARED / "models" / "vocab" / "ggml-vocab-bert-bge.gguf")  # no weights
+    for err in (embed.ModelNotFoundError, embed.NotGGUFError, embed.TokenizerError):
+        assert issubclass(err, ValueError)
+
+
+def test_converter_output(minilm, minilm_dir, tmp_path):
+    f = GGUFFile(minilm["q8_0"])
+    assert f.architecture == "bert" and f.get("bert.pooling_type") == 1
+    assert f.get("bert.context_length") == 256 and f.get("bert.block_count") == 6
+    types = {t.type_name for t in f.tensors.values()}
+    assert types == {"F32", "Q8_0"}
+    assert f.tensor("blk.0.ffn_up.weight").shape == (1536, 384)
+    assert f.tensor("position_embd.weight").type_name == "F32"
+    # the vocabulary can come from tokenizer.json alone
+    src = tmp_path / "src"
+    shutil.copytree(minilm_dir, src)
+    (src / "vocab.txt").unlink()
+    again = GGUFFile(convert(src, tmp_path / "again.gguf", "f32"))
+    assert again.get("tokenizer.ggml.tokens") == GGUFFile(minilm["f32"]).get(
+        "tokenizer.ggml.tokens"
+    )
+    (src / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(embed.UnsupportedModelError):
+        convert(src, tmp_path / "x.gguf")
+
+
+def test_model_cache(tmp_path, monkeypatch, minilm):
+    monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    shutil.copy(minilm["q8_0"], tmp_path / "home" / "models" / "mine.q8_0.gguf")
+    assert resolve("mine:q8_0").name == "mine.q8_0.gguf"
+    assert [(m["name"], m["type"]) for m in list_models()] == [("mine", "q8_0")]
+    with pytest.raises(embed.ModelNotFoundError, match="vdb model convert"):
+        resolve("mine")  # f32 is not there
+    with pytest.raises(embed.ModelNotFoundError):
+        resolve("bad name!")
+    assert resolve(str(minilm["f32"])) == minilm["f32"]
+    assert [p.name for p in remove("mine")] == ["mine.q8_0.gguf"]
+    with pytest.raises(embed.ModelNotFoundError):
+        remove("mine")
+
+
+def test_default_model_loads_by_name():
+    model = embed.load()
+    assert model is embed.load("all-MiniLM-L6-v2")
+    assert model.name == embed.DEFAULT_MODEL and model.dim == 384
+    v = model.embed(GOLDEN["texts"][:5])
+    assert ((v * REFERENCE[:5]).sum(axis=1) > 0.99999).all()

@@ -1,0 +1,47 @@
+"""Transformer kernels against numpy twins."""
+
+import math
+
+import numpy as np
+
+from llm import ops
+
+_erf = np.vectorize(math.erf)
+
+
+def test_layer_norms(rng):
+    x = rng.standard_normal((17, 48)).astype(np.float32) * 3 + 1
+    res = rng.standard_normal((17, 48)).astype(np.float32)
+    w, b = rng.standard_normal(48).astype(np.float32), rng.standard_normal(48).astype(np.float32)
+
+    def ref(v):
+        v = v.astype(np.float64)
+        return (v - v.mean(1, keepdims=True)) / np.sqrt(v.var(1, keepdims=True) + 1e-12) * w + b
+
+    got = x.copy()
+    ops.layer_norm(got, w, b, 1e-12)
+    np.testing.assert_allclose(got, ref(x), rtol=1e-5, atol=1e-5)
+    got = x.copy()
+    ops.add_layer_norm(got, res, w, b, 1e-12)
+    np.testing.assert_allclose(got, ref(x + res), rtol=1e-5, atol=1e-5)
+
+
+def test_gelu_and_softmax(rng):
+    x = rng.standard_normal((9, 30)).astype(np.float32) * 4
+    bias = rng.standard_normal(30).astype(np.float32)
+    got = x.copy()
+    ops.add_bias_gelu(got, bias)
+    v = (x + bias).astype(np.float64)
+    np.testing.assert_allclose(got, 0.5 * v * (1 + _erf(v / math.sqrt(2))), rtol=1e-5, atol=1e-6)
+    xs = np.linspace(-6, 6, 2001).astype(np.float32)
+    got = np.array([ops.erf(np.float32(v)) for v in xs[::40]])
+    np.testing.assert_allclose(got, _erf(xs[::40].astype(np.float64)), atol=2e-7)
+    xs = -np.geomspace(1e-6, 86.9, 5000).astype(np.float32)
+    got = np.array([ops.exp_neg(v, ops._POW2) for v in xs])
+    np.testing.assert_allclose(got, np.exp(xs.astype(np.float64)), rtol=3e-7)
+    assert ops.exp_neg(np.float32(-100), ops._POW2) == 0
+    s = rng.standard_normal((2, 3, 5, 7)).astype(np.float32) * 10
+    got = s.copy()
+    ops.softmax(got)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)

@@ -1,0 +1,52 @@
+"""WordPiece from a GGUF vocabulary: llama.cpp's fixtures and the original tokenizer.json."""
+
+import json
+import warnings
+
+import pytest
+from tokenizers import Tokenizer
+
+from llm.errors import TokenizerError
+from llm.gguf_file import GGUFFile
+from llm.tokenizer import TruncationWarning, load
+from tests.conftest import ROOT, SHARED
+
+VOCAB = SHARED / "models" / "vocab"
+GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
+
+
+def _fixture_cases(name):
+    inputs = (VOCAB / f"{name}.inp").read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")
+    outputs = (VOCAB / f"{name}.out").read_text(encoding="utf-8").split("\n")
+    return [(t, [int(x) for x in o.split()]) for t, o in zip(inputs, outputs, strict=False)]
+
+
+def test_bert_bge_fixture():
+    tok = load(GGUFFile(VOCAB / "ggml-vocab-bert-bge.gguf"))
+    cases = _fixture_cases("ggml-vocab-bert-bge.gguf")
+    assert len(cases) > 40
+    for text, expected in cases:
+        assert tok.encode(text, special=False) == expected, text
+
+
+def test_minilm_ids_match_the_original_tokenizer(minilm, minilm_dir):
+    tok = load(GGUFFile(minilm["f32"]))
+    original = Tokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    original.no_truncation()
+    original.no_padding()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = tok.encode_batch(GOLDEN["texts"], max_tokens=GOLDEN["max_seq_length"])
+    assert [type(w.message) for w in caught] == [TruncationWarning]
+    assert ours == GOLDEN["ids"]  # sentence-transformers' ids, truncated as it does
+    for text in GOLDEN["texts"]:
+        assert tok.encode(text) == original.encode(text).ids, text
+    assert tok.decode(tok.encode("Hello, World!")) == "hello, world!"
+    assert tok.count("Hello world") == 4
+
+
+def test_bad_texts(minilm):
+    tok = load(GGUFFile(minilm["f32"]))
+    for bad in ("a string", [1, "x"], None, ["ok", None]):
+        with pytest.raises(TokenizerError):
+            tok.encode_batch(bad)

@@ -1,0 +1,55 @@
+"""`vdb embed`: texts to vectors with an embedding model."""
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from vdb.cli.main import echo_json
+
+
+@click.command("embed")
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--file",
+    "-f",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Embed each non-empty line of this file.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the vectors to this .npy file instead of printing them.",
+)
+@click.option("--model", "model_name", help="Model name or .gguf path (default: the default).")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+def embed_cmd(texts, file, out, model_name, batch_size):
+    """Embed TEXTS (or the lines of --file) and print the vectors as JSON, or save them."""
+    import embed
+
+    items = list(texts)
+    if file is not None:
+        items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not items:
+        raise click.UsageError("give texts as arguments or with --file")
+    model = embed.load(model_name)
+    with click.progressbar(
+        length=len(items),
+        label=f"embedding with {model.name}",
+        hidden=len(items) < 256,
+        file=sys.stderr,
+    ) as bar:
+        done = [0]
+
+        def progress(n):
+            bar.update(n - done[0])
+            done[0] = n
+
+        vectors = model.embed(items, batch_size=batch_size, progress=progress)
+    if out is not None:
+        np.save(out, vectors)
+        click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} vectors to {out}", err=True)
+    else:
+        echo_json([{"text": t, "vector": v} for t, v in zip(items, vectors, strict=True)])
