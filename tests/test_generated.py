@@ -20,12 +20,18 @@ def test_generated_code_is_current():
 
 def test_every_service_is_served():
     """Each service in the protos has a servicer registered by the server."""
-    from vdb.rpc._gen import collections_pb2, points_pb2, server_pb2, snapshots_pb2
+    from vdb.rpc._gen import (
+        collections_pb2,
+        embeddings_pb2,
+        points_pb2,
+        server_pb2,
+        snapshots_pb2,
+    )
     from vdb.rpc.server import SERVICES
 
     declared = {
         service.full_name
-        for module in (collections_pb2, points_pb2, server_pb2, snapshots_pb2)
+        for module in (collections_pb2, points_pb2, server_pb2, snapshots_pb2, embeddings_pb2)
         for service in module.DESCRIPTOR.services_by_name.values()
     }
     assert declared == set(SERVICES)

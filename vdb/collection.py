@@ -3,12 +3,13 @@
 
 import heapq
 import json
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vdb import filters, validate
+from vdb import embedding, filters, validate
 from vdb._rwlock import RWLock
 from vdb.errors import ClosedError, InvalidArgumentError, PointNotFoundError, ReadOnlyError
 from vdb.index import checkpoint
@@ -36,6 +37,7 @@ class CollectionConfig:
     cid: int  # internal collection number, the key prefix of its records
     created_at: float  # unix time
     index: IndexConfig = IndexConfig()  # flat, HNSW, or flat until a size threshold
+    embedder: str | None = None  # model that embeds documents and text queries
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -80,9 +82,16 @@ class Collection:
     """
 
     def __init__(
-        self, store, config: CollectionConfig, read_only: bool, checkpoint_every: int = 100_000
+        self,
+        store,
+        config: CollectionConfig,
+        read_only: bool,
+        checkpoint_every: int = 100_000,
+        embedder=None,
     ):
         self._store = store
+        self._embedder = embedder
+        self._embed_lock = threading.Lock()
         self.config = config
         self._read_only = read_only
         self._closed = False
@@ -112,6 +121,19 @@ class Collection:
     @property
     def lsn(self) -> int:
         return self._lsn
+
+    @property
+    def embedder(self):
+        """The collection's embedder (loaded on first use), or None."""
+        if self._embedder is None and self.config.embedder is not None:
+            with self._embed_lock:
+                if self._embedder is None:
+                    self._embedder = embedding.load(self.config.embedder)
+        return self._embedder
+
+    def _embed(self, texts: list[str]):
+        validate.has_embedder(self.config)
+        return self.embedder.embed(texts)
 
     def __len__(self) -> int:
         return self.count()
@@ -269,9 +291,12 @@ class Collection:
 
     # ------------------------------------------------------------ writes
 
-    def upsert(self, ids, vectors, payloads=None, documents=None) -> WriteResult:
-        """Insert or replace points. All or nothing: a bad item rejects the whole batch."""
+    def upsert(self, ids, vectors=None, payloads=None, documents=None) -> WriteResult:
+        """Insert or replace points. All or nothing: a bad item rejects the whole batch.
+        Without vectors, a collection with an embedder embeds the documents."""
         self._check_writable()
+        if vectors is None:
+            vectors = self._embed(validate.texts_to_embed(ids, documents))
         batch = validate.upsert_batch(ids, vectors, payloads, documents, self.dim, self.metric)
         id_keys, vecs, pay_items = batch.id_keys, batch.vectors, batch.payloads
         pay_json, docs = batch.payload_json, batch.documents
@@ -398,6 +423,7 @@ class Collection:
         self, queries, k: int = 10, filter=None, with_vectors: bool = False, ef: int | None = None
     ):
         """Top-k points for one query (a list of Hit) or a batch (a list of lists), best first.
+        A query is a vector, or a text when the collection has an embedder.
 
         Fewer than k hits come back when fewer points match; an empty collection gives [].
         ef: HNSW search breadth for this call (higher is slower and more exact); ignored while
@@ -407,7 +433,10 @@ class Collection:
         k = validate.top_k(k)
         if ef is not None:
             ef = validate.top_k(ef, "ef")
-        single = np.ndim(queries) == 1
+        texts = embedding.texts(queries)
+        single = isinstance(queries, str) if texts is not None else np.ndim(queries) == 1
+        if texts is not None:
+            queries = self._embed(texts)
         q = validate.vectors(queries, self.dim, self.metric, what="query")
         if self.metric == "cosine":
             q = validate.normalized(q)

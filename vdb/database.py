@@ -3,7 +3,7 @@
 import threading
 import time
 
-from vdb import validate
+from vdb import embedding, validate
 from vdb._version import __version__
 from vdb.collection import CHECKPOINT_DIR, Collection, CollectionConfig
 from vdb.errors import (
@@ -17,6 +17,8 @@ from vdb.index import checkpoint
 from vdb.index.config import IndexConfig
 from vdb.storage import Store, keys, oplog
 from vdb.storage.env import DEFAULT_MAP_SIZE
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 
 class Database:
@@ -59,16 +61,25 @@ class Database:
         return f"Database({str(self.path)!r}, read_only={self.read_only})"
 
     def create_collection(
-        self, name: str, dim: int, metric: str = "cosine", index=None
+        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
     ) -> Collection:
         """Create a collection. metric: "cosine" (default), "dot" or "l2".
 
         index: "auto" (default: exact search until hnsw_threshold points, then HNSW), "flat",
         "hnsw", or a dict such as {"kind": "auto", "hnsw_threshold": 50000, "M": 32,
         "ef_construction": 200, "ef_search": 100, "seed": 0}.
+        embedder: a model name ("all-MiniLM-L6-v2", a .gguf path) or an embed.Embedder; then
+        upsert takes documents without vectors, search takes text, and dim may be left out.
+        The model name is recorded, so the collection embeds again after a reopen.
         """
         self._check_writable()
         name = validate.collection_name(name)
+        spec, model = embedding.resolve(embedder)
+        if spec is not None and model is None:
+            model = embedding.load(spec)
+        dim = embedding.dimension(dim, model)
+        if dim is None:
+            raise InvalidArgumentError("dim is required for a collection without an embedder")
         dim = validate.dimension(dim)
         metric = validate.metric(metric)
         index_config = IndexConfig.parse(index)
@@ -78,7 +89,7 @@ class Database:
                 raise CollectionExistsError(f"collection {name!r} already exists")
             raw = txn.get(keys.KEY_NEXT_CID, db=self._store.meta)
             cid = int(raw) if raw else 1
-            config = CollectionConfig(name, dim, metric, cid, time.time(), index_config)
+            config = CollectionConfig(name, dim, metric, cid, time.time(), index_config, spec)
             txn.put(keys.KEY_NEXT_CID, str(cid + 1).encode(), db=self._store.meta)
             txn.put(keys.collection_key(name), config.to_json(), db=self._store.meta)
             txn.put(keys.state_key(cid), keys.STATE.pack(0, 0), db=self._store.meta)
@@ -87,7 +98,7 @@ class Database:
         with self._lock:
             config = self._store.transact(create)
             col = self._collections[name] = Collection(
-                self._store, config, self.read_only, self._checkpoint_every
+                self._store, config, self.read_only, self._checkpoint_every, embedder=model
             )
         return col
 
@@ -112,19 +123,25 @@ class Database:
             return col
 
     def get_or_create_collection(
-        self, name: str, dim: int, metric: str = "cosine", index=None
+        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
     ) -> Collection:
         """The existing collection (its dim and metric must match), or a new one."""
         try:
             col = self.get_collection(name)
         except CollectionNotFoundError:
-            return self.create_collection(name, dim, metric, index)
-        if (col.dim, col.metric) != (dim, metric):
+            return self.create_collection(name, dim, metric, index, embedder)
+        if (dim is not None and col.dim != dim) or col.metric != metric:
             raise InvalidArgumentError(
                 f"collection {name!r} exists with dim={col.dim}, metric={col.metric!r}, "
                 f"not dim={dim}, metric={metric!r}"
             )
         return col
+
+    def embed(self, texts, model: str | None = None):
+        """(len(texts), dim) float32 vectors of texts from an embedding model (default: the
+        default model)."""
+        self._check_open()
+        return embedding.load(model or DEFAULT_EMBEDDER).embed(texts)
 
     def has_collection(self, name: str) -> bool:
         return name in self.list_collections()

@@ -147,15 +147,16 @@ class Batch(NamedTuple):
 
 
 def upsert_batch(ids, vectors_in, payloads_in, documents_in, dim: int, metric_name: str) -> Batch:
-    """Every check of an upsert, so that a bad item rejects the whole batch before any write."""
+    """Every check of an upsert, so that a bad item rejects the whole batch before any write.
+    vectors_in=None checks everything but the vectors (vectors in the Batch is then None)."""
     ids, _ = id_list(ids)
     n = len(ids)
     id_keys = unique_id_keys(ids)
-    if vectors_in is None:
-        raise InvalidArgumentError("vectors are required")
-    vecs = vectors(vectors_in, dim, metric_name, ids)
-    if vecs.shape[0] != n:
-        raise InvalidArgumentError(f"got {n} ids but {vecs.shape[0]} vectors")
+    vecs = None
+    if vectors_in is not None:
+        vecs = vectors(vectors_in, dim, metric_name, ids)
+        if vecs.shape[0] != n:
+            raise InvalidArgumentError(f"got {n} ids but {vecs.shape[0]} vectors")
     pay_items, pay_json = payloads(payloads_in, n)
     return Batch(ids, id_keys, vecs, pay_items, pay_json, documents(documents_in, n))
 
@@ -177,6 +178,27 @@ def batch_args(batch) -> dict:
         "a batch is a tuple (ids, vectors[, payloads[, documents]]) or a dict with those keys, "
         f"got {type(batch).__name__}"
     )
+
+
+def has_embedder(config) -> None:
+    if config.embedder is None:
+        raise InvalidArgumentError(
+            f"collection {config.name!r} has no embedder: give vectors, or create it with "
+            "embedder=..."
+        )
+
+
+def texts_to_embed(ids, values) -> list[str]:
+    """The documents of an upsert without vectors: one str per id."""
+    if values is None:
+        raise InvalidArgumentError("vectors are required (or documents, with an embedder)")
+    docs = documents(values, len(id_list(ids)[0]))
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            raise InvalidArgumentError(
+                f"document {i} is None; every point needs a document when vectors are not given"
+            )
+    return docs
 
 
 def documents(values, n: int) -> list:

@@ -12,7 +12,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from vdb import validate
+from llm.errors import TokenizerError
+from vdb import embedding, validate
 from vdb.collection import CollectionConfig, WriteResult
 from vdb.errors import (
     ClosedError,
@@ -26,6 +27,8 @@ from vdb.index.config import IndexConfig
 from vdb.rpc import convert, status
 from vdb.rpc._gen import collections_pb2 as cpb
 from vdb.rpc._gen import collections_pb2_grpc as cgrpc
+from vdb.rpc._gen import embeddings_pb2 as epb
+from vdb.rpc._gen import embeddings_pb2_grpc as egrpc
 from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc._gen import points_pb2_grpc as pgrpc
 from vdb.rpc._gen import server_pb2 as spb
@@ -79,6 +82,7 @@ class RemoteDatabase:
         self._points = pgrpc.PointsStub(self._channel)
         self._snapshots = sngrpc.SnapshotsStub(self._channel)
         self._server = sgrpc.ServerStub(self._channel)
+        self._embeddings = egrpc.EmbeddingsStub(self._channel)
         self._collections: dict[str, RemoteCollection] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -130,13 +134,23 @@ class RemoteDatabase:
                 col = self._collections[info["name"]] = RemoteCollection(self, info)
             return col
 
-    def create_collection(self, name: str, dim: int, metric: str = "cosine", index=None):
-        """Create a collection; the same arguments as Database.create_collection."""
+    def create_collection(
+        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+    ):
+        """Create a collection; the same arguments as Database.create_collection, except that
+        embedder names a model in the server's model cache (the server embeds)."""
         self._check_writable()
+        name = validate.collection_name(name)
+        spec, model = embedding.resolve(embedder)
+        if model is not None:
+            dim = embedding.dimension(dim, model)
+        if dim is None and spec is None:
+            raise InvalidArgumentError("dim is required for a collection without an embedder")
         request = cpb.CreateCollectionRequest(
-            name=validate.collection_name(name),
-            dim=validate.dimension(dim),
+            name=name,
+            dim=0 if dim is None else validate.dimension(dim),
             metric=validate.metric(metric),
+            embedder=spec or "",
         )
         convert.set_index(request.index, IndexConfig.parse(index))
         info = self._call(self._collections_stub.Create, request)
@@ -148,16 +162,18 @@ class RemoteDatabase:
         info = self._call(self._collections_stub.Get, cpb.CollectionName(name=name))
         return self._remember(convert.info_from(info))
 
-    def get_or_create_collection(self, name: str, dim: int, metric: str = "cosine", index=None):
+    def get_or_create_collection(
+        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+    ):
         """The existing collection (its dim and metric must match), or a new one."""
         try:
             col = self.get_collection(name)
         except CollectionNotFoundError:
             try:
-                return self.create_collection(name, dim, metric, index)
+                return self.create_collection(name, dim, metric, index, embedder)
             except CollectionExistsError:  # another client created it meanwhile
                 col = self.get_collection(name)
-        if (col.dim, col.metric) != (dim, metric):
+        if (dim is not None and col.dim != dim) or col.metric != metric:
             raise InvalidArgumentError(
                 f"collection {name!r} exists with dim={col.dim}, metric={col.metric!r}, "
                 f"not dim={dim}, metric={metric!r}"
@@ -199,6 +215,17 @@ class RemoteDatabase:
             with open(path, "r+b" if chunk.offset else "wb") as f:
                 f.seek(chunk.offset)
                 f.write(chunk.data)
+
+    def embed(self, texts, model: str | None = None):
+        """(len(texts), dim) float32 vectors of texts from one of the server's models."""
+        request = epb.EmbedRequest(model=model or "")
+        if isinstance(texts, str) or not isinstance(texts, list | tuple):
+            raise TokenizerError("texts must be a list of strings; wrap one text in a list")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TokenizerError(f"text {i} is a {type(text).__name__}, not a str")
+        request.texts.extend(texts)
+        return convert.unpack(self._call(self._embeddings.Embed, request).vectors).copy()
 
     def info(self) -> dict:
         """The server: version, address, mode of this key, collections, cache statistics."""
@@ -248,6 +275,7 @@ class RemoteCollection:
             info["cid"],
             info["created_at"],
             IndexConfig.parse(info["index"]),
+            info.get("embedder"),
         )
         self._lsn = info["lsn"]
         self._closed = False
@@ -268,6 +296,12 @@ class RemoteCollection:
     def lsn(self) -> int:
         """The collection's sequence number as of this client's last call that reported it."""
         return self._lsn
+
+    @property
+    def embedder(self):
+        """The server-side embedder of the collection (a RemoteEmbedder), or None."""
+        name = self.config.embedder
+        return None if name is None else RemoteEmbedder(self._db, name, self.dim)
 
     def __len__(self) -> int:
         return self.count()
@@ -315,18 +349,25 @@ class RemoteCollection:
 
     # ------------------------------------------------------------ writes
 
-    def _upsert_request(self, ids, vectors, payloads=None, documents=None) -> ppb.UpsertRequest:
+    def _upsert_request(
+        self, ids, vectors=None, payloads=None, documents=None
+    ) -> ppb.UpsertRequest:
+        if vectors is None:  # the server embeds the documents
+            validate.texts_to_embed(ids, documents)
+            validate.has_embedder(self.config)
         batch = validate.upsert_batch(ids, vectors, payloads, documents, self.dim, self.metric)
         request = ppb.UpsertRequest(collection=self.name)
-        request.vectors.dim = self.dim
-        request.vectors.data = batch.vectors.astype("<f4", copy=False).tobytes()
+        if batch.vectors is not None:
+            request.vectors.dim = self.dim
+            request.vectors.data = batch.vectors.astype("<f4", copy=False).tobytes()
         points = request.points
         for pid, payload, document in zip(batch.ids, batch.payloads, batch.documents, strict=True):
             convert.set_point(points.add(), pid, payload, document)
         return request
 
-    def upsert(self, ids, vectors, payloads=None, documents=None) -> WriteResult:
-        """Insert or replace points. All or nothing: a bad item rejects the whole batch."""
+    def upsert(self, ids, vectors=None, payloads=None, documents=None) -> WriteResult:
+        """Insert or replace points. All or nothing: a bad item rejects the whole batch.
+        Without vectors, a collection with an embedder has the server embed the documents."""
         self._check_writable()
         request = self._upsert_request(ids, vectors, payloads, documents)
         return self._written(self._call(self._db._points.Upsert, request))
@@ -386,15 +427,21 @@ class RemoteCollection:
         k = validate.top_k(k)
         if ef is not None:
             ef = validate.top_k(ef, "ef")
-        single = np.ndim(queries) == 1
-        q = validate.vectors(queries, self.dim, self.metric, what="query")
+        texts = embedding.texts(queries)
         request = ppb.SearchRequest(
             collection=self.name,
-            queries=convert.pack(q),
             k=min(k, U32_MAX),
             with_vectors=with_vectors,
             ef=min(ef or 0, U32_MAX),
         )
+        if texts is not None:
+            validate.has_embedder(self.config)
+            single = isinstance(queries, str)
+            request.texts.extend(texts)
+        else:
+            single = np.ndim(queries) == 1
+            q = validate.vectors(queries, self.dim, self.metric, what="query")
+            request.queries.CopyFrom(convert.pack(q))
         if filter is not None:
             convert.set_filter(request.filter, filter)
         if single:
@@ -443,3 +490,16 @@ class RemoteCollection:
         resp = self._call(self._db._points.Scroll, request)
         token = resp.next_page_token
         return convert.records_from(resp), (decode_id(token) if token else None)
+
+
+class RemoteEmbedder:
+    """A model of the server's, used through the Embed RPC."""
+
+    def __init__(self, db: RemoteDatabase, name: str, dim: int):
+        self._db, self.name, self.dim = db, name, dim
+
+    def __repr__(self) -> str:
+        return f"RemoteEmbedder({self.name!r}, dim={self.dim})"
+
+    def embed(self, texts, batch_size: int = 64) -> np.ndarray:
+        return self._db.embed(texts, self.name)

@@ -289,6 +289,7 @@ def set_info(msg: cpb.CollectionInfo, info: dict) -> None:
     msg.count, msg.lsn, msg.cid = info["count"], info["lsn"], info["cid"]
     msg.index_in_use, msg.loaded_from = info["index_in_use"], info["loaded_from"]
     msg.created_at = info["created_at"]
+    msg.embedder = info.get("embedder") or ""
     set_index(msg.index, IndexConfig.parse(info["index"]))
 
 
@@ -302,6 +303,7 @@ def info_from(msg: cpb.CollectionInfo) -> dict:
         "cid": msg.cid,
         "created_at": msg.created_at,
         "index": asdict(index),
+        "embedder": msg.embedder or None,
         "count": msg.count,
         "lsn": msg.lsn,
         "index_in_use": msg.index_in_use,

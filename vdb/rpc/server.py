@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from llm.errors import ModelError
 from vdb._version import __version__
 from vdb.errors import (
     AuthenticationError,
@@ -32,6 +33,8 @@ from vdb.rpc import convert, status
 from vdb.rpc._gen import collections_pb2 as cpb
 from vdb.rpc._gen import collections_pb2_grpc as cgrpc
 from vdb.rpc._gen import common_pb2 as pb
+from vdb.rpc._gen import embeddings_pb2 as epb
+from vdb.rpc._gen import embeddings_pb2_grpc as egrpc
 from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc._gen import points_pb2_grpc as pgrpc
 from vdb.rpc._gen import server_pb2 as spb
@@ -51,6 +54,7 @@ SERVICES = tuple(
         (ppb, "Points"),
         (snpb, "Snapshots"),
         (spb, "Server"),
+        (epb, "Embeddings"),
     )
 )
 CHUNK = 1 << 20  # bytes per snapshot FileChunk
@@ -128,7 +132,7 @@ class _Core:
             code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
         else:
             message = str(exc)
-        if isinstance(exc, VdbError):
+        if isinstance(exc, VdbError | ModelError):
             context.set_trailing_metadata(((status.ERROR_KEY, type(exc).__name__),))
         context.abort(code, message)
 
@@ -213,8 +217,9 @@ class CollectionsService(cgrpc.CollectionsServicer):
     @rpc(write=True)
     def Create(self, request, context):
         index = convert.index_from(request.index) if request.HasField("index") else None
+        embedder = _model_name(request.embedder) if request.embedder else None
         col = self.core.db.create_collection(
-            request.name, request.dim, request.metric or "cosine", index
+            request.name, request.dim or None, request.metric or "cosine", index, embedder
         )
         return self._info(col)
 
@@ -330,6 +335,24 @@ class PointsService(pgrpc.PointsServicer):
             cache.put(key, resp, resp.ByteSize())
         return resp
 
+    @staticmethod
+    def _queries(request, single: bool):
+        """Text queries, or the query vectors."""
+        if request.texts:
+            if single and len(request.texts) != 1:
+                raise InvalidArgumentError(
+                    f"Search takes one text, got {len(request.texts)}; use SearchBatch"
+                )
+            return request.texts[0] if single else list(request.texts)
+        queries = convert.unpack(request.queries, "query")
+        if single:
+            if queries.shape[0] != 1:
+                raise InvalidArgumentError(
+                    f"Search takes one query row, got {queries.shape[0]}; use SearchBatch"
+                )
+            return queries[0]
+        return queries
+
     def _search(self, col, request, queries):
         return col.search(
             queries,
@@ -344,13 +367,8 @@ class PointsService(pgrpc.PointsServicer):
         col = self.core.collection(request.collection)
 
         def compute():
-            queries = convert.unpack(request.queries, "query")
-            if queries.shape[0] != 1:
-                raise InvalidArgumentError(
-                    f"Search takes one query row, got {queries.shape[0]}; use SearchBatch"
-                )
             resp = ppb.SearchResponse()
-            hits = self._search(col, request, queries[0])
+            hits = self._search(col, request, self._queries(request, single=True))
             convert.add_hits(resp, hits, request.with_vectors, col.dim)
             return resp
 
@@ -361,7 +379,7 @@ class PointsService(pgrpc.PointsServicer):
         col = self.core.collection(request.collection)
 
         def compute():
-            queries = convert.unpack(request.queries, "query")
+            queries = self._queries(request, single=False)
             resp = ppb.SearchBatchResponse()
             for hits in self._search(col, request, queries) if len(queries) else []:
                 convert.add_hits(resp.results.add(), hits, request.with_vectors, col.dim)
@@ -454,6 +472,33 @@ def _chunks(root: Path):
                 offset += len(data)
 
 
+def _model_name(name: str) -> str:
+    """A model a client may name: one in the server's model cache, never a file path."""
+    from embed.models import split_name
+    from llm.errors import ModelNotFoundError
+
+    if "/" in name or "\\" in name or name.endswith(".gguf"):
+        raise ModelNotFoundError(
+            f"{name!r}: over gRPC a model is named as in the server's model cache "
+            "(NAME or NAME:TYPE), not by path"
+        )
+    split_name(name)
+    return name
+
+
+class EmbeddingsService(egrpc.EmbeddingsServicer):
+    def __init__(self, core: _Core):
+        self.core = core
+
+    @rpc()
+    def Embed(self, request, context):
+        from vdb.database import DEFAULT_EMBEDDER
+
+        model = _model_name(request.model or DEFAULT_EMBEDDER)
+        vectors = self.core.db.embed(list(request.texts), model)
+        return epb.EmbedResponse(vectors=convert.pack(vectors), model=model)
+
+
 class ServerService(sgrpc.ServerServicer):
     def __init__(self, core: _Core):
         self.core = core
@@ -514,6 +559,7 @@ class Server:
         pgrpc.add_PointsServicer_to_server(PointsService(self.core), self._server)
         sngrpc.add_SnapshotsServicer_to_server(SnapshotsService(self.core), self._server)
         sgrpc.add_ServerServicer_to_server(ServerService(self.core), self._server)
+        egrpc.add_EmbeddingsServicer_to_server(EmbeddingsService(self.core), self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -3,6 +3,7 @@ metadata key `vdb-error`, so the remote client raises the very class the embedde
 
 import grpc
 
+from llm import errors as model_errors
 from vdb import errors
 
 ERROR_KEY = "vdb-error"
@@ -45,12 +46,12 @@ def code_for(exc: BaseException) -> grpc.StatusCode | None:
     return None
 
 
-def error_from(exc: grpc.RpcError) -> errors.VdbError:
+def error_from(exc: grpc.RpcError) -> Exception:
     """The Python exception for a failed call."""
     code, details = exc.code(), exc.details() or ""
     name = dict(exc.trailing_metadata() or ()).get(ERROR_KEY)
-    cls = getattr(errors, name, None) if name else None
-    if not (isinstance(cls, type) and issubclass(cls, errors.VdbError)):
+    cls = (getattr(errors, name, None) or getattr(model_errors, name, None)) if name else None
+    if not (isinstance(cls, type) and issubclass(cls, errors.VdbError | model_errors.ModelError)):
         cls = _DEFAULTS.get(code, errors.ServerError)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
             cls = errors.MessageTooLargeError

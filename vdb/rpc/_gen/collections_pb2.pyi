@@ -37,19 +37,21 @@ class IndexParams(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., hnsw_threshold: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., ef_search: _Optional[int] = ..., seed: _Optional[int] = ..., int8: _Optional[bool] = ..., max_batch: _Optional[int] = ..., batch_fraction: _Optional[float] = ..., compact_share: _Optional[float] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index")
+    __slots__ = ("name", "dim", "metric", "index", "embedder")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDER_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
     index: IndexParams
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ...) -> None: ...
+    embedder: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., embedder: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid")
+    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid", "embedder")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +62,7 @@ class CollectionInfo(_message.Message):
     LOADED_FROM_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CID_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDER_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -70,7 +73,8 @@ class CollectionInfo(_message.Message):
     loaded_from: str
     created_at: float
     cid: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ...) -> None: ...
+    embedder: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ..., embedder: _Optional[str] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()

@@ -92,20 +92,22 @@ class ScrollResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[_common_pb2.Point, _Mapping]]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., next_page_token: _Optional[bytes] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "k", "filter", "with_vectors", "ef")
+    __slots__ = ("collection", "queries", "texts", "k", "filter", "with_vectors", "ef")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
     EF_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _common_pb2.Vectors
+    texts: _containers.RepeatedScalarFieldContainer[str]
     k: int
     filter: _common_pb2.Filter
     with_vectors: bool
     ef: int
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., with_vectors: _Optional[bool] = ..., ef: _Optional[int] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., with_vectors: _Optional[bool] = ..., ef: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("score", "point")
