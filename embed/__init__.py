@@ -54,7 +54,7 @@ class Embedder:
         """Tokens the model would see for text, specials included, before truncation."""
         return len(self.tokenizer.encode_batch([text])[0])
 
-    def embed(self, texts, batch_size: int = 64, progress=None) -> np.ndarray:
+    def embed(self, texts, batch_size: int = 256, progress=None) -> np.ndarray:
         """(len(texts), dim) float32 vectors, row i for texts[i]. Texts over max_tokens are
         truncated with a TruncationWarning. progress(done) is called after each batch."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -116,6 +116,8 @@ def convert(src, dest, qtype: str = "f32", name: str | None = None) -> Path:
             if token in index:
                 add(index[token])
         for gname, array in tensors:
+            if gname == "position_embd.weight":  # llama.cpp wants one row per context position
+                array = array[:context]
             array = np.ascontiguousarray(array, dtype=np.float32)
             target = TYPES[qtype] if _quantizable(gname, array) else Q.F32
             if target == Q.F32:

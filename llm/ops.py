@@ -1,18 +1,23 @@
-"""Transformer building blocks as numba kernels, parallel over rows, in place on float32."""
+"""Transformer building blocks as numba kernels, in place on float32.
+
+They are serial on purpose: they run between BLAS calls, and OpenBLAS's threads keep spinning
+for a while after each call, so a parallel region here competes with them for the cores
+(measured: the products around a parallel layer norm ran at half speed).
+"""
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, fastmath=True)
 def add_layer_norm(x, residual, weight, bias, eps):
     """x <- LayerNorm(x + residual) * weight + bias, row by row. x, residual: (n, d)."""
     n, d = x.shape
-    for r in prange(n):
+    for r in range(n):
         mean = 0.0
         for i in range(d):
             v = x[r, i] + residual[r, i]
@@ -28,11 +33,11 @@ def add_layer_norm(x, residual, weight, bias, eps):
             x[r, i] = np.float32((x[r, i] - mean) * inv) * weight[i] + bias[i]
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, fastmath=True)
 def layer_norm(x, weight, bias, eps):
     """x <- LayerNorm(x) * weight + bias, row by row."""
     n, d = x.shape
-    for r in prange(n):
+    for r in range(n):
         mean = 0.0
         for i in range(d):
             mean += x[r, i]
@@ -69,7 +74,7 @@ P0, P1, P2, P3, P4, P5, P6 = (np.float32(c) for c in _ERF_P)
 Q0, Q1, Q2, Q3, Q4 = (np.float32(c) for c in _ERF_Q)
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, inline="always", fastmath=True, error_model="numpy")
 def erf(x):
     x = min(max(x, np.float32(-4.0)), np.float32(4.0))
     x2 = x * x
@@ -78,20 +83,21 @@ def erf(x):
     return p / q
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")  # no zero-division check: it vectorizes
 def add_bias_gelu(x, bias):
     """x <- GELU(x + bias), the erf form: v/2 (1 + erf(v / sqrt 2)). x: (n, d) float32."""
     n, d = x.shape
     half = np.float32(0.5)
     one = np.float32(1.0)
-    for r in prange(n):
+    for r in range(n):
         for i in range(d):
             v = x[r, i] + bias[i]
             x[r, i] = half * v * (one + erf(v * SQRT_HALF))
 
 
 # exp(x) = 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2, e^r from Cephes' expf polynomial
-# (within 2 ulp of expf); 2^n from a table, so the loop has no libm call and vectorizes.
+# (within 2 ulp of expf). 2^n is built from its bits ((n + 127) << 23), so the loops have no
+# libm call and no table lookup, and vectorize.
 _LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
 _LOG2E = np.float32(1.44269504088896341)
 _EXP_P = tuple(
@@ -99,38 +105,46 @@ _EXP_P = tuple(
     for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1)
 )
 E0, E1, E2, E3, E4 = _EXP_P
-_POW2 = np.array([2.0**k for k in range(-127, 128)], dtype=np.float32)  # _POW2[k + 127] = 2^k
+_EXP_MIN = np.float32(-87.0)  # below, e^x leaves float32's normal range: taken as 0
 
 
-@njit(cache=True, inline="always", fastmath=True)
-def exp_neg(x, pow2):
-    """e^x for x <= 0 (0 below -87, where e^x leaves float32's normal range)."""
-    y = max(x, np.float32(-87.0))
-    n = np.floor(y * _LOG2E + np.float32(0.5))
-    r = y - n * _LN2_HI - n * _LN2_LO
-    p = ((((E0 * r + E1) * r + E2) * r + E3) * r + E4) * r + np.float32(0.5)
-    e = (p * r * r + r + np.float32(1.0)) * pow2[np.int64(n) + 127]
-    return e if x >= np.float32(-87.0) else np.float32(0.0)
+@njit(cache=True, fastmath=True)
+def exp_neg_inplace(x, bits):
+    """x <- e^x for x <= 0, elementwise; bits: an int32 scratch array of the same length."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        y = max(v, _EXP_MIN)
+        n = np.floor(y * _LOG2E + np.float32(0.5))
+        r = y - n * _LN2_HI - n * _LN2_LO
+        p = ((((E0 * r + E1) * r + E2) * r + E3) * r + E4) * r + np.float32(0.5)
+        x[i] = (p * r * r + r + np.float32(1.0)) if v >= _EXP_MIN else np.float32(0.0)
+        bits[i] = (np.int32(n) + 127) << 23
+    scale = bits.view(np.float32)
+    for i in range(x.shape[0]):
+        x[i] *= scale[i]
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _softmax_rows(rows, pow2):
+@njit(cache=True, fastmath=True)
+def _softmax_rows(rows):
     n, d = rows.shape
-    for r in prange(n):
+    bits = np.empty(d, dtype=np.int32)
+    for r in range(n):
         row = rows[r]
         m = row[0]
         for i in range(1, d):
             m = max(m, row[i])
+        for i in range(d):
+            row[i] -= m
+        exp_neg_inplace(row, bits)
         s = np.float32(0.0)
         for i in range(d):
-            e = exp_neg(row[i] - m, pow2)
-            row[i] = e
-            s += e
+            s += row[i]
         inv = np.float32(1.0) / s
         for i in range(d):
             row[i] *= inv
 
 
 def softmax(x: np.ndarray) -> None:
-    """x <- softmax over the last axis, in place. x: C-contiguous float32."""
-    _softmax_rows(x.reshape(-1, x.shape[-1]), _POW2)
+    """x <- softmax over the last axis, in place. x: C-contiguous float32. Serial: it runs
+    between BLAS calls, whose threads would compete with a parallel region's."""
+    _softmax_rows(x.reshape(-1, x.shape[-1]))
