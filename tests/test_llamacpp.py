@@ -1,0 +1,44 @@
+"""Our embeddings against llama.cpp's on the same GGUF file (skipped without llama-cpp-python,
+which is never a dependency: pip install llama-cpp-python to run it)."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import embed
+from tests.conftest import ROOT
+
+llama_cpp = pytest.importorskip("llama_cpp")
+GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
+
+
+# Q8_0: llama.cpp also quantizes the activations to 8 bits (we keep them in float32), so the
+# two differ by more than either differs from the float32 model.
+@pytest.mark.parametrize("qtype, floor", [("f32", 0.9999), ("q8_0", 0.995)])
+def test_same_vectors_as_llama_cpp(minilm, qtype, floor):
+    ours = embed.Embedder(minilm[qtype])
+    model = llama_cpp.Llama(
+        model_path=str(minilm[qtype]),
+        embedding=True,
+        n_ctx=256,
+        n_batch=256,
+        n_ubatch=256,
+        verbose=False,
+    )
+    texts = [t for t, ids in zip(GOLDEN["texts"], GOLDEN["ids"], strict=True) if len(ids) < 256]
+    texts = [t for t in texts if t.strip()]  # llama.cpp refuses empty input
+    # llama.cpp's WordPiece splits Hangul and Devanagari combining marks differently from the
+    # original tokenizer (which ours follows, see test_tokenizer): compare where ids agree.
+    same = [
+        t for t in texts if model.tokenize(t.encode(), add_bos=True) == ours.tokenizer.encode(t)
+    ]
+    assert len(texts) - len(same) <= 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine = ours.embed(same)
+    theirs = np.array(model.embed(same), dtype=np.float32)
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    cosines = (mine * theirs).sum(axis=1)
+    assert cosines.min() >= floor, (cosines.min(), same[int(cosines.argmin())])
