@@ -130,3 +130,42 @@ def test_default_model_loads_by_name():
     assert model.name == embed.DEFAULT_MODEL and model.dim == 384
     v = model.embed(GOLDEN["texts"][:5])
     assert ((v * REFERENCE[:5]).sum(axis=1) > 0.99999).all()
+
+
+def _copy_gguf(src, dest, drop=()):
+    """Rewrite a GGUF without the metadata keys in drop."""
+    import gguf
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dest, reader.fields["general.architecture"].contents())
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture" or key in drop:
+            continue
+        sub = field.types[1] if len(field.types) > 1 else None
+        writer.add_key_value(key, field.contents(), field.types[0], sub)
+    for t in reader.tensors:
+        shape = tuple(int(n) for n in reversed(t.shape.tolist()))
+        writer.add_tensor(t.name, np.array(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_llama_cpp_conventions_load(minilm_dir, tmp_path):
+    """A file as llama.cpp's converter writes it: F16 weights, the full 512 positions as the
+    context, and CLS only as the BOS token."""
+    src = tmp_path / "src"
+    shutil.copytree(minilm_dir, src)
+    (src / "sentence_bert_config.json").unlink()
+    convert(src, tmp_path / "full.gguf", "f16")
+    _copy_gguf(
+        tmp_path / "full.gguf", tmp_path / "llamacpp.gguf", drop=("tokenizer.ggml.cls_token_id",)
+    )
+    f = GGUFFile(tmp_path / "llamacpp.gguf")
+    assert "tokenizer.ggml.cls_token_id" not in f.metadata
+    model = embed.Embedder(tmp_path / "llamacpp.gguf")
+    assert model.max_tokens == 512 and model.tokenizer.cls_id == 101
+    short = [i for i, ids in enumerate(GOLDEN["ids"]) if len(ids) < 256]
+    vectors = model.embed([GOLDEN["texts"][i] for i in short])
+    assert (vectors * REFERENCE[short]).sum(axis=1).min() >= 0.9999
