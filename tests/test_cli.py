@@ -209,3 +209,21 @@ def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
     assert "ModelNotFoundError" in cli("embed", "x", "--model", "nope", ok=False)
     assert "removed" in cli("model", "remove", "mini", "--yes")
     assert json.loads(cli("model", "list", "--json"))["models"] == []
+
+
+def test_text_collection_commands(tmp_path, minilm, monkeypatch):
+    monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "home" / "models" / "mini.q8_0.gguf").write_bytes(minilm["q8_0"].read_bytes())
+    run(tmp_path, "collection", "create", "notes", "--embedder", "mini:q8_0")
+    with vdb.open(tmp_path / "db") as db:
+        db.get_collection("notes").upsert(
+            ["cat", "rain"], documents=["A cat sleeps on the sofa.", "Rain is coming tomorrow."]
+        )
+    hits = json.loads(
+        run(tmp_path, "search", "notes", "--text", "weather", "-k", "1", "--json").output
+    )
+    assert hits[0]["id"] == "rain"
+    assert "exactly one of" in run(tmp_path, "search", "notes", ok=False).output
+    info = json.loads(run(tmp_path, "collection", "info", "notes", "--json").output)
+    assert info["dim"] == 384 and info["embedder"] == "mini:q8_0"

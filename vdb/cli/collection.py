@@ -14,7 +14,12 @@ def collection():
 
 @collection.command()
 @click.argument("name")
-@click.option("--dim", "-n", type=int, required=True, help="Vector dimension.")
+@click.option("--dim", "-n", type=int, help="Vector dimension (default: the embedder's).")
+@click.option(
+    "--embedder",
+    "-e",
+    help="Embedding model (e.g. all-MiniLM-L6-v2): documents and text queries are embedded.",
+)
 @metric_option
 @click.option(
     "--index",
@@ -56,7 +61,9 @@ def collection():
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def create(ctx, name, dim, metric, kind, hnsw_threshold, m, ef_construction, ef_search, as_json):
+def create(
+    ctx, name, dim, embedder, metric, kind, hnsw_threshold, m, ef_construction, ef_search, as_json
+):
     """Create collection NAME."""
     index = {
         "kind": kind,
@@ -66,11 +73,12 @@ def create(ctx, name, dim, metric, kind, hnsw_threshold, m, ef_construction, ef_
         "ef_search": ef_search,
     }
     with open_db(ctx) as db:
-        info = db.create_collection(name, dim, metric, index=index).info()
+        info = db.create_collection(name, dim, metric, index=index, embedder=embedder).info()
     if as_json:
         echo_json(info)
     else:
-        click.echo(f"created {name} (dim={dim}, metric={metric}, index={kind})")
+        using = f", embedder={embedder}" if embedder else ""
+        click.echo(f"created {name} (dim={info['dim']}, metric={metric}, index={kind}{using})")
 
 
 @collection.command("list")

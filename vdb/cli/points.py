@@ -124,6 +124,7 @@ def _read_jsonl(file: Path):
 
 @click.command()
 @click.argument("collection")
+@click.option("--text", "-t", help="A text query (for a collection with an embedder).")
 @click.option("--vector", "-v", help="The query vector as a JSON list.")
 @click.option(
     "--file",
@@ -141,9 +142,9 @@ def _read_jsonl(file: Path):
 @click.option("--with-vectors", is_flag=True, help="Include the stored vectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def search(ctx, collection, vector, file, row, k, filter_json, ef, with_vectors, as_json):
-    """Search COLLECTION for the nearest points to a query vector."""
-    query = _read_query(vector, file, row)
+def search(ctx, collection, text, vector, file, row, k, filter_json, ef, with_vectors, as_json):
+    """Search COLLECTION for the nearest points to a query vector or text."""
+    query = text if text is not None else _read_query(vector, file, row)
     flt = parse_json(filter_json, "--filter") if filter_json else None
     with open_db(ctx, read_only=True) as db:
         col = db.get_collection(collection)
@@ -172,7 +173,7 @@ def search(ctx, collection, vector, file, row, k, filter_json, ef, with_vectors,
 
 def _read_query(vector, file, row):
     if (vector is None) == (file is None):
-        raise click.UsageError("give the query with exactly one of --vector or --file")
+        raise click.UsageError("give the query with exactly one of --text, --vector or --file")
     if vector is not None:
         return parse_json(vector, "--vector")
     if file.suffix == ".npy":
