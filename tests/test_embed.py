@@ -132,8 +132,8 @@ def test_default_model_loads_by_name():
     assert ((v * REFERENCE[:5]).sum(axis=1) > 0.99999).all()
 
 
-def _copy_gguf(src, dest, drop=()):
-    """Rewrite a GGUF without the metadata keys in drop."""
+def _copy_gguf(src, dest, drop=(), requantize=None):
+    """Rewrite a GGUF without the metadata keys in drop; requantize: {tensor name: type}."""
     import gguf
 
     reader = gguf.GGUFReader(src)
@@ -145,7 +145,12 @@ def _copy_gguf(src, dest, drop=()):
         writer.add_key_value(key, field.contents(), field.types[0], sub)
     for t in reader.tensors:
         shape = tuple(int(n) for n in reversed(t.shape.tolist()))
-        writer.add_tensor(t.name, np.array(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
+        qtype = (requantize or {}).get(t.name)
+        if qtype is not None:
+            data = gguf.quants.quantize(np.asarray(t.data, np.float32), qtype)
+            writer.add_tensor(t.name, data, raw_shape=shape, raw_dtype=qtype)
+        else:
+            writer.add_tensor(t.name, np.array(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -169,3 +174,12 @@ def test_llama_cpp_conventions_load(minilm_dir, tmp_path):
     short = [i for i, ids in enumerate(GOLDEN["ids"]) if len(ids) < 256]
     vectors = model.embed([GOLDEN["texts"][i] for i in short])
     assert (vectors * REFERENCE[short]).sum(axis=1).min() >= 0.9999
+
+
+def test_unsupported_tensor_type(minilm, tmp_path):
+    import gguf
+
+    q41 = {"blk.2.ffn_up.weight": gguf.GGMLQuantizationType.Q4_1}
+    _copy_gguf(minilm["f32"], tmp_path / "q41.gguf", requantize=q41)
+    with pytest.raises(embed.UnsupportedModelError, match="Q4_1"):
+        embed.Embedder(tmp_path / "q41.gguf")
