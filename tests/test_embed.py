@@ -148,7 +148,7 @@ def _copy_gguf(src, dest, drop=(), requantize=None):
         qtype = (requantize or {}).get(t.name)
         if qtype is not None:
             data = gguf.quants.quantize(np.asarray(t.data, np.float32), qtype)
-            writer.add_tensor(t.name, data, raw_shape=shape, raw_dtype=qtype)
+            writer.add_tensor(t.name, data, raw_dtype=qtype)
         else:
             writer.add_tensor(t.name, np.array(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
     writer.write_header_to_file()
