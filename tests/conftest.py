@@ -7,7 +7,7 @@ import pytest
 import vdb
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("VDB_SHARED", ROOT.parent / "shared"))  # datasets and fixtures
 # Models converted by the tests live beside the checkout, not in the user's cache.
 os.environ.setdefault("VDB_HOME", str(ROOT / ".vdb-test-home"))
 
@@ -55,3 +55,11 @@ def minilm(minilm_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("minilm")
     return {q: convert(minilm_dir, out / f"minilm.{q}.gguf", q) for q in ("f32", "q8_0")}
+
+
+def shared_file(*parts) -> Path:
+    """A file under ../shared/, or a skip when this checkout has none beside it."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not here (../shared/ holds the shared fixtures)")
+    return path

@@ -13,7 +13,7 @@ import embed
 from embed.convert import convert
 from embed.models import list_models, remove, resolve
 from llm.gguf_file import GGUFFile
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, shared_file
 
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
 REFERENCE = np.array(GOLDEN["vectors"], dtype=np.float32)
@@ -79,12 +79,15 @@ def test_bad_inputs(minilm, tmp_path):
         (tmp_path / "cut.gguf").write_bytes(raw[:cut])
         with pytest.raises(embed.TruncatedModelError):
             embed.Embedder(tmp_path / "cut.gguf")
-    with pytest.raises(embed.UnsupportedModelError, match="llama"):
-        embed.Embedder(SHARED / "models" / "stories260K.gguf")
-    with pytest.raises(embed.UnsupportedModelError, match="missing"):
-        embed.Embedder(SHARED / "models" / "vocab" / "ggml-vocab-bert-bge.gguf")  # no weights
     for err in (embed.ModelNotFoundError, embed.NotGGUFError, embed.TokenizerError):
         assert issubclass(err, ValueError)
+
+
+def test_not_an_embedding_model():
+    with pytest.raises(embed.UnsupportedModelError, match="llama"):
+        embed.Embedder(shared_file("models", "stories260K.gguf"))
+    with pytest.raises(embed.UnsupportedModelError, match="missing"):
+        embed.Embedder(shared_file("models", "vocab", "ggml-vocab-bert-bge.gguf"))  # no weights
 
 
 def test_converter_output(minilm, minilm_dir, tmp_path):

@@ -9,20 +9,23 @@ from tokenizers import Tokenizer
 from llm.errors import TokenizerError
 from llm.gguf_file import GGUFFile
 from llm.tokenizer import TruncationWarning, load
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, shared_file
 
-VOCAB = SHARED / "models" / "vocab"
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
 
 
 def _fixture_cases(name):
-    inputs = (VOCAB / f"{name}.inp").read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")
-    outputs = (VOCAB / f"{name}.out").read_text(encoding="utf-8").split("\n")
+    inp, out = (
+        shared_file("models", "vocab", f"{name}.inp"),
+        shared_file("models", "vocab", f"{name}.out"),
+    )
+    inputs = inp.read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")
+    outputs = out.read_text(encoding="utf-8").split("\n")
     return [(t, [int(x) for x in o.split()]) for t, o in zip(inputs, outputs, strict=False)]
 
 
 def test_bert_bge_fixture():
-    tok = load(GGUFFile(VOCAB / "ggml-vocab-bert-bge.gguf"))
+    tok = load(GGUFFile(shared_file("models", "vocab", "ggml-vocab-bert-bge.gguf")))
     cases = _fixture_cases("ggml-vocab-bert-bge.gguf")
     assert len(cases) > 40
     for text, expected in cases:
