@@ -1,13 +1,19 @@
-"""Tokenizers built from a GGUF vocabulary, as thin adapters over the `tokenizers` library.
+"""Tokenizers built from a GGUF vocabulary, as thin adapters over well-kept libraries.
 
-`tokenizer.ggml.model` names the kind: `bert` is WordPiece. GGUF stores a WordPiece vocabulary
-the way llama.cpp's converter writes it: a word-start piece carries a leading U+2581 ("▁the"),
-a continuation piece has no prefix ("ing" for "##ing"), and bracketed specials ("[CLS]") are
-kept as they are. from_gguf restores the original vocabulary from that.
+`tokenizer.ggml.model` names the kind:
+  bert   WordPiece (the `tokenizers` library). GGUF stores the vocabulary the way llama.cpp's
+         converter writes it: a word-start piece carries a leading U+2581 ("▁the"), a
+         continuation piece has no prefix ("ing" for "##ing"), and bracketed specials
+         ("[CLS]") are kept as they are. from_gguf restores the original vocabulary.
+  llama  SentencePiece (the `sentencepiece` library), from a model built from the GGUF
+         tokens, scores and types, with byte fallback.
+  gpt2   byte-level BPE (the `tokenizers` library) from the tokens and merges, split first by
+         the regex of the pre-tokenizer `tokenizer.ggml.pre` names.
 """
 
 import warnings
 
+import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers
 
@@ -124,9 +130,204 @@ def _check_texts(texts) -> None:
             raise TokenizerError(f"text {i} is a {type(text).__name__}, not a str")
 
 
+# GGUF token types (the same numbers as SentencePiece's piece types)
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+class _GenerativeTokenizer:
+    """What SentencePiece and BPE vocabularies share: special ids and the BOS/EOS policy."""
+
+    def _specials(self, f: GGUFFile, add_bos_default: bool) -> None:
+        self.tokens = list(f.get("tokenizer.ggml.tokens"))
+        self.types = np.asarray(f.get("tokenizer.ggml.token_type", [NORMAL] * len(self.tokens)))
+        self.bos_id = _token_id(f, "bos")
+        self.eos_id = _token_id(f, "eos")
+        self.add_bos = bool(f.get("tokenizer.ggml.add_bos_token", add_bos_default))
+        self.add_eos = bool(f.get("tokenizer.ggml.add_eos_token", False))
+        self.control = {i for i, t in enumerate(self.types) if t in (CONTROL, UNKNOWN, UNUSED)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str, bos: bool | None = None, special: bool = False) -> list[int]:
+        """Token ids of text, with BOS (and EOS) as the model wants them unless bos says
+        otherwise. special=True also reads special tokens written in the text ("<|user|>")."""
+        _check_texts([text])
+        ids = self._encode(text, special)
+        if (self.add_bos if bos is None else bos) and self.bos_id is not None:
+            ids = [self.bos_id, *ids]
+        if self.add_eos and self.eos_id is not None and bos is None:
+            ids = [*ids, self.eos_id]
+        return ids
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def piece_bytes(self, token: int) -> bytes:
+        """The bytes one token stands for when it follows other tokens (for streaming)."""
+        return self._piece_bytes(int(token))
+
+
+class SentencePieceTokenizer(_GenerativeTokenizer):
+    def __init__(self, f: GGUFFile):
+        from sentencepiece import SentencePieceProcessor
+        from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+        self._specials(f, add_bos_default=True)
+        scores = f.get("tokenizer.ggml.scores", np.zeros(len(self.tokens)))
+        types = self.types.copy()
+        unk = int(f.get("tokenizer.ggml.unknown_token_id", 0))
+        types[types == UNKNOWN] = UNUSED  # SentencePiece wants exactly one unknown piece
+        types[unk] = UNKNOWN
+        model = sp_pb2.ModelProto()
+        spec = model.trainer_spec
+        spec.model_type = sp_pb2.TrainerSpec.BPE
+        spec.vocab_size = len(self.tokens)
+        spec.byte_fallback = bool((types == BYTE).any())
+        spec.unk_id, spec.bos_id, spec.eos_id, spec.pad_id = unk, -1, -1, -1
+        norm = model.normalizer_spec
+        norm.name = "identity"
+        norm.add_dummy_prefix = bool(f.get("tokenizer.ggml.add_space_prefix", True))
+        norm.remove_extra_whitespaces = False
+        norm.escape_whitespaces = True
+        for token, score, kind in zip(self.tokens, scores, types, strict=True):
+            piece = model.pieces.add()
+            piece.piece, piece.score, piece.type = token, float(score), int(kind)
+        self._sp = SentencePieceProcessor(model_proto=model.SerializeToString())
+        norm.add_dummy_prefix = False  # for text that follows a special token
+        self._sp_inner = SentencePieceProcessor(model_proto=model.SerializeToString())
+        self._special_re = _special_pattern(self.tokens, self.types)
+        self._index = {t: i for i, t in enumerate(self.tokens)}
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        if not special or self._special_re is None:
+            return self._sp.encode(text)
+        ids = []
+        for i, (part, is_special) in enumerate(_split_specials(text, self._special_re)):
+            if is_special:
+                ids.append(self._index[part])
+            elif part:
+                ids += (self._sp if i == 0 else self._sp_inner).encode(part)
+        return ids
+
+    def decode(self, ids) -> str:
+        return self._sp.decode([int(i) for i in ids if int(i) not in self.control])
+
+    def _piece_bytes(self, token: int) -> bytes:
+        if token in self.control:
+            return b""
+        piece = self.tokens[token]
+        if self.types[token] == BYTE:
+            return bytes([int(piece[3:5], 16)])
+        return piece.replace(WORD_START, " ").encode("utf-8")
+
+
+# Pre-tokenizer regexes by tokenizer.ggml.pre, as llama.cpp splits text before BPE.
+BPE_SPLITS = {
+    "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "qwen2": r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+"
+    r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+GPT2_SPLITS = ("gpt-2", "default", None)
+
+
+class BPETokenizer(_GenerativeTokenizer):
+    def __init__(self, f: GGUFFile):
+        from tokenizers import AddedToken, Regex
+
+        self._specials(f, add_bos_default=False)
+        pre = f.get("tokenizer.ggml.pre", None)
+        if pre not in BPE_SPLITS and pre not in GPT2_SPLITS:
+            raise UnsupportedModelError(
+                f"{f.path.name}: BPE pre-tokenizer {pre!r} is not supported"
+            )
+        merges = [tuple(m.split(" ", 1)) for m in f.get("tokenizer.ggml.merges")]
+        vocab = {t: i for i, t in enumerate(self.tokens)}
+        tok = HFTokenizer(models.BPE(vocab, merges, ignore_merges=pre == "llama-bpe"))
+        if pre in BPE_SPLITS:
+            tok.pre_tokenizer = pre_tokenizers.Sequence(
+                [
+                    pre_tokenizers.Split(Regex(BPE_SPLITS[pre]), behavior="isolated"),
+                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+                ]
+            )
+        else:
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        self._tok = tok
+        self._plain = HFTokenizer.from_str(tok.to_str())  # without specials read from text
+        specials = [
+            t for t, k in zip(self.tokens, self.types, strict=True) if k in (CONTROL, USER_DEFINED)
+        ]
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+        self._bytes = _byte_decoder()
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return (self._tok if special else self._plain).encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        return b"".join(self._piece_bytes(int(i)) for i in ids).decode("utf-8", errors="replace")
+
+    def _piece_bytes(self, token: int) -> bytes:
+        if token in self.control:
+            return b""
+        piece = self.tokens[token]
+        if self.types[token] == USER_DEFINED:
+            return piece.encode("utf-8")
+        return bytes(self._bytes.get(ch, 0) for ch in piece)
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: printable stand-in character -> byte."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def _special_pattern(tokens, types):
+    import re
+
+    specials = [t for t, k in zip(tokens, types, strict=True) if k in (CONTROL, USER_DEFINED) and t]
+    if not specials:
+        return None
+    return re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)))
+
+
+def _split_specials(text: str, pattern):
+    pos = 0
+    for m in pattern.finditer(text):
+        yield text[pos : m.start()], False
+        yield m.group(0), True
+        pos = m.end()
+    yield text[pos:], False
+
+
+def _token_id(f: GGUFFile, name: str) -> int | None:
+    value = f.get(f"tokenizer.ggml.{name}_token_id", None)
+    if value is None or int(value) >= len(f.get("tokenizer.ggml.tokens")):
+        return None
+    return int(value)
+
+
 def load(f: GGUFFile):
     """The tokenizer a GGUF file's vocabulary describes."""
     kind = f.get("tokenizer.ggml.model", None)
     if kind == "bert":
         return WordPieceTokenizer.from_gguf(f)
+    if kind == "llama":
+        return SentencePieceTokenizer(f)
+    if kind == "gpt2":
+        return BPETokenizer(f)
     raise UnsupportedModelError(f"{f.path.name}: tokenizer {kind!r} is not supported")

@@ -24,6 +24,34 @@ def _fixture_cases(name):
     return [(t, [int(x) for x in o.split()]) for t, o in zip(inputs, outputs, strict=False)]
 
 
+@pytest.mark.parametrize("name", ["llama-spm", "phi-3", "gpt-2", "llama-bpe", "qwen2"])
+def test_generative_vocab_fixtures(name):
+    """llama.cpp's tokenizer fixtures: SentencePiece (llama-spm, phi-3) and byte-level BPE
+    (gpt-2, llama-bpe, qwen2), each id for id, and back to the same text."""
+    gguf_name = f"ggml-vocab-{name}.gguf"
+    tok = load(GGUFFile(shared_file("models", "vocab", gguf_name)))
+    cases = _fixture_cases(gguf_name)
+    assert len(cases) > 40
+    for text, expected in cases:
+        ids = tok.encode(text, bos=False)
+        assert ids == expected, text
+        assert tok.decode(ids) == text
+        assert b"".join(tok.piece_bytes(i) for i in ids).decode("utf-8") in (text, " " + text)
+
+
+def test_special_tokens_and_bos():
+    tok = load(GGUFFile(shared_file("models", "vocab", "ggml-vocab-phi-3.gguf")))
+    text = "<|user|>\nHi there<|end|>\n<|assistant|>"
+    assert tok.encode(text, special=True) == [1, 32010, 13, 18567, 727, 32007, 13, 32001]
+    assert 32010 not in tok.encode(text)  # without special=True the markers are plain text
+    assert tok.decode(tok.encode(text, special=True)) == "\nHi there\n"
+    stories = load(GGUFFile(shared_file("models", "stories260K.gguf")))
+    assert stories.encode("Once upon a time") == [1, 403, 407, 261, 378]
+    assert stories.encode("Once upon a time", bos=False)[0] == 403
+    gpt2 = load(GGUFFile(shared_file("models", "vocab", "ggml-vocab-gpt-2.gguf")))
+    assert not gpt2.add_bos and gpt2.encode("Hello")[0] != gpt2.bos_id
+
+
 def test_bert_bge_fixture():
     tok = load(GGUFFile(shared_file("models", "vocab", "ggml-vocab-bert-bge.gguf")))
     cases = _fixture_cases("ggml-vocab-bert-bge.gguf")
