@@ -1,0 +1,179 @@
+"""The llama-family decoder forward pass on GGUF weights (llama, and qwen2's q/k/v biases).
+
+Per layer (pre-norm):  h = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n)  with n = RMSNorm(x)
+                       x = h + W_down (SiLU(W_gate m) * W_up m)           with m = RMSNorm(h)
+Attention is causal and grouped-query (n_heads query heads share n_kv_heads key/value heads).
+RoPE rotates the first rope_dim dimensions of each head: adjacent pairs (2i, 2i+1) for llama,
+halves (i, i + rope_dim/2) for NeoX-style architectures (qwen2). Prefill runs the prompt as
+matrix products; each generated token is a matrix-vector step against the KV cache.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llm import quants
+from llm.config import ModelConfig
+from llm.errors import UnsupportedModelError
+from llm.gguf_file import GGUFFile
+
+ARCHITECTURES = ("llama", "qwen2")
+NEOX_ROPE = ("qwen2",)
+
+
+class ContextOverflowError(ValueError):
+    """The prompt and the tokens to generate do not fit in the context."""
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer, allocated once for n_ctx positions. float16, as
+    llama.cpp keeps them by default: half the memory, and the same rounding (the queries and
+    attention weights meet them in float16 too), so logits agree with llama.cpp's."""
+
+    k: np.ndarray  # (layers, kv_heads, n_ctx, head_dim)
+    v: np.ndarray
+    length: int = 0  # positions filled
+
+    @property
+    def n_ctx(self) -> int:
+        return self.k.shape[2]
+
+
+class _Layer:
+    def __init__(self, f: GGUFFile, i: int):
+        def t(name, required=True):
+            full = f"blk.{i}.{name}"
+            if not required and full not in f.tensors:
+                return None
+            tensor = f.tensor(full)
+            quants.check(tensor)
+            return tensor
+
+        def vec(name, required=True):
+            tensor = t(name, required)
+            return None if tensor is None else quants.dequantize(tensor)[0]
+
+        self.attn_norm, self.ffn_norm = vec("attn_norm.weight"), vec("ffn_norm.weight")
+        self.q, self.k, self.v = t("attn_q.weight"), t("attn_k.weight"), t("attn_v.weight")
+        self.q_bias = vec("attn_q.bias", False)
+        self.k_bias = vec("attn_k.bias", False)
+        self.v_bias = vec("attn_v.bias", False)
+        self.o = t("attn_output.weight")
+        self.gate, self.up, self.down = (
+            t("ffn_gate.weight"),
+            t("ffn_up.weight"),
+            t("ffn_down.weight"),
+        )
+
+
+class LlamaModel:
+    def __init__(self, f: GGUFFile):
+        if f.architecture not in ARCHITECTURES:
+            raise UnsupportedModelError(
+                f"{f.path.name}: architecture {f.architecture!r} is not supported for "
+                f"generation (supported: {', '.join(ARCHITECTURES)})"
+            )
+        self.config = cfg = ModelConfig.from_gguf(f)
+        self.rope_dim = int(f.arch_get("rope.dimension_count", cfg.head_dim))
+        self.rope_base = float(f.arch_get("rope.freq_base", 10000.0))
+        self.neox = f.architecture in NEOX_ROPE
+        self.tok_embd = f.tensor("token_embd.weight")
+        quants.check(self.tok_embd)
+        self.output = f.tensors.get("output.weight", self.tok_embd)  # tied when absent
+        quants.check(self.output)
+        self.output_norm = quants.dequantize(f.tensor("output_norm.weight"))[0]
+        self.layers = [_Layer(f, i) for i in range(cfg.n_layers)]
+        if cfg.n_heads % cfg.n_kv_heads:
+            raise UnsupportedModelError(
+                f"{f.path.name}: {cfg.n_heads} heads do not group over {cfg.n_kv_heads} KV heads"
+            )
+        half = self.rope_dim // 2
+        self.inv_freq = self.rope_base ** (-np.arange(half, dtype=np.float64) * 2 / self.rope_dim)
+
+    def new_cache(self, n_ctx: int | None = None) -> KVCache:
+        cfg = self.config
+        n_ctx = n_ctx or cfg.context_length
+        shape = (cfg.n_layers, cfg.n_kv_heads, n_ctx, cfg.head_dim)
+        return KVCache(np.zeros(shape, np.float16), np.zeros(shape, np.float16))
+
+    def forward(self, tokens, cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        """Run tokens after the cache's positions; returns the logits of the last token (or of
+        every token with all_logits=True) and extends the cache."""
+        cfg = self.config
+        tokens = np.asarray(tokens, dtype=np.int64)
+        n, start = len(tokens), cache.length
+        if start + n > cache.n_ctx:
+            raise ContextOverflowError(
+                f"{start + n} positions do not fit in the context of {cache.n_ctx}"
+            )
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
+            raise ValueError(f"token ids must be in [0, {cfg.vocab_size})")
+        x = quants.dequantize(self.tok_embd, tokens)  # (n, d)
+        cos, sin = self._rope(np.arange(start, start + n))
+        heads, kv_heads, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        group = heads // kv_heads
+        scale = np.float32(1.0 / np.sqrt(hd))
+        end = start + n
+        # causal mask over the positions seen so far: query i (absolute start + i) sees <= it
+        mask = np.where(
+            np.arange(end)[None, :] <= np.arange(start, end)[:, None], 0, -np.inf
+        ).astype(np.float32)
+        for li, layer in enumerate(self.layers):
+            h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
+            q = _linear(h, layer.q, layer.q_bias).reshape(n, heads, hd)
+            k = _linear(h, layer.k, layer.k_bias).reshape(n, kv_heads, hd)
+            v = _linear(h, layer.v, layer.v_bias).reshape(n, kv_heads, hd)
+            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+            cache.k[li, :, start:end] = k.transpose(1, 0, 2)
+            cache.v[li, :, start:end] = v.transpose(1, 0, 2)
+            q = q.astype(np.float16).astype(np.float32)  # as llama.cpp multiplies by f16 keys
+            keys = cache.k[li, :, :end].astype(np.float32)  # (kv, end, hd)
+            values = cache.v[li, :, :end].astype(np.float32)
+            qg = q.transpose(1, 0, 2).reshape(kv_heads, group * n, hd)  # heads grouped by kv head
+            scores = (qg @ keys.transpose(0, 2, 1)).reshape(kv_heads, group, n, end) * scale
+            scores += mask
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            scores = scores.astype(np.float16).astype(np.float32)  # against f16 values
+            ctx = (scores.reshape(kv_heads, group * n, end) @ values).reshape(heads, n, hd)
+            attn = ctx.transpose(1, 0, 2).reshape(n, heads * hd)
+            x = x + quants.matmul(attn, layer.o)
+            h = _rms_norm(x, layer.ffn_norm, cfg.norm_eps)
+            gate = quants.matmul(h, layer.gate)
+            up = quants.matmul(h, layer.up)
+            x = x + quants.matmul(gate / (1.0 + np.exp(-gate)) * up, layer.down)
+        cache.length = end
+        last = x if all_logits else x[-1:]
+        logits = quants.matmul(_rms_norm(last, self.output_norm, cfg.norm_eps), self.output)
+        return logits if all_logits else logits[0]
+
+    def _rope(self, positions: np.ndarray):
+        angles = positions[:, None].astype(np.float64) * self.inv_freq[None, :]  # (n, half)
+        return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+    def _rotate(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        """RoPE on the first rope_dim dimensions of each head. x: (n, heads, head_dim)."""
+        r = self.rope_dim
+        out = x.copy()
+        c, s = cos[:, None, :], sin[:, None, :]
+        if self.neox:
+            a, b = x[..., : r // 2], x[..., r // 2 : r]
+            out[..., : r // 2] = a * c - b * s
+            out[..., r // 2 : r] = a * s + b * c
+        else:
+            a, b = x[..., 0:r:2], x[..., 1:r:2]
+            out[..., 0:r:2] = a * c - b * s
+            out[..., 1:r:2] = a * s + b * c
+        return out
+
+
+def _linear(x, w, bias):
+    y = quants.matmul(x, w)
+    return y if bias is None else y + bias
+
+
+def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    ms = np.mean(x.astype(np.float32) ** 2, axis=-1, keepdims=True)
+    return (x / np.sqrt(ms + eps) * weight).astype(np.float32)
