@@ -1,7 +1,11 @@
 """Errors of the GGUF runtime. Each is a ValueError: the file or the request is at fault."""
 
 
-class ModelError(ValueError):
+class LlmError(ValueError):
+    """Base class of the runtime's errors."""
+
+
+class ModelError(LlmError):
     """A model file cannot be used."""
 
 
@@ -23,3 +27,11 @@ class UnsupportedModelError(ModelError):
 
 class TokenizerError(ModelError):
     """Texts given to a tokenizer are not strings."""
+
+
+class SamplerError(LlmError):
+    """A sampler setting is out of range."""
+
+
+class ContextOverflowError(LlmError):
+    """The prompt and the tokens to generate do not fit in the context."""

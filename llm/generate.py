@@ -10,9 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class SamplerError(ValueError):
-    """A sampler setting is out of range."""
+from llm.errors import SamplerError
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,11 @@ import numpy as np
 
 from llm import quants
 from llm.config import ModelConfig
-from llm.errors import UnsupportedModelError
+from llm.errors import ContextOverflowError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
 
 ARCHITECTURES = ("llama", "qwen2")
 NEOX_ROPE = ("qwen2",)
-
-
-class ContextOverflowError(ValueError):
-    """The prompt and the tokens to generate do not fit in the context."""
 
 
 @dataclass

@@ -227,3 +227,16 @@ def test_text_collection_commands(tmp_path, minilm, monkeypatch):
     assert "exactly one of" in run(tmp_path, "search", "notes", ok=False).output
     info = json.loads(run(tmp_path, "collection", "info", "notes", "--json").output)
     assert info["dim"] == 384 and info["embedder"] == "mini:q8_0"
+
+
+def test_llm_commands():
+    from tests.conftest import shared_file
+
+    model = str(shared_file("models", "stories260K.gguf"))
+    runner = CliRunner()
+    out = runner.invoke(main, ["llm", "generate", model, "Once upon a time", "-n", "12", "-t", "0"])
+    assert out.exit_code == 0 and out.output.startswith(", there was a little girl named Lily")
+    info = json.loads(runner.invoke(main, ["llm", "info", model, "--json"]).output)
+    assert info["architecture"] == "llama" and info["tensors"]["F32"]["count"] > 10
+    bad = runner.invoke(main, ["llm", "generate", model, "x", "--top-p", "0"])
+    assert bad.exit_code != 0 and "SamplerError" in bad.output

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import llm
-from llm.errors import UnsupportedModelError
-from llm.generate import Sampler, SamplerError, TextStream
-from llm.llama import ContextOverflowError
+from llm.errors import ContextOverflowError, SamplerError, UnsupportedModelError
+from llm.generate import Sampler, TextStream
 from tests.conftest import shared_file
 
 

@@ -20,11 +20,11 @@ metric_option = click.option(
 
 class VdbGroup(click.Group):
     def invoke(self, ctx):
-        from llm.errors import ModelError
+        from llm.errors import LlmError
 
         try:
             return super().invoke(ctx)
-        except (VdbError, ModelError) as exc:
+        except (VdbError, LlmError) as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -84,7 +84,7 @@ def _jsonable(value):
 
 
 def _register() -> None:
-    from vdb.cli import collection, demo, embed, model, points, serve
+    from vdb.cli import collection, demo, embed, llm, model, points, serve
 
     main.add_command(collection.collection)
     main.add_command(points.import_cmd)
@@ -93,6 +93,7 @@ def _register() -> None:
     main.add_command(serve.serve)
     main.add_command(model.model)
     main.add_command(embed.embed_cmd)
+    main.add_command(llm.llm_group)
 
 
 _register()

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from llm.errors import ModelError
+from llm.errors import LlmError
 from vdb._version import __version__
 from vdb.errors import (
     AuthenticationError,
@@ -132,7 +132,7 @@ class _Core:
             code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
         else:
             message = str(exc)
-        if isinstance(exc, VdbError | ModelError):
+        if isinstance(exc, VdbError | LlmError):
             context.set_trailing_metadata(((status.ERROR_KEY, type(exc).__name__),))
         context.abort(code, message)
 

@@ -51,7 +51,7 @@ def error_from(exc: grpc.RpcError) -> Exception:
     code, details = exc.code(), exc.details() or ""
     name = dict(exc.trailing_metadata() or ()).get(ERROR_KEY)
     cls = (getattr(errors, name, None) or getattr(model_errors, name, None)) if name else None
-    if not (isinstance(cls, type) and issubclass(cls, errors.VdbError | model_errors.ModelError)):
+    if not (isinstance(cls, type) and issubclass(cls, errors.VdbError | model_errors.LlmError)):
         cls = _DEFAULTS.get(code, errors.ServerError)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
             cls = errors.MessageTooLargeError
