@@ -91,13 +91,13 @@ _cache_lock = threading.Lock()
 def load(name_or_path=None) -> Embedder:
     """An Embedder for a GGUF path, a cached model name (NAME or NAME:TYPE), or the default
     model all-MiniLM-L6-v2 (converted from its PyPI package on first use). Loaded once per
-    process and shared."""
+    process and file, and shared."""
     spec = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    path = resolve(spec).resolve()  # may convert; outside the lock, so loads of others go on
     with _cache_lock:
-        embedder = _cache.get(spec)
+        embedder = _cache.get(path)
         if embedder is None:
-            path = resolve(spec)
-            embedder = _cache[spec] = Embedder(path, name=spec)
+            embedder = _cache[path] = Embedder(path, name=spec)
     return embedder
 
 

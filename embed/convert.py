@@ -24,6 +24,7 @@ FILE_TYPES = {
     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
 }
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 _LAYER_NAMES = {
     "attention.self.query": "attn_q",
@@ -76,6 +77,9 @@ def convert(src, dest, qtype: str = "f32", name: str | None = None) -> Path:
         raise UnsupportedModelError(
             f"{src}: model_type {config.get('model_type')!r} is not supported (bert only)"
         )
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise UnsupportedModelError(f"{src / 'config.json'} lacks {', '.join(missing)}")
     vocab = _vocab(src)
     tensors = _tensors(src)
     pooling = _pooling(src)
@@ -84,9 +88,11 @@ def convert(src, dest, qtype: str = "f32", name: str | None = None) -> Path:
     if st_config.exists():  # the length the sentence model was trained and is used with
         context = min(context, int(_json(st_config).get("max_seq_length", context)))
 
-    writer_path = Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")[1])
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    writer_path = Path(tmp_name)
+    w = gguf.GGUFWriter(writer_path, "bert")
     try:
-        w = gguf.GGUFWriter(writer_path, "bert")
         w.add_name(name or src.name)
         w.add_context_length(context)
         w.add_embedding_length(int(config["hidden_size"]))
@@ -132,6 +138,7 @@ def convert(src, dest, qtype: str = "f32", name: str | None = None) -> Path:
         w.close()
         os.replace(writer_path, dest)
     finally:
+        w.close()
         writer_path.unlink(missing_ok=True)
     return dest
 
@@ -149,7 +156,13 @@ def _quantizable(name: str, array: np.ndarray) -> bool:
 def _json(path: Path) -> dict:
     if not path.exists():
         raise ModelNotFoundError(f"{path} is missing")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnsupportedModelError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UnsupportedModelError(f"{path} does not hold a JSON object")
+    return data
 
 
 def _vocab(src: Path) -> list[str]:

@@ -55,12 +55,12 @@ def cached_path(name: str, qtype: str) -> Path:
 
 
 def resolve(spec: str | os.PathLike | None = None) -> Path:
-    """The GGUF file for a path, a cached model name, or the default model (converted on
-    first use)."""
+    """The GGUF file for a path (ending in .gguf or holding a directory separator), a cached
+    model name, or the default model (converted on first use)."""
     if spec is None:
         spec = DEFAULT_MODEL
     path = Path(spec)
-    if path.suffix == ".gguf" or path.is_file() or os.sep in str(spec):
+    if path.suffix == ".gguf" or os.sep in str(spec):  # a path; anything else is a name
         if not path.is_file():
             raise ModelNotFoundError(f"no model file at {str(path)!r}")
         return path
@@ -136,9 +136,7 @@ def remove(spec: str) -> list[Path]:
     """Delete a cached model (NAME: every type; NAME:TYPE: that one). Returns what went."""
     name, _, qtype = spec.partition(":")
     split_name(spec)
-    paths = (
-        [cached_path(name, qtype.lower())] if qtype else sorted(models_dir().glob(f"{name}.*.gguf"))
-    )
+    paths = [cached_path(name, qtype.lower())] if qtype else [cached_path(name, t) for t in TYPES]
     gone = [p for p in paths if p.is_file()]
     if not gone:
         raise ModelNotFoundError(f"no cached model {spec!r} in {models_dir()}")

@@ -33,5 +33,9 @@ class SamplerError(LlmError):
     """A sampler setting is out of range."""
 
 
+class PromptError(LlmError):
+    """A prompt is empty or holds token ids outside the vocabulary."""
+
+
 class ContextOverflowError(LlmError):
     """The prompt and the tokens to generate do not fit in the context."""

@@ -31,6 +31,7 @@ class Sampler:
             ("min_p", 0 <= self.min_p < 1),
             ("repeat_penalty", self.repeat_penalty > 0),
             ("repeat_last_n", isinstance(self.repeat_last_n, int) and self.repeat_last_n >= 0),
+            ("seed", self.seed is None or (isinstance(self.seed, int) and self.seed >= 0)),
         )
         for name, ok in checks:
             if not ok:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 
 from llm.errors import ModelNotFoundError, NotGGUFError, TruncatedModelError, UnsupportedModelError
 
@@ -30,10 +30,6 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         return int(self.raw.nbytes)
-
-    @property
-    def block_size(self) -> int:
-        return GGML_QUANT_SIZES[self.qtype][0]
 
 
 class GGUFFile:

@@ -14,7 +14,7 @@ import numpy as np
 
 from llm import quants
 from llm.config import ModelConfig
-from llm.errors import ContextOverflowError, UnsupportedModelError
+from llm.errors import ContextOverflowError, PromptError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
 
 ARCHITECTURES = ("llama", "qwen2")
@@ -72,7 +72,7 @@ class LlamaModel:
             )
         self.config = cfg = ModelConfig.from_gguf(f)
         self.rope_dim = int(f.arch_get("rope.dimension_count", cfg.head_dim))
-        self.rope_base = float(f.arch_get("rope.freq_base", 10000.0))
+        self.rope_base = float(cfg.rope_base or 10000.0)
         self.neox = f.architecture in NEOX_ROPE
         self.tok_embd = f.tensor("token_embd.weight")
         quants.check(self.tok_embd)
@@ -104,7 +104,7 @@ class LlamaModel:
                 f"{start + n} positions do not fit in the context of {cache.n_ctx}"
             )
         if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
-            raise ValueError(f"token ids must be in [0, {cfg.vocab_size})")
+            raise PromptError(f"token ids must be in [0, {cfg.vocab_size})")
         x = quants.dequantize(self.tok_embd, tokens)  # (n, d)
         cos, sin = self._rope(np.arange(start, start + n))
         heads, kv_heads, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim

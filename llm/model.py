@@ -1,9 +1,8 @@
 """A generation model: GGUF file, tokenizer and forward pass, with generate()."""
 
-import threading
-
 import numpy as np
 
+from llm.errors import PromptError
 from llm.generate import Sampler, TextStream
 from llm.gguf_file import GGUFFile
 from llm.llama import ContextOverflowError, LlamaModel
@@ -23,7 +22,6 @@ class Model:
         self.tokenizer = load_tokenizer(self.file)
         self.config = self.net.config
         self.n_ctx = min(n_ctx or self.config.context_length, self.config.context_length)
-        self._lock = threading.Lock()  # one generation at a time per Model
 
     def tokenize(self, text: str, bos: bool | None = None, special: bool = False) -> list[int]:
         return self.tokenizer.encode(text, bos=bos, special=special)
@@ -38,7 +36,7 @@ class Model:
         settings = Sampler(**sampler)
         ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
         if not ids:
-            raise ValueError("the prompt is empty")
+            raise PromptError("the prompt is empty")
         if len(ids) + max_tokens > self.n_ctx:
             raise ContextOverflowError(
                 f"{len(ids)} prompt tokens + {max_tokens} to generate exceed the context of "
@@ -48,26 +46,27 @@ class Model:
         return pieces if stream else "".join(pieces)
 
     def _run(self, ids, max_tokens, stop, settings):
-        with self._lock:
-            cache = self.net.new_cache(self.n_ctx)
-            rng = np.random.default_rng(settings.seed)
-            text = TextStream(stop)
-            history = list(ids)
-            logits = self.net.forward(ids, cache)
-            for _ in range(max_tokens):
-                token = settings.pick(logits, history, rng)
-                if token == self.tokenizer.eos_id:
-                    break
-                history.append(token)
-                piece = text.push(self.tokenizer.piece_bytes(token))
-                if piece:
-                    yield piece
-                if text.stopped:
-                    return
-                logits = self.net.forward([token], cache)
-            tail = text.flush()
-            if tail:
-                yield tail
+        """Each call has its own KV cache and generator; the weights are only read, so calls
+        may run at once from several threads."""
+        cache = self.net.new_cache(self.n_ctx)
+        rng = np.random.default_rng(settings.seed)
+        text = TextStream(stop)
+        history = list(ids)
+        logits = self.net.forward(ids, cache)
+        for _ in range(max_tokens):
+            token = settings.pick(logits, history, rng)
+            if token == self.tokenizer.eos_id:
+                break
+            history.append(token)
+            piece = text.push(self.tokenizer.piece_bytes(token))
+            if piece:
+                yield piece
+            if text.stopped:
+                return
+            logits = self.net.forward([token], cache)
+        tail = text.flush()
+        if tail:
+            yield tail
 
 
 def load(path, n_ctx: int | None = None) -> Model:

@@ -207,6 +207,10 @@ def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
     one = json.loads(cli("embed", "one", "--model", "mini:q8_0"))[0]["vector"]
     np.testing.assert_allclose(vectors[0], one, atol=1e-6)
     assert "ModelNotFoundError" in cli("embed", "x", "--model", "nope", ok=False)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    assert "not UTF-8" in cli("embed", "--file", str(tmp_path / "latin1.txt"), ok=False)
+    cli("embed", "one", "--out", str(tmp_path / "w"), "--model", "mini:q8_0")
+    assert (tmp_path / "w.npy").exists()
     assert "removed" in cli("model", "remove", "mini", "--yes")
     assert json.loads(cli("model", "list", "--json"))["models"] == []
 

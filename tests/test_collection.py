@@ -222,3 +222,9 @@ def test_map_full_retry_gives_back_free_slots(tmp_path, rng):
     with vdb.open(tmp_path / "db") as db:
         col = db.get_collection("c")
         assert col.count() == 3300 and len(col.scroll(limit=10_000)[0]) == 3300
+
+
+def test_bulk_upsert_batch_without_ids(db):
+    col = db.create_collection("b", 2)
+    with pytest.raises(vdb.InvalidArgumentError, match="ids"):
+        col.bulk_upsert([{"vectors": [[1, 0]]}])

@@ -109,6 +109,11 @@ def test_converter_output(minilm, minilm_dir, tmp_path):
     (src / "config.json").write_text('{"model_type": "llama"}')
     with pytest.raises(embed.UnsupportedModelError):
         convert(src, tmp_path / "x.gguf")
+    for text in ('{"model_type": "bert"}', "{not json", "[1]"):
+        (src / "config.json").write_text(text)
+        with pytest.raises(embed.UnsupportedModelError):
+            convert(src, tmp_path / "x.gguf")
+    assert not list(tmp_path.glob(".x.gguf.*"))  # no temporary file left behind
 
 
 def test_model_cache(tmp_path, monkeypatch, minilm):
@@ -122,14 +127,16 @@ def test_model_cache(tmp_path, monkeypatch, minilm):
     with pytest.raises(embed.ModelNotFoundError):
         resolve("bad name!")
     assert resolve(str(minilm["f32"])) == minilm["f32"]
-    assert [p.name for p in remove("mine")] == ["mine.q8_0.gguf"]
+    shutil.copy(minilm["q8_0"], tmp_path / "home" / "models" / "mine.5.q8_0.gguf")
+    assert [p.name for p in remove("mine")] == ["mine.q8_0.gguf"]  # not mine.5
+    assert [(m["name"], m["type"]) for m in list_models()] == [("mine.5", "q8_0")]
     with pytest.raises(embed.ModelNotFoundError):
         remove("mine")
 
 
 def test_default_model_loads_by_name():
     model = embed.load()
-    assert model is embed.load("all-MiniLM-L6-v2")
+    assert model is embed.load("all-MiniLM-L6-v2") is embed.load("all-MiniLM-L6-v2:f32")
     assert model.name == embed.DEFAULT_MODEL and model.dim == 384
     v = model.embed(GOLDEN["texts"][:5])
     assert ((v * REFERENCE[:5]).sum(axis=1) > 0.99999).all()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import llm
-from llm.errors import ContextOverflowError, SamplerError, UnsupportedModelError
+from llm.errors import ContextOverflowError, PromptError, SamplerError, UnsupportedModelError
 from llm.generate import Sampler, TextStream
 from tests.conftest import shared_file
 
@@ -63,15 +63,22 @@ def test_generate_text_streaming_and_stops(stories, reference):
 def test_bad_inputs(stories, minilm):
     with pytest.raises(ContextOverflowError):
         stories.generate("Once upon a time", max_tokens=stories.n_ctx)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(PromptError, match="empty"):
         stories.generate([], max_tokens=4)
-    with pytest.raises(ValueError):
+    with pytest.raises(PromptError):
         stories.net.forward([10_000], stories.net.new_cache(8))
-    for bad in ({"temperature": -1}, {"top_p": 0}, {"top_k": -2}, {"min_p": 1.5}):
+    for bad in ({"temperature": -1}, {"top_p": 0}, {"top_k": -2}, {"min_p": 1.5}, {"seed": -1}):
         with pytest.raises(SamplerError):
             stories.generate("Hi", max_tokens=2, **bad)
     with pytest.raises(UnsupportedModelError, match="bert"):
         llm.load(minilm["f32"])
+
+
+def test_streams_run_side_by_side(stories):
+    a = stories.generate("Once upon a time", max_tokens=20, temperature=0, stream=True)
+    first = next(a)
+    b = stories.generate("Once upon a time", max_tokens=20, temperature=0)  # a is paused
+    assert (first + "".join(a)) == b
 
 
 def test_samplers_keep_to_their_sets():

@@ -466,3 +466,17 @@ def test_closed_client(server):
 def test_unreachable_server():
     with pytest.raises(vdb.UnavailableError):
         vdb.connect("127.0.0.1:1", timeout=5)
+
+
+def test_cache_memory_bound_is_applied(tmp_path):
+    with serving(tmp_path / "db", cache_bytes=4096) as (server, address):
+        assert server.core.cache._bytes_per_shard == 4096 // 16
+
+
+def test_model_names_never_reach_the_servers_files(tmp_path, remote, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "creds.txt").write_text("secret")
+    for name in ("creds.txt", "../creds.txt", "x.gguf"):
+        with pytest.raises(ValueError) as info:
+            remote.embed(["hi"], model=name)
+        assert "secr" not in str(info.value)

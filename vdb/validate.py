@@ -171,6 +171,8 @@ def batch_args(batch) -> dict:
         unknown = set(batch) - set(BATCH_FIELDS)
         if unknown:
             raise InvalidArgumentError(f"unknown batch key(s): {', '.join(sorted(unknown))}")
+        if "ids" not in batch:
+            raise InvalidArgumentError("a batch needs ids")
         return batch
     if isinstance(batch, tuple | list) and 2 <= len(batch) <= 4:
         return dict(zip(BATCH_FIELDS, batch, strict=False))

@@ -31,7 +31,11 @@ def embed_cmd(texts, file, out, model_name, batch_size):
 
     items = list(texts)
     if file is not None:
-        items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise click.BadParameter(f"{file} is not UTF-8 text: {exc}") from None
+        items += [line for line in lines if line.strip()]
     if not items:
         raise click.UsageError("give texts as arguments or with --file")
     model = embed.load(model_name)
@@ -49,6 +53,7 @@ def embed_cmd(texts, file, out, model_name, batch_size):
 
         vectors = model.embed(items, batch_size=batch_size, progress=progress)
     if out is not None:
+        out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
         np.save(out, vectors)
         click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} vectors to {out}", err=True)
     else:

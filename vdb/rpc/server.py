@@ -85,7 +85,11 @@ class _Core:
 
     def __init__(self, db, options: ServerOptions):
         self.db, self.options = db, options
-        self.cache = QueryCache(options.cache_entries, options.cache_ttl) if options.cache else None
+        self.cache = (
+            QueryCache(options.cache_entries, options.cache_ttl, max_bytes=options.cache_bytes)
+            if options.cache
+            else None
+        )
         self.started = time.time()
         self.snapshot_dir = Path(options.snapshot_dir or Path(db.path) / "snapshots")
         self._rw = [k.encode() for k in options.api_keys]
@@ -546,8 +550,11 @@ class Server:
         self.options = options
         self.core = _Core(db, options)
         limit = options.max_message_bytes
+        self._pool = futures.ThreadPoolExecutor(
+            max_workers=options.workers, thread_name_prefix="vdb-rpc"
+        )
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="vdb-rpc"),
+            self._pool,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -590,9 +597,16 @@ class Server:
         return self.port
 
     def stop(self, grace: float | None = None) -> None:
-        """Refuse new requests, let in-flight ones finish (up to `grace` seconds), stop."""
+        """Refuse new requests, let in-flight ones finish (up to `grace` seconds), stop, and
+        wait for handlers still running (a cancelled call's handler runs on until it next
+        yields or returns), so that the caller may then close the database."""
+        grace = self.options.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
-        self._server.stop(self.options.grace if grace is None else grace).wait()
+        self._server.stop(grace).wait()
+        deadline = time.monotonic() + grace + 10
+        while self.core.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._pool.shutdown(wait=False)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout)
