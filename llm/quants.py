@@ -5,12 +5,19 @@ Few input rows (decoding) run a numba kernel straight on the blocks, parallel ov
 many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
 hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
 
-Block layouts (llama.cpp's ggml-common.h):
+Block layouts (llama.cpp's ggml-common.h; d, m: f16 scale and offset):
   F16/BF16  one 16-bit value per weight
-  Q8_0      32 weights: f16 scale d, 32 x int8 q;             w = d * q
-  Q4_0      32 weights: f16 scale d, 16 bytes of 4-bit q;     w = d * (q - 8), low nibbles first
-  Q4_K      256 weights: f16 d, f16 dmin, 12 bytes of 6-bit sub-block scales and mins,
-            128 bytes of 4-bit q; 8 sub-blocks of 32: w = d * sc * q - dmin * m
+  Q8_0      32 weights: d, 32 x int8 q;                          w = d q
+  Q4_0      32 weights: d, 16 bytes of 4-bit q (low nibbles first);  w = d (q - 8)
+  Q4_1      32 weights: d, m, 16 bytes of 4-bit q;               w = d q + m
+  Q5_0/Q5_1 as Q4_0/Q4_1 with a fifth bit per weight in 4 bytes qh;  w = d (q - 16) / d q + m
+  Q4_K      256 weights: d, dmin, 12 bytes of 6-bit scales and mins of 8 sub-blocks of 32,
+            128 bytes of 4-bit q;                                 w = d sc q - dmin m
+  Q5_K      as Q4_K with 32 bytes of fifth bits
+  Q6_K      256 weights: 128 bytes low 4 bits, 64 bytes high 2 bits, 16 int8 scales, d;
+            w = d sc (q - 32)
+  TQ2_0     256 ternary weights, 2 bits each, then d;            w = d (q - 1), q in {0,1,2}
+  TQ1_0     256 ternary weights, 5 per byte in base 3 (48 bytes) and 4 per byte (4 bytes), d
 """
 
 import numpy as np
@@ -20,7 +27,21 @@ from numba import njit, prange
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
 
-SUPPORTED = (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_K)
+SUPPORTED = (
+    Q.F32,
+    Q.F16,
+    Q.BF16,
+    Q.Q8_0,
+    Q.Q4_0,
+    Q.Q4_1,
+    Q.Q5_0,
+    Q.Q5_1,
+    Q.Q4_K,
+    Q.Q5_K,
+    Q.Q6_K,
+    Q.TQ1_0,
+    Q.TQ2_0,
+)
 DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
 SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
 
@@ -110,12 +131,162 @@ def _row_q4_k(row, table, out):
                 out[o + 32 + l] = d2 * np.float32(byte >> 4) - dm2
 
 
+@njit(cache=True, inline="always")
+def _row_q4_1(row, table, out):
+    for b in range(out.shape[0] // 32):
+        base = b * 20
+        d, m = _scale(row, base, table), _scale(row, base + 2, table)
+        for j in range(16):
+            byte = np.int32(row[base + 4 + j])
+            out[b * 32 + j] = d * np.float32(byte & 0xF) + m
+            out[b * 32 + 16 + j] = d * np.float32(byte >> 4) + m
+
+
+@njit(cache=True, inline="always")
+def _high_bits(row, pos):
+    return (
+        np.uint32(row[pos])
+        | (np.uint32(row[pos + 1]) << 8)
+        | (np.uint32(row[pos + 2]) << 16)
+        | (np.uint32(row[pos + 3]) << 24)
+    )
+
+
+@njit(cache=True, inline="always")
+def _row_q5(row, table, out, with_min):
+    """Q5_0 (w = d (q - 16)) and Q5_1 (w = d q + m): 4 low bits in nibbles, the fifth in qh."""
+    size = 24 if with_min else 22
+    for b in range(out.shape[0] // 32):
+        base = b * size
+        d = _scale(row, base, table)
+        m = _scale(row, base + 2, table) if with_min else np.float32(0.0)
+        qh = _high_bits(row, base + (4 if with_min else 2))
+        qs = base + (8 if with_min else 6)
+        for j in range(16):
+            byte = np.int32(row[qs + j])
+            lo = (byte & 0xF) | np.int32(((qh >> np.uint32(j)) << np.uint32(4)) & np.uint32(0x10))
+            hi = (byte >> 4) | np.int32((qh >> np.uint32(j + 12)) & np.uint32(0x10))
+            if with_min:
+                out[b * 32 + j] = d * np.float32(lo) + m
+                out[b * 32 + 16 + j] = d * np.float32(hi) + m
+            else:
+                out[b * 32 + j] = d * np.float32(lo - 16)
+                out[b * 32 + 16 + j] = d * np.float32(hi - 16)
+
+
+@njit(cache=True, inline="always")
+def _row_q5_k(row, table, out):
+    for b in range(out.shape[0] // 256):
+        base = b * 176
+        d = _scale(row, base, table)
+        dmin = _scale(row, base + 2, table)
+        scales = row[base + 4 : base + 16]
+        qh = base + 16
+        qs = base + 48
+        for pair in range(4):
+            sc1, m1 = _k4_scale_min(2 * pair, scales)
+            sc2, m2 = _k4_scale_min(2 * pair + 1, scales)
+            d1, dm1 = d * np.float32(sc1), dmin * np.float32(m1)
+            d2, dm2 = d * np.float32(sc2), dmin * np.float32(m2)
+            u1, u2 = 1 << (2 * pair), 2 << (2 * pair)
+            o = b * 256 + pair * 64
+            for l in range(32):
+                byte = np.int32(row[qs + pair * 32 + l])
+                high = np.int32(row[qh + l])
+                out[o + l] = d1 * np.float32((byte & 0xF) + (16 if high & u1 else 0)) - dm1
+                out[o + 32 + l] = d2 * np.float32((byte >> 4) + (16 if high & u2 else 0)) - dm2
+
+
+@njit(cache=True, inline="always")
+def _row_q6_k(row, table, out):
+    for b in range(out.shape[0] // 256):
+        base = b * 210
+        d = _scale(row, base + 208, table)
+        for half in range(2):
+            ql = base + half * 64
+            qh = base + 128 + half * 32
+            sc = base + 192 + half * 8
+            o = b * 256 + half * 128
+            for l in range(32):
+                s = l // 16
+                a, c = np.int32(row[ql + l]), np.int32(row[ql + l + 32])
+                h = np.int32(row[qh + l])
+                q1 = ((a & 0xF) | (((h >> 0) & 3) << 4)) - 32
+                q2 = ((c & 0xF) | (((h >> 2) & 3) << 4)) - 32
+                q3 = ((a >> 4) | (((h >> 4) & 3) << 4)) - 32
+                q4 = ((c >> 4) | (((h >> 6) & 3) << 4)) - 32
+                out[o + l] = d * np.float32(_i8(row[sc + s]) * q1)
+                out[o + l + 32] = d * np.float32(_i8(row[sc + s + 2]) * q2)
+                out[o + l + 64] = d * np.float32(_i8(row[sc + s + 4]) * q3)
+                out[o + l + 96] = d * np.float32(_i8(row[sc + s + 6]) * q4)
+
+
+@njit(cache=True, inline="always")
+def _i8(byte):
+    v = np.int32(byte)
+    return v - 256 if v > 127 else v
+
+
+@njit(cache=True, inline="always")
+def _row_tq2_0(row, table, out):
+    """Ternary, 2 bits per weight: w = d (q - 1) with q in {0, 1, 2}."""
+    for b in range(out.shape[0] // 256):
+        base = b * 66
+        d = _scale(row, base + 64, table)
+        for j in range(0, 64, 32):
+            for l in range(4):
+                for m in range(32):
+                    q = (np.int32(row[base + j + m]) >> (2 * l)) & 3
+                    out[b * 256 + j * 4 + l * 32 + m] = d * np.float32(q - 1)
+
+
+@njit(cache=True, inline="always")
+def _trit(byte, power):
+    """The ternary digit a TQ1_0 byte holds at a power of 3: (byte * 3^n mod 256) * 3 / 256."""
+    q = (np.int32(byte) * power) & 0xFF
+    return (q * 3) >> 8
+
+
+@njit(cache=True, inline="always")
+def _row_tq1_0(row, table, out):
+    """Ternary, 5 weights per byte in base 3 (48 bytes), then 4 per byte (4 bytes)."""
+    for b in range(out.shape[0] // 256):
+        base = b * 54
+        d = _scale(row, base + 52, table)
+        o = b * 256
+        power = 1
+        for n in range(5):
+            for m in range(32):
+                out[o + n * 32 + m] = d * np.float32(_trit(row[base + m], power) - 1)
+            for m in range(16):
+                out[o + 160 + n * 16 + m] = d * np.float32(_trit(row[base + 32 + m], power) - 1)
+            power *= 3
+        power = 1
+        for n in range(4):
+            for j in range(4):
+                out[o + 240 + n * 4 + j] = d * np.float32(_trit(row[base + 48 + j], power) - 1)
+            power *= 3
+
+
 # ---------------------------------------------------------------- kernels
 # One dequantizer (rows in parallel) and one direct product for few input rows (output rows
 # in parallel; each thread decodes one weight row into a buffer, then takes its dot product
 # with every input row), each dispatching on the type per row.
 
-_KIND = {Q.F16: 0, Q.BF16: 1, Q.Q8_0: 2, Q.Q4_0: 3, Q.Q4_K: 4}
+_KIND = {
+    Q.F16: 0,
+    Q.BF16: 1,
+    Q.Q8_0: 2,
+    Q.Q4_0: 3,
+    Q.Q4_K: 4,
+    Q.Q4_1: 5,
+    Q.Q5_0: 6,
+    Q.Q5_1: 7,
+    Q.Q5_K: 8,
+    Q.Q6_K: 9,
+    Q.TQ2_0: 10,
+    Q.TQ1_0: 11,
+}
 
 
 @njit(cache=True, inline="always")
@@ -128,8 +299,22 @@ def _row(kind, row, table, out):
         _row_q8_0(row, table, out)
     elif kind == 3:
         _row_q4_0(row, table, out)
-    else:
+    elif kind == 4:
         _row_q4_k(row, table, out)
+    elif kind == 5:
+        _row_q4_1(row, table, out)
+    elif kind == 6:
+        _row_q5(row, table, out, False)
+    elif kind == 7:
+        _row_q5(row, table, out, True)
+    elif kind == 8:
+        _row_q5_k(row, table, out)
+    elif kind == 9:
+        _row_q6_k(row, table, out)
+    elif kind == 10:
+        _row_tq2_0(row, table, out)
+    else:
+        _row_tq1_0(row, table, out)
 
 
 @njit(cache=True, parallel=True)

@@ -143,7 +143,8 @@ def test_default_model_loads_by_name():
 
 
 def _copy_gguf(src, dest, drop=(), requantize=None):
-    """Rewrite a GGUF without the metadata keys in drop; requantize: {tensor name: type}."""
+    """Rewrite a GGUF without the metadata keys in drop; requantize: {tensor name: type}
+    gives those tensors zero blocks of another type."""
     import gguf
 
     reader = gguf.GGUFReader(src)
@@ -156,8 +157,9 @@ def _copy_gguf(src, dest, drop=(), requantize=None):
     for t in reader.tensors:
         shape = tuple(int(n) for n in reversed(t.shape.tolist()))
         qtype = (requantize or {}).get(t.name)
-        if qtype is not None:
-            data = gguf.quants.quantize(np.asarray(t.data, np.float32), qtype)
+        if qtype is not None:  # zero blocks of the type: enough to be refused by type
+            block, size = gguf.GGML_QUANT_SIZES[qtype]
+            data = np.zeros((shape[0], shape[1] // block * size), np.uint8)
             writer.add_tensor(t.name, data, raw_dtype=qtype)
         else:
             writer.add_tensor(t.name, np.array(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
@@ -189,7 +191,7 @@ def test_llama_cpp_conventions_load(minilm_dir, tmp_path):
 def test_unsupported_tensor_type(minilm, tmp_path):
     import gguf
 
-    q41 = {"blk.2.ffn_up.weight": gguf.GGMLQuantizationType.Q4_1}
-    _copy_gguf(minilm["f32"], tmp_path / "q41.gguf", requantize=q41)
-    with pytest.raises(embed.UnsupportedModelError, match="Q4_1"):
-        embed.Embedder(tmp_path / "q41.gguf")
+    q3k = {"blk.2.ffn_up.weight": gguf.GGMLQuantizationType.Q3_K}
+    _copy_gguf(minilm["f32"], tmp_path / "q3k.gguf", requantize=q3k)
+    with pytest.raises(embed.UnsupportedModelError, match="Q3_K"):
+        embed.Embedder(tmp_path / "q3k.gguf")

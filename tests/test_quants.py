@@ -3,6 +3,7 @@
 import gguf.quants as gq
 import numpy as np
 import pytest
+from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as Q
 
 from llm import quants
@@ -12,6 +13,10 @@ from llm.gguf_file import Tensor
 ROWS, COLS = 40, 512
 
 
+# Where the f16 scales sit in blocks gguf.quants cannot make (K types): set them finite.
+SCALE_BYTES = {Q.Q4_K: (0, 2), Q.Q5_K: (0, 2), Q.Q6_K: (208,)}
+
+
 def _tensor(qtype, rng):
     W = rng.standard_normal((ROWS, COLS)).astype(np.float32)
     if qtype == Q.F32:
@@ -19,10 +24,11 @@ def _tensor(qtype, rng):
     if qtype == Q.F16:
         raw = W.astype(np.float16)
         return Tensor("w", qtype, W.shape, raw), raw.astype(np.float32)
-    if qtype == Q.Q4_K:  # gguf.quants cannot quantize K types: random blocks, finite scales
-        blocks = rng.integers(0, 256, size=(ROWS, COLS // 256, 144), dtype=np.uint8)
-        blocks[:, :, 0:2] = np.frombuffer(np.float16(0.013).tobytes(), np.uint8)
-        blocks[:, :, 2:4] = np.frombuffer(np.float16(0.021).tobytes(), np.uint8)
+    if qtype in SCALE_BYTES:
+        block, size = GGML_QUANT_SIZES[qtype]
+        blocks = rng.integers(0, 256, size=(ROWS, COLS // block, size), dtype=np.uint8)
+        for at in SCALE_BYTES[qtype]:
+            blocks[:, :, at : at + 2] = np.frombuffer(np.float16(0.013).tobytes(), np.uint8)
         raw = blocks.reshape(ROWS, -1)
     else:
         raw = gq.quantize(W, qtype)
@@ -49,9 +55,9 @@ def test_matmul_matches_numpy(qtype, n, rng, monkeypatch):
 
 
 def test_unsupported_type_and_shape(rng):
-    W = rng.standard_normal((4, 64)).astype(np.float32)
-    t = Tensor("w", Q.Q4_1, W.shape, gq.quantize(W, Q.Q4_1))
-    with pytest.raises(UnsupportedModelError, match="Q4_1"):
+    W = rng.standard_normal((4, 256)).astype(np.float32)
+    t = Tensor("w", Q.Q2_K, W.shape, np.zeros((4, 84), np.uint8))
+    with pytest.raises(UnsupportedModelError, match="Q2_K"):
         quants.matmul(W, t)
     with pytest.raises(ValueError, match="columns"):
         quants.matmul(np.ones((2, 32), np.float32), Tensor("w", Q.F32, W.shape, W))
