@@ -2,7 +2,7 @@
 
 They are serial on purpose: they run between BLAS calls, and OpenBLAS's threads keep spinning
 for a while after each call, so a parallel region here competes with them for the cores
-(measured: the products around a parallel layer norm ran at half speed).
+(measured: with parallel layer norm and GELU the products around them took 1.7x as long).
 """
 
 import math
@@ -13,42 +13,37 @@ from numba import njit
 SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def _normalize(row, weight, bias, eps):
+    """row <- (row - mean) / sqrt(var + eps) * weight + bias."""
+    d = row.shape[0]
+    mean = 0.0
+    for i in range(d):
+        mean += row[i]
+    mean /= d
+    var = 0.0
+    for i in range(d):
+        c = row[i] - mean
+        var += c * c
+    inv = 1.0 / math.sqrt(var / d + eps)
+    for i in range(d):
+        row[i] = np.float32((row[i] - mean) * inv) * weight[i] + bias[i]
+
+
 @njit(cache=True, fastmath=True)
 def add_layer_norm(x, residual, weight, bias, eps):
     """x <- LayerNorm(x + residual) * weight + bias, row by row. x, residual: (n, d)."""
-    n, d = x.shape
-    for r in range(n):
-        mean = 0.0
-        for i in range(d):
-            v = x[r, i] + residual[r, i]
-            x[r, i] = v
-            mean += v
-        mean /= d
-        var = 0.0
-        for i in range(d):
-            c = x[r, i] - mean
-            var += c * c
-        inv = 1.0 / math.sqrt(var / d + eps)
-        for i in range(d):
-            x[r, i] = np.float32((x[r, i] - mean) * inv) * weight[i] + bias[i]
+    for r in range(x.shape[0]):
+        row = x[r]
+        row += residual[r]
+        _normalize(row, weight, bias, eps)
 
 
 @njit(cache=True, fastmath=True)
 def layer_norm(x, weight, bias, eps):
     """x <- LayerNorm(x) * weight + bias, row by row."""
-    n, d = x.shape
-    for r in range(n):
-        mean = 0.0
-        for i in range(d):
-            mean += x[r, i]
-        mean /= d
-        var = 0.0
-        for i in range(d):
-            c = x[r, i] - mean
-            var += c * c
-        inv = 1.0 / math.sqrt(var / d + eps)
-        for i in range(d):
-            x[r, i] = np.float32((x[r, i] - mean) * inv) * weight[i] + bias[i]
+    for r in range(x.shape[0]):
+        _normalize(x[r], weight, bias, eps)
 
 
 # erf(x) = x P(x^2) / Q(x^2) on [-4, 4] (beyond, erf is +-1 in float32): the rational

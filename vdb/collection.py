@@ -67,7 +67,34 @@ class WriteResult:
     count: int  # points written or deleted
 
 
-class Collection:
+class ConfigView:
+    """name, dim and metric of a collection, read from its config (embedded and remote)."""
+
+    config: CollectionConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def metric(self) -> str:
+        return self.config.metric
+
+    def _check_matches(self, dim, metric) -> None:
+        """For get_or_create: the existing collection must have this dim (when given) and
+        metric."""
+        if (dim is not None and self.dim != dim) or self.metric != metric:
+            raise InvalidArgumentError(
+                f"collection {self.name!r} exists with dim={self.dim}, metric={self.metric!r}, "
+                f"not dim={dim}, metric={metric!r}"
+            )
+
+
+class Collection(ConfigView):
     """Points (id, vector, payload, document) with exact search and payload filters.
 
     Example:
@@ -105,18 +132,6 @@ class Collection:
         self._load()
 
     # ------------------------------------------------------------ properties
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
-
-    @property
-    def metric(self) -> str:
-        return self.config.metric
 
     @property
     def lsn(self) -> int:

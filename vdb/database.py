@@ -130,11 +130,7 @@ class Database:
             col = self.get_collection(name)
         except CollectionNotFoundError:
             return self.create_collection(name, dim, metric, index, embedder)
-        if (dim is not None and col.dim != dim) or col.metric != metric:
-            raise InvalidArgumentError(
-                f"collection {name!r} exists with dim={col.dim}, metric={col.metric!r}, "
-                f"not dim={dim}, metric={metric!r}"
-            )
+        col._check_matches(dim, metric)
         return col
 
     def embed(self, texts, model: str | None = None):

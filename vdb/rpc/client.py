@@ -14,7 +14,7 @@ import numpy as np
 
 from llm.errors import TokenizerError
 from vdb import embedding, validate
-from vdb.collection import CollectionConfig, WriteResult
+from vdb.collection import CollectionConfig, ConfigView, WriteResult
 from vdb.errors import (
     ClosedError,
     CollectionExistsError,
@@ -173,11 +173,7 @@ class RemoteDatabase:
                 return self.create_collection(name, dim, metric, index, embedder)
             except CollectionExistsError:  # another client created it meanwhile
                 col = self.get_collection(name)
-        if (dim is not None and col.dim != dim) or col.metric != metric:
-            raise InvalidArgumentError(
-                f"collection {name!r} exists with dim={col.dim}, metric={col.metric!r}, "
-                f"not dim={dim}, metric={metric!r}"
-            )
+        col._check_matches(dim, metric)
         return col
 
     def has_collection(self, name: str) -> bool:
@@ -262,7 +258,7 @@ class RemoteDatabase:
         self._channel.close()
 
 
-class RemoteCollection:
+class RemoteCollection(ConfigView):
     """The methods of vdb.Collection, carried out by a vdb server. Returns the same Hit,
     Record and WriteResult objects and raises the same exceptions."""
 
@@ -279,18 +275,6 @@ class RemoteCollection:
         )
         self._lsn = info["lsn"]
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
-
-    @property
-    def metric(self) -> str:
-        return self.config.metric
 
     @property
     def lsn(self) -> int:
