@@ -72,7 +72,7 @@ def resolve(spec: str | os.PathLike | None = None) -> Path:
         known = ", ".join(sorted({m["name"] for m in list_models()})) or "none"
         raise ModelNotFoundError(
             f"no model {spec!r} in {models_dir()} (cached: {known}); add one with "
-            "`vdb model convert DIR`"
+            "`vdb model convert DIR`, or name a file by a path ending in .gguf or holding a '/'"
         )
     with _lock:
         if not target.is_file():

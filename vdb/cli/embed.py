@@ -24,7 +24,13 @@ from vdb.cli.main import echo_json
     help="Write the vectors to this .npy file instead of printing them.",
 )
 @click.option("--model", "model_name", help="Model name or .gguf path (default: the default).")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Texts per forward pass (also capped at 8,192 tokens).",
+)
 def embed_cmd(texts, file, out, model_name, batch_size):
     """Embed TEXTS (or the lines of --file) and print the vectors as JSON, or save them."""
     import embed

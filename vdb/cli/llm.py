@@ -49,12 +49,44 @@ def info(model, as_json):
 @llm_group.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("prompt")
-@click.option("--max-tokens", "-n", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--temperature", "-t", type=float, default=0.8, show_default=True)
-@click.option("--top-k", type=int, default=40, show_default=True)
-@click.option("--top-p", type=float, default=0.95, show_default=True)
-@click.option("--min-p", type=float, default=0.05, show_default=True)
-@click.option("--repeat-penalty", type=float, default=1.0, show_default=True)
+@click.option(
+    "--max-tokens",
+    "-n",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Tokens to generate at most.",
+)
+@click.option(
+    "--temperature",
+    "-t",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="Sampling temperature; 0 is greedy.",
+)
+@click.option("--top-k", type=int, default=40, show_default=True, help="Keep the k best; 0: all.")
+@click.option(
+    "--top-p",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="Keep the smallest set of tokens with this probability mass.",
+)
+@click.option(
+    "--min-p",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Drop tokens below this share of the best token's probability.",
+)
+@click.option(
+    "--repeat-penalty",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Penalty on tokens of the last 64; 1 is off.",
+)
 @click.option("--seed", type=int, help="Seed of the sampler (default: random).")
 @click.option("--stop", multiple=True, help="Stop before this text; repeat for several.")
 @click.option("--ctx", "n_ctx", type=click.IntRange(1), help="Context size (default: the model's).")
