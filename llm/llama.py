@@ -1,10 +1,14 @@
-"""The llama-family decoder forward pass on GGUF weights (llama, and qwen2's q/k/v biases).
+"""The llama-family decoder forward pass on GGUF weights: llama, qwen2 (q/k/v biases) and
+bitnet (BitNet b1.58: ternary weights, per-matrix scales, sub-norms).
 
 Per layer (pre-norm):  h = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n)  with n = RMSNorm(x)
                        x = h + W_down (SiLU(W_gate m) * W_up m)           with m = RMSNorm(h)
 Attention is causal and grouped-query (n_heads query heads share n_kv_heads key/value heads).
 RoPE rotates the first rope_dim dimensions of each head: adjacent pairs (2i, 2i+1) for llama,
-halves (i, i + rope_dim/2) for NeoX-style architectures (qwen2). Prefill runs the prompt as
+halves (i, i + rope_dim/2) for NeoX-style architectures (qwen2, bitnet). bitnet also
+RMS-normalizes the attention output before W_o and the SwiGLU output before W_down (the
+sub-norms), multiplies each matrix product by the matrix's scale when the file has one, and
+always uses the token embedding as the output matrix. Prefill runs the prompt as
 matrix products; each generated token is a matrix-vector step against the KV cache.
 """
 
@@ -17,8 +21,10 @@ from llm.config import ModelConfig
 from llm.errors import ContextOverflowError, PromptError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
 
-ARCHITECTURES = ("llama", "qwen2")
-NEOX_ROPE = ("qwen2",)
+ARCHITECTURES = ("llama", "qwen2", "bitnet")
+NEOX_ROPE = ("qwen2", "bitnet")
+TIED_OUTPUT = ("bitnet",)  # the token embedding is the output matrix even if output.weight exists
+MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
 @dataclass
@@ -61,6 +67,9 @@ class _Layer:
             t("ffn_up.weight"),
             t("ffn_down.weight"),
         )
+        self.attn_sub_norm = vec("attn_sub_norm.weight", False)
+        self.ffn_sub_norm = vec("ffn_sub_norm.weight", False)
+        self.scale = {name: vec(f"{name}.scale", False) for name in MATRICES}
 
 
 class LlamaModel:
@@ -76,7 +85,9 @@ class LlamaModel:
         self.neox = f.architecture in NEOX_ROPE
         self.tok_embd = f.tensor("token_embd.weight")
         quants.check(self.tok_embd)
-        self.output = f.tensors.get("output.weight", self.tok_embd)  # tied when absent
+        self.output = self.tok_embd  # tied when output.weight is absent
+        if f.architecture not in TIED_OUTPUT:
+            self.output = f.tensors.get("output.weight", self.tok_embd)
         quants.check(self.output)
         self.output_norm = quants.dequantize(f.tensor("output_norm.weight"))[0]
         self.layers = [_Layer(f, i) for i in range(cfg.n_layers)]
@@ -117,9 +128,10 @@ class LlamaModel:
         ).astype(np.float32)
         for li, layer in enumerate(self.layers):
             h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
-            q = _linear(h, layer.q, layer.q_bias).reshape(n, heads, hd)
-            k = _linear(h, layer.k, layer.k_bias).reshape(n, kv_heads, hd)
-            v = _linear(h, layer.v, layer.v_bias).reshape(n, kv_heads, hd)
+            sc = layer.scale
+            q = _linear(h, layer.q, layer.q_bias, sc["attn_q"]).reshape(n, heads, hd)
+            k = _linear(h, layer.k, layer.k_bias, sc["attn_k"]).reshape(n, kv_heads, hd)
+            v = _linear(h, layer.v, layer.v_bias, sc["attn_v"]).reshape(n, kv_heads, hd)
             q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
             cache.k[li, :, start:end] = k.transpose(1, 0, 2)
             cache.v[li, :, start:end] = v.transpose(1, 0, 2)
@@ -135,11 +147,16 @@ class LlamaModel:
             scores = scores.astype(np.float16).astype(np.float32)  # against f16 values
             ctx = (scores.reshape(kv_heads, group * n, end) @ values).reshape(heads, n, hd)
             attn = ctx.transpose(1, 0, 2).reshape(n, heads * hd)
-            x = x + quants.matmul(attn, layer.o)
+            if layer.attn_sub_norm is not None:
+                attn = _rms_norm(attn, layer.attn_sub_norm, cfg.norm_eps)
+            x = x + _linear(attn, layer.o, None, sc["attn_output"])
             h = _rms_norm(x, layer.ffn_norm, cfg.norm_eps)
-            gate = quants.matmul(h, layer.gate)
-            up = quants.matmul(h, layer.up)
-            x = x + quants.matmul(gate / (1.0 + np.exp(-gate)) * up, layer.down)
+            gate = _linear(h, layer.gate, None, sc["ffn_gate"])
+            up = _linear(h, layer.up, None, sc["ffn_up"])
+            act = gate / (1.0 + np.exp(-gate)) * up
+            if layer.ffn_sub_norm is not None:
+                act = _rms_norm(act, layer.ffn_sub_norm, cfg.norm_eps)
+            x = x + _linear(act, layer.down, None, sc["ffn_down"])
         cache.length = end
         last = x if all_logits else x[-1:]
         logits = quants.matmul(_rms_norm(last, self.output_norm, cfg.norm_eps), self.output)
@@ -165,8 +182,10 @@ class LlamaModel:
         return out
 
 
-def _linear(x, w, bias):
+def _linear(x, w, bias, scale=None):
     y = quants.matmul(x, w)
+    if scale is not None:
+        y *= scale
     return y if bias is None else y + bias
 
 

@@ -42,3 +42,19 @@ def test_same_vectors_as_llama_cpp(minilm, qtype, floor):
     theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
     cosines = (mine * theirs).sum(axis=1)
     assert cosines.min() >= floor, (cosines.min(), same[int(cosines.argmin())])
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "bitnet"])
+def test_synthetic_golden_logits_are_llama_cpps(tmp_path, arch):
+    """The stored golden logits (tests/golden/make_synthetic.py) against a live llama.cpp."""
+    from tests.conftest import shared_file
+    from tests.golden import make_synthetic as cases
+
+    golden = np.load(ROOT / "tests" / "golden" / "synthetic.npz")
+    vocab = shared_file("models", "stories260K.gguf")
+    for case_arch, qtype in cases.CASES:
+        if case_arch != arch:
+            continue
+        live = cases.llama_cpp_logits(cases.model_path(tmp_path, arch, qtype, vocab))
+        ref = golden[f"{arch}-{qtype}"]
+        assert np.abs(live - ref).max() / ref.std() < 0.02, qtype

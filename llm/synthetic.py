@@ -1,0 +1,157 @@
+"""Synthetic generation models: seeded random weights in any supported type, at any shape, with
+the tokenizer of a real GGUF file. For tests against llama.cpp and speed measurements.
+
+Example:
+    >>> write("tiny.gguf", vocab="stories260K.gguf", arch="qwen2", qtype="Q4_K")  # doctest: +SKIP
+"""
+
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType as Q
+from gguf import GGUFReader, GGUFValueType, GGUFWriter, quants
+
+from llm.errors import UnsupportedModelError
+
+ARCHITECTURES = ("llama", "qwen2", "bitnet")
+SHAPES = {
+    # TinyLlama-1.1B
+    "tinyllama": dict(
+        n_layers=22, d_model=2048, n_heads=32, n_kv_heads=4, d_ff=5632, context_length=2048
+    ),
+    # small enough for tests, wide enough for the 256-weight blocks of the K and ternary types
+    "tiny": dict(n_layers=2, d_model=256, n_heads=4, n_kv_heads=2, d_ff=512, context_length=128),
+}
+# Where the f16 scales sit in each 256-weight block of the types gguf cannot quantize, and
+# the zero point that keeps random weights centred: (byte offsets of d and dmin, zero point).
+_K_SCALES = {Q.Q4_K: ((0, 2), 7.5), Q.Q5_K: ((0, 2), 15.5), Q.Q6_K: ((208,), 0.0)}
+
+
+def write(
+    path,
+    vocab,
+    arch: str = "llama",
+    qtype: str = "Q8_0",
+    shape: str | dict = "tiny",
+    seed: int = 0,
+    embd_qtype: str | None = None,
+    tied: bool = False,
+) -> Path:
+    """Write a model with random weights. Matrices are in qtype, the token embedding in
+    embd_qtype (default qtype), norms and biases in F32. vocab: a GGUF file whose tokenizer.*
+    metadata is copied (its vocabulary sets the embedding rows). tied: no output.weight, the
+    token embedding serves as the output matrix (bitnet always ties)."""
+    if arch not in ARCHITECTURES:
+        raise UnsupportedModelError(f"architecture {arch!r}: choose one of {ARCHITECTURES}")
+    dims = SHAPES[shape] if isinstance(shape, str) else dict(shape)
+    kind = _qtype(qtype)
+    embd_kind = _qtype(embd_qtype or qtype)
+    rng = np.random.default_rng(seed)
+    d, ff = dims["d_model"], dims["d_ff"]
+    hd = d // dims["n_heads"]
+    kv = dims["n_kv_heads"] * hd
+
+    path = Path(path)
+    w = GGUFWriter(str(path), arch)
+    w.add_name(f"synthetic-{arch}-{qtype}")
+    w.add_context_length(dims["context_length"])
+    w.add_embedding_length(d)
+    w.add_block_count(dims["n_layers"])
+    w.add_feed_forward_length(ff)
+    w.add_head_count(dims["n_heads"])
+    w.add_head_count_kv(dims["n_kv_heads"])
+    w.add_rope_dimension_count(hd)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    n_vocab = _copy_tokenizer(vocab, w)
+
+    def matrix(name, rows, cols, k=kind, std=None):
+        data, raw_dtype = _encode(rng, rows, cols, k, std or 1 / np.sqrt(cols))
+        w.add_tensor(name, data, raw_dtype=raw_dtype)
+
+    def vector(name, n, centre=1.0, spread=0.1):
+        w.add_tensor(name, (centre + spread * rng.standard_normal(n)).astype(np.float32))
+
+    matrix("token_embd.weight", n_vocab, d, embd_kind, std=1.0)
+    vector("output_norm.weight", d)
+    if not tied and arch != "bitnet":
+        matrix("output.weight", n_vocab, d)
+    for i in range(dims["n_layers"]):
+        b = f"blk.{i}."
+        vector(b + "attn_norm.weight", d)
+        vector(b + "ffn_norm.weight", d)
+        for name, rows, cols in (
+            ("attn_q", d, d),
+            ("attn_k", kv, d),
+            ("attn_v", kv, d),
+            ("attn_output", d, d),
+            ("ffn_gate", ff, d),
+            ("ffn_up", ff, d),
+            ("ffn_down", d, ff),
+        ):
+            matrix(b + name + ".weight", rows, cols)
+            if arch == "bitnet":
+                vector(b + name + ".scale", 1, centre=1.0, spread=0.3)
+        if arch == "qwen2":
+            for name, n in (("attn_q", d), ("attn_k", kv), ("attn_v", kv)):
+                vector(b + name + ".bias", n, centre=0.0, spread=0.5)
+        if arch == "bitnet":
+            vector(b + "attn_sub_norm.weight", d)
+            vector(b + "ffn_sub_norm.weight", ff)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _qtype(name: str) -> Q:
+    try:
+        return Q[name.upper()]
+    except KeyError:
+        raise UnsupportedModelError(f"unknown quantization type {name!r}") from None
+
+
+def _copy_tokenizer(vocab, w: GGUFWriter) -> int:
+    reader = GGUFReader(str(vocab), "r")
+    n_vocab = 0
+    for key, field in reader.fields.items():
+        if not key.startswith("tokenizer."):
+            continue
+        value = field.contents()
+        if field.types[0] == GGUFValueType.ARRAY:
+            w.add_key_value(key, value, GGUFValueType.ARRAY, field.types[-1])
+        else:
+            w.add_key_value(key, value, field.types[0])
+        if key == "tokenizer.ggml.tokens":
+            n_vocab = len(value)
+    if not n_vocab:
+        raise UnsupportedModelError(f"{vocab}: no tokenizer.ggml.tokens to copy")
+    return n_vocab
+
+
+def _encode(rng, rows: int, cols: int, kind: Q, std: float):
+    """(data, raw_dtype) for GGUFWriter.add_tensor: random weights of this std."""
+    if kind in _K_SCALES:
+        return _random_k_blocks(rng, rows, cols, kind, std)
+    x = (std * rng.standard_normal((rows, cols))).astype(np.float32)
+    if kind == Q.F32:
+        return x, None
+    return quants.quantize(x, kind), kind
+
+
+def _random_k_blocks(rng, rows, cols, kind, std):
+    """Random bytes are valid K-type blocks once their f16 scales are set: set them so the
+    weights have the given spread around zero (gguf cannot quantize these types)."""
+    block, size = 256, quants.GGML_QUANT_SIZES[kind][1]
+    raw = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
+    offsets, zero = _K_SCALES[kind]
+
+    def set_scales(d):
+        for off, value in zip(offsets, (d, d * zero), strict=False):
+            raw[:, :, off : off + 2] = np.full(2, value, np.float16).view(np.uint8)[:2]
+
+    set_scales(1.0)
+    sample = quants.dequantize(raw[: min(rows, 8)].reshape(min(rows, 8), -1), kind)
+    set_scales(std / float(sample.std()))
+    return raw.reshape(rows, -1), kind

@@ -1,0 +1,81 @@
+"""Write tests/golden/synthetic.npz: llama.cpp's logits for a small synthetic model of every
+architecture and weight type (llm.synthetic, seeded), on one prompt.
+
+Needs llama-cpp-python (pip install llama-cpp-python) and ../shared/models/stories260K.gguf
+(whose vocabulary the models use). Run from the repository root:
+    python tests/golden/make_synthetic.py
+"""
+
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from llm import quants, synthetic  # noqa: E402
+
+VOCAB = ROOT.parent / "shared" / "models" / "stories260K.gguf"
+OUT = ROOT / "tests" / "golden" / "synthetic.npz"
+PROMPT = [1, 403, 68, 297, 30, 416, 261, 45, 365, 278, 13, 320]
+POSITIONS = [0, 9, 10, 11]  # our engine: 10 tokens of prefill, then two single steps
+CASES = [(arch, q.name) for arch in synthetic.ARCHITECTURES for q in quants.SUPPORTED]
+
+
+def model_path(directory, arch, qtype, vocab=VOCAB) -> Path:
+    return synthetic.write(
+        Path(directory) / f"{arch}-{qtype}.gguf", vocab, arch=arch, qtype=qtype, seed=1
+    )
+
+
+def digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def our_logits(model) -> np.ndarray:
+    """Our engine's logits at POSITIONS: a batched prefill, then single decode steps."""
+    prefill = 10
+    cache = model.net.new_cache(64)
+    first = model.net.forward(PROMPT[:prefill], cache, all_logits=True)
+    steps = [model.net.forward([t], cache) for t in PROMPT[prefill:]]
+    return np.vstack([first, steps])[POSITIONS]
+
+
+def llama_cpp_logits(path) -> np.ndarray:
+    import llama_cpp
+
+    default = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False  # repacked Q4_0/Q8_0 buffers crash on AMX machines
+        return p
+
+    llama_cpp.llama_model_default_params = params
+    try:
+        model = llama_cpp.Llama(
+            model_path=str(path), n_ctx=64, logits_all=True, n_threads=2, verbose=False
+        )
+    finally:
+        llama_cpp.llama_model_default_params = default
+    model.eval(PROMPT)
+    return np.array(model.scores[: len(PROMPT)], dtype=np.float32)[POSITIONS]
+
+
+def main():
+    golden = {"prompt": np.array(PROMPT), "positions": np.array(POSITIONS)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch, qtype in CASES:
+            path = model_path(tmp, arch, qtype)
+            golden[f"{arch}-{qtype}"] = llama_cpp_logits(path)
+            golden[f"{arch}-{qtype}-sha256"] = np.array(digest(path))
+            print(arch, qtype, golden[f"{arch}-{qtype}"][-1, :3])
+    np.savez_compressed(OUT, **golden)
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Every architecture and weight type against llama.cpp: small seeded synthetic models
+(llm.synthetic) whose logits llama.cpp computed once (tests/golden/make_synthetic.py).
+
+llama.cpp rounds the activations entering a quantized product to 8 bits (16 for F16/BF16
+weights), which we do not, so quantized cases agree to a few per cent of the logits' spread
+over two layers; float32 cases agree to 1e-3 of it. A wrong RoPE layout, a dropped bias or
+sub-norm moves the logits by 0.37 or more of their spread (measured on these files)."""
+
+import numpy as np
+import pytest
+
+import llm
+from tests.conftest import ROOT, shared_file
+from tests.golden import make_synthetic as cases
+
+GOLDEN = np.load(ROOT / "tests" / "golden" / "synthetic.npz")
+# (max |ours - llama.cpp| / std of llama.cpp's logits, min correlation) per weight type
+TOLERANCE = {"F32": (2e-3, 0.999999), "F16": (1e-2, 0.99999), "BF16": (4e-2, 0.9999)}
+QUANTIZED = (0.2, 0.999)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    vocab = shared_file("models", "stories260K.gguf")
+    return lambda arch, q: cases.model_path(tmp_path_factory.getbasetemp(), arch, q, vocab)
+
+
+@pytest.mark.parametrize("arch, qtype", cases.CASES)
+def test_logits_match_llama_cpp(models, arch, qtype):
+    path = models(arch, qtype)
+    key = f"{arch}-{qtype}"
+    assert cases.digest(path) == str(GOLDEN[key + "-sha256"]), (
+        "the synthetic model differs from the one the golden logits were made from: "
+        "run tests/golden/make_synthetic.py"
+    )
+    ours, ref = cases.our_logits(llm.load(path)), GOLDEN[key]
+    max_err, min_corr = TOLERANCE.get(qtype, QUANTIZED)
+    err = np.abs(ours - ref).max() / ref.std()
+    corr = min(np.corrcoef(a, b)[0, 1] for a, b in zip(ours, ref, strict=True))
+    assert err < max_err and corr > min_corr, (err, corr)
+    assert (ours.argmax(axis=1) == ref.argmax(axis=1)).mean() >= 0.75
+
+
+def test_a_wrong_rope_layout_is_caught(models):
+    model = llm.load(models("qwen2", "F32"))
+    model.net.neox = False
+    ours, ref = cases.our_logits(model), GOLDEN["qwen2-F32"]
+    assert np.abs(ours - ref).max() / ref.std() > 0.3
+
+
+def test_bitnet_sub_norms_and_scales_are_read(models):
+    model = llm.load(models("bitnet", "TQ2_0"))
+    layer = model.net.layers[0]
+    assert layer.attn_sub_norm.shape == (256,) and layer.ffn_sub_norm.shape == (512,)
+    assert all(layer.scale[name] is not None for name in layer.scale)
+    assert model.net.output is model.net.tok_embd
