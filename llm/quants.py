@@ -1,7 +1,8 @@
 """Weights in their GGUF blocks: numba kernels that dequantize them and multiply by them.
 
 matmul(x, W) computes x @ W.T for a weight tensor W of shape (out, in) in any supported type.
-Few input rows (decoding) run a numba kernel straight on the blocks, parallel over output rows;
+Few input rows (decoding) run a numba kernel straight on the blocks (llm/qdot.py), parallel
+over output rows;
 many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
 hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
 
@@ -24,6 +25,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as Q
 from numba import njit, prange
 
+from llm import qdot
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
 
@@ -269,9 +271,8 @@ def _row_tq1_0(row, table, out):
 
 
 # ---------------------------------------------------------------- kernels
-# One dequantizer (rows in parallel) and one direct product for few input rows (output rows
-# in parallel; each thread decodes one weight row into a buffer, then takes its dot product
-# with every input row), each dispatching on the type per row.
+# One dequantizer (rows in parallel), dispatching on the type per row. The direct product
+# for few input rows is in llm/qdot.py.
 
 _KIND = {
     Q.F16: 0,
@@ -323,19 +324,6 @@ def _dequant(kind, raw, table, out):
         _row(kind, raw[r], table, out[r])
 
 
-@njit(cache=True, parallel=True)
-def _product(kind, x, raw, table, out):
-    n, cols = x.shape
-    for r in prange(raw.shape[0]):
-        w = np.empty(cols, dtype=np.float32)
-        _row(kind, raw[r], table, w)
-        for t in range(n):
-            acc = np.float32(0.0)
-            for i in range(cols):
-                acc += x[t, i] * w[i]
-            out[t, r] = acc
-
-
 def _bytes(t: Tensor) -> np.ndarray:
     """The raw data as (rows, bytes per row) uint8."""
     rows = t.shape[0] if len(t.shape) > 1 else 1
@@ -377,7 +365,7 @@ def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
         return x @ np.asarray(t.raw).reshape(t.shape).T
     if x.shape[0] <= DIRECT_MAX_ROWS:
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
-        _product(_KIND[t.qtype], x, _bytes(t), F16_TABLE, out)
+        qdot.product(_KIND[t.qtype], x, _bytes(t), F16_TABLE, out)
         return out
     out = np.empty((x.shape[0], out_rows), dtype=np.float32)
     step = max(1, SLAB_BYTES // (4 * cols))

@@ -37,10 +37,10 @@ def write(
     embd_qtype: str | None = None,
     tied: bool = False,
 ) -> Path:
-    """Write a model with random weights. Matrices are in qtype, the token embedding in
-    embd_qtype (default qtype), norms and biases in F32. vocab: a GGUF file whose tokenizer.*
-    metadata is copied (its vocabulary sets the embedding rows). tied: no output.weight, the
-    token embedding serves as the output matrix (bitnet always ties)."""
+    """Write a model with random weights. Layer matrices are in qtype, the token embedding and
+    output matrix in embd_qtype (default qtype), norms, biases and scales in F32. vocab: a GGUF
+    file whose tokenizer.* metadata is copied (its vocabulary sets the embedding rows). tied:
+    no output.weight, the token embedding serves as the output matrix (bitnet always ties)."""
     if arch not in ARCHITECTURES:
         raise UnsupportedModelError(f"architecture {arch!r}: choose one of {ARCHITECTURES}")
     dims = SHAPES[shape] if isinstance(shape, str) else dict(shape)
@@ -75,7 +75,7 @@ def write(
     matrix("token_embd.weight", n_vocab, d, embd_kind, std=1.0)
     vector("output_norm.weight", d)
     if not tied and arch != "bitnet":
-        matrix("output.weight", n_vocab, d)
+        matrix("output.weight", n_vocab, d, embd_kind)
     for i in range(dims["n_layers"]):
         b = f"blk.{i}."
         vector(b + "attn_norm.weight", d)

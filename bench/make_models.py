@@ -1,0 +1,56 @@
+"""Write synthetic generation models at TinyLlama-1.1B shapes (22 layers, 2048 wide, 32 heads
+over 4 KV heads, 5632 feed-forward, 32,000-token vocabulary): seeded random weights with the
+real llama SentencePiece vocabulary, one file per weight type, for speed measurements.
+
+    python bench/make_models.py                       # Q8_0, Q4_0, TQ2_0 into bench/models/
+    python bench/make_models.py --types Q4_K --out /tmp/models
+
+The token embedding and output matrix of ternary models are Q8_0, as ternary model files keep
+them in a wider type.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from llm import synthetic  # noqa: E402
+
+VOCAB = ROOT.parent / "shared" / "models" / "vocab" / "ggml-vocab-llama-spm.gguf"
+DEFAULT_TYPES = ("Q8_0", "Q4_0", "TQ2_0")
+
+
+def model_file(out: Path, qtype: str) -> Path:
+    return out / f"tinyllama-synthetic.{qtype}.gguf"
+
+
+def make(out: Path, qtype: str, force: bool = False) -> Path:
+    path = model_file(out, qtype)
+    if path.exists() and not force:
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    embd = "Q8_0" if qtype.upper().startswith("TQ") else None
+    tmp = path.with_suffix(".partial")
+    synthetic.write(tmp, VOCAB, qtype=qtype, shape="tinyllama", embd_qtype=embd)
+    tmp.replace(path)
+    size = path.stat().st_size / 2**20
+    print(f"{path}: {size:,.0f} MiB in {time.perf_counter() - start:.0f} s")
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--types", nargs="+", default=list(DEFAULT_TYPES))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "models")
+    ap.add_argument("--force", action="store_true", help="rewrite files that exist")
+    args = ap.parse_args()
+    for qtype in args.types:
+        make(args.out, qtype, args.force)
+
+
+if __name__ == "__main__":
+    main()
