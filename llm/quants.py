@@ -21,6 +21,8 @@ Block layouts (llama.cpp's ggml-common.h; d, m: f16 scale and offset):
   TQ1_0     256 ternary weights, 5 per byte in base 3 (48 bytes) and 4 per byte (4 bytes), d
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from gguf import GGMLQuantizationType as Q
 from numba import njit, prange
@@ -44,6 +46,7 @@ SUPPORTED = (
     Q.TQ1_0,
     Q.TQ2_0,
 )
+_SLABS = ThreadPoolExecutor(1, thread_name_prefix="llm-dequantize")
 DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
 SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
 
@@ -88,8 +91,7 @@ def _row_q8_0(row, table, out):
         base = b * 34
         d = _scale(row, base, table)
         for j in range(32):
-            q = np.int32(row[base + 2 + j])
-            out[b * 32 + j] = d * np.float32(q - 256 if q > 127 else q)
+            out[b * 32 + j] = d * np.float32(np.int8(row[base + 2 + j]))
 
 
 @njit(cache=True, inline="always")
@@ -324,6 +326,12 @@ def _dequant(kind, raw, table, out):
         _row(kind, raw[r], table, out[r])
 
 
+@njit(cache=True, nogil=True)
+def _dequant_serial(kind, raw, table, out):
+    for r in range(out.shape[0]):
+        _row(kind, raw[r], table, out[r])
+
+
 def _bytes(t: Tensor) -> np.ndarray:
     """The raw data as (rows, bytes per row) uint8."""
     rows = t.shape[0] if len(t.shape) > 1 else 1
@@ -367,9 +375,23 @@ def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         qdot.product(_KIND[t.qtype], x, _bytes(t), F16_TABLE, out)
         return out
+    # Dequantize the next slab on one helper thread while BLAS multiplies this one: BLAS's
+    # threads then never compete with numba's (whose idle workers spin for a while after each
+    # parallel kernel, which made prefill 1.5x slower).
     out = np.empty((x.shape[0], out_rows), dtype=np.float32)
+    raw, kind = _bytes(t), _KIND[t.qtype]
     step = max(1, SLAB_BYTES // (4 * cols))
-    for start in range(0, out_rows, step):
-        rows = slice(start, min(start + step, out_rows))
-        np.matmul(x, dequantize(t, rows).T, out=out[:, rows])
+    slabs = [slice(a, min(a + step, out_rows)) for a in range(0, out_rows, step)]
+
+    def decode(rows):
+        w = np.empty((rows.stop - rows.start, cols), dtype=np.float32)
+        _dequant_serial(kind, raw[rows], F16_TABLE, w)
+        return w
+
+    pending = _SLABS.submit(decode, slabs[0])
+    for i, rows in enumerate(slabs):
+        w = pending.result()
+        if i + 1 < len(slabs):
+            pending = _SLABS.submit(decode, slabs[i + 1])
+        np.matmul(x, w.T, out=out[:, rows])
     return out
