@@ -145,6 +145,11 @@ class _GenerativeTokenizer:
         self.add_bos = bool(f.get("tokenizer.ggml.add_bos_token", add_bos_default))
         self.add_eos = bool(f.get("tokenizer.ggml.add_eos_token", False))
         self.control = {i for i, t in enumerate(self.types) if t in (CONTROL, UNKNOWN, UNUSED)}
+        # end of generation: EOS, end of turn / message, and the end-of-turn tokens chat
+        # models use, when the vocabulary has them (as llama.cpp decides)
+        ids = {_token_id(f, n) for n in ("eos", "eot", "eom")}
+        index = {t: i for i, t in enumerate(self.tokens) if t in _END_TEXTS}
+        self.end_ids = frozenset(i for i in ids | set(index.values()) if i is not None)
 
     @property
     def vocab_size(self) -> int:
@@ -312,6 +317,20 @@ def _split_specials(text: str, pattern):
         yield m.group(0), True
         pos = m.end()
     yield text[pos:], False
+
+
+_END_TEXTS = frozenset(
+    (
+        "<|eot_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<EOT>",
+        "<|end_of_text|>",
+        "<｜end▁of▁sentence｜>",
+    )
+)
 
 
 def _token_id(f: GGUFFile, name: str) -> int | None:

@@ -67,7 +67,26 @@ def test_bad_inputs(stories, minilm):
         stories.generate([], max_tokens=4)
     with pytest.raises(PromptError):
         stories.net.forward([10_000], stories.net.new_cache(8))
-    for bad in ({"temperature": -1}, {"top_p": 0}, {"top_k": -2}, {"min_p": 1.5}, {"seed": -1}):
+    for bad in (
+        {"temperature": -1},
+        {"temperature": float("nan")},
+        {"top_p": 0},
+        {"top_k": -2},
+        {"top_k": 2.5},
+        {"min_p": 1.5},
+        {"seed": -1},
+        {"typical_p": 0},
+        {"tfs_z": 1.5},
+        {"mirostat": 3},
+        {"mirostat_tau": 0},
+        {"mirostat_eta": -1},
+        {"frequency_penalty": float("inf")},
+        {"repeat_last_n": -1},
+        {"logit_bias": {"a": 1.0}},
+        {"logit_bias": {10_000: 1.0}},  # beyond the vocabulary of 512
+        {"logit_bias": [1, 2]},
+        {"no_such_setting": 1},
+    ):
         with pytest.raises(SamplerError):
             stories.generate("Hi", max_tokens=2, **bad)
     with pytest.raises(UnsupportedModelError, match="bert"):
@@ -109,3 +128,66 @@ def test_text_stream_is_utf8_safe_and_holds_back_stops():
     assert stream.push(b"D and more") == "" and stream.stopped
     plain = TextStream()
     assert plain.push("🦙".encode()[:2]) == "" and plain.push("🦙".encode()[2:]) == "🦙"
+
+
+def _zipf(n=500, exponent=1.1):
+    return -exponent * np.log(np.arange(1, n + 1, dtype=np.float64))
+
+
+def test_typical_and_tail_free_keep_to_their_sets():
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal(300) * 2
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    entropy = -(probs * np.log(probs)).sum()
+    by_closeness = np.argsort(np.abs(-np.log(probs) - entropy))
+    keep = int(np.searchsorted(np.cumsum(probs[by_closeness]), 0.3)) + 1
+    typical = Sampler(top_k=0, top_p=1, min_p=0, typical_p=0.3, temperature=1)
+    picks = {typical.pick(logits, [], rng) for _ in range(400)}
+    assert picks <= set(by_closeness[:keep].tolist()) and len(picks) > 1
+    tail_free = Sampler(top_k=0, top_p=1, min_p=0, tfs_z=0.5, temperature=1)
+    picks = {tail_free.pick(logits, [], rng) for _ in range(400)}
+    assert len(picks) < 300 and set(np.argsort(-logits)[: len(picks)].tolist()) >= picks
+
+
+@pytest.mark.parametrize("mode", [1, 2])
+@pytest.mark.parametrize("tau", [2.0, 4.0])
+def test_mirostat_holds_its_target_surprise(mode, tau):
+    logits = _zipf()
+    sampling = Sampler(mirostat=mode, mirostat_tau=tau, mirostat_eta=0.1, seed=3).start()
+    for _ in range(3000):
+        sampling.pick(logits, [])
+    settled = np.mean(sampling.surprises[1000:])
+    assert abs(settled - tau) < 0.35, settled
+    # an unreachable target still draws from the distribution
+    low = Sampler(mirostat=mode, mirostat_tau=0.01, seed=1).start()
+    assert all(low.pick(logits, []) >= 0 for _ in range(20))
+
+
+def test_penalties_and_logit_bias():
+    logits = np.array([5.0, 4.0, 3.0, 2.0, -1.0])
+    history = [0, 0, 0, 1]
+    greedy = dict(temperature=0)
+    assert Sampler(**greedy).pick(logits, history, None) == 0
+    # frequency: token 0 seen 3 times loses 3 x 0.6 and drops below token 1 (4 - 0.6)
+    assert Sampler(frequency_penalty=0.6, **greedy).pick(logits, history, None) == 1
+    # presence: once per token seen, so tokens 0 and 1 both lose 2.5; token 2 wins
+    assert Sampler(presence_penalty=2.5, **greedy).pick(logits, history, None) == 2
+    # the window: with repeat_last_n 1 only token 1 is penalized
+    s = Sampler(presence_penalty=10, repeat_last_n=1, **greedy)
+    assert s.pick(logits, history, None) == 0
+    assert Sampler(logit_bias={0: float("-inf")}, **greedy).pick(logits, [], None) == 1
+    assert Sampler(logit_bias={4: 10.0}, **greedy).pick(logits, [], None) == 4
+    rng = np.random.default_rng(0)
+    banned = Sampler(logit_bias={0: float("-inf"), 1: float("-inf")}, top_k=0, temperature=1)
+    assert {banned.pick(logits, [], rng) for _ in range(200)} <= {2, 3, 4}
+    with pytest.raises(SamplerError, match="bans every token"):
+        Sampler(logit_bias={i: float("-inf") for i in range(5)}).pick(logits, [], rng)
+
+
+def test_sampled_generation_is_seeded(stories):
+    kw = dict(max_tokens=24, temperature=1.0, top_k=0, top_p=1.0, min_p=0)
+    for extra in ({"mirostat": 2}, {"typical_p": 0.9}, {"tfs_z": 0.95}, {"frequency_penalty": 0.3}):
+        a = stories.generate("Once upon a time", seed=11, **kw, **extra)
+        assert a == stories.generate("Once upon a time", seed=11, **kw, **extra)
+        assert a

@@ -1,0 +1,74 @@
+"""Speed of a generation model on this machine: prompt processing and generation tokens/s,
+time to first token and inter-token latency percentiles. Used by `vdb llm bench` and
+bench/bench_generate.py."""
+
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    prompt_tokens: int
+    gen_tokens: int
+    prompt_tps: float  # prompt tokens per second (one batched prefill)
+    gen_tps: float  # generated tokens per second
+    ttft_ms: float  # prefill plus the first token's pick
+    itl_p50_ms: float  # inter-token latency percentiles
+    itl_p90_ms: float
+    itl_p99_ms: float
+    peak_rss_mib: float  # of this process, so far
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def prompt_ids(vocab_size: int, n: int, seed: int = 0) -> list[int]:
+    """n token ids drawn from the ordinary part of the vocabulary, seeded."""
+    rng = np.random.default_rng(seed)
+    low = min(100, vocab_size // 2)
+    return rng.integers(low, vocab_size, size=n).tolist()
+
+
+def run(model, prompt_tokens: int = 512, gen_tokens: int = 128, seed: int = 0) -> BenchResult:
+    """Prefill a random prompt of prompt_tokens, then generate gen_tokens greedily (EOS does
+    not stop it: every run measures the same number of steps)."""
+    net = model.net
+    if prompt_tokens + gen_tokens > model.n_ctx:
+        from llm.errors import ContextOverflowError
+
+        raise ContextOverflowError(
+            f"{prompt_tokens} + {gen_tokens} tokens exceed the context of {model.n_ctx}"
+        )
+    warm = net.new_cache(16)  # compiles the kernels once (numba caches them on disk)
+    net.forward(prompt_ids(net.config.vocab_size, 9, seed), warm)
+    net.forward([1], warm)
+    ids = prompt_ids(net.config.vocab_size, prompt_tokens, seed)
+    cache = net.new_cache(prompt_tokens + gen_tokens)
+    start = time.perf_counter()
+    logits = net.forward(ids, cache)
+    token = int(np.argmax(logits))
+    first = time.perf_counter()
+    steps = []
+    for _ in range(gen_tokens - 1):
+        t = time.perf_counter()
+        token = int(np.argmax(net.forward([token], cache)))
+        steps.append(time.perf_counter() - t)
+    gaps = np.array(steps or [0.0]) * 1e3
+    return BenchResult(
+        prompt_tokens=prompt_tokens,
+        gen_tokens=gen_tokens,
+        prompt_tps=prompt_tokens / (first - start),
+        gen_tps=len(steps) / max(sum(steps), 1e-9),
+        ttft_ms=(first - start) * 1e3,
+        itl_p50_ms=float(np.percentile(gaps, 50)),
+        itl_p90_ms=float(np.percentile(gaps, 90)),
+        itl_p99_ms=float(np.percentile(gaps, 99)),
+        peak_rss_mib=peak_rss_mib(),
+    )
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
