@@ -1,6 +1,7 @@
 """Chat templates (the model's own, rendered with jinja2, or the plain fallback), chat(),
 end-of-turn tokens and cancellation."""
 
+import functools
 import threading
 
 import pytest
@@ -19,6 +20,7 @@ MESSAGES = [
 ]
 
 
+@functools.cache
 def template(name):
     return GGUFFile(shared_file("models", "vocab", f"ggml-vocab-{name}.gguf")).get(
         "tokenizer.chat_template"

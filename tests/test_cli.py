@@ -244,3 +244,25 @@ def test_llm_commands():
     assert info["architecture"] == "llama" and info["tensors"]["F32"]["count"] > 10
     bad = runner.invoke(main, ["llm", "generate", model, "x", "--top-p", "0"])
     assert bad.exit_code != 0 and "SamplerError" in bad.output
+
+
+def test_llm_chat_and_bench():
+    from tests.conftest import shared_file
+
+    model = str(shared_file("models", "stories260K.gguf"))
+    runner = CliRunner()
+    talk = runner.invoke(
+        main,
+        ["llm", "chat", model, "-n", "8", "--seed", "1", "--mirostat", "2"],
+        input="Tell a story\n/reset\nAnother\n\n",
+    )
+    assert talk.exit_code == 0, talk.output
+    assert len([line for line in talk.output.splitlines() if line.strip()]) == 2
+    bench = runner.invoke(main, ["llm", "bench", model, "-p", "16", "-n", "4", "--json"])
+    figures = json.loads(bench.output)
+    assert figures["prompt_tokens"] == 16 and figures["gen_tokens"] == 4
+    assert figures["prompt_tps"] > 0 and figures["itl_p99_ms"] >= figures["itl_p50_ms"]
+    too_long = runner.invoke(main, ["llm", "bench", model, "-p", "5000", "-n", "4"])
+    assert too_long.exit_code != 0 and "ContextOverflowError" in too_long.output
+    bias = runner.invoke(main, ["llm", "generate", model, "x", "--logit-bias", "oops"])
+    assert bias.exit_code != 0 and "ID=BIAS" in bias.output

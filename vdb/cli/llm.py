@@ -1,4 +1,4 @@
-"""`vdb llm info|generate`: GGUF generation models."""
+"""`vdb llm info|generate|chat|bench`: GGUF generation models."""
 
 import sys
 from collections import Counter
@@ -46,6 +46,146 @@ def info(model, as_json):
         click.echo(f"  {key} = {value}")
 
 
+_SAMPLER_OPTIONS = [
+    click.option(
+        "--temperature",
+        "-t",
+        type=float,
+        default=0.8,
+        show_default=True,
+        help="Sampling temperature; 0 is greedy.",
+    ),
+    click.option(
+        "--top-k", type=int, default=40, show_default=True, help="Keep the k best; 0: all."
+    ),
+    click.option(
+        "--top-p",
+        type=float,
+        default=0.95,
+        show_default=True,
+        help="Keep the smallest set of tokens with this probability mass.",
+    ),
+    click.option(
+        "--min-p",
+        type=float,
+        default=0.05,
+        show_default=True,
+        help="Drop tokens below this share of the best token's probability.",
+    ),
+    click.option(
+        "--typical-p", type=float, default=1.0, show_default=True, help="Typical sampling; 1: off."
+    ),
+    click.option(
+        "--tfs-z", type=float, default=1.0, show_default=True, help="Tail-free sampling; 1: off."
+    ),
+    click.option(
+        "--repeat-penalty",
+        type=float,
+        default=1.0,
+        show_default=True,
+        help="Penalty on recent tokens; 1 is off.",
+    ),
+    click.option(
+        "--frequency-penalty",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Subtracted from a recent token's logit once per time it occurred.",
+    ),
+    click.option(
+        "--presence-penalty",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Subtracted once from the logit of every recent token.",
+    ),
+    click.option(
+        "--repeat-last-n",
+        type=click.IntRange(0),
+        default=64,
+        show_default=True,
+        help="How many recent tokens the penalties look at.",
+    ),
+    click.option(
+        "--mirostat",
+        type=click.IntRange(0, 2),
+        default=0,
+        show_default=True,
+        help="Mirostat sampling, version 1 or 2; 0: off.",
+    ),
+    click.option(
+        "--mirostat-tau",
+        type=float,
+        default=5.0,
+        show_default=True,
+        help="Mirostat's target surprise, bits.",
+    ),
+    click.option(
+        "--mirostat-eta",
+        type=float,
+        default=0.1,
+        show_default=True,
+        help="Mirostat's learning rate.",
+    ),
+    click.option(
+        "--logit-bias",
+        multiple=True,
+        metavar="ID=BIAS",
+        help="Add BIAS to token ID's logit (-inf bans it); repeat for several.",
+    ),
+    click.option("--seed", type=int, help="Seed of the sampler (default: random)."),
+]
+_SAMPLER_KEYS = (
+    "temperature top_k top_p min_p typical_p tfs_z repeat_penalty frequency_penalty "
+    "presence_penalty repeat_last_n mirostat mirostat_tau mirostat_eta logit_bias seed"
+).split()
+
+
+def sampler_options(fn):
+    """Adds the sampler options; the command receives them together as `sampler`."""
+    for option in reversed(_SAMPLER_OPTIONS):
+        fn = option(fn)
+
+    def wrapper(**kwargs):
+        sampler = {k: kwargs.pop(k) for k in _SAMPLER_KEYS}
+        sampler["logit_bias"] = _logit_bias(sampler["logit_bias"])
+        return fn(sampler=sampler, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    wrapper.__click_params__ = fn.__click_params__
+    del fn.__click_params__
+    return wrapper
+
+
+def _logit_bias(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        token, _, bias = pair.partition("=")
+        try:
+            out[int(token)] = float(bias)
+        except ValueError:
+            raise click.BadParameter(
+                f"{pair!r} is not ID=BIAS", param_hint="--logit-bias"
+            ) from None
+    return out
+
+
+_CTX = click.option(
+    "--ctx", "n_ctx", type=click.IntRange(1), help="Context size (default: the model's)."
+)
+_STOP = click.option("--stop", multiple=True, help="Stop before this text; repeat for several.")
+
+
+def _stream(pieces) -> str:
+    text = []
+    for piece in pieces:
+        text.append(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return "".join(text)
+
+
 @llm_group.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("prompt")
@@ -57,59 +197,97 @@ def info(model, as_json):
     show_default=True,
     help="Tokens to generate at most.",
 )
-@click.option(
-    "--temperature",
-    "-t",
-    type=float,
-    default=0.8,
-    show_default=True,
-    help="Sampling temperature; 0 is greedy.",
-)
-@click.option("--top-k", type=int, default=40, show_default=True, help="Keep the k best; 0: all.")
-@click.option(
-    "--top-p",
-    type=float,
-    default=0.95,
-    show_default=True,
-    help="Keep the smallest set of tokens with this probability mass.",
-)
-@click.option(
-    "--min-p",
-    type=float,
-    default=0.05,
-    show_default=True,
-    help="Drop tokens below this share of the best token's probability.",
-)
-@click.option(
-    "--repeat-penalty",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Penalty on tokens of the last 64; 1 is off.",
-)
-@click.option("--seed", type=int, help="Seed of the sampler (default: random).")
-@click.option("--stop", multiple=True, help="Stop before this text; repeat for several.")
-@click.option("--ctx", "n_ctx", type=click.IntRange(1), help="Context size (default: the model's).")
-def generate(
-    model, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop, n_ctx
-):
+@sampler_options
+@_STOP
+@_CTX
+def generate(model, prompt, max_tokens, sampler, stop, n_ctx):
     """Continue PROMPT with MODEL, streaming the text."""
     import llm
 
     m = llm.load(model, n_ctx=n_ctx)
-    pieces = m.generate(
-        prompt,
-        max_tokens=max_tokens,
-        stop=stop,
-        stream=True,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
+    _stream(m.generate(prompt, max_tokens=max_tokens, stop=stop, stream=True, **sampler))
+
+
+@llm_group.command("chat")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--system", help="A system message to begin the conversation with.")
+@click.option(
+    "--max-tokens",
+    "-n",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="Tokens per reply at most.",
+)
+@sampler_options
+@_STOP
+@_CTX
+def chat_command(model, system, max_tokens, sampler, stop, n_ctx):
+    """Talk with MODEL: type a message, read the streamed reply. Uses the model's chat
+    template (a plain transcript when it has none). An empty line or end of input quits;
+    /reset starts over."""
+    import llm
+
+    m = llm.load(model, n_ctx=n_ctx)
+    start = [{"role": "system", "content": system}] if system else []
+    messages = list(start)
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            click.echo("> ", nl=False)
+        line = sys.stdin.readline()
+        if not line.strip():
+            return
+        if line.strip() == "/reset":
+            messages = list(start)
+            continue
+        messages.append({"role": "user", "content": line.rstrip("\n")})
+        try:
+            reply = _stream(
+                m.chat(messages, max_tokens=max_tokens, stop=stop, stream=True, **sampler)
+            )
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            messages.pop()
+            continue
+        messages.append({"role": "assistant", "content": reply})
+
+
+@llm_group.command("bench")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--prompt-tokens",
+    "-p",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="Length of the (random) prompt processed as one batch.",
+)
+@click.option(
+    "--gen-tokens",
+    "-n",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Tokens generated one at a time after it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_command(model, prompt_tokens, gen_tokens, as_json):
+    """Speed of MODEL here: prompt and generation tokens/s, time to first token, and
+    inter-token latency percentiles."""
+    import llm
+    from llm import bench
+
+    m = llm.load(model, n_ctx=prompt_tokens + gen_tokens)
+    r = bench.run(m, prompt_tokens, gen_tokens)
+    if as_json:
+        echo_json(r.as_dict())
+        return
+    click.echo(f"prompt      {r.prompt_tps:10.1f} tokens/s ({r.prompt_tokens} tokens)")
+    click.echo(f"generation  {r.gen_tps:10.2f} tokens/s ({r.gen_tokens} tokens)")
+    click.echo(f"first token {r.ttft_ms:10.1f} ms")
+    click.echo(
+        f"inter-token p50 {r.itl_p50_ms:.1f} ms, p90 {r.itl_p90_ms:.1f} ms, "
+        f"p99 {r.itl_p99_ms:.1f} ms"
     )
-    for piece in pieces:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    click.echo(f"peak RSS    {r.peak_rss_mib:10.0f} MiB")
