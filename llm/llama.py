@@ -122,10 +122,15 @@ class LlamaModel:
         group = heads // kv_heads
         scale = np.float32(1.0 / np.sqrt(hd))
         end = start + n
-        # causal mask over the positions seen so far: query i (absolute start + i) sees <= it
-        mask = np.where(
-            np.arange(end)[None, :] <= np.arange(start, end)[:, None], 0, -np.inf
-        ).astype(np.float32)
+        # causal mask over the positions seen so far: query i (absolute start + i) sees <= it;
+        # a single new token sees every position, so it needs none
+        mask = (
+            None
+            if n == 1
+            else np.where(
+                np.arange(end)[None, :] <= np.arange(start, end)[:, None], 0, -np.inf
+            ).astype(np.float32)
+        )
         for li, layer in enumerate(self.layers):
             h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
             sc = layer.scale
@@ -140,7 +145,8 @@ class LlamaModel:
             values = cache.v[li, :, :end].astype(np.float32)
             qg = q.transpose(1, 0, 2).reshape(kv_heads, group * n, hd)  # heads grouped by kv head
             scores = (qg @ keys.transpose(0, 2, 1)).reshape(kv_heads, group, n, end) * scale
-            scores += mask
+            if mask is not None:
+                scores += mask
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
