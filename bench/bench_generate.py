@@ -33,27 +33,18 @@ def ours(path: str, prompt: int, gen: int) -> dict:
 
 
 def llama_cpp(path: str, prompt: int, gen: int) -> dict:
-    import llama_cpp
     import numpy as np
 
+    from bench.common import llama_cpp_model
     from llm import bench
 
-    default = llama_cpp.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False  # repacked Q4_0/Q8_0 buffers crash on AMX machines
-        return p
-
-    llama_cpp.llama_model_default_params = params
-    model = llama_cpp.Llama(
-        model_path=path,
+    model = llama_cpp_model(
+        path,
         n_ctx=prompt + gen,
         n_batch=prompt + gen,  # llama-cpp-python keeps logits for n_batch positions
         n_ubatch=prompt,
         n_threads=THREADS,
         n_threads_batch=THREADS,
-        verbose=False,
     )
     vocab = model.n_vocab()
     model.eval(bench.prompt_ids(vocab, 9))  # warm up as ours does

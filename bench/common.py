@@ -18,3 +18,23 @@ def summary(
 ) -> str:
     ratio = ours / peer if higher_is_better else peer / ours
     return f"{name}: ours {ours:,.2f} {unit} | {peer_name} {peer:,.2f} {unit} | ratio {ratio:.2f}x"
+
+
+def llama_cpp_model(path, **kwargs):
+    """A llama_cpp.Llama on path, with the repacked weight buffers off: on CPUs with AMX,
+    llama.cpp crashes on Q4_0/Q8_0 models unless model params set use_extra_bufts=False,
+    which llama-cpp-python does not expose."""
+    import llama_cpp
+
+    default = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp.llama_model_default_params = params
+    try:
+        return llama_cpp.Llama(model_path=str(path), verbose=False, **kwargs)
+    finally:
+        llama_cpp.llama_model_default_params = default

@@ -45,22 +45,9 @@ def our_logits(model) -> np.ndarray:
 
 
 def llama_cpp_logits(path) -> np.ndarray:
-    import llama_cpp
+    from bench.common import llama_cpp_model
 
-    default = llama_cpp.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False  # repacked Q4_0/Q8_0 buffers crash on AMX machines
-        return p
-
-    llama_cpp.llama_model_default_params = params
-    try:
-        model = llama_cpp.Llama(
-            model_path=str(path), n_ctx=64, logits_all=True, n_threads=2, verbose=False
-        )
-    finally:
-        llama_cpp.llama_model_default_params = default
+    model = llama_cpp_model(path, n_ctx=64, logits_all=True, n_threads=2)
     model.eval(PROMPT)
     return np.array(model.scores[: len(PROMPT)], dtype=np.float32)[POSITIONS]
 
