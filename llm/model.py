@@ -52,6 +52,7 @@ class Model:
         tok = self.tokenizer
         bos_text = tok.tokens[tok.bos_id] if tok.bos_id is not None else None
         ids = tok.encode(text, bos=not (bos_text and text.startswith(bos_text)), special=True)
+        stop = (stop,) if isinstance(stop, str) else tuple(stop)
         if not self.chat_template:
             stop = (*stop, *chat.PLAIN_STOP)
         return self.generate(ids, max_tokens, stop, stream, cancel, **sampler)

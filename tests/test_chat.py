@@ -97,6 +97,8 @@ def test_plain_fallback_and_cancellation(stories):
     assert stories.chat_template is None
     reply = stories.chat([{"role": "user", "content": "Tell a story."}], max_tokens=40, seed=1)
     assert "\nUser:" not in reply
+    cut = stories.chat([{"role": "user", "content": "Tell a story."}], 40, stop="a", seed=1)
+    assert "a" not in cut
     cancel = threading.Event()
     stream = stories.generate("Once upon a time", max_tokens=60, stream=True, cancel=cancel)
     first = next(stream)
