@@ -68,7 +68,7 @@ def _total(acc):
 
 
 @njit(cache=True, inline="always")
-def _f16(row, pos, table):
+def _f16(row, pos):
     return _half_f32(np.uint32(row[pos]) | (np.uint32(row[pos + 1]) << 8))
 
 
@@ -119,17 +119,17 @@ _BIT_SCALE = np.array([2.0 ** -(j % 8) for j in range(16)], dtype=np.float32)
 
 
 @njit(cache=True, fastmath=True)
-def _dot_f16(row, x, t, table):
+def _dot_f16(row, x, t):
     acc = _lanes()
     for c in range(x.shape[1] // 32):
         for j in range(32):
             i = c * 32 + j
-            acc[j] += _f16(row, 2 * i, table) * x[t, i]
+            acc[j] += _f16(row, 2 * i) * x[t, i]
     return _total(acc)
 
 
 @njit(cache=True, fastmath=True)
-def _dot_bf16(row, x, t, table):
+def _dot_bf16(row, x, t):
     acc = _lanes()
     for c in range(x.shape[1] // 32):
         for j in range(32):
@@ -140,22 +140,22 @@ def _dot_bf16(row, x, t, table):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_q8_0(row, x, t, table):
+def _dot_q8_0(row, x, t):
     acc = _lanes()
     for b in range(x.shape[1] // 32):
         base, o = b * 34, b * 32
-        d = _f16(row, base, table)
+        d = _f16(row, base)
         for j in range(32):
             acc[j] += d * _i8(row[base + 2 + j]) * x[t, o + j]
     return _total(acc)
 
 
 @njit(cache=True, fastmath=True)
-def _dot_q4_0(row, x, t, table):
+def _dot_q4_0(row, x, t):
     acc = _lanes()
     for b in range(x.shape[1] // 32):
         base, o = b * 18, b * 32
-        d = _f16(row, base, table)
+        d = _f16(row, base)
         for j in range(16):
             v = _byte(row, base + 2 + j)
             acc[j] += d * (_lo4(v) - np.float32(8.0)) * x[t, o + j]
@@ -164,11 +164,11 @@ def _dot_q4_0(row, x, t, table):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_q4_1(row, x, t, table):
+def _dot_q4_1(row, x, t):
     acc = _lanes()
     for b in range(x.shape[1] // 32):
         base, o = b * 20, b * 32
-        d, m = _f16(row, base, table), _f16(row, base + 2, table)
+        d, m = _f16(row, base), _f16(row, base + 2)
         for j in range(16):
             v = _byte(row, base + 4 + j)
             acc[j] += (d * _lo4(v) + m) * x[t, o + j]
@@ -177,15 +177,15 @@ def _dot_q4_1(row, x, t, table):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_q5(row, x, t, table, with_min):
+def _dot_q5(row, x, t, with_min):
     """Q5_0 (w = d (q - 16)) and Q5_1 (w = d q + m); bit j of the 32 bits qh is weight j's
     fifth bit."""
     acc = _lanes()
     size = 24 if with_min else 22
     for b in range(x.shape[1] // 32):
         base, o = b * size, b * 32
-        d = _f16(row, base, table)
-        m = _f16(row, base + 2, table) if with_min else np.float32(-16.0) * d
+        d = _f16(row, base)
+        m = _f16(row, base + 2) if with_min else np.float32(-16.0) * d
         qh = base + (4 if with_min else 2)
         for j in range(16):
             v = _byte(row, qh + 4 + j)
@@ -197,11 +197,11 @@ def _dot_q5(row, x, t, table, with_min):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_q4_k(row, x, t, table):
+def _dot_q4_k(row, x, t):
     acc = _lanes()
     for b in range(x.shape[1] // 256):
         base, o = b * 144, b * 256
-        d, dmin = _f16(row, base, table), _f16(row, base + 2, table)
+        d, dmin = _f16(row, base), _f16(row, base + 2)
         for sub in range(8):
             sc, mn = _k4_scale_min(sub, row, base + 4)
             ds, dm = d * np.float32(sc), dmin * np.float32(mn)
@@ -216,11 +216,11 @@ def _dot_q4_k(row, x, t, table):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_q5_k(row, x, t, table):
+def _dot_q5_k(row, x, t):
     acc = _lanes()
     for b in range(x.shape[1] // 256):
         base, o = b * 176, b * 256
-        d, dmin = _f16(row, base, table), _f16(row, base + 2, table)
+        d, dmin = _f16(row, base), _f16(row, base + 2)
         for sub in range(8):
             sc, mn = _k4_scale_min(sub, row, base + 4)
             ds, dm = d * np.float32(sc), dmin * np.float32(mn)
@@ -235,11 +235,11 @@ def _dot_q5_k(row, x, t, table):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_q6_k(row, x, t, table):
+def _dot_q6_k(row, x, t):
     acc = _lanes()
     for b in range(x.shape[1] // 256):
         base = b * 210
-        d = _f16(row, base + 208, table)
+        d = _f16(row, base + 208)
         for half in range(2):
             ql, qh, sc = base + half * 64, base + 128 + half * 32, base + 192 + half * 8
             for k in range(4):
@@ -256,11 +256,11 @@ def _dot_q6_k(row, x, t, table):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_tq2_0(row, x, t, table):
+def _dot_tq2_0(row, x, t):
     acc = _lanes()
     for b in range(x.shape[1] // 256):
         base = b * 66
-        d = _f16(row, base + 64, table)
+        d = _f16(row, base + 64)
         for half in range(2):
             for k in range(4):
                 oo, shift = b * 256 + half * 128 + k * 32, np.float32(4.0**-k)
@@ -280,12 +280,12 @@ def _trit(v, power):
 
 
 @njit(cache=True, fastmath=True)
-def _dot_tq1_0(row, x, t, table):
+def _dot_tq1_0(row, x, t):
     acc = _lanes()
     one = np.float32(1.0)
     for b in range(x.shape[1] // 256):
         base, o = b * 54, b * 256
-        d = _f16(row, base + 52, table)
+        d = _f16(row, base + 52)
         power = 1
         for n in range(5):
             for j in range(32):
@@ -308,7 +308,7 @@ def _dot_tq1_0(row, x, t, table):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def product(kind, x, raw, table, out):
+def product(kind, x, raw, out):
     """out[t, r] = x[t] . W[r] for W in its blocks (kind: quants._KIND), output rows in
     parallel. raw: (rows, bytes per row) uint8; x: (n, columns) float32, C-contiguous."""
     n = x.shape[0]
@@ -316,27 +316,27 @@ def product(kind, x, raw, table, out):
         row = raw[r]
         for t in range(n):
             if kind == 0:
-                s = _dot_f16(row, x, t, table)
+                s = _dot_f16(row, x, t)
             elif kind == 1:
-                s = _dot_bf16(row, x, t, table)
+                s = _dot_bf16(row, x, t)
             elif kind == 2:
-                s = _dot_q8_0(row, x, t, table)
+                s = _dot_q8_0(row, x, t)
             elif kind == 3:
-                s = _dot_q4_0(row, x, t, table)
+                s = _dot_q4_0(row, x, t)
             elif kind == 4:
-                s = _dot_q4_k(row, x, t, table)
+                s = _dot_q4_k(row, x, t)
             elif kind == 5:
-                s = _dot_q4_1(row, x, t, table)
+                s = _dot_q4_1(row, x, t)
             elif kind == 6:
-                s = _dot_q5(row, x, t, table, False)
+                s = _dot_q5(row, x, t, False)
             elif kind == 7:
-                s = _dot_q5(row, x, t, table, True)
+                s = _dot_q5(row, x, t, True)
             elif kind == 8:
-                s = _dot_q5_k(row, x, t, table)
+                s = _dot_q5_k(row, x, t)
             elif kind == 9:
-                s = _dot_q6_k(row, x, t, table)
+                s = _dot_q6_k(row, x, t)
             elif kind == 10:
-                s = _dot_tq2_0(row, x, t, table)
+                s = _dot_tq2_0(row, x, t)
             else:
-                s = _dot_tq1_0(row, x, t, table)
+                s = _dot_tq1_0(row, x, t)
             out[t, r] = s

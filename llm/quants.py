@@ -30,6 +30,7 @@ from numba import njit, prange
 from llm import qdot
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
+from llm.qdot import _bits_f32, _f16, _i8, _k4_scale_min, _trit
 
 SUPPORTED = (
     Q.F32,
@@ -50,55 +51,38 @@ _SLABS = ThreadPoolExecutor(1, thread_name_prefix="llm-dequantize")
 DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
 SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
 
-# Every float16 bit pattern as float32: exact, and 256 KiB, so it stays in cache.
-F16_TABLE = (
-    np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
-)
-
 
 # ---------------------------------------------------------------- one row of each type
 
 
 @njit(cache=True, inline="always")
-def _scale(row, pos, table):
-    return table[np.int64(row[pos]) | (np.int64(row[pos + 1]) << 8)]
-
-
-@njit(cache=True, inline="always")
-def _row_f16(row, table, out):
+def _row_f16(row, out):
     """row: uint8 bytes of one weight row."""
     for i in range(out.shape[0]):
-        out[i] = _scale(row, 2 * i, table)
+        out[i] = _f16(row, 2 * i)
 
 
 @njit(cache=True, inline="always")
-def _row_bf16(row, table, out):
+def _row_bf16(row, out):
     for i in range(out.shape[0]):
         bits = (np.uint32(row[2 * i]) << 16) | (np.uint32(row[2 * i + 1]) << 24)
-        out[i] = _bits_to_f32(bits)
+        out[i] = _bits_f32(bits)
 
 
 @njit(cache=True, inline="always")
-def _bits_to_f32(bits):
-    a = np.empty(1, dtype=np.uint32)
-    a[0] = bits
-    return a.view(np.float32)[0]
-
-
-@njit(cache=True, inline="always")
-def _row_q8_0(row, table, out):
+def _row_q8_0(row, out):
     for b in range(out.shape[0] // 32):
         base = b * 34
-        d = _scale(row, base, table)
+        d = _f16(row, base)
         for j in range(32):
             out[b * 32 + j] = d * np.float32(np.int8(row[base + 2 + j]))
 
 
 @njit(cache=True, inline="always")
-def _row_q4_0(row, table, out):
+def _row_q4_0(row, out):
     for b in range(out.shape[0] // 32):
         base = b * 18
-        d = _scale(row, base, table)
+        d = _f16(row, base)
         for j in range(16):
             byte = np.int32(row[base + 2 + j])
             out[b * 32 + j] = d * np.float32((byte & 0xF) - 8)
@@ -106,26 +90,15 @@ def _row_q4_0(row, table, out):
 
 
 @njit(cache=True, inline="always")
-def _k4_scale_min(j, scales):
-    """The 6-bit scale and min of sub-block j from the 12 packed bytes of a Q4_K block."""
-    if j < 4:
-        return np.int32(scales[j]) & 63, np.int32(scales[j + 4]) & 63
-    sc = (np.int32(scales[j + 4]) & 0xF) | ((np.int32(scales[j - 4]) >> 6) << 4)
-    m = (np.int32(scales[j + 4]) >> 4) | ((np.int32(scales[j]) >> 6) << 4)
-    return sc, m
-
-
-@njit(cache=True, inline="always")
-def _row_q4_k(row, table, out):
+def _row_q4_k(row, out):
     for b in range(out.shape[0] // 256):
         base = b * 144
-        d = _scale(row, base, table)
-        dmin = _scale(row, base + 2, table)
-        scales = row[base + 4 : base + 16]
+        d = _f16(row, base)
+        dmin = _f16(row, base + 2)
         qs = base + 16
         for pair in range(4):  # 64 weights: low nibbles, then high nibbles, of 32 bytes
-            sc1, m1 = _k4_scale_min(2 * pair, scales)
-            sc2, m2 = _k4_scale_min(2 * pair + 1, scales)
+            sc1, m1 = _k4_scale_min(2 * pair, row, base + 4)
+            sc2, m2 = _k4_scale_min(2 * pair + 1, row, base + 4)
             d1, dm1 = d * np.float32(sc1), dmin * np.float32(m1)
             d2, dm2 = d * np.float32(sc2), dmin * np.float32(m2)
             o = b * 256 + pair * 64
@@ -136,10 +109,10 @@ def _row_q4_k(row, table, out):
 
 
 @njit(cache=True, inline="always")
-def _row_q4_1(row, table, out):
+def _row_q4_1(row, out):
     for b in range(out.shape[0] // 32):
         base = b * 20
-        d, m = _scale(row, base, table), _scale(row, base + 2, table)
+        d, m = _f16(row, base), _f16(row, base + 2)
         for j in range(16):
             byte = np.int32(row[base + 4 + j])
             out[b * 32 + j] = d * np.float32(byte & 0xF) + m
@@ -157,13 +130,13 @@ def _high_bits(row, pos):
 
 
 @njit(cache=True, inline="always")
-def _row_q5(row, table, out, with_min):
+def _row_q5(row, out, with_min):
     """Q5_0 (w = d (q - 16)) and Q5_1 (w = d q + m): 4 low bits in nibbles, the fifth in qh."""
     size = 24 if with_min else 22
     for b in range(out.shape[0] // 32):
         base = b * size
-        d = _scale(row, base, table)
-        m = _scale(row, base + 2, table) if with_min else np.float32(0.0)
+        d = _f16(row, base)
+        m = _f16(row, base + 2) if with_min else np.float32(0.0)
         qh = _high_bits(row, base + (4 if with_min else 2))
         qs = base + (8 if with_min else 6)
         for j in range(16):
@@ -179,17 +152,16 @@ def _row_q5(row, table, out, with_min):
 
 
 @njit(cache=True, inline="always")
-def _row_q5_k(row, table, out):
+def _row_q5_k(row, out):
     for b in range(out.shape[0] // 256):
         base = b * 176
-        d = _scale(row, base, table)
-        dmin = _scale(row, base + 2, table)
-        scales = row[base + 4 : base + 16]
+        d = _f16(row, base)
+        dmin = _f16(row, base + 2)
         qh = base + 16
         qs = base + 48
         for pair in range(4):
-            sc1, m1 = _k4_scale_min(2 * pair, scales)
-            sc2, m2 = _k4_scale_min(2 * pair + 1, scales)
+            sc1, m1 = _k4_scale_min(2 * pair, row, base + 4)
+            sc2, m2 = _k4_scale_min(2 * pair + 1, row, base + 4)
             d1, dm1 = d * np.float32(sc1), dmin * np.float32(m1)
             d2, dm2 = d * np.float32(sc2), dmin * np.float32(m2)
             u1, u2 = 1 << (2 * pair), 2 << (2 * pair)
@@ -202,10 +174,10 @@ def _row_q5_k(row, table, out):
 
 
 @njit(cache=True, inline="always")
-def _row_q6_k(row, table, out):
+def _row_q6_k(row, out):
     for b in range(out.shape[0] // 256):
         base = b * 210
-        d = _scale(row, base + 208, table)
+        d = _f16(row, base + 208)
         for half in range(2):
             ql = base + half * 64
             qh = base + 128 + half * 32
@@ -219,24 +191,18 @@ def _row_q6_k(row, table, out):
                 q2 = ((c & 0xF) | (((h >> 2) & 3) << 4)) - 32
                 q3 = ((a >> 4) | (((h >> 4) & 3) << 4)) - 32
                 q4 = ((c >> 4) | (((h >> 6) & 3) << 4)) - 32
-                out[o + l] = d * np.float32(_i8(row[sc + s]) * q1)
-                out[o + l + 32] = d * np.float32(_i8(row[sc + s + 2]) * q2)
-                out[o + l + 64] = d * np.float32(_i8(row[sc + s + 4]) * q3)
-                out[o + l + 96] = d * np.float32(_i8(row[sc + s + 6]) * q4)
+                out[o + l] = d * (_i8(row[sc + s]) * np.float32(q1))
+                out[o + l + 32] = d * (_i8(row[sc + s + 2]) * np.float32(q2))
+                out[o + l + 64] = d * (_i8(row[sc + s + 4]) * np.float32(q3))
+                out[o + l + 96] = d * (_i8(row[sc + s + 6]) * np.float32(q4))
 
 
 @njit(cache=True, inline="always")
-def _i8(byte):
-    v = np.int32(byte)
-    return v - 256 if v > 127 else v
-
-
-@njit(cache=True, inline="always")
-def _row_tq2_0(row, table, out):
+def _row_tq2_0(row, out):
     """Ternary, 2 bits per weight: w = d (q - 1) with q in {0, 1, 2}."""
     for b in range(out.shape[0] // 256):
         base = b * 66
-        d = _scale(row, base + 64, table)
+        d = _f16(row, base + 64)
         for j in range(0, 64, 32):
             for l in range(4):
                 for m in range(32):
@@ -245,30 +211,26 @@ def _row_tq2_0(row, table, out):
 
 
 @njit(cache=True, inline="always")
-def _trit(byte, power):
-    """The ternary digit a TQ1_0 byte holds at a power of 3: (byte * 3^n mod 256) * 3 / 256."""
-    q = (np.int32(byte) * power) & 0xFF
-    return (q * 3) >> 8
-
-
-@njit(cache=True, inline="always")
-def _row_tq1_0(row, table, out):
+def _row_tq1_0(row, out):
     """Ternary, 5 weights per byte in base 3 (48 bytes), then 4 per byte (4 bytes)."""
+    one = np.float32(1.0)
     for b in range(out.shape[0] // 256):
         base = b * 54
-        d = _scale(row, base + 52, table)
+        d = _f16(row, base + 52)
         o = b * 256
         power = 1
         for n in range(5):
             for m in range(32):
-                out[o + n * 32 + m] = d * np.float32(_trit(row[base + m], power) - 1)
+                out[o + n * 32 + m] = d * (_trit(np.float32(row[base + m]), power) - one)
             for m in range(16):
-                out[o + 160 + n * 16 + m] = d * np.float32(_trit(row[base + 32 + m], power) - 1)
+                trit = _trit(np.float32(row[base + 32 + m]), power)
+                out[o + 160 + n * 16 + m] = d * (trit - one)
             power *= 3
         power = 1
         for n in range(4):
             for j in range(4):
-                out[o + 240 + n * 4 + j] = d * np.float32(_trit(row[base + 48 + j], power) - 1)
+                trit = _trit(np.float32(row[base + 48 + j]), power)
+                out[o + 240 + n * 4 + j] = d * (trit - one)
             power *= 3
 
 
@@ -293,43 +255,43 @@ _KIND = {
 
 
 @njit(cache=True, inline="always")
-def _row(kind, row, table, out):
+def _row(kind, row, out):
     if kind == 0:
-        _row_f16(row, table, out)
+        _row_f16(row, out)
     elif kind == 1:
-        _row_bf16(row, table, out)
+        _row_bf16(row, out)
     elif kind == 2:
-        _row_q8_0(row, table, out)
+        _row_q8_0(row, out)
     elif kind == 3:
-        _row_q4_0(row, table, out)
+        _row_q4_0(row, out)
     elif kind == 4:
-        _row_q4_k(row, table, out)
+        _row_q4_k(row, out)
     elif kind == 5:
-        _row_q4_1(row, table, out)
+        _row_q4_1(row, out)
     elif kind == 6:
-        _row_q5(row, table, out, False)
+        _row_q5(row, out, False)
     elif kind == 7:
-        _row_q5(row, table, out, True)
+        _row_q5(row, out, True)
     elif kind == 8:
-        _row_q5_k(row, table, out)
+        _row_q5_k(row, out)
     elif kind == 9:
-        _row_q6_k(row, table, out)
+        _row_q6_k(row, out)
     elif kind == 10:
-        _row_tq2_0(row, table, out)
+        _row_tq2_0(row, out)
     else:
-        _row_tq1_0(row, table, out)
+        _row_tq1_0(row, out)
 
 
 @njit(cache=True, parallel=True)
-def _dequant(kind, raw, table, out):
+def _dequant(kind, raw, out):
     for r in prange(out.shape[0]):
-        _row(kind, raw[r], table, out[r])
+        _row(kind, raw[r], out[r])
 
 
 @njit(cache=True, nogil=True)
-def _dequant_serial(kind, raw, table, out):
+def _dequant_serial(kind, raw, out):
     for r in range(out.shape[0]):
-        _row(kind, raw[r], table, out[r])
+        _row(kind, raw[r], out[r])
 
 
 def _bytes(t: Tensor) -> np.ndarray:
@@ -358,7 +320,7 @@ def dequantize(t: Tensor, rows=None) -> np.ndarray:
     if rows is not None:
         raw = raw[rows]
     out = np.empty((raw.shape[0], shape[1]), dtype=np.float32)
-    _dequant(_KIND[t.qtype], raw, F16_TABLE, out)
+    _dequant(_KIND[t.qtype], raw, out)
     return out
 
 
@@ -373,7 +335,7 @@ def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
         return x @ np.asarray(t.raw).reshape(t.shape).T
     if x.shape[0] <= DIRECT_MAX_ROWS:
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
-        qdot.product(_KIND[t.qtype], x, _bytes(t), F16_TABLE, out)
+        qdot.product(_KIND[t.qtype], x, _bytes(t), out)
         return out
     # Dequantize the next slab on one helper thread while BLAS multiplies this one: BLAS's
     # threads then never compete with numba's (whose idle workers spin for a while after each
@@ -385,7 +347,7 @@ def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
 
     def decode(rows):
         w = np.empty((rows.stop - rows.start, cols), dtype=np.float32)
-        _dequant_serial(kind, raw[rows], F16_TABLE, w)
+        _dequant_serial(kind, raw[rows], w)
         return w
 
     pending = _SLABS.submit(decode, slabs[0])
