@@ -225,6 +225,20 @@ def _mirostat_v1_k(probs: np.ndarray, mu: float, n_vocab: int, m: int = 100) -> 
     return int(min(max(k, 1), len(probs)))
 
 
+def check_stop(stop) -> tuple[str, ...]:
+    """Stop strings: one string or a list of non-empty ones."""
+    stop = (stop,) if isinstance(stop, str) else stop
+    if not (isinstance(stop, tuple | list) and all(isinstance(s, str) and s for s in stop)):
+        raise SamplerError(f"stop must be a string or a list of non-empty strings, got {stop!r}")
+    return tuple(stop)
+
+
+def check_count(name: str, value, low: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise SamplerError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
 class TextStream:
     """Bytes of tokens in, text out as soon as it is whole UTF-8, holding back what might be
     the start of a stop string."""

@@ -2,7 +2,7 @@
 
 from llm import chat
 from llm.errors import PromptError, SamplerError
-from llm.generate import Sampler, TextStream
+from llm.generate import Sampler, TextStream, check_count, check_stop
 from llm.gguf_file import GGUFFile
 from llm.llama import ContextOverflowError, LlamaModel
 from llm.tokenizer import load as load_tokenizer
@@ -44,7 +44,14 @@ class Model:
         )
 
     def chat(
-        self, messages, max_tokens: int = 256, stop=(), stream: bool = False, cancel=None, **sampler
+        self,
+        messages,
+        max_tokens: int = 256,
+        stop=(),
+        stream: bool = False,
+        cancel=None,
+        prefill_chunk: int | None = None,
+        **sampler,
     ):
         """Reply to messages ([{"role": "system" | "user" | "assistant", "content": ...}])
         as generate() continues a prompt; the same sampler settings, stop, stream, cancel."""
@@ -52,23 +59,33 @@ class Model:
         tok = self.tokenizer
         bos_text = tok.tokens[tok.bos_id] if tok.bos_id is not None else None
         ids = tok.encode(text, bos=not (bos_text and text.startswith(bos_text)), special=True)
-        stop = (stop,) if isinstance(stop, str) else tuple(stop)
+        stop = check_stop(stop)
         if not self.chat_template:
             stop = (*stop, *chat.PLAIN_STOP)
-        return self.generate(ids, max_tokens, stop, stream, cancel, **sampler)
+        return self.generate(ids, max_tokens, stop, stream, cancel, prefill_chunk, **sampler)
 
     def generate(
-        self, prompt, max_tokens: int = 128, stop=(), stream: bool = False, cancel=None, **sampler
+        self,
+        prompt,
+        max_tokens: int = 128,
+        stop=(),
+        stream: bool = False,
+        cancel=None,
+        prefill_chunk: int | None = None,
+        **sampler,
     ):
         """Continue prompt (text or token ids). Sampler settings (llm.generate.Sampler):
         temperature, top_k, top_p, min_p, typical_p, tfs_z, repeat_penalty,
         frequency_penalty, presence_penalty, repeat_last_n, mirostat, mirostat_tau,
         mirostat_eta, logit_bias, seed. Stops at an end-of-generation token, a stop string,
         max_tokens, or once cancel (a threading.Event) is set. stream=True yields text pieces
-        as they are produced; closing that generator also stops the generation."""
+        as they are produced (a Generation, which also tells why it finished); closing it stops
+        the generation. prefill_chunk: prompt tokens per forward pass (None: all at once)."""
         settings = _sampler(sampler)
-        if isinstance(stop, str):
-            stop = (stop,)
+        stop = check_stop(stop)
+        check_count("max_tokens", max_tokens, 0)
+        if prefill_chunk is not None:
+            check_count("prefill_chunk", prefill_chunk, 1)
         ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
         if not ids:
             raise PromptError("the prompt is empty")
@@ -78,29 +95,92 @@ class Model:
                 f"{self.n_ctx}"
             )
         sampling = settings.start(self.config.vocab_size)
-        pieces = self._run(ids, max_tokens, tuple(stop), sampling, cancel)
-        return pieces if stream else "".join(pieces)
+        run = Generation(self, ids, max_tokens, stop, sampling, cancel, prefill_chunk)
+        return run if stream else "".join(run)
 
-    def _run(self, ids, max_tokens, stop, sampling, cancel):
-        """Each call has its own KV cache and generator; the weights are only read, so calls
-        may run at once from several threads."""
-        cache = self.net.new_cache(self.n_ctx)
+
+class Generation:
+    """A running generation, as generate(stream=True) returns it: iterate for the text pieces.
+    Afterwards `finish_reason` is "stop" (an end-of-generation token or a stop string),
+    "length" (max_tokens) or "cancelled", and `prompt_tokens` and `completion_tokens` count
+    the tokens. close() stops it. Each generation has its own KV cache; the weights are only
+    read, so generations may run at once from several threads.
+
+    step() does one unit of work (a prefill chunk, or one token) and returns the text it
+    released, possibly ""; a scheduler interleaving several generations calls it in turn.
+    """
+
+    def __init__(self, model, ids, max_tokens, stop, sampling, cancel=None, prefill_chunk=None):
+        self.prompt_tokens = len(ids)
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self._cancel = cancel
+        self._steps = self._run(model, ids, max_tokens, stop, sampling, prefill_chunk)
+
+    def __iter__(self) -> "Generation":
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            piece = next(self._steps)
+            if piece:
+                return piece
+
+    def step(self) -> str:
+        """One prefill chunk or one token; StopIteration once finished."""
+        return next(self._steps)
+
+    def close(self) -> None:
+        self._steps.close()
+        if self.finish_reason is None:
+            self.finish_reason = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def _cancelled(self) -> bool:
+        if self._cancel is not None and self._cancel.is_set():
+            self.finish_reason = "cancelled"
+            return True
+        return False
+
+    def _run(self, model, ids, max_tokens, stop, sampling, chunk):
+        net, tok = model.net, model.tokenizer
+        cache = net.new_cache(model.n_ctx)
+        chunk = chunk or len(ids)
+        for start in range(0, len(ids), chunk):
+            if self._cancelled():
+                return
+            logits = net.forward(ids[start : start + chunk], cache)
+            if start + chunk < len(ids):
+                yield ""
         text = TextStream(stop)
         history = list(ids)
-        logits = self.net.forward(ids, cache)
-        for _ in range(max_tokens):
-            if cancel is not None and cancel.is_set():
+        if max_tokens == 0:
+            self.finish_reason = "length"
+            return
+        while True:
+            if self._cancelled():
                 return
             token = sampling.pick(logits, history)
-            if token in self.tokenizer.end_ids:
+            if token in tok.end_ids:
+                self.finish_reason = "stop"
                 break
             history.append(token)
-            piece = text.push(self.tokenizer.piece_bytes(token))
-            if piece:
-                yield piece
+            self.completion_tokens += 1
+            piece = text.push(tok.piece_bytes(token))
             if text.stopped:
+                self.finish_reason = "stop"
+                if piece:
+                    yield piece
                 return
-            logits = self.net.forward([token], cache)
+            if self.completion_tokens == max_tokens:
+                self.finish_reason = "length"
+                yield piece + text.flush()
+                return
+            yield piece
+            logits = net.forward([token], cache)
         tail = text.flush()
         if tail:
             yield tail

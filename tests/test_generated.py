@@ -23,6 +23,7 @@ def test_every_service_is_served():
     from vdb.rpc._gen import (
         collections_pb2,
         embeddings_pb2,
+        generation_pb2,
         points_pb2,
         server_pb2,
         snapshots_pb2,
@@ -31,7 +32,14 @@ def test_every_service_is_served():
 
     declared = {
         service.full_name
-        for module in (collections_pb2, points_pb2, server_pb2, snapshots_pb2, embeddings_pb2)
+        for module in (
+            collections_pb2,
+            points_pb2,
+            server_pb2,
+            snapshots_pb2,
+            embeddings_pb2,
+            generation_pb2,
+        )
         for service in module.DESCRIPTOR.services_by_name.values()
     }
     assert declared == set(SERVICES)

@@ -86,9 +86,14 @@ def test_bad_inputs(stories, minilm):
         {"logit_bias": {10_000: 1.0}},  # beyond the vocabulary of 512
         {"logit_bias": [1, 2]},
         {"no_such_setting": 1},
+        {"max_tokens": -1},
+        {"max_tokens": 2.0},
+        {"prefill_chunk": 0},
+        {"stop": [""]},
+        {"stop": [3]},
     ):
         with pytest.raises(SamplerError):
-            stories.generate("Hi", max_tokens=2, **bad)
+            stories.generate("Hi", **({"max_tokens": 2} | bad))
     with pytest.raises(UnsupportedModelError, match="bert"):
         llm.load(minilm["f32"])
 
@@ -191,3 +196,41 @@ def test_sampled_generation_is_seeded(stories):
         a = stories.generate("Once upon a time", seed=11, **kw, **extra)
         assert a == stories.generate("Once upon a time", seed=11, **kw, **extra)
         assert a
+
+
+def test_generation_reports_why_it_finished(stories, reference):
+    case = reference[0]
+    n = len(case["greedy_tokens"])
+    run = stories.generate(case["prompt"], max_tokens=n, temperature=0, stream=True)
+    assert "".join(run) == case["greedy_text"]
+    assert (run.finish_reason, run.prompt_tokens, run.completion_tokens) == (
+        "length",
+        len(case["prompt_tokens"]),
+        n,
+    )
+    run = stories.generate(case["prompt"], max_tokens=n, temperature=0, stop="Lily", stream=True)
+    "".join(run)
+    assert run.finish_reason == "stop" and run.completion_tokens < n
+    run = stories.generate(case["prompt"], max_tokens=0, stream=True)
+    assert list(run) == [] and run.finish_reason == "length" and run.completion_tokens == 0
+    run = stories.generate(case["prompt"], max_tokens=n, stream=True)
+    next(run)
+    run.close()
+    assert run.finish_reason == "cancelled"
+
+
+def test_chunked_prefill_and_single_steps_give_the_same_text(stories, reference):
+    case = reference[1]
+    n = len(case["greedy_tokens"])
+    run = stories.generate(
+        case["prompt"], max_tokens=n, temperature=0, prefill_chunk=2, stream=True
+    )
+    steps = []
+    while True:
+        try:
+            steps.append(run.step())
+        except StopIteration:
+            break
+    # one step per prompt chunk after the first, then one per token
+    assert len(steps) == (len(case["prompt_tokens"]) - 1) // 2 + n
+    assert "".join(steps) == case["greedy_text"]

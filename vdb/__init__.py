@@ -12,6 +12,7 @@ from vdb._version import __version__ as __version__
 from vdb.collection import Collection, CollectionConfig, Hit, WriteResult
 from vdb.database import Database
 from vdb.errors import (
+    AbortedError,
     AuthenticationError,
     ClosedError,
     CollectionExistsError,
@@ -27,7 +28,9 @@ from vdb.errors import (
     InvalidPayloadError,
     InvalidVectorError,
     MessageTooLargeError,
+    ModelNotLoadedError,
     NotFoundError,
+    PermissionDeniedError,
     PointNotFoundError,
     ReadOnlyError,
     ResourceExhaustedError,
@@ -53,7 +56,16 @@ def connect(address: str, api_key: str | None = None, tls=None, timeout: float |
     return _connect(address, api_key=api_key, tls=tls, timeout=timeout)
 
 
+def connect_model(address: str, api_key: str | None = None, tls=None, timeout: float | None = None):
+    """The generation model of the server at address (`vdb serve --model FILE.gguf`), with
+    the generate, chat and tokenize methods of an llm model. See vdb.rpc.model_client."""
+    from vdb.rpc.model_client import RemoteModel
+
+    return RemoteModel(address, api_key=api_key, tls=tls, timeout=timeout)
+
+
 __all__ = [
+    "AbortedError",
     "AuthenticationError",
     "ClosedError",
     "Collection",
@@ -74,7 +86,9 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidVectorError",
     "MessageTooLargeError",
+    "ModelNotLoadedError",
     "NotFoundError",
+    "PermissionDeniedError",
     "PointNotFoundError",
     "ReadOnlyError",
     "ResourceExhaustedError",
@@ -84,5 +98,6 @@ __all__ = [
     "VdbError",
     "WriteResult",
     "connect",
+    "connect_model",
     "open",
 ]

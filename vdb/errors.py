@@ -56,7 +56,11 @@ class PointNotFoundError(NotFoundError):
     """No point has this id."""
 
 
-class ReadOnlyError(VdbError, PermissionError):
+class PermissionDeniedError(VdbError, PermissionError):
+    """The caller's API key does not allow the request (PERMISSION_DENIED)."""
+
+
+class ReadOnlyError(PermissionDeniedError):
     """A write was attempted through a read-only handle."""
 
 
@@ -90,6 +94,14 @@ class DeadlineExceededError(VdbError, TimeoutError):
 
 class UnavailableError(VdbError, ConnectionError):
     """The server cannot be reached or is shutting down (UNAVAILABLE)."""
+
+
+class ModelNotLoadedError(NotFoundError):
+    """The server has no generation model (FAILED_PRECONDITION)."""
+
+
+class AbortedError(VdbError, RuntimeError):
+    """The server ended the request, as when its model was replaced mid-stream (ABORTED)."""
 
 
 class ServerError(VdbError, RuntimeError):

@@ -1,10 +1,12 @@
-"""`vdb llm info|generate|chat|bench`: GGUF generation models."""
+"""`vdb llm info|generate|chat|swap|bench`: GGUF generation models, here or on a server."""
 
 import sys
 from collections import Counter
+from pathlib import Path
 
 import click
 
+import vdb
 from vdb.cli.main import echo_json
 
 
@@ -186,9 +188,24 @@ def _stream(pieces) -> str:
     return "".join(text)
 
 
+def _open_model(ctx, model, n_ctx):
+    """The model file MODEL, or the model of the server given with --server."""
+    obj = ctx.obj
+    if obj.get("server"):
+        if model is not None:
+            raise click.UsageError("give either MODEL or --server, not both")
+        return vdb.connect_model(obj["server"], api_key=obj["api_key"], tls=obj["tls_ca"])
+    if model is None:
+        raise click.UsageError("MODEL (a .gguf file) is required without --server")
+    if not Path(model).is_file():
+        raise click.BadParameter(f"{model!r} is not a file", param_hint="MODEL")
+    import llm
+
+    return llm.load(model, n_ctx=n_ctx)
+
+
 @llm_group.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.argument("prompt")
+@click.argument("args", nargs=-1, required=True, metavar="[MODEL] PROMPT")
 @click.option(
     "--max-tokens",
     "-n",
@@ -200,16 +217,19 @@ def _stream(pieces) -> str:
 @sampler_options
 @_STOP
 @_CTX
-def generate(model, prompt, max_tokens, sampler, stop, n_ctx):
-    """Continue PROMPT with MODEL, streaming the text."""
-    import llm
-
-    m = llm.load(model, n_ctx=n_ctx)
+@click.pass_context
+def generate(ctx, args, max_tokens, sampler, stop, n_ctx):
+    """Continue PROMPT with MODEL (a .gguf file), or with the server's model given --server,
+    streaming the text."""
+    if len(args) > 2:
+        raise click.UsageError("expected [MODEL] PROMPT")
+    *model, prompt = args
+    m = _open_model(ctx, model[0] if model else None, n_ctx)
     _stream(m.generate(prompt, max_tokens=max_tokens, stop=stop, stream=True, **sampler))
 
 
 @llm_group.command("chat")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", required=False)
 @click.option("--system", help="A system message to begin the conversation with.")
 @click.option(
     "--max-tokens",
@@ -222,13 +242,12 @@ def generate(model, prompt, max_tokens, sampler, stop, n_ctx):
 @sampler_options
 @_STOP
 @_CTX
-def chat_command(model, system, max_tokens, sampler, stop, n_ctx):
-    """Talk with MODEL: type a message, read the streamed reply. Uses the model's chat
-    template (a plain transcript when it has none). An empty line or end of input quits;
-    /reset starts over."""
-    import llm
-
-    m = llm.load(model, n_ctx=n_ctx)
+@click.pass_context
+def chat_command(ctx, model, system, max_tokens, sampler, stop, n_ctx):
+    """Talk with MODEL (a .gguf file), or with the server's model given --server: type a
+    message, read the streamed reply. Uses the model's chat template (a plain transcript
+    when it has none). An empty line or end of input quits; /reset starts over."""
+    m = _open_model(ctx, model, n_ctx)
     start = [{"role": "system", "content": system}] if system else []
     messages = list(start)
     interactive = sys.stdin.isatty()
@@ -251,6 +270,26 @@ def chat_command(model, system, max_tokens, sampler, stop, n_ctx):
             messages.pop()
             continue
         messages.append({"role": "assistant", "content": reply})
+
+
+@llm_group.command("swap")
+@click.argument("name")
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds in-flight streams get to finish; those still running then end (ABORTED).",
+)
+@click.pass_context
+def swap_command(ctx, name, drain_timeout):
+    """Replace the generation model of the server given with --server by NAME, a file in
+    the server's model directory, without restarting it. Needs an admin key when the server
+    has keys; the old model keeps serving if NAME fails to load."""
+    if not ctx.obj.get("server"):
+        raise click.UsageError("swap needs --server")
+    with _open_model(ctx, None, None) as m:
+        echo_json(m.swap(name, drain_timeout))
 
 
 @llm_group.command("bench")

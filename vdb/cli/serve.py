@@ -53,6 +53,13 @@ class ByteSize(click.ParamType):
     help="An API key that may only read (env VDB_READ_ONLY_KEYS).",
 )
 @click.option(
+    "--admin-key",
+    "admin_keys",
+    multiple=True,
+    envvar="VDB_ADMIN_KEYS",
+    help="A read-write API key that may also swap the generation model (env VDB_ADMIN_KEYS).",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(dir_okay=False, exists=True),
     help="PEM certificate (chain) file; with --tls-key, serve TLS only.",
@@ -120,6 +127,37 @@ class ByteSize(click.ParamType):
     show_default=True,
     help="Seconds in-flight requests get to finish on SIGTERM or Ctrl-C.",
 )
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A GGUF generation model, loaded once for every client of the Generation service.",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="Where SwapModel finds models by file name (default: the directory of --model).",
+)
+@click.option(
+    "--ctx-size",
+    "model_ctx",
+    type=click.IntRange(1),
+    help="Context length of generation streams (default: the model's).",
+)
+@click.option(
+    "--max-generations",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Generation streams at once (each holds a worker thread); more get "
+    "RESOURCE_EXHAUSTED. Keep it below --workers.",
+)
+@click.option(
+    "--prefill-chunk",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Prompt tokens a generation stream processes per turn.",
+)
 @click.pass_context
 def serve(ctx, **opts):
     """Serve the database over gRPC until SIGTERM or Ctrl-C, then drain in-flight requests
@@ -130,11 +168,17 @@ def serve(ctx, **opts):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     opts["api_keys"] = _split(opts["api_keys"])
     opts["read_only_keys"] = _split(opts["read_only_keys"])
+    opts["admin_keys"] = _split(opts["admin_keys"])
     opts["max_message_bytes"] = opts.pop("max_message_size")
     opts["cache_entries"] = opts.pop("cache_size")
     opts["cache_bytes"] = opts.pop("cache_memory")
     options = ServerOptions(**opts)
     data = ctx.obj["data"]
+    if options.max_generations >= options.workers:
+        raise click.BadParameter(
+            "must stay below --workers, so that other requests still get a thread",
+            param_hint="--max-generations",
+        )
     with vdb.open(data) as db:
         server = Server(db, options)
         try:
@@ -145,8 +189,10 @@ def serve(ctx, **opts):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         mode = "tls" if options.tls_cert else "plaintext"
-        auth = "api keys" if options.api_keys or options.read_only_keys else "no auth"
-        click.echo(f"vdb serving {data} on {options.host}:{port} ({mode}, {auth})")
+        keys = options.api_keys or options.read_only_keys or options.admin_keys
+        auth = "api keys" if keys else "no auth"
+        model = f", model {server.models.name}" if server.models.model is not None else ""
+        click.echo(f"vdb serving {data} on {options.host}:{port} ({mode}, {auth}{model})")
         sys.stdout.flush()
         while not stop.wait(0.5):
             pass

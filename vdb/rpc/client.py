@@ -60,14 +60,9 @@ def _credentials(tls):
     raise InvalidArgumentError(f"tls must be None, True, a CA file path or PEM bytes, got {tls!r}")
 
 
-class RemoteDatabase:
-    """The methods of vdb.Database, carried out by a vdb server.
-
-    Example:
-        >>> import vdb
-        >>> db = vdb.connect("127.0.0.1:50051", api_key="...")  # doctest: +SKIP
-        >>> col = db.get_or_create_collection("docs", dim=384)  # doctest: +SKIP
-    """
+class Connection:
+    """A channel to a vdb server with the caller's key and deadline; the remote classes
+    make their calls through it."""
 
     def __init__(self, address: str, api_key=None, tls=None, timeout=None):
         self.address = address
@@ -78,19 +73,7 @@ class RemoteDatabase:
             self._channel = grpc.insecure_channel(address, options)
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self._timeout = timeout
-        self._collections_stub = cgrpc.CollectionsStub(self._channel)
-        self._points = pgrpc.PointsStub(self._channel)
-        self._snapshots = sngrpc.SnapshotsStub(self._channel)
-        self._server = sgrpc.ServerStub(self._channel)
-        self._embeddings = egrpc.EmbeddingsStub(self._channel)
-        self._collections: dict[str, RemoteCollection] = {}
-        self._lock = threading.Lock()
         self._closed = False
-        try:
-            self.read_only = self._call(self._server.Info, spb.ServerInfoRequest()).read_only
-        except BaseException:
-            self._channel.close()
-            raise
 
     def _call(self, method, request):
         if self._closed:
@@ -100,11 +83,17 @@ class RemoteDatabase:
         except grpc.RpcError as exc:
             raise status.error_from(exc) from None
 
-    def _stream(self, method, request):
-        """Call a method with a streaming response; yields the messages."""
+    def _start(self, method, request):
+        """Start a call with a streaming response: the call, an iterator of the messages
+        that cancel() (from any thread) ends."""
         if self._closed:
             raise ClosedError(f"connection to {self.address} is closed")
-        call = method(request, metadata=self._metadata, timeout=self._timeout)
+        return method(request, metadata=self._metadata, timeout=self._timeout)
+
+    def _stream(self, method, request):
+        """Call a method with a streaming response; yields the messages. Closing the
+        generator cancels the call."""
+        call = self._start(method, request)
         try:
             yield from call
         except grpc.RpcError as exc:
@@ -112,11 +101,43 @@ class RemoteDatabase:
         finally:
             call.cancel()
 
-    def __enter__(self) -> "RemoteDatabase":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._channel.close()
+
+
+class RemoteDatabase(Connection):
+    """The methods of vdb.Database, carried out by a vdb server.
+
+    Example:
+        >>> import vdb
+        >>> db = vdb.connect("127.0.0.1:50051", api_key="...")  # doctest: +SKIP
+        >>> col = db.get_or_create_collection("docs", dim=384)  # doctest: +SKIP
+    """
+
+    def __init__(self, address: str, api_key=None, tls=None, timeout=None):
+        super().__init__(address, api_key, tls, timeout)
+        self._collections_stub = cgrpc.CollectionsStub(self._channel)
+        self._points = pgrpc.PointsStub(self._channel)
+        self._snapshots = sngrpc.SnapshotsStub(self._channel)
+        self._server = sgrpc.ServerStub(self._channel)
+        self._embeddings = egrpc.EmbeddingsStub(self._channel)
+        self._collections: dict[str, RemoteCollection] = {}
+        self._lock = threading.Lock()
+        try:
+            self.read_only = self._call(self._server.Info, spb.ServerInfoRequest()).read_only
+        except BaseException:
+            self._channel.close()
+            raise
+
+    def __enter__(self) -> "RemoteDatabase":
+        return self
 
     def __repr__(self) -> str:
         return f"RemoteDatabase({self.address!r}, read_only={self.read_only})"

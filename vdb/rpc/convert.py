@@ -316,3 +316,42 @@ def require(value, what: str):
     if not value:
         raise InvalidArgumentError(f"{what} is required")
     return value
+
+
+# ---------------------------------------------------------------- sampler settings
+
+_SAMPLER_FIELDS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "tfs_z",
+    "repeat_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+    "repeat_last_n",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+    "seed",
+)
+
+
+def set_sampler(msg, settings: dict) -> None:
+    """Sampler keyword arguments (already checked by llm.generate.Sampler) -> SamplerSettings;
+    settings left out stay unset, so the server applies the same defaults."""
+    for name, value in settings.items():
+        if name == "logit_bias":
+            for token, bias in value.items():
+                msg.logit_bias[int(token)] = float(bias)
+        elif value is not None:
+            setattr(msg, name, value)
+
+
+def sampler_from(msg) -> dict:
+    """SamplerSettings -> keyword arguments for Sampler (only the fields that are set)."""
+    settings = {name: getattr(msg, name) for name in _SAMPLER_FIELDS if msg.HasField(name)}
+    if msg.logit_bias:
+        settings["logit_bias"] = dict(msg.logit_bias)
+    return settings

@@ -1,9 +1,7 @@
 """The gRPC service over one Database: servicers, API keys, the query cache, health checking,
 reflection, and a shutdown that drains in-flight requests before closing the store."""
 
-import functools
 import hmac
-import inspect
 import logging
 import re
 import secrets
@@ -26,6 +24,7 @@ from vdb.errors import (
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     ReadOnlyError,
     VdbError,
 )
@@ -35,6 +34,8 @@ from vdb.rpc._gen import collections_pb2_grpc as cgrpc
 from vdb.rpc._gen import common_pb2 as pb
 from vdb.rpc._gen import embeddings_pb2 as epb
 from vdb.rpc._gen import embeddings_pb2_grpc as egrpc
+from vdb.rpc._gen import generation_pb2 as gpb
+from vdb.rpc._gen import generation_pb2_grpc as ggrpc
 from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc._gen import points_pb2_grpc as pgrpc
 from vdb.rpc._gen import server_pb2 as spb
@@ -42,6 +43,8 @@ from vdb.rpc._gen import server_pb2_grpc as sgrpc
 from vdb.rpc._gen import snapshots_pb2 as snpb
 from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
 from vdb.rpc.cache import QueryCache
+from vdb.rpc.generation import GenerationService, ModelHost
+from vdb.rpc.handler import rpc
 from vdb.storage import keys
 from vdb.storage.codec import decode_id, encode_id
 
@@ -55,8 +58,10 @@ SERVICES = tuple(
         (snpb, "Snapshots"),
         (spb, "Server"),
         (epb, "Embeddings"),
+        (gpb, "Generation"),
     )
 )
+READ, WRITE, ADMIN = range(3)
 CHUNK = 1 << 20  # bytes per snapshot FileChunk
 SNAPSHOT_RE = re.compile(r"^snapshot-\d{8}-\d{6}-[0-9a-f]{6}$")
 
@@ -65,8 +70,9 @@ SNAPSHOT_RE = re.compile(r"^snapshot-\d{8}-\d{6}-[0-9a-f]{6}$")
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 50051  # 0 picks a free port
-    api_keys: tuple[str, ...] = ()  # read-write keys; with none (and no read-only keys) no auth
+    api_keys: tuple[str, ...] = ()  # read-write keys; with no keys at all, no auth
     read_only_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()  # read-write keys that may also swap the model
     tls_cert: str | None = None  # PEM certificate chain file
     tls_key: str | None = None  # PEM private key file
     max_message_bytes: int = 64 << 20  # largest request or response
@@ -78,6 +84,11 @@ class ServerOptions:
     cache_bytes: int = 256 << 20  # total size of cached responses
     snapshot_dir: str | None = None  # default: DATA/snapshots
     grace: float = 30.0  # seconds in-flight requests get to finish at shutdown
+    model: str | None = None  # GGUF generation model file, loaded at start
+    model_dir: str | None = None  # where SwapModel finds models (default: the model's directory)
+    model_ctx: int | None = None  # context length (default: the model's own)
+    max_generations: int = 4  # generation streams at once; more get RESOURCE_EXHAUSTED
+    prefill_chunk: int = 256  # prompt tokens per turn of a generation stream
 
 
 class _Core:
@@ -92,33 +103,43 @@ class _Core:
         )
         self.started = time.time()
         self.snapshot_dir = Path(options.snapshot_dir or Path(db.path) / "snapshots")
-        self._rw = [k.encode() for k in options.api_keys]
+        self._admin = [k.encode() for k in options.admin_keys]
+        self._rw = [k.encode() for k in options.api_keys] + self._admin
         self._ro = [k.encode() for k in options.read_only_keys]
         self._lock = threading.Lock()
         self.in_flight = 0
 
     # ------------------------------------------------------------ admission
 
-    def writable(self, context) -> bool:
-        """Whether the caller may write. AuthenticationError when keys are set and the
-        request carries none or an unknown one."""
+    def role(self, context) -> int:
+        """READ, WRITE or ADMIN: what the caller's key allows (ADMIN without keys).
+        AuthenticationError when keys are set and the request carries none or an unknown
+        one."""
         if not (self._rw or self._ro):
-            return True
+            return ADMIN
         key = _api_key(context.invocation_metadata())
         if key is None:
             raise AuthenticationError(
                 "this server requires an API key: send metadata 'authorization: Bearer KEY'"
             )
         key = key.encode()
+        if any(hmac.compare_digest(key, k) for k in self._admin):
+            return ADMIN
         if any(hmac.compare_digest(key, k) for k in self._rw):
-            return True
+            return WRITE
         if any(hmac.compare_digest(key, k) for k in self._ro):
-            return False
+            return READ
         raise AuthenticationError("the API key is not valid")
 
-    def admit(self, context, write: bool) -> None:
-        if not self.writable(context) and write:
+    def writable(self, context) -> bool:
+        return self.role(context) >= WRITE
+
+    def admit(self, context, write: bool, admin: bool = False) -> None:
+        role = self.role(context)
+        if write and role < WRITE:
             raise ReadOnlyError("this API key may only read")
+        if admin and role < ADMIN:
+            raise PermissionDeniedError("this request needs an admin API key")
         self.check_deadline(context)
 
     @staticmethod
@@ -166,44 +187,6 @@ def _api_key(metadata) -> str | None:
         if key == "x-api-key":
             return value
     return None
-
-
-def rpc(write: bool = False):
-    """Wrap a servicer method: admission (API key, role, deadline), in-flight accounting, and
-    exceptions turned into status codes. Works for unary and streaming responses."""
-
-    def wrap(method):
-        if inspect.isgeneratorfunction(method):
-
-            @functools.wraps(method)
-            def streaming(self, request, context):
-                core = self.core
-                core.enter()
-                try:
-                    core.admit(context, write)
-                    yield from method(self, request, context)
-                except Exception as exc:
-                    core.fail(context, exc)
-                finally:
-                    core.leave()
-
-            return streaming
-
-        @functools.wraps(method)
-        def unary(self, request, context):
-            core = self.core
-            core.enter()
-            try:
-                core.admit(context, write)
-                return method(self, request, context)
-            except Exception as exc:
-                core.fail(context, exc)
-            finally:
-                core.leave()
-
-        return unary
-
-    return wrap
 
 
 # ---------------------------------------------------------------- services
@@ -567,6 +550,12 @@ class Server:
         sngrpc.add_SnapshotsServicer_to_server(SnapshotsService(self.core), self._server)
         sgrpc.add_ServerServicer_to_server(ServerService(self.core), self._server)
         egrpc.add_EmbeddingsServicer_to_server(EmbeddingsService(self.core), self._server)
+        self.models = ModelHost(
+            options.model, options.model_dir, options.model_ctx, options.max_generations
+        )
+        ggrpc.add_GenerationServicer_to_server(
+            GenerationService(self.core, self.models, options.prefill_chunk), self._server
+        )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

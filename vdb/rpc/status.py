@@ -11,8 +11,10 @@ ERROR_KEY = "vdb-error"
 # Most specific first: the first matching class decides the code.
 _CODES = (
     (errors.CollectionExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.ModelNotLoadedError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (errors.ReadOnlyError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.AbortedError, grpc.StatusCode.ABORTED),
     (errors.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (errors.MessageTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -35,6 +37,8 @@ _DEFAULTS = {
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceededError,
     grpc.StatusCode.UNAVAILABLE: errors.UnavailableError,
     grpc.StatusCode.CANCELLED: errors.UnavailableError,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.ModelNotLoadedError,
+    grpc.StatusCode.ABORTED: errors.AbortedError,
 }
 
 

@@ -1,0 +1,294 @@
+"""The Generation service: one GGUF model shared by every client, fair turns between
+concurrent streams, cancellation, and replacing the model while the server runs."""
+
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from pathlib import Path
+
+from llm.errors import ModelNotFoundError
+from vdb.errors import (
+    AbortedError,
+    InvalidArgumentError,
+    ModelNotLoadedError,
+    ResourceExhaustedError,
+)
+from vdb.rpc import convert
+from vdb.rpc._gen import generation_pb2 as gpb
+from vdb.rpc._gen import generation_pb2_grpc as ggrpc
+from vdb.rpc.handler import rpc
+
+DEFAULT_DRAIN = 30.0  # seconds in-flight streams get when the model is replaced
+POLL = 0.05  # seconds between checks for cancellation while waiting
+
+
+class TurnCancelled(Exception):
+    """The stream stopped waiting for its turn (cancelled, or its model is being replaced)."""
+
+
+class Turns:
+    """First come, first served turns: one generation step (a prompt chunk or one token) runs
+    at a time, and a stream that finishes a step queues behind the streams already waiting,
+    so concurrent streams advance in rotation and none waits behind another's whole reply.
+    One step at a time also lets each step use both cores for its matrix work."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._queue: deque = deque()
+        self._busy = False
+
+    @contextmanager
+    def turn(self, stopped):
+        """Hold the turn for one step; TurnCancelled once stopped() while waiting."""
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while self._busy or self._queue[0] is not ticket:
+                    if stopped():
+                        raise TurnCancelled
+                    self._cond.wait(POLL)
+            except BaseException:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+
+class _Stream:
+    def __init__(self, model, name: str):
+        self.model, self.name = model, name
+        self.aborted = threading.Event()
+
+
+class ModelHost:
+    """The server's generation model: loaded once, used by every stream, and replaced by
+    swap() after the streams in flight drain."""
+
+    def __init__(self, path=None, model_dir=None, n_ctx=None, max_streams=4):
+        self.n_ctx = n_ctx
+        self.max_streams = max_streams
+        self.model, self.name = None, ""
+        self.model_dir = Path(model_dir) if model_dir else None
+        if path is not None:
+            path = Path(path)
+            self.model, self.name = self._load(path), path.name
+            self.model_dir = self.model_dir or path.parent
+        self.turns = Turns()
+        self.swaps = 0
+        self._cond = threading.Condition()
+        self._streams: set[_Stream] = set()
+        self._swapping = False
+        self._swap_lock = threading.Lock()
+
+    def _load(self, path: Path):
+        import llm
+
+        return llm.load(path, self.n_ctx)
+
+    @property
+    def active(self) -> int:
+        return len(self._streams)
+
+    @contextmanager
+    def stream(self, cancelled):
+        """Admit one stream: its model stays the same until it ends."""
+        with self._cond:
+            while self._swapping:
+                if cancelled():
+                    raise TurnCancelled
+                self._cond.wait(POLL)
+            if self.model is None:
+                raise ModelNotLoadedError(
+                    "this server has no generation model: start it with --model FILE.gguf"
+                )
+            if len(self._streams) >= self.max_streams:
+                raise ResourceExhaustedError(
+                    f"the server already runs its limit of {self.max_streams} generation "
+                    "streams; retry later"
+                )
+            handle = _Stream(self.model, self.name)
+            self._streams.add(handle)
+        try:
+            yield handle
+        finally:
+            with self._cond:
+                self._streams.discard(handle)
+                self._cond.notify_all()
+
+    def resolve(self, name: str) -> Path:
+        if self.model_dir is None:
+            raise InvalidArgumentError(
+                "this server has no model directory: start it with --model or --model-dir"
+            )
+        if not name or name != Path(name).name or name.startswith("."):
+            raise InvalidArgumentError(
+                f"{name!r}: name a file in the server's model directory, not a path"
+            )
+        path = self.model_dir / name
+        if not path.is_file():
+            raise ModelNotFoundError(f"no model file {name!r} in the server's model directory")
+        return path
+
+    def swap(self, name: str, drain_timeout: float = DEFAULT_DRAIN) -> None:
+        """Load name, wait for the streams in flight (up to drain_timeout seconds, then abort
+        the rest at their next step), and switch. New streams wait for the switch. A model
+        that fails to load leaves the old one serving."""
+        path = self.resolve(name)
+        with self._swap_lock:
+            new = self._load(path)
+            with self._cond:
+                self._swapping = True
+                try:
+                    deadline = time.monotonic() + drain_timeout
+                    while self._streams and (left := deadline - time.monotonic()) > 0:
+                        self._cond.wait(left)
+                    for handle in self._streams:
+                        handle.aborted.set()
+                    while self._streams:
+                        self._cond.wait(POLL)
+                    self.model, self.name = new, path.name
+                    self.swaps += 1
+                finally:
+                    self._swapping = False
+                    self._cond.notify_all()
+
+
+class GenerationService(ggrpc.GenerationServicer):
+    def __init__(self, core, host: ModelHost, prefill_chunk: int = 256):
+        self.core, self.host, self.prefill_chunk = core, host, prefill_chunk
+
+    def _serve(self, context, start):
+        """Stream the pieces of the generation start(model, cancel) makes, a step per turn."""
+        cancel = threading.Event()
+        context.add_callback(cancel.set)
+        host = self.host
+        try:
+            with host.stream(cancel.is_set) as handle:
+                run = start(handle.model, cancel)
+                stopped = lambda: cancel.is_set() or handle.aborted.is_set()  # noqa: E731
+                try:
+                    while True:
+                        self.core.check_deadline(context)
+                        with host.turns.turn(stopped):
+                            if handle.aborted.is_set():
+                                raise TurnCancelled
+                            try:
+                                piece = run.step()
+                            except StopIteration:
+                                break
+                        if piece:
+                            yield gpb.GenerateResponse(text=piece)
+                except TurnCancelled:
+                    if handle.aborted.is_set() and not cancel.is_set():
+                        raise AbortedError(
+                            "the server's model was replaced before this stream finished"
+                        ) from None
+                    return
+                finally:
+                    run.close()
+                if run.finish_reason == "cancelled":
+                    return
+                yield gpb.GenerateResponse(
+                    finished=gpb.Finished(
+                        reason=run.finish_reason,
+                        prompt_tokens=run.prompt_tokens,
+                        completion_tokens=run.completion_tokens,
+                        model=handle.name,
+                    )
+                )
+        except TurnCancelled:
+            return
+
+    @rpc()
+    def Generate(self, request, context):
+        if request.prompt and request.prompt_ids:
+            raise InvalidArgumentError("give either prompt or prompt_ids, not both")
+        prompt = list(request.prompt_ids) or request.prompt
+        settings = convert.sampler_from(request.sampler)
+        max_tokens = request.max_tokens if request.HasField("max_tokens") else 128
+
+        def start(model, cancel):
+            return model.generate(
+                prompt,
+                max_tokens,
+                tuple(request.stop),
+                stream=True,
+                cancel=cancel,
+                prefill_chunk=self.prefill_chunk,
+                **settings,
+            )
+
+        yield from self._serve(context, start)
+
+    @rpc()
+    def Chat(self, request, context):
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        settings = convert.sampler_from(request.sampler)
+        max_tokens = request.max_tokens if request.HasField("max_tokens") else 256
+
+        def start(model, cancel):
+            return model.chat(
+                messages,
+                max_tokens,
+                tuple(request.stop),
+                stream=True,
+                cancel=cancel,
+                prefill_chunk=self.prefill_chunk,
+                **settings,
+            )
+
+        yield from self._serve(context, start)
+
+    def _model(self):
+        model = self.host.model
+        if model is None:
+            raise ModelNotLoadedError(
+                "this server has no generation model: start it with --model FILE.gguf"
+            )
+        return model
+
+    @rpc()
+    def Tokenize(self, request, context):
+        bos = request.bos if request.HasField("bos") else None
+        ids = self._model().tokenize(request.text, bos=bos, special=request.special)
+        return gpb.TokenizeResponse(ids=ids)
+
+    def _info(self) -> gpb.ModelInfoResponse:
+        host = self.host
+        model, name = host.model, host.name
+        msg = gpb.ModelInfoResponse(
+            loaded=model is not None, swaps=host.swaps, active_streams=host.active
+        )
+        if model is not None:
+            msg.name = name
+            msg.architecture = model.config.architecture
+            msg.context_length = model.n_ctx
+            msg.vocab_size = model.config.vocab_size
+            msg.file_bytes = model.file.path.stat().st_size
+            msg.chat_template = bool(model.chat_template)
+        return msg
+
+    @rpc()
+    def ModelInfo(self, request, context):
+        return self._info()
+
+    @rpc(write=True, admin=True)
+    def SwapModel(self, request, context):
+        timeout = request.drain_timeout if request.HasField("drain_timeout") else DEFAULT_DRAIN
+        if not timeout >= 0:
+            raise InvalidArgumentError(f"drain_timeout must be >= 0 seconds, got {timeout}")
+        self.host.swap(request.name, timeout)
+        return self._info()
