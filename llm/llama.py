@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llm import quants
+from llm import attention, quants
 from llm.config import ModelConfig
 from llm.errors import ContextOverflowError, PromptError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
@@ -40,6 +40,15 @@ class KVCache:
     @property
     def n_ctx(self) -> int:
         return self.k.shape[2]
+
+    @property
+    def k16(self) -> np.ndarray:
+        """The keys' float16 bits as uint16 (a view), for the decode kernel."""
+        return self.k.view(np.uint16)
+
+    @property
+    def v16(self) -> np.ndarray:
+        return self.v.view(np.uint16)
 
 
 class _Layer:
@@ -141,6 +150,11 @@ class LlamaModel:
             cache.k[li, :, start:end] = k.transpose(1, 0, 2)
             cache.v[li, :, start:end] = v.transpose(1, 0, 2)
             q = q.astype(np.float16).astype(np.float32)  # as llama.cpp multiplies by f16 keys
+            if n == 1:
+                ctx = np.empty((heads, hd), np.float32)
+                attention.decode(q[0], cache.k16[li], cache.v16[li], end, scale, ctx)
+                x = self._after_attention(x, ctx.reshape(1, heads * hd), layer)
+                continue
             keys = cache.k[li, :, :end].astype(np.float32)  # (kv, end, hd)
             values = cache.v[li, :, :end].astype(np.float32)
             qg = q.transpose(1, 0, 2).reshape(kv_heads, group * n, hd)  # heads grouped by kv head
@@ -152,21 +166,25 @@ class LlamaModel:
             scores /= scores.sum(axis=-1, keepdims=True)
             scores = scores.astype(np.float16).astype(np.float32)  # against f16 values
             ctx = (scores.reshape(kv_heads, group * n, end) @ values).reshape(heads, n, hd)
-            attn = ctx.transpose(1, 0, 2).reshape(n, heads * hd)
-            if layer.attn_sub_norm is not None:
-                attn = _rms_norm(attn, layer.attn_sub_norm, cfg.norm_eps)
-            x = x + _linear(attn, layer.o, None, sc["attn_output"])
-            h = _rms_norm(x, layer.ffn_norm, cfg.norm_eps)
-            gate = _linear(h, layer.gate, None, sc["ffn_gate"])
-            up = _linear(h, layer.up, None, sc["ffn_up"])
-            act = gate / (1.0 + np.exp(-gate)) * up
-            if layer.ffn_sub_norm is not None:
-                act = _rms_norm(act, layer.ffn_sub_norm, cfg.norm_eps)
-            x = x + _linear(act, layer.down, None, sc["ffn_down"])
+            x = self._after_attention(x, ctx.transpose(1, 0, 2).reshape(n, heads * hd), layer)
         cache.length = end
         last = x if all_logits else x[-1:]
         logits = quants.matmul(_rms_norm(last, self.output_norm, cfg.norm_eps), self.output)
         return logits if all_logits else logits[0]
+
+    def _after_attention(self, x, attn, layer):
+        """The attention output projection and the feed-forward block, with residuals."""
+        eps, sc = self.config.norm_eps, layer.scale
+        if layer.attn_sub_norm is not None:
+            attn = _rms_norm(attn, layer.attn_sub_norm, eps)
+        x = x + _linear(attn, layer.o, None, sc["attn_output"])
+        h = _rms_norm(x, layer.ffn_norm, eps)
+        gate = _linear(h, layer.gate, None, sc["ffn_gate"])
+        up = _linear(h, layer.up, None, sc["ffn_up"])
+        act = gate / (1.0 + np.exp(-gate)) * up
+        if layer.ffn_sub_norm is not None:
+            act = _rms_norm(act, layer.ffn_sub_norm, eps)
+        return x + _linear(act, layer.down, None, sc["ffn_down"])
 
     def _rope(self, positions: np.ndarray):
         angles = positions[:, None].astype(np.float64) * self.inv_freq[None, :]  # (n, half)

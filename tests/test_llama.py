@@ -52,12 +52,13 @@ def test_generate_text_streaming_and_stops(stories, reference):
     a = stories.generate("Once upon a time", max_tokens=20, seed=7, temperature=1.0)
     b = stories.generate("Once upon a time", max_tokens=20, seed=7, temperature=1.0)
     assert a == b
-    # prefill of all the prompt at once and token-by-token agree
+    # prefill of all the prompt at once (BLAS attention) and token-by-token (the decode
+    # kernel) agree; attention weights rounded to float16 may land one step apart
     ids = stories.tokenize("One day, a boy named Tom")
     whole = stories.net.forward(ids, stories.net.new_cache(64), all_logits=True)
     cache = stories.net.new_cache(64)
     steps = np.stack([stories.net.forward([t], cache) for t in ids])
-    np.testing.assert_allclose(whole, steps, atol=1e-4)
+    np.testing.assert_allclose(whole, steps, atol=5e-4)
 
 
 def test_bad_inputs(stories, minilm):
@@ -234,3 +235,24 @@ def test_chunked_prefill_and_single_steps_give_the_same_text(stories, reference)
     # one step per prompt chunk after the first, then one per token
     assert len(steps) == (len(case["prompt_tokens"]) - 1) // 2 + n
     assert "".join(steps) == case["greedy_text"]
+
+
+def test_decode_attention_kernel_matches_numpy():
+    from llm import attention
+
+    rng = np.random.default_rng(5)
+    heads, kv_heads, hd, n_ctx, end = 8, 2, 16, 40, 33
+    q = rng.standard_normal((heads, hd)).astype(np.float16).astype(np.float32)
+    k = rng.standard_normal((kv_heads, n_ctx, hd)).astype(np.float16)
+    v = rng.standard_normal((kv_heads, n_ctx, hd)).astype(np.float16)
+    scale = np.float32(hd**-0.5)
+    out = np.empty((heads, hd), np.float32)
+    attention.decode(q, k.view(np.uint16), v.view(np.uint16), end, scale, out)
+    group = heads // kv_heads
+    for h in range(heads):
+        keys = k[h // group, :end].astype(np.float64)
+        s = keys @ q[h] * scale
+        w = np.exp(s - s.max())
+        w = (w / w.sum()).astype(np.float16).astype(np.float64)
+        want = w @ v[h // group, :end].astype(np.float64)
+        np.testing.assert_allclose(out[h], want, atol=2e-3, rtol=1e-3)
