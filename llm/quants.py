@@ -27,7 +27,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as Q
 from numba import njit, prange
 
-from llm import qdot
+from llm import i8dot, qdot
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
 from llm.qdot import _bits_f32, _f16, _i8, _k4_scale_min, _trit
@@ -49,6 +49,7 @@ SUPPORTED = (
 )
 _SLABS = ThreadPoolExecutor(1, thread_name_prefix="llm-dequantize")
 DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
+INT8_KINDS = (2, 3)  # Q8_0 and Q4_0: integer products with the input rounded to 8 bits
 SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
 
 
@@ -335,7 +336,14 @@ def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
         return x @ np.asarray(t.raw).reshape(t.shape).T
     if x.shape[0] <= DIRECT_MAX_ROWS:
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
-        qdot.product(_KIND[t.qtype], x, _bytes(t), out)
+        kind = _KIND[t.qtype]
+        if kind in INT8_KINDS and i8dot.AVAILABLE:
+            xq = np.empty(x.shape, dtype=np.int8)
+            xd = np.empty((x.shape[0], cols // 32), dtype=np.float32)
+            i8dot.quantize(x, xq, xd)
+            i8dot.product(kind, xq, xd, _bytes(t), out)
+        else:
+            qdot.product(kind, x, _bytes(t), out)
         return out
     # Dequantize the next slab on one helper thread while BLAS multiplies this one: BLAS's
     # threads then never compete with numba's (whose idle workers spin for a while after each

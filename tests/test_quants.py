@@ -6,7 +6,7 @@ import pytest
 from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as Q
 
-from llm import quants
+from llm import i8dot, quants
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
 
@@ -44,14 +44,41 @@ def test_dequantize_matches_gguf(qtype, rng):
     np.testing.assert_array_equal(quants.dequantize(t, slice(5, 9)), ref[5:9])
 
 
+def _int8_input(x):
+    """The input as the integer kernels see it: blocks of 32 rounded to 8 bits with a
+    float16 scale (llama.cpp's Q8_0)."""
+    blocks = x.reshape(x.shape[0], -1, 32)
+    d = np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(127)
+    inv = np.divide(1, d, out=np.zeros_like(d), where=d > 0)
+    q = np.rint(blocks * inv)
+    return (q * d.astype(np.float16).astype(np.float64)).reshape(x.shape)
+
+
 @pytest.mark.parametrize("qtype", quants.SUPPORTED, ids=lambda q: q.name)
 @pytest.mark.parametrize("n", [1, quants.DIRECT_MAX_ROWS, 33])
-def test_matmul_matches_numpy(qtype, n, rng, monkeypatch):
+@pytest.mark.parametrize("int8", [True, False], ids=["int8", "float"])
+def test_matmul_matches_numpy(qtype, n, int8, rng, monkeypatch):
+    integer = int8 and i8dot.AVAILABLE and quants._KIND.get(qtype) in quants.INT8_KINDS
+    if int8 and not integer:
+        pytest.skip("no integer kernel for this type here")
     monkeypatch.setattr(quants, "SLAB_BYTES", 4 * COLS * 7)  # several slabs, one short
+    monkeypatch.setattr(i8dot, "AVAILABLE", int8 and i8dot.AVAILABLE)
     t, ref = _tensor(qtype, rng)
     x = rng.standard_normal((n, COLS)).astype(np.float32)
-    expected = x.astype(np.float64) @ ref.T.astype(np.float64)
+    xin = _int8_input(x) if integer and n <= quants.DIRECT_MAX_ROWS else x.astype(np.float64)
+    expected = xin @ ref.T.astype(np.float64)
     np.testing.assert_allclose(quants.matmul(x, t), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(not i8dot.AVAILABLE, reason="no AVX2")
+def test_int8_input_rounding(rng):
+    x = rng.standard_normal((3, 256)).astype(np.float32) * np.float32(3)
+    x[1, :32] = 0  # an all-zero block
+    x[2, 40] = 1e4  # one block dominated by a large value
+    xq, xd = np.empty(x.shape, np.int8), np.empty((3, 8), np.float32)
+    i8dot.quantize(x, xq, xd)
+    np.testing.assert_array_equal(xq * np.repeat(xd, 32, axis=1).astype(np.float64), _int8_input(x))
+    assert np.abs(xq).max() == 127 and not xq[1, :32].any()
 
 
 def test_unsupported_type_and_shape(rng):
