@@ -8,21 +8,9 @@ attention weights are rounded to float16 before they meet the values.
 """
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
-from llm.qdot import _half_f32
-
-
-@intrinsic
-def _round_half(typingctx, x):
-    """x rounded to the nearest float16, as float32."""
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
-
-    return types.float32(types.float32), codegen
+from llm.qdot import _half_f32, _round_half
 
 
 @njit(cache=True, parallel=True, fastmath=True)

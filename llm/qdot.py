@@ -51,6 +51,16 @@ def _half_f32(typingctx, bits):
     return types.float32(types.uint32), codegen
 
 
+@intrinsic
+def _round_half(typingctx, x):
+    """x rounded to the nearest float16, as float32."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.float32), codegen
+
+
 @njit(cache=True, inline="always")
 def _lanes():
     acc = carray(_stack_f32(LANES), (LANES,))

@@ -1,8 +1,9 @@
 """Weights in their GGUF blocks: numba kernels that dequantize them and multiply by them.
 
 matmul(x, W) computes x @ W.T for a weight tensor W of shape (out, in) in any supported type.
-Few input rows (decoding) run a numba kernel straight on the blocks (llm/qdot.py), parallel
-over output rows;
+Few input rows (decoding) run a numba kernel straight on the blocks, parallel over output
+rows (llm/i8dot.py: integer products for Q8_0 and Q4_0 on AVX2 CPUs; llm/qdot.py: float
+products for every type);
 many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
 hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
 
@@ -340,8 +341,9 @@ def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
         if kind in INT8_KINDS and i8dot.AVAILABLE:
             xq = np.empty(x.shape, dtype=np.int8)
             xd = np.empty((x.shape[0], cols // 32), dtype=np.float32)
-            i8dot.quantize(x, xq, xd)
-            i8dot.product(kind, xq, xd, _bytes(t), out)
+            xsum = np.empty_like(xd)
+            i8dot.quantize(x, xq, xd, xsum)
+            i8dot.product(kind, xq, xd, xsum, _bytes(t), out)
         else:
             qdot.product(kind, x, _bytes(t), out)
         return out

@@ -75,8 +75,9 @@ def test_int8_input_rounding(rng):
     x = rng.standard_normal((3, 256)).astype(np.float32) * np.float32(3)
     x[1, :32] = 0  # an all-zero block
     x[2, 40] = 1e4  # one block dominated by a large value
-    xq, xd = np.empty(x.shape, np.int8), np.empty((3, 8), np.float32)
-    i8dot.quantize(x, xq, xd)
+    xq, xd, xsum = np.empty(x.shape, np.int8), np.empty((3, 8), np.float32), np.empty((3, 8))
+    i8dot.quantize(x, xq, xd, xsum)
+    np.testing.assert_array_equal(xsum, xq.reshape(3, 8, 32).sum(axis=-1))
     np.testing.assert_array_equal(xq * np.repeat(xd, 32, axis=1).astype(np.float64), _int8_input(x))
     assert np.abs(xq).max() == 127 and not xq[1, :32].any()
 
