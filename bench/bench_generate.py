@@ -102,6 +102,7 @@ def main():
     for qtype in types:
         path = make(args.models, qtype)
         size = path.stat().st_size / 2**20
+        worker("ours", str(path), 8, 2)  # compiles any kernel not in numba's cache yet
         a = worker("ours", str(path), prompt, gen)
         b = worker("llama.cpp", str(path), prompt, gen) if have_peer else None
         print(f"{qtype} ({size:,.0f} MiB file)")

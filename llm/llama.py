@@ -155,17 +155,20 @@ class LlamaModel:
                 attention.decode(q[0], cache.k16[li], cache.v16[li], end, scale, ctx)
                 x = self._after_attention(x, ctx.reshape(1, heads * hd), layer)
                 continue
-            keys = cache.k[li, :, :end].astype(np.float32)  # (kv, end, hd)
-            values = cache.v[li, :, :end].astype(np.float32)
             qg = q.transpose(1, 0, 2).reshape(kv_heads, group * n, hd)  # heads grouped by kv head
-            scores = (qg @ keys.transpose(0, 2, 1)).reshape(kv_heads, group, n, end) * scale
-            if mask is not None:
-                scores += mask
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            scores = scores.astype(np.float16).astype(np.float32)  # against f16 values
-            ctx = (scores.reshape(kv_heads, group * n, end) @ values).reshape(heads, n, hd)
+            ctx = np.empty((kv_heads, group * n, hd), np.float32)
+            for g in range(kv_heads):  # one kv head at a time bounds the scores' memory
+                keys = cache.k[li, g, :end].astype(np.float32)  # (end, hd)
+                scores = qg[g] @ keys.T  # (group * n, end)
+                scores *= scale
+                if mask is not None:
+                    scores.reshape(group, n, end)[:] += mask
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                scores /= scores.sum(axis=-1, keepdims=True)
+                scores[:] = scores.astype(np.float16)  # rounded as they meet the f16 values
+                np.matmul(scores, cache.v[li, g, :end].astype(np.float32), out=ctx[g])
+            ctx = ctx.reshape(heads, n, hd)
             x = self._after_attention(x, ctx.transpose(1, 0, 2).reshape(n, heads * hd), layer)
         cache.length = end
         last = x if all_logits else x[-1:]
@@ -179,9 +182,14 @@ class LlamaModel:
             attn = _rms_norm(attn, layer.attn_sub_norm, eps)
         x = x + _linear(attn, layer.o, None, sc["attn_output"])
         h = _rms_norm(x, layer.ffn_norm, eps)
-        gate = _linear(h, layer.gate, None, sc["ffn_gate"])
+        act = _linear(h, layer.gate, None, sc["ffn_gate"])
         up = _linear(h, layer.up, None, sc["ffn_up"])
-        act = gate / (1.0 + np.exp(-gate)) * up
+        t = np.negative(act)  # SwiGLU in place: act = act / (1 + exp(-act)) * up
+        np.exp(t, out=t)
+        t += 1.0
+        act /= t
+        act *= up
+        del t, up
         if layer.ffn_sub_norm is not None:
             act = _rms_norm(act, layer.ffn_sub_norm, eps)
         return x + _linear(act, layer.down, None, sc["ffn_down"])
