@@ -119,13 +119,13 @@ def _block_q4_0(typingctx, acc, lane, row, pos, xq, xpos, scale):
     return types.void(acc, lane, row, pos, xq, xpos, scale), codegen
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, fastmath=True)  # serial: a few rows, not worth waking the threads
 def quantize(x, xq, xd, xsum):
     """Each block of 32 of x's rows rounded to 8 bits: xq = round(x / d), d = max|x| / 127
     (kept in xd rounded to float16, as llama.cpp's Q8_0 keeps it); xsum: each block's sum
     of xq."""
     n, cols = x.shape
-    for t in prange(n):
+    for t in range(n):
         for b in range(cols // 32):
             amax = np.float32(0.0)
             for j in range(32):
