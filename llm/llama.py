@@ -172,7 +172,9 @@ class LlamaModel:
             x = self._after_attention(x, ctx.transpose(1, 0, 2).reshape(n, heads * hd), layer)
         cache.length = end
         last = x if all_logits else x[-1:]
-        logits = quants.matmul(_rms_norm(last, self.output_norm, cfg.norm_eps), self.output)
+        logits = quants.matmul(
+            _rms_norm(last, self.output_norm, cfg.norm_eps), self.output, int8=True
+        )
         return logits if all_logits else logits[0]
 
     def _after_attention(self, x, attn, layer):
@@ -215,7 +217,7 @@ class LlamaModel:
 
 
 def _linear(x, w, bias, scale=None):
-    y = quants.matmul(x, w)
+    y = quants.matmul(x, w, int8=True)
     if scale is not None:
         y *= scale
     return y if bias is None else y + bias

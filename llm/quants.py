@@ -326,8 +326,10 @@ def dequantize(t: Tensor, rows=None) -> np.ndarray:
     return out
 
 
-def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
-    """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32."""
+def matmul(x: np.ndarray, t: Tensor, int8: bool = False) -> np.ndarray:
+    """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32. int8: few rows of x
+    may be rounded to 8 bits for the integer kernels (llm/i8dot.py), as llama.cpp does when
+    generating; off, the result does not depend on how many rows come at once."""
     check(t)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out_rows, cols = t.shape
@@ -338,7 +340,7 @@ def matmul(x: np.ndarray, t: Tensor) -> np.ndarray:
     if x.shape[0] <= DIRECT_MAX_ROWS:
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         kind = _KIND[t.qtype]
-        if kind in INT8_KINDS and i8dot.AVAILABLE:
+        if int8 and kind in INT8_KINDS and i8dot.AVAILABLE:
             xq = np.empty(x.shape, dtype=np.int8)
             xd = np.empty((x.shape[0], cols // 32), dtype=np.float32)
             xsum = np.empty_like(xd)

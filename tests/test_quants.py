@@ -67,7 +67,10 @@ def test_matmul_matches_numpy(qtype, n, int8, rng, monkeypatch):
     x = rng.standard_normal((n, COLS)).astype(np.float32)
     xin = _int8_input(x) if integer and n <= quants.DIRECT_MAX_ROWS else x.astype(np.float64)
     expected = xin @ ref.T.astype(np.float64)
-    np.testing.assert_allclose(quants.matmul(x, t), expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(quants.matmul(x, t, int8=True), expected, rtol=1e-4, atol=1e-3)
+    if integer:  # without int8=True the input is used as it is
+        exact = x.astype(np.float64) @ ref.T.astype(np.float64)
+        np.testing.assert_allclose(quants.matmul(x, t), exact, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.skipif(not i8dot.AVAILABLE, reason="no AVX2")
