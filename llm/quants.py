@@ -50,7 +50,7 @@ SUPPORTED = (
 )
 _SLABS = ThreadPoolExecutor(1, thread_name_prefix="llm-dequantize")
 DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
-INT8_KINDS = (2, 3)  # Q8_0 and Q4_0: integer products with the input rounded to 8 bits
+INT8_KINDS = (2, 3, 4, 9, 10)  # Q8_0, Q4_0, Q4_K, Q6_K, TQ2_0: integer products, 8-bit input
 SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
 
 

@@ -2,9 +2,11 @@
 (llm.synthetic) whose logits llama.cpp computed once (tests/golden/make_synthetic.py).
 
 llama.cpp rounds the activations entering a quantized product to 8 bits (16 for F16/BF16
-weights), which we do not, so quantized cases agree to a few per cent of the logits' spread
-over two layers; float32 cases agree to 1e-3 of it. A wrong RoPE layout, a dropped bias or
-sub-norm moves the logits by 0.37 or more of their spread (measured on these files)."""
+weights); we do too in the decode steps of the types with integer kernels (llm/i8dot.py), but
+the two roundings fall independently, so quantized cases agree to a few per cent of the
+logits' spread over two layers; float32 cases agree to 1e-3 of it. A wrong RoPE layout, a
+dropped bias or sub-norm moves the logits by 0.37 or more of their spread (measured on these
+files)."""
 
 import numpy as np
 import pytest
@@ -38,7 +40,10 @@ def test_logits_match_llama_cpp(models, arch, qtype):
     err = np.abs(ours - ref).max() / ref.std()
     corr = min(np.corrcoef(a, b)[0, 1] for a, b in zip(ours, ref, strict=True))
     assert err < max_err and corr > min_corr, (err, corr)
-    assert (ours.argmax(axis=1) == ref.argmax(axis=1)).mean() >= 0.75
+    # llama.cpp's greedy pick is ours too, or within a near-tie of it (random weights make
+    # flat logits, and the two engines round the activations independently)
+    picked = ours[np.arange(len(ours)), ref.argmax(axis=1)]
+    assert np.all(picked >= ours.max(axis=1) - 0.1 * ref.std()), ours.max(axis=1) - picked
 
 
 def test_a_wrong_rope_layout_is_caught(models):
