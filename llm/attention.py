@@ -10,6 +10,7 @@ attention weights are rounded to float16 before they meet the values.
 import numpy as np
 from numba import njit, prange
 
+from llm.ops import exp_neg_inplace
 from llm.qdot import _half_f32, _round_half
 
 
@@ -24,23 +25,35 @@ def decode(q, k, v, end, scale, out):
     for h in prange(heads):
         kh = h // group
         scores = np.empty(end, np.float32)
-        top = np.float32(-np.inf)
-        for p in range(end):
+        bits = np.empty(end, np.int32)
+        p = 0
+        while p + 4 <= end:  # four positions at once: independent sums overlap
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for d in range(hd):
+                qd = q[h, d]
+                s0 += qd * _half_f32(np.uint32(k[kh, p, d]))
+                s1 += qd * _half_f32(np.uint32(k[kh, p + 1, d]))
+                s2 += qd * _half_f32(np.uint32(k[kh, p + 2, d]))
+                s3 += qd * _half_f32(np.uint32(k[kh, p + 3, d]))
+            scores[p], scores[p + 1] = s0 * scale, s1 * scale
+            scores[p + 2], scores[p + 3] = s2 * scale, s3 * scale
+            p += 4
+        while p < end:
             s = np.float32(0.0)
             for d in range(hd):
                 s += q[h, d] * _half_f32(np.uint32(k[kh, p, d]))
-            s *= scale
-            scores[p] = s
-            top = max(top, s)
-        total = np.float32(0.0)
+            scores[p] = s * scale
+            p += 1
+        top = scores.max()
         for p in range(end):
-            e = np.exp(scores[p] - top)
-            scores[p] = e
-            total += e
-        inv = np.float32(1.0) / total
+            scores[p] -= top
+        exp_neg_inplace(scores, bits)  # vectorized, where np.exp calls libm per element
+        inv = np.float32(1.0) / scores.sum()
+        for p in range(end):
+            scores[p] = _round_half(scores[p] * inv)
         acc = np.zeros(hd, np.float32)
         for p in range(end):
-            w = _round_half(scores[p] * inv)
+            w = scores[p]
             for d in range(hd):
                 acc[d] += w * _half_f32(np.uint32(v[kh, p, d]))
         for d in range(hd):
