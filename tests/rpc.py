@@ -71,7 +71,11 @@ class ServerProcess:
         match = re.search(r" on (\S+:\d+) ", line)
         if not match:
             self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+            err = self.proc.stderr.read()
+            self.proc.wait(30)
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+            raise RuntimeError(f"server did not start: {line!r} {err}")
         self.address = match.group(1)
 
     def kill(self) -> None:
