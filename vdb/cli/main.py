@@ -84,7 +84,7 @@ def _jsonable(value):
 
 
 def _register() -> None:
-    from vdb.cli import collection, demo, embed, llm, model, points, serve
+    from vdb.cli import collection, demo, embed, ingest, llm, model, points, serve
 
     main.add_command(collection.collection)
     main.add_command(points.import_cmd)
@@ -93,6 +93,7 @@ def _register() -> None:
     main.add_command(serve.serve)
     main.add_command(model.model)
     main.add_command(embed.embed_cmd)
+    main.add_command(ingest.ingest_cmd)
     main.add_command(llm.llm_group)
 
 

@@ -1,0 +1,1 @@
+"""Text handling for retrieval: file loaders and token-budgeted chunking."""
