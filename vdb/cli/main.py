@@ -84,7 +84,7 @@ def _jsonable(value):
 
 
 def _register() -> None:
-    from vdb.cli import collection, demo, embed, ingest, llm, model, points, serve
+    from vdb.cli import ask, collection, demo, embed, ingest, llm, model, points, serve
 
     main.add_command(collection.collection)
     main.add_command(points.import_cmd)
@@ -94,6 +94,7 @@ def _register() -> None:
     main.add_command(model.model)
     main.add_command(embed.embed_cmd)
     main.add_command(ingest.ingest_cmd)
+    main.add_command(ask.ask_cmd)
     main.add_command(llm.llm_group)
 
 

@@ -124,6 +124,13 @@ def _read_jsonl(file: Path):
 
 @click.command()
 @click.argument("collection")
+@click.option(
+    "--collection",
+    "-c",
+    "hybrid_in",
+    help="Hybrid search: the argument is the query text, searched in this collection by "
+    "meaning and by words (BM25), fused; hits show their sources.",
+)
 @click.option("--text", "-t", help="A text query (for a collection with an embedder).")
 @click.option("--vector", "-v", help="The query vector as a JSON list.")
 @click.option(
@@ -142,10 +149,15 @@ def _read_jsonl(file: Path):
 @click.option("--with-vectors", is_flag=True, help="Include the stored vectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def search(ctx, collection, text, vector, file, row, k, filter_json, ef, with_vectors, as_json):
-    """Search COLLECTION for the nearest points to a query vector or text."""
-    query = text if text is not None else _read_query(vector, file, row)
+def search(
+    ctx, collection, hybrid_in, text, vector, file, row, k, filter_json, ef, with_vectors, as_json
+):
+    """Search COLLECTION for the nearest points to a query vector or text; or, as
+    `vdb search "QUERY" --collection NAME`, search ingested documents by meaning and words."""
     flt = parse_json(filter_json, "--filter") if filter_json else None
+    if hybrid_in is not None:
+        return _hybrid(ctx, hybrid_in, collection, k, flt, as_json)
+    query = text if text is not None else _read_query(vector, file, row)
     with open_db(ctx, read_only=True) as db:
         col = db.get_collection(collection)
         hits = col.search(query, k=k, filter=flt, with_vectors=with_vectors, ef=ef)
@@ -169,6 +181,29 @@ def search(ctx, collection, text, vector, file, row, k, filter_json, ef, with_ve
     for rank, h in enumerate(hits, 1):
         doc = (h.document or "")[:60]
         click.echo(f"{rank}\t{h.id}\t{h.score:.4f}\t{json.dumps(h.payload)}\t{doc}")
+
+
+def _hybrid(ctx, name, query, k, flt, as_json):
+    from vdb import rag
+
+    with open_db(ctx, read_only=True) as db:
+        hits = rag.search(db.get_collection(name), query, k=k, filter=flt)
+    if as_json:
+        echo_json(
+            [
+                {"id": h.id, "score": h.score, "payload": h.payload, "document": h.document}
+                for h in hits
+            ]
+        )
+        return
+    for rank, h in enumerate(hits, 1):
+        p = h.payload or {}
+        where = p.get("source") or p.get("file") or str(h.id)
+        if p.get("headings"):
+            where += " > " + " > ".join(p["headings"])
+        text = " ".join((h.document or "").split())
+        click.echo(f"{rank}. {h.score:.3f}  {where}")
+        click.echo(f"   {text[:200]}{'...' if len(text) > 200 else ''}")
 
 
 def _read_query(vector, file, row):

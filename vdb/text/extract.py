@@ -4,21 +4,27 @@ and answer sentence share their rare words far more often than the embedding alo
 
 import re
 
-from vdb.text.chunking import SENTENCE_END
+from vdb.text.chunking import HEADING, SENTENCE_END
 
 TERM_WEIGHT = 1.0
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of text, whitespace trimmed."""
-    cuts = [0, *(m.end() for m in SENTENCE_END.finditer(text)), len(text)]
+    """(start, end) of each sentence of text, whitespace trimmed; paragraphs and lines break
+    sentences too, and Markdown heading lines are not sentences."""
     spans = []
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        piece = text[a:b]
-        lead = len(piece) - len(piece.lstrip())
-        body = piece.strip()
-        if body and re.search(r"\w", body):
-            spans.append((a + lead, a + lead + len(body)))
+    for block in re.finditer(r"[^\n]+", text):
+        line = block.group()
+        if HEADING.match(line.strip()):
+            continue
+        base = block.start()
+        cuts = [0, *(m.end() for m in SENTENCE_END.finditer(line)), len(line)]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            piece = line[a:b]
+            lead = len(piece) - len(piece.lstrip())
+            body = piece.strip()
+            if body and re.search(r"\w", body):
+                spans.append((base + a + lead, base + a + lead + len(body)))
     return spans
 
 

@@ -1,0 +1,223 @@
+"""Answers from a collection of ingested chunks: hybrid retrieval, then either a generated
+answer that cites numbered sources, or, with no generation model, an extractive one.
+
+search() fuses the collection's dense search with BM25 over its documents (vdb.text.hybrid:
+a convex combination of normalized scores, chosen by bench/eval_retrieval.py). The BM25
+index is built from the collection's documents on first use and rebuilt when the
+collection's sequence number has moved (any write), so it is always in step with upserts and
+deletes; rebuilding costs a scan of the documents (about 1 s per 20,000 chunks here).
+"""
+
+import re
+import threading
+import weakref
+from dataclasses import asdict, dataclass, field
+
+from vdb.collection import Hit
+from vdb.errors import InvalidArgumentError
+from vdb.text import bm25, extract, hybrid
+
+POOL = 100  # candidates from each retriever before fusion
+SYSTEM = (
+    "Answer the question using only the numbered sources below. Cite the sources you use "
+    "as [1], [2]. If the sources do not hold the answer, say that you do not know."
+)
+
+
+@dataclass
+class Source:
+    number: int  # as cited in the prompt and the answer: [number]
+    id: int | str
+    score: float
+    text: str
+    file: str | None
+    source: str | None
+    headings: list
+    start: int | None
+    end: int | None
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    extractive: bool  # True: a sentence quoted from the best source, no model involved
+    sources: list[Source] = field(default_factory=list)  # what the answer was built from
+    cited: list[int] = field(default_factory=list)  # numbers of the sources it cites
+    span: tuple[int, int] | None = None  # extractive: the sentence's span in sources[0].text
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # collection -> index
+_cache_lock = threading.Lock()
+
+
+def _bm25(col):
+    """(ids, Bm25Index) over the collection's documents, rebuilt after any write."""
+    lsn = col.info()["lsn"]
+    with _cache_lock:
+        hit = _cache.get(col)
+        if hit is not None and hit[0] == lsn:
+            return hit[1], hit[2]
+    ids, docs, after = [], [], None
+    while True:
+        page, after = col.scroll(limit=2000, after=after)
+        for r in page:
+            if r.document:
+                ids.append(r.id)
+                docs.append(r.document)
+        if after is None:
+            break
+    index = bm25.Bm25Index(docs)
+    with _cache_lock:
+        _cache[col] = (lsn, ids, index)
+    return ids, index
+
+
+def search(col, query: str, k: int = 10, filter=None, dense_weight: float = hybrid.DENSE_WEIGHT):
+    """Hybrid search of a collection with an embedder and documents: Hits best first, the
+    score being the fused score in [0, 1]."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidArgumentError("the query must be a non-empty text")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
+    if not 0 <= dense_weight <= 1:
+        raise InvalidArgumentError(f"dense_weight must be in [0, 1], got {dense_weight}")
+    dense_hits = col.search(query, k=POOL, filter=filter)
+    ids, index = _bm25(col)
+    sparse = [(ids[i], s) for i, s in index.search(query, POOL)]
+    if filter is not None and sparse:
+        allowed = _matching(col, filter)
+        sparse = [(i, s) for i, s in sparse if i in allowed]
+    fused = hybrid.convex([(h.id, h.score) for h in dense_hits], sparse, dense_weight)[:k]
+    known = {h.id: h for h in dense_hits}
+    missing = [i for i, _ in fused if i not in known]
+    if missing:
+        for r in col.get(missing, with_vectors=False):
+            known[r.id] = Hit(r.id, 0.0, r.payload, r.document)
+    return [Hit(i, float(s), known[i].payload, known[i].document) for i, s in fused if i in known]
+
+
+def _matching(col, filter) -> set:
+    """The ids of the points that pass filter."""
+    ids, after = set(), None
+    while True:
+        page, after = col.scroll(filter, limit=5000, after=after)
+        ids.update(r.id for r in page)
+        if after is None:
+            return ids
+
+
+def _sources(hits) -> list[Source]:
+    out = []
+    for n, h in enumerate(hits, 1):
+        p = h.payload or {}
+        out.append(
+            Source(
+                n,
+                h.id,
+                h.score,
+                h.document or "",
+                p.get("file"),
+                p.get("source"),
+                list(p.get("headings") or []),
+                p.get("start"),
+                p.get("end"),
+            )
+        )
+    return out
+
+
+def ask(
+    col,
+    question: str,
+    model=None,
+    k: int = 5,
+    filter=None,
+    max_tokens: int = 256,
+    on_piece=None,
+    **sampler,
+) -> Answer:
+    """Answer question from col. With model (an llm model, local or remote) the answer is
+    generated from the numbered sources that fit its context; on_piece(text) receives it as
+    it streams. Without one, the answer is the best sentence of the best source, labelled
+    extractive."""
+    hits = search(col, question, k=k, filter=filter)
+    sources = _sources(hits)
+    if not sources:
+        text = "No source in the collection matches the question."
+        if on_piece:
+            on_piece(text)
+        return Answer(question, text, model is None, [])
+    if model is None:
+        import embed
+
+        embedder = embed.load(col.config.embedder)
+        top = sources[0]
+        terms = bm25.Bm25Index([]).tokenize
+        sentence, a, b, _ = extract.best_sentence(question, top.text, embedder, terms)
+        if on_piece:
+            on_piece(sentence)
+        return Answer(question, sentence, True, sources, [1], (a, b))
+    used = _fit(model, question, sources, max_tokens)
+    messages = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": _prompt(question, used)},
+    ]
+    pieces = []
+    for piece in model.chat(messages, max_tokens=max_tokens, stream=True, **sampler):
+        pieces.append(piece)
+        if on_piece:
+            on_piece(piece)
+    text = "".join(pieces)
+    numbers = {s.number for s in used}
+    cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", text)} & numbers)
+    return Answer(question, text, False, used, cited)
+
+
+def _label(s: Source) -> str:
+    where = s.source or s.file or str(s.id)
+    if s.headings:
+        where += " > " + " > ".join(s.headings)
+    return where
+
+
+def _prompt(question: str, sources: list[Source]) -> str:
+    blocks = [f"[{s.number}] ({_label(s)})\n{s.text}" for s in sources]
+    return "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+
+
+def _fit(model, question: str, sources: list[Source], max_tokens: int) -> list[Source]:
+    """The best sources whose prompt fits the model's context with max_tokens to spare,
+    counted by the model's own tokenizer."""
+    budget = _context(model) - max_tokens
+    used = []
+    for s in sources:
+        trial = [*used, s]
+        messages = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": _prompt(question, trial)},
+        ]
+        if _count(model, messages) > budget:
+            continue
+        used = trial
+    if not used:
+        raise InvalidArgumentError(
+            f"not even one source fits the model's context of {_context(model)} tokens with "
+            f"{max_tokens} to generate; lower max_tokens"
+        )
+    return used
+
+
+def _context(model) -> int:
+    n = getattr(model, "n_ctx", None)
+    return int(n if n is not None else model.info()["context_length"])
+
+
+def _count(model, messages) -> int:
+    if hasattr(model, "chat_prompt"):
+        return len(model.tokenize(model.chat_prompt(messages), special=True))
+    text = "\n\n".join(m["content"] for m in messages)
+    return len(model.tokenize(text)) + 32  # remote: the template's own tokens, roughly
