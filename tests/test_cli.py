@@ -137,10 +137,15 @@ def test_help_everywhere_and_demo(tmp_path):
         ["import", "--help"],
         ["search", "--help"],
         ["demo", "--help"],
+        ["ingest", "--help"],
+        ["ask", "--help"],
     ):
         assert "Usage" in run(tmp_path, *args).output
     out = run(tmp_path, "demo", "--keep", str(tmp_path / "demo")).output
-    assert "Fresh strawberries" in out and "articles from 2023 on: 5" in out
+    assert "5 files, " in out and "(extractive): If an ingestion is killed, running it" in out
+    assert "source: server.md > Running vdb as a server > Security" in out
+    again = run(tmp_path, "demo", "--keep", str(tmp_path / "demo"), "-q", "What is vdb?").output
+    assert "5 files unchanged" in again and "Q: What is vdb?" in again
 
 
 def test_commands_against_a_server(tmp_path):

@@ -120,3 +120,14 @@ def test_cli(tmp_path, corpus):
     assert out.exit_code == 0 and "zebra.md > Zebras" in out.output
     out = runner.invoke(cli, [*data, "ask", "x", "-c", "missing"])
     assert out.exit_code == 1 and "CollectionNotFoundError" in out.output
+
+
+def test_sentences_span_wrapped_lines_but_not_headings():
+    from vdb.text.extract import sentence_spans
+
+    text = "## Head\n\nFirst line of a sentence\nthat wraps. Second one!\n\nNew para: here."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "First line of a sentence\nthat wraps.",
+        "Second one!",
+        "New para: here.",
+    ]

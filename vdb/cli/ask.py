@@ -56,6 +56,8 @@ def ask_cmd(
     flt = parse_json(filter_json, "--filter") if filter_json else None
 
     def show(piece):
+        if model is None:  # a quoted sentence: its line breaks are the file's wrapping
+            piece = " ".join(piece.split())
         sys.stdout.write(piece)
         sys.stdout.flush()
 

@@ -1,43 +1,18 @@
-"""`vdb demo`: a short tour of the embedded store on a throwaway database."""
+"""`vdb demo`: the main job on the embedded defaults: ingest the documentation that ships
+with vdb into a database and answer questions about it, with sources."""
 
-import hashlib
-import re
+import sys
 import tempfile
+from pathlib import Path
 
 import click
-import numpy as np
 
-import vdb
-
-DIM = 256
-STOP = set("a an and at by for from how in of on the to with your".split())
-ARTICLES = [
-    ("Fresh strawberries and yogurt make a quick breakfast", "food", 2023),
-    ("Slow-cooked bean stew for cold winter evenings", "food", 2019),
-    ("A guide to baking sourdough bread at home", "food", 2021),
-    ("Morning fruit smoothies with banana and berries", "food", 2024),
-    ("Training plan for your first marathon", "sport", 2022),
-    ("How to choose running shoes for trail races", "sport", 2020),
-    ("Cycling tours through the hills of Tuscany", "travel", 2023),
-    ("A week of street food in Bangkok markets", "travel", 2024),
-    ("Backpacking across Patagonia on a budget", "travel", 2018),
-    ("Vector databases explained: indexes and filters", "tech", 2024),
-    ("Writing fast numerical kernels in Python with numba", "tech", 2022),
-    ("Breakfast cereals compared by sugar content", "food", 2017),
-]
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    """A toy embedding: hashed bag of words and word prefixes, so similar words overlap."""
-    out = np.zeros((len(texts), DIM), dtype=np.float32)  # (n, DIM)
-    for i, text in enumerate(texts):
-        for word in re.findall(r"[a-z]+", text.lower()):
-            if word in STOP:
-                continue
-            for token in {word, word[:5]}:
-                h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=4).digest(), "big")
-                out[i, h % DIM] += 1.0
-    return out + 1e-3  # never all zeros
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+QUESTIONS = (
+    "What happens if an ingestion is killed?",
+    "Which keys may replace the generation model?",
+    "How are chunks cut to fit the embedding model?",
+)
 
 
 @click.command()
@@ -46,34 +21,40 @@ def embed(texts: list[str]) -> np.ndarray:
     type=click.Path(file_okay=False),
     help="Keep the database in this directory instead of a temporary one.",
 )
-def demo(keep):
-    """Create a collection, upsert articles with payloads, and run filtered searches."""
+@click.option("--question", "-q", multiple=True, help="Ask this instead (repeatable).")
+def demo(keep, question):
+    """Ingest vdb's own documentation into a database and answer questions about it, with
+    the default embedding model and extractive answers (no generation model needed)."""
+    import vdb
+    from vdb import rag
+    from vdb.ingest import ingest
+
     path = keep or tempfile.mkdtemp(prefix="vdb-demo-")
     click.echo(f"database: {path}")
+    click.echo(
+        f"ingesting {DOCS} (the first run converts the default embedding model and "
+        "compiles kernels: about a minute)"
+    )
     with vdb.open(path) as db:
-        if "articles" in db.list_collections():
-            db.drop_collection("articles")
-        col = db.create_collection("articles", dim=DIM, metric="cosine")
-        texts = [a[0] for a in ARTICLES]
-        col.upsert(
-            ids=list(range(1, len(ARTICLES) + 1)),
-            vectors=embed(texts),
-            payloads=[{"topic": topic, "year": year} for _, topic, year in ARTICLES],
-            documents=texts,
-        )
-        click.echo(f"upserted {col.count()} articles into 'articles' (dim={DIM}, cosine)\n")
-        query = "fruit for breakfast"
-        _show(col, query, None)
-        _show(col, query, {"topic": "food", "year": {"$gte": 2020}})
-        _show(col, "races and running", {"$or": [{"topic": "sport"}, {"year": {"$lt": 2019}}]})
-        recent = col.count({"year": {"$gte": 2023}})
-        click.echo(f"articles from 2023 on: {recent}")
-
-
-def _show(col, query: str, flt) -> None:
-    click.echo(f"query: {query!r}" + (f"  filter: {flt}" if flt else ""))
-    for hit in col.search(embed([query])[0], k=3, filter=flt):
+        report = ingest(db, [DOCS], "vdb-docs")
         click.echo(
-            f"  {hit.score:.3f}  [{hit.payload['topic']}, {hit.payload['year']}] {hit.document}"
+            f"  {report.files} files, {report.chunks} chunks ({report.embedded} embedded, "
+            f"{report.unchanged_files} files unchanged) in {report.seconds:.1f} s\n"
         )
-    click.echo("")
+        col = db.get_collection("vdb-docs")
+        for q in question or QUESTIONS:
+            answer = rag.ask(col, q)
+            top = answer.sources[0] if answer.sources else None
+            click.echo(f"Q: {q}")
+            click.echo(f"A (extractive): {' '.join(answer.text.split())}")
+            if top is not None:
+                where = Path(top.file or "").name + (
+                    " > " + " > ".join(top.headings) if top.headings else ""
+                )
+                click.echo(f"   source: {where}")
+            click.echo("")
+    name = path if keep else "DIR"
+    click.echo("Next: your own files, and a generation model for written answers:")
+    click.echo(f"  vdb --data {name} ingest ~/notes --collection notes")
+    click.echo(f'  vdb --data {name} ask "a question" --collection notes [--model FILE.gguf]')
+    sys.stdout.flush()

@@ -4,27 +4,37 @@ and answer sentence share their rare words far more often than the embedding alo
 
 import re
 
-from vdb.text.chunking import HEADING, SENTENCE_END
+from vdb.text.chunking import HEADING
 
 TERM_WEIGHT = 1.0
 
 
+SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)")
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of text, whitespace trimmed; paragraphs and lines break
-    sentences too, and Markdown heading lines are not sentences."""
+    """(start, end) of each sentence of text, whitespace trimmed. Paragraphs (blank-line
+    separated) end sentences too; Markdown heading lines are not sentences."""
     spans = []
-    for block in re.finditer(r"[^\n]+", text):
-        line = block.group()
-        if HEADING.match(line.strip()):
+    for block in re.finditer(r"(?:[^\n]|\n(?!\s*\n))+", text):
+        base, body = block.start(), block.group()
+        lines, pos = [], 0
+        for line in body.split("\n"):  # drop heading lines, keep offsets
+            if not HEADING.match(line.strip()):
+                lines.append((pos, pos + len(line)))
+            pos += len(line) + 1
+        if not lines:
             continue
-        base = block.start()
-        cuts = [0, *(m.end() for m in SENTENCE_END.finditer(line)), len(line)]
+        start, end = lines[0][0], lines[-1][1]
+        piece = body[start:end]
+        cuts = [0, *(m.end() for m in SENTENCE.finditer(piece)), len(piece)]
         for a, b in zip(cuts, cuts[1:], strict=False):
-            piece = line[a:b]
-            lead = len(piece) - len(piece.lstrip())
-            body = piece.strip()
-            if body and re.search(r"\w", body):
-                spans.append((base + a + lead, base + a + lead + len(body)))
+            seg = piece[a:b]
+            lead = len(seg) - len(seg.lstrip())
+            trimmed = seg.strip()
+            if trimmed and re.search(r"\w", trimmed) and not HEADING.match(trimmed):
+                at = base + start + a + lead
+                spans.append((at, at + len(trimmed)))
     return spans
 
 
