@@ -13,8 +13,8 @@ def _stemmer():
 class Bm25Index:
     """Example:
     >>> index = Bm25Index(["the cat sat", "dogs bark loudly"])
-    >>> index.search("barking dog", k=1)
-    [(1, 0.9...)]
+    >>> [i for i, score in index.search("barking dog", k=1)]
+    [1]
     """
 
     def __init__(self, texts: list[str]):
