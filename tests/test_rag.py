@@ -131,3 +131,60 @@ def test_sentences_span_wrapped_lines_but_not_headings():
         "Second one!",
         "New para: here.",
     ]
+
+
+def test_ask_rpc_generates_with_the_servers_model(tmp_path, corpus):
+    import grpc
+
+    from tests.rpc import serving
+    from vdb.rpc._gen import retrieval_pb2 as rpb
+    from vdb.rpc._gen import retrieval_pb2_grpc as rgrpc
+
+    model_file = shared_file("models", "stories260K.gguf")
+    with serving(tmp_path / "db", model=str(model_file)) as (_, address):
+        with vdb.connect(address) as remote, vdb.connect_model(address) as model:
+            ingest(remote, [corpus], "notes")
+            col = remote.get_collection("notes")
+            pieces = []
+            answer = rag.ask(
+                col,
+                "What is green tea?",
+                model,
+                k=2,
+                max_tokens=16,
+                temperature=0,
+                on_piece=pieces.append,
+            )
+            assert not answer.extractive and answer.text == "".join(pieces) and answer.text
+            assert 1 <= len(answer.sources) <= 2 and answer.sources[0].file
+            local = llm.load(model_file)
+            same = rag.ask(col, "What is green tea?", local, k=2, max_tokens=16, temperature=0)
+            assert same.text == answer.text  # the server's model, the client's: one answer
+            stub = rgrpc.RetrievalStub(grpc.insecure_channel(address))
+
+            def code(method, request):
+                try:
+                    r = method(request, timeout=30)
+                    list(r) if not hasattr(r, "hits") else None
+                except grpc.RpcError as exc:
+                    return exc.code()
+                return grpc.StatusCode.OK
+
+            C = grpc.StatusCode
+            assert code(stub.HybridSearch, rpb.HybridSearchRequest(collection="notes")) == (
+                C.INVALID_ARGUMENT
+            )
+            assert code(stub.HybridSearch, rpb.HybridSearchRequest(collection="x", query="a")) == (
+                C.NOT_FOUND
+            )
+            assert code(stub.Ask, rpb.AskRequest(collection="notes", question=" ")) == (
+                C.INVALID_ARGUMENT
+            )
+            ok = rpb.AskRequest(collection="notes", question="tea?", generate=True, max_tokens=4)
+            assert code(stub.Ask, ok) == C.OK
+    with serving(tmp_path / "db2") as (_, address):
+        with vdb.connect(address) as remote:
+            ingest(remote, [corpus], "notes")
+            stub = rgrpc.RetrievalStub(grpc.insecure_channel(address))
+            request = rpb.AskRequest(collection="notes", question="tea?", generate=True)
+            assert code(stub.Ask, request) == C.FAILED_PRECONDITION

@@ -35,6 +35,7 @@ class Source:
     headings: list
     start: int | None
     end: int | None
+    payload: dict = field(default_factory=dict)  # the chunk's whole payload
 
 
 @dataclass
@@ -78,13 +79,18 @@ def _bm25(col):
 
 def search(col, query: str, k: int = 10, filter=None, dense_weight: float = hybrid.DENSE_WEIGHT):
     """Hybrid search of a collection with an embedder and documents: Hits best first, the
-    score being the fused score in [0, 1]."""
+    score being the fused score in [0, 1]. A remote collection searches in the server."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidArgumentError("the query must be a non-empty text")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
     if not 0 <= dense_weight <= 1:
         raise InvalidArgumentError(f"dense_weight must be in [0, 1], got {dense_weight}")
+    remote = _remote(col, None)
+    if remote is not None:
+        from vdb.rpc import retrieval_client
+
+        return retrieval_client.hybrid_search(remote, col.name, query, k, filter, dense_weight)
     dense_hits = col.search(query, k=POOL, filter=filter)
     ids, index = _bm25(col)
     sparse = [(ids[i], s) for i, s in index.search(query, POOL)]
@@ -125,6 +131,7 @@ def _sources(hits) -> list[Source]:
                 list(p.get("headings") or []),
                 p.get("start"),
                 p.get("end"),
+                p,
             )
         )
     return out
@@ -143,38 +150,74 @@ def ask(
     """Answer question from col. With model (an llm model, local or remote) the answer is
     generated from the numbered sources that fit its context; on_piece(text) receives it as
     it streams. Without one, the answer is the best sentence of the best source, labelled
-    extractive."""
-    hits = search(col, question, k=k, filter=filter)
-    sources = _sources(hits)
+    extractive. On a remote collection, with no model or the server's own model, the server
+    does the work (the Ask RPC)."""
+    remote = _remote(col, model)
+    if remote is not None:
+        from vdb.rpc import retrieval_client
+
+        return retrieval_client.ask(
+            remote, col.name, question, model is not None, k, filter, max_tokens, on_piece, sampler
+        )
+    sources = _sources(search(col, question, k=k, filter=filter))
     if not sources:
-        text = "No source in the collection matches the question."
+        text = NO_SOURCE
         if on_piece:
             on_piece(text)
         return Answer(question, text, model is None, [])
     if model is None:
-        import embed
-
-        embedder = embed.load(col.config.embedder)
-        top = sources[0]
-        terms = bm25.Bm25Index([]).tokenize
-        sentence, a, b, _ = extract.best_sentence(question, top.text, embedder, terms)
+        answer = extractive(col, question, sources)
         if on_piece:
-            on_piece(sentence)
-        return Answer(question, sentence, True, sources, [1], (a, b))
-    used = _fit(model, question, sources, max_tokens)
-    messages = [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": _prompt(question, used)},
-    ]
+            on_piece(answer.text)
+        return answer
+    used, messages = prompt_messages(model, question, sources, max_tokens)
     pieces = []
     for piece in model.chat(messages, max_tokens=max_tokens, stream=True, **sampler):
         pieces.append(piece)
         if on_piece:
             on_piece(piece)
     text = "".join(pieces)
+    return Answer(question, text, False, used, citations(text, used))
+
+
+NO_SOURCE = "No source in the collection matches the question."
+
+
+def extractive(col, question: str, sources: list[Source]) -> Answer:
+    """The sentence of the best source that best answers question."""
+    import embed
+
+    embedder = embed.load(col.config.embedder)
+    terms = bm25.Bm25Index([]).tokenize
+    sentence, a, b, _ = extract.best_sentence(question, sources[0].text, embedder, terms)
+    return Answer(question, sentence, True, sources, [1], (a, b))
+
+
+def prompt_messages(model, question: str, sources: list[Source], max_tokens: int):
+    """(the sources used, chat messages) for a generated answer within model's context."""
+    used = _fit(model, question, sources, max_tokens)
+    return used, [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": _prompt(question, used)},
+    ]
+
+
+def citations(text: str, used: list[Source]) -> list[int]:
+    """The source numbers text cites as [n], among those it was given."""
     numbers = {s.number for s in used}
-    cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", text)} & numbers)
-    return Answer(question, text, False, used, cited)
+    return sorted({int(n) for n in re.findall(r"\[(\d+)\]", text)} & numbers)
+
+
+def _remote(col, model):
+    """The remote client that should run this ask in the server, or None."""
+    from vdb.rpc.client import RemoteCollection
+    from vdb.rpc.model_client import RemoteModel
+
+    if not isinstance(col, RemoteCollection):
+        return None
+    if model is None or (isinstance(model, RemoteModel) and model.address == col._db.address):
+        return col._db
+    return None
 
 
 def _label(s: Source) -> str:

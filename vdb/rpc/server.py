@@ -38,6 +38,8 @@ from vdb.rpc._gen import generation_pb2 as gpb
 from vdb.rpc._gen import generation_pb2_grpc as ggrpc
 from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc._gen import points_pb2_grpc as pgrpc
+from vdb.rpc._gen import retrieval_pb2 as rpb
+from vdb.rpc._gen import retrieval_pb2_grpc as rgrpc
 from vdb.rpc._gen import server_pb2 as spb
 from vdb.rpc._gen import server_pb2_grpc as sgrpc
 from vdb.rpc._gen import snapshots_pb2 as snpb
@@ -45,6 +47,7 @@ from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
 from vdb.rpc.cache import QueryCache
 from vdb.rpc.generation import GenerationService, ModelHost
 from vdb.rpc.handler import rpc
+from vdb.rpc.retrieval import RetrievalService
 from vdb.storage import keys
 from vdb.storage.codec import decode_id, encode_id
 
@@ -59,6 +62,7 @@ SERVICES = tuple(
         (spb, "Server"),
         (epb, "Embeddings"),
         (gpb, "Generation"),
+        (rpb, "Retrieval"),
     )
 )
 READ, WRITE, ADMIN = range(3)
@@ -553,9 +557,9 @@ class Server:
         self.models = ModelHost(
             options.model, options.model_dir, options.model_ctx, options.max_generations
         )
-        ggrpc.add_GenerationServicer_to_server(
-            GenerationService(self.core, self.models, options.prefill_chunk), self._server
-        )
+        generation = GenerationService(self.core, self.models, options.prefill_chunk)
+        ggrpc.add_GenerationServicer_to_server(generation, self._server)
+        rgrpc.add_RetrievalServicer_to_server(RetrievalService(self.core, generation), self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -1,0 +1,64 @@
+"""The Retrieval service from the client side: what vdb.rag calls for a remote collection."""
+
+import grpc
+
+from llm.generate import Sampler
+from vdb.collection import Hit
+from vdb.rpc import convert, status
+from vdb.rpc._gen import retrieval_pb2 as rpb
+from vdb.rpc._gen import retrieval_pb2_grpc as rgrpc
+
+
+def _stub(db):
+    return rgrpc.RetrievalStub(db._channel)
+
+
+def hit_from(msg) -> Hit:
+    return Hit(
+        convert.id_from(msg.id),
+        msg.score,
+        convert.struct_from(msg.payload),
+        msg.document if msg.HasField("document") else None,
+    )
+
+
+def hybrid_search(db, name: str, query: str, k: int, filter, dense_weight: float) -> list[Hit]:
+    request = rpb.HybridSearchRequest(collection=name, query=query, k=k, dense_weight=dense_weight)
+    if filter is not None:
+        convert.set_filter(request.filter, filter)
+    return [hit_from(h) for h in db._call(_stub(db).HybridSearch, request).hits]
+
+
+def ask(db, name, question, generate, k, filter, max_tokens, on_piece, sampler):
+    from vdb.rag import Answer, _sources
+
+    try:
+        Sampler(**sampler)
+    except TypeError as exc:
+        from llm.errors import SamplerError
+
+        raise SamplerError(f"unknown sampler setting: {exc}") from None
+    request = rpb.AskRequest(
+        collection=name, question=question, k=k, generate=generate, max_tokens=max_tokens
+    )
+    if filter is not None:
+        convert.set_filter(request.filter, filter)
+    convert.set_sampler(request.sampler, sampler)
+    call = db._start(_stub(db).Ask, request)
+    result = None
+    try:
+        for msg in call:
+            if msg.text and on_piece:
+                on_piece(msg.text)
+            if msg.HasField("result"):
+                result = msg.result
+    except grpc.RpcError as exc:
+        raise status.error_from(exc) from None
+    finally:
+        call.cancel()
+    hits = {s.number: hit_from(s.hit) for s in result.sources}
+    sources = _sources([hits[n] for n in sorted(hits)])
+    for src, number in zip(sources, sorted(hits), strict=True):
+        src.number = number
+    span = (result.span_start, result.span_end) if result.extractive and sources else None
+    return Answer(question, result.text, result.extractive, sources, list(result.cited), span)
