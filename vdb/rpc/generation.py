@@ -21,6 +21,7 @@ from vdb.rpc.handler import rpc
 
 DEFAULT_DRAIN = 30.0  # seconds in-flight streams get when the model is replaced
 POLL = 0.05  # seconds between checks for cancellation while waiting
+NO_MODEL = "this server has no generation model: start it with --model FILE.gguf"
 
 
 class TurnCancelled(Exception):
@@ -111,9 +112,7 @@ class ModelHost:
                     raise TurnCancelled
                 self._cond.wait(POLL)
             if self.model is None:
-                raise ModelNotLoadedError(
-                    "this server has no generation model: start it with --model FILE.gguf"
-                )
+                raise ModelNotLoadedError(NO_MODEL)
             if len(self._streams) >= self.max_streams:
                 raise ResourceExhaustedError(
                     f"the server already runs its limit of {self.max_streams} generation "
@@ -212,53 +211,40 @@ class GenerationService(ggrpc.GenerationServicer):
         except TurnCancelled:
             return
 
+    def _stream(self, context, request, method: str, first, default_max: int):
+        """Stream model.<method>(first, ...) with the request's length, stops and sampler."""
+        settings = convert.sampler_from(request.sampler)
+        max_tokens = request.max_tokens if request.HasField("max_tokens") else default_max
+
+        def start(model, cancel):
+            return getattr(model, method)(
+                first,
+                max_tokens,
+                tuple(request.stop),
+                stream=True,
+                cancel=cancel,
+                prefill_chunk=self.prefill_chunk,
+                **settings,
+            )
+
+        return self._serve(context, start)
+
     @rpc()
     def Generate(self, request, context):
         if request.prompt and request.prompt_ids:
             raise InvalidArgumentError("give either prompt or prompt_ids, not both")
         prompt = list(request.prompt_ids) or request.prompt
-        settings = convert.sampler_from(request.sampler)
-        max_tokens = request.max_tokens if request.HasField("max_tokens") else 128
-
-        def start(model, cancel):
-            return model.generate(
-                prompt,
-                max_tokens,
-                tuple(request.stop),
-                stream=True,
-                cancel=cancel,
-                prefill_chunk=self.prefill_chunk,
-                **settings,
-            )
-
-        yield from self._serve(context, start)
+        yield from self._stream(context, request, "generate", prompt, 128)
 
     @rpc()
     def Chat(self, request, context):
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        settings = convert.sampler_from(request.sampler)
-        max_tokens = request.max_tokens if request.HasField("max_tokens") else 256
-
-        def start(model, cancel):
-            return model.chat(
-                messages,
-                max_tokens,
-                tuple(request.stop),
-                stream=True,
-                cancel=cancel,
-                prefill_chunk=self.prefill_chunk,
-                **settings,
-            )
-
-        yield from self._serve(context, start)
+        yield from self._stream(context, request, "chat", messages, 256)
 
     def _model(self):
-        model = self.host.model
-        if model is None:
-            raise ModelNotLoadedError(
-                "this server has no generation model: start it with --model FILE.gguf"
-            )
-        return model
+        if self.host.model is None:
+            raise ModelNotLoadedError(NO_MODEL)
+        return self.host.model
 
     @rpc()
     def Tokenize(self, request, context):
