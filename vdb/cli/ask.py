@@ -55,18 +55,22 @@ def ask_cmd(
         model = llm.load(model_path, n_ctx=n_ctx)
     flt = parse_json(filter_json, "--filter") if filter_json else None
 
+    started = []
+
     def show(piece):
         if model is None:  # a quoted sentence: its line breaks are the file's wrapping
             piece = " ".join(piece.split())
+            if not started:
+                click.echo(
+                    "Extractive answer (no generation model; give --model FILE.gguf to "
+                    "generate one):"
+                )
+        started.append(piece)
         sys.stdout.write(piece)
         sys.stdout.flush()
 
     with open_db(ctx, read_only=True) as db:
         col = db.get_collection(collection)
-        if not as_json and model is None:
-            click.echo(
-                "Extractive answer (no generation model; give --model FILE.gguf to generate one):"
-            )
         answer = rag.ask(
             col,
             question,
