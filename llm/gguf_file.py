@@ -75,7 +75,14 @@ class GGUFFile:
         start = -(-end // align) * align
         self.tensors: dict[str, Tensor] = {}
         for name, dims, qtype, offset in infos:
-            self.tensors[name] = _tensor(self.path, data, start + offset, name, dims, qtype)
+            try:
+                self.tensors[name] = _tensor(self.path, data, start + offset, name, dims, qtype)
+            except (ValueError, OverflowError) as exc:
+                if isinstance(exc, TruncatedModelError):
+                    raise
+                raise TruncatedModelError(
+                    f"{str(self.path)!r}: tensor {name} has impossible dimensions {dims}"
+                ) from None
         self.architecture = self.metadata.get("general.architecture")
         if not isinstance(self.architecture, str):
             raise UnsupportedModelError(f"{str(self.path)!r} names no general.architecture")

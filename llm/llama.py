@@ -173,7 +173,7 @@ class LlamaModel:
         cache.length = end
         last = x if all_logits else x[-1:]
         logits = quants.matmul(
-            _rms_norm(last, self.output_norm, cfg.norm_eps), self.output, int8=True
+            _rms_norm(last, self.output_norm, cfg.norm_eps), self.output, int8=n == 1
         )
         return logits if all_logits else logits[0]
 
@@ -217,7 +217,9 @@ class LlamaModel:
 
 
 def _linear(x, w, bias, scale=None):
-    y = quants.matmul(x, w, int8=True)
+    # 8-bit inputs for single-token steps only, so a prompt gives the same logits however
+    # it is cut into chunks
+    y = quants.matmul(x, w, int8=x.shape[0] == 1)
     if scale is not None:
         y *= scale
     return y if bias is None else y + bias

@@ -17,6 +17,7 @@ class Model:
 
     def __init__(self, path, n_ctx: int | None = None):
         self.file = GGUFFile(path)
+        self.file_bytes = self.file.path.stat().st_size
         self.net = LlamaModel(self.file)
         self.tokenizer = load_tokenizer(self.file)
         self.config = self.net.config
@@ -134,10 +135,6 @@ class Generation:
         self._steps.close()
         if self.finish_reason is None:
             self.finish_reason = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None
 
     def _cancelled(self) -> bool:
         if self._cancel is not None and self._cancel.is_set():

@@ -67,6 +67,21 @@ def test_chunks_keep_budget_spans_and_headings(count):
     assert any("Final short paragraph." in c.text for c in chunks)
 
 
+def test_a_heading_with_nothing_under_it_makes_no_chunk(count):
+    chunks = chunking.chunk("# A\n\n## B\n\ntext here\n\n# C\n", count, max_tokens=64)
+    assert [c.text for c in chunks] == ["## B\n\ntext here"]
+    assert chunks[0].headings == ("A", "B")
+
+
+def test_sync_from_the_current_directory(tmp_path, corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    with vdb.open(tmp_path / "db") as db:
+        ingest(db, ["."], "docs", ignore=["*.json*", "*.pdf", "*.html", "latin1.txt"])
+        (corpus / "sub" / "moon.txt").unlink()
+        report = ingest(db, ["."], "docs", sync=True, ignore=["*.json*", "*.pdf", "*.html"])
+        assert report.deleted == 1
+
+
 def test_a_sentence_longer_than_the_budget_is_cut_at_words(count):
     text = "word " * 300
     chunks = chunking.chunk(text, count, max_tokens=50, overlap=0)
@@ -150,6 +165,7 @@ def test_loaders(corpus):
         "bad.json",
     }
     assert [p.name for p in discover([str(corpus / "*.md")])] == ["guide.md"]
+    assert {p.name for p in discover([str(corpus / "**" / "*.txt")])} == {"moon.txt", "latin1.txt"}
     with pytest.raises(ValueError, match="no such file"):
         discover([corpus / "missing"])
 
@@ -203,8 +219,12 @@ def test_cli(tmp_path, corpus):
     summary = json.loads(out.output)
     assert summary["files"] == 6 and summary["embedded"] == summary["chunks"] > 5
     assert summary["failed"][0]["file"].endswith("latin1.txt")
-    out = runner.invoke(cli, ["--data", str(tmp_path / "db"), "ingest", str(corpus), "-c", "docs"])
+    again = ["--data", str(tmp_path / "db"), "ingest", str(corpus), "-c", "docs"]
+    out = runner.invoke(cli, [*again, "--text-field", "body"])
     assert out.exit_code == 0 and "6 files (5 unchanged, 1 failed)" in out.output
+    # other chunking settings redo the chunks of unchanged files
+    out = runner.invoke(cli, [*again, "--text-field", "body", "--chunk-tokens", "80"])
+    assert out.exit_code == 0 and "6 files (0 unchanged, 1 failed)" in out.output
     out = runner.invoke(cli, ["--data", str(tmp_path / "db"), "ingest", "nowhere", "-c", "docs"])
     assert out.exit_code == 1 and "no such file" in out.output
 
@@ -215,7 +235,7 @@ KILLED_RUN = textwrap.dedent(
     import vdb
     from vdb.ingest import ingest
 
-    def progress(report, total):
+    def progress(report, done, total):
         print(report.embedded, flush=True)
 
     with vdb.open(sys.argv[1]) as db:

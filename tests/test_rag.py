@@ -188,3 +188,11 @@ def test_ask_rpc_generates_with_the_servers_model(tmp_path, corpus):
             stub = rgrpc.RetrievalStub(grpc.insecure_channel(address))
             request = rpb.AskRequest(collection="notes", question="tea?", generate=True)
             assert code(stub.Ask, request) == C.FAILED_PRECONDITION
+
+
+def test_hybrid_search_on_an_l2_collection(tmp_path, corpus):
+    with vdb.open(tmp_path / "db") as db:
+        db.create_collection("l2", metric="l2", embedder="all-MiniLM-L6-v2")
+        ingest(db, [corpus], "l2")
+        hits = rag.search(db.get_collection("l2"), "which satellite circles our planet", k=2)
+        assert hits[0].payload["file"] == str(corpus / "moon.txt")

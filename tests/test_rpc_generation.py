@@ -225,6 +225,8 @@ def test_swap_replaces_the_model_or_keeps_the_old_one(served, model, stories):
         ("junk.gguf", NotGGUFError),
         ("../a.gguf", vdb.InvalidArgumentError),
         ("", vdb.InvalidArgumentError),
+        ("notes.txt", vdb.InvalidArgumentError),
+        ("x" * 300 + ".gguf", vdb.InvalidArgumentError),
     ):
         with pytest.raises(exc):
             model.swap(name)
@@ -232,6 +234,9 @@ def test_swap_replaces_the_model_or_keeps_the_old_one(served, model, stories):
         assert model.generate(PROMPT, 8, temperature=0) == stories.generate(
             PROMPT, 8, temperature=0
         )
+    for bad in (-1, float("inf"), 1e9):
+        with pytest.raises(vdb.InvalidArgumentError, match="drain_timeout"):
+            model.swap("b.gguf", drain_timeout=bad)
     info = model.swap("b.gguf")
     assert (info["name"], info["swaps"], info["loaded"]) == ("b.gguf", 1, True)
     run = model.generate(PROMPT, 8, temperature=0, stream=True)

@@ -15,9 +15,8 @@ killed run loses nothing and the next run finishes the job without duplicates.
 """
 
 import fnmatch
+import glob
 import hashlib
-import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,14 +85,14 @@ def discover(paths: Iterable, ignore: Iterable[str] = ()) -> list[Path]:
             candidates = (p for p in sorted(path.rglob("*")) if p.is_file())
             base = path
         elif any(ch in raw for ch in "*?["):
-            prefix = re.split(r"[*?\[]", raw, maxsplit=1)[0]
-            base = Path(prefix) if prefix.endswith(("/", os.sep)) else Path(prefix).parent
-            candidates = (p for p in sorted(base.glob(raw[len(str(base)) :].lstrip("/"))))
+            base = Path(".")
+            candidates = (Path(m) for m in sorted(glob.glob(raw, recursive=True)))
             candidates = (p for p in candidates if p.is_file())
         else:
             raise InvalidArgumentError(f"{raw!r}: no such file or directory")
         for p in candidates:
-            if p.suffix.lower() in loaders.SUFFIXES and not skipped(p.relative_to(base)):
+            rel = p.relative_to(base) if p.is_relative_to(base) else p
+            if p.suffix.lower() in loaders.SUFFIXES and not skipped(rel):
                 found.setdefault(str(p), p)
     return list(found.values())
 
@@ -113,6 +112,7 @@ def plan_file(
     max_tokens: int,
     overlap: int,
     text_field: str = "text",
+    settings: str = "",
 ) -> FilePlan:
     """What to do for one file, given the payloads of the points the collection holds for it
     (id -> payload). Pure: reads the file, writes nothing."""
@@ -125,7 +125,9 @@ def plan_file(
         return plan
     file_hash = hashlib.sha256(data).hexdigest()[:32]
     if existing and all(
-        p.get("file_hash") == file_hash and p.get("chunks") == len(existing)
+        p.get("file_hash") == file_hash
+        and p.get("chunks") == len(existing)
+        and p.get("settings", "") == settings
         for p in existing.values()
     ):
         plan.unchanged, plan.chunks = True, len(existing)
@@ -149,6 +151,7 @@ def plan_file(
                 "start": c.start,
                 "end": c.end,
                 "headings": list(c.headings),
+                "settings": settings,
             }
             if doc.metadata:
                 payload["meta"] = doc.metadata
@@ -217,12 +220,13 @@ def ingest(
     batch_size: int = 64,
     jobs: int = 1,
     sync: bool = False,
-    progress: Callable[[IngestReport, int], None] | None = None,
+    progress: Callable[[IngestReport, int, int], None] | None = None,
 ) -> IngestReport:
     """Ingest files and directories into collection (created with embedder, by default the
     default model, if missing). chunk_tokens: tokens per chunk (default: the embedder's limit
     less its two special tokens); sync: also delete the chunks of files under the given
-    directories that no longer exist. progress(report, files_total) is called as work lands."""
+    directories that no longer exist. progress(report, files_done, files_total) is called as
+    work lands."""
     import embed
 
     limits = (("batch_size", batch_size, 1), ("jobs", jobs, 1), ("overlap", overlap, 0))
@@ -262,6 +266,8 @@ def ingest(
     waiting: list[tuple[FilePlan, int]] = []  # plans whose stale ids go once written
     written = 0  # chunks upserted so far, in order
 
+    planned = 0
+
     def flush():
         nonlocal pending, written
         if pending:
@@ -275,13 +281,19 @@ def ingest(
                 report.deleted += len(plan.stale)
         waiting[:] = [w for w in waiting if w[1] > written]
         if progress is not None:
-            progress(report, len(files))
+            progress(report, planned, len(files))
+
+    # chunks made with other settings are redone (an unchanged file is not skipped)
+    settings = _hash(col.config.embedder, str(max_tokens), str(overlap), text_field)[:16]
 
     def plan(path: Path) -> FilePlan:
-        return plan_file(path, existing.get(str(path), {}), count, max_tokens, overlap, text_field)
+        return plan_file(
+            path, existing.get(str(path), {}), count, max_tokens, overlap, text_field, settings
+        )
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for done, fp in enumerate(pool.map(plan, files), 1):
+            planned = done
             if fp.error is not None:
                 report.failed.append((fp.path, fp.error))
             elif fp.unchanged:
@@ -300,7 +312,7 @@ def ingest(
             if not pending or done == len(files):
                 flush()
             elif progress is not None:
-                progress(report, len(files))
+                progress(report, planned, len(files))
     flush()
     if sync:
         report.deleted += _sync(col, paths, set(names))
@@ -311,18 +323,16 @@ def ingest(
 def _sync(col, paths, present: set[str]) -> int:
     """Delete the chunks of files under the given directories that were not ingested now
     because they no longer exist."""
-    roots = [str(Path(p)) for p in paths if Path(p).is_dir()]
+    roots = [Path(p).resolve() for p in paths if Path(p).is_dir()]
     gone, after = set(), None
     while True:
         page, after = col.scroll(limit=1000, after=after)
         for r in page:
             f = (r.payload or {}).get("file")
-            if (
-                isinstance(f, str)
-                and f not in present
-                and not Path(f).exists()
-                and any(f == root or f.startswith(root.rstrip("/") + "/") for root in roots)
-            ):
+            if not isinstance(f, str) or f in present or Path(f).exists():
+                continue
+            where = Path(f).resolve()
+            if any(where.is_relative_to(root) for root in roots):
                 gone.add(f)
         if after is None:
             break

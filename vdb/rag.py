@@ -97,7 +97,9 @@ def search(col, query: str, k: int = 10, filter=None, dense_weight: float = hybr
     if filter is not None and sparse:
         allowed = _matching(col, filter)
         sparse = [(i, s) for i, s in sparse if i in allowed]
-    fused = hybrid.convex([(h.id, h.score) for h in dense_hits], sparse, dense_weight)[:k]
+    sign = -1.0 if col.config.metric == "l2" else 1.0  # l2 scores are distances
+    dense = [(h.id, sign * h.score) for h in dense_hits]
+    fused = hybrid.convex(dense, sparse, dense_weight)[:k]
     known = {h.id: h for h in dense_hits}
     missing = [i for i, _ in fused if i not in known]
     if missing:
@@ -152,6 +154,10 @@ def ask(
     it streams. Without one, the answer is the best sentence of the best source, labelled
     extractive. On a remote collection, with no model or the server's own model, the server
     does the work (the Ask RPC)."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidArgumentError("the question must be a non-empty text")
     remote = _remote(col, model)
     if remote is not None:
         from vdb.rpc import retrieval_client

@@ -57,12 +57,10 @@ def ingest_cmd(ctx, paths, collection, as_json, **options):
         disable=as_json or not sys.stderr.isatty(),
         dynamic_ncols=True,
     )
-    seen = [0]
 
-    def progress(report, total):
+    def progress(report, done, total):
         bar.total = total
-        done = report.unchanged_files + len(report.failed) + seen[0]
-        bar.n = min(total, max(bar.n, done))
+        bar.n = done
         rate = report.embedded / max(bar.format_dict["elapsed"], 1e-9)
         bar.set_postfix_str(f"{report.embedded} chunks, {rate:.1f} chunks/s", refresh=False)
         bar.refresh()

@@ -20,6 +20,8 @@ from vdb.rpc._gen import generation_pb2_grpc as ggrpc
 from vdb.rpc.handler import rpc
 
 DEFAULT_DRAIN = 30.0  # seconds in-flight streams get when the model is replaced
+MAX_DRAIN = 3600.0
+ABORT_WAIT = 30.0  # seconds aborted streams get to leave before the switch goes ahead
 POLL = 0.05  # seconds between checks for cancellation while waiting
 NO_MODEL = "this server has no generation model: start it with --model FILE.gguf"
 
@@ -92,6 +94,7 @@ class ModelHost:
         self._cond = threading.Condition()
         self._streams: set[_Stream] = set()
         self._swapping = False
+        self._held = 0  # streams waiting for a swap to finish
         self._swap_lock = threading.Lock()
 
     def _load(self, path: Path):
@@ -107,10 +110,19 @@ class ModelHost:
     def stream(self, cancelled):
         """Admit one stream: its model stays the same until it ends."""
         with self._cond:
-            while self._swapping:
-                if cancelled():
-                    raise TurnCancelled
-                self._cond.wait(POLL)
+            if len(self._streams) + self._held >= self.max_streams:
+                raise ResourceExhaustedError(
+                    f"the server already runs its limit of {self.max_streams} generation "
+                    "streams; retry later"
+                )
+            self._held += 1  # waiting for a swap holds a place (and a worker thread)
+            try:
+                while self._swapping:
+                    if cancelled():
+                        raise TurnCancelled
+                    self._cond.wait(POLL)
+            finally:
+                self._held -= 1
             if self.model is None:
                 raise ModelNotLoadedError(NO_MODEL)
             if len(self._streams) >= self.max_streams:
@@ -132,12 +144,18 @@ class ModelHost:
             raise InvalidArgumentError(
                 "this server has no model directory: start it with --model or --model-dir"
             )
-        if not name or name != Path(name).name or name.startswith("."):
+        if not name or name != Path(name).name or name.startswith(".") or "\0" in name:
             raise InvalidArgumentError(
                 f"{name!r}: name a file in the server's model directory, not a path"
             )
+        if not name.endswith(".gguf"):
+            raise InvalidArgumentError(f"{name!r}: a model file name ends with .gguf")
         path = self.model_dir / name
-        if not path.is_file():
+        try:
+            found = path.is_file() and path.resolve().is_relative_to(self.model_dir.resolve())
+        except OSError as exc:
+            raise InvalidArgumentError(f"{name!r}: {exc.strerror or exc}") from None
+        if not found:
             raise ModelNotFoundError(f"no model file {name!r} in the server's model directory")
         return path
 
@@ -156,7 +174,10 @@ class ModelHost:
                         self._cond.wait(left)
                     for handle in self._streams:
                         handle.aborted.set()
-                    while self._streams:
+                    # aborted streams leave at their next step; one stuck in a write to a
+                    # client that stopped reading keeps its own reference to the old model
+                    deadline = time.monotonic() + ABORT_WAIT
+                    while self._streams and time.monotonic() < deadline:
                         self._cond.wait(POLL)
                     self.model, self.name = new, path.name
                     self.swaps += 1
@@ -263,7 +284,7 @@ class GenerationService(ggrpc.GenerationServicer):
             msg.architecture = model.config.architecture
             msg.context_length = model.n_ctx
             msg.vocab_size = model.config.vocab_size
-            msg.file_bytes = model.file.path.stat().st_size
+            msg.file_bytes = model.file_bytes
             msg.chat_template = bool(model.chat_template)
         return msg
 
@@ -274,7 +295,9 @@ class GenerationService(ggrpc.GenerationServicer):
     @rpc(write=True, admin=True)
     def SwapModel(self, request, context):
         timeout = request.drain_timeout if request.HasField("drain_timeout") else DEFAULT_DRAIN
-        if not timeout >= 0:
-            raise InvalidArgumentError(f"drain_timeout must be >= 0 seconds, got {timeout}")
+        if not 0 <= timeout <= MAX_DRAIN:
+            raise InvalidArgumentError(
+                f"drain_timeout must be between 0 and {MAX_DRAIN:.0f} seconds, got {timeout}"
+            )
         self.host.swap(request.name, timeout)
         return self._info()

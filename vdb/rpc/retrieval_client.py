@@ -56,6 +56,10 @@ def ask(db, name, question, generate, k, filter, max_tokens, on_piece, sampler):
         raise status.error_from(exc) from None
     finally:
         call.cancel()
+    if result is None:
+        from vdb.errors import ServerError
+
+        raise ServerError("the Ask stream ended without its result")
     hits = {s.number: hit_from(s.hit) for s in result.sources}
     sources = _sources([hits[n] for n in sorted(hits)])
     for src, number in zip(sources, sorted(hits), strict=True):

@@ -155,8 +155,8 @@ def _pack(text, units, count, max_tokens, overlap) -> list[Chunk]:
 
     def emit():
         nonlocal current, tokens, fresh
-        if fresh:
-            body = [u for u in current if not u.heading] or current
+        body = [u for u in current if not u.heading]
+        if fresh and body:  # a heading with nothing under it makes no chunk
             start, end = current[0].start, current[-1].end
             chunks.append(Chunk(text[start:end], start, end, body[0].headings, len(chunks)))
         tail, kept = [], 0
@@ -180,5 +180,4 @@ def _pack(text, units, count, max_tokens, overlap) -> list[Chunk]:
         fresh += 1
     if current:
         emit()
-    # a heading alone at the very end carries no text worth its own chunk
-    return [c for c in chunks if c.text.strip()]
+    return chunks

@@ -65,7 +65,7 @@ class GenerationServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Generate(self, request, context):
-        """INVALID_ARGUMENT for an empty prompt, token ids outside the vocabulary, a prompt and
+        """INVALID_ARGUMENT for both prompt and prompt_ids, token ids outside the vocabulary, a prompt and
         max_tokens beyond the context, or a sampler setting out of range. RESOURCE_EXHAUSTED when
         the server already runs its limit of streams. ABORTED when an administrator replaced the
         model and this stream outlived the drain timeout.
@@ -94,8 +94,8 @@ class GenerationServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SwapModel(self, request, context):
-        """Admin (an admin key when the server has keys): load another model from the server's model
-        directory, let in-flight streams finish (up to drain_timeout seconds; those still running
+        """Admin (an admin key when the server has keys): load another model (a .gguf file name)
+        from the server's model directory, let in-flight streams finish (up to drain_timeout seconds; those still running
         then end with ABORTED), and switch. New streams wait for the switch. When the new model
         fails to load, the old one keeps serving and the error is returned.
         """

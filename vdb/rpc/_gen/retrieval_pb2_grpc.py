@@ -50,8 +50,8 @@ class RetrievalServicer:
     """Missing associated documentation comment in .proto file."""
 
     def HybridSearch(self, request, context):
-        """NOT_FOUND for an unknown collection; INVALID_ARGUMENT for an empty query, k of 0, or a
-        collection without an embedder.
+        """NOT_FOUND for an unknown collection; INVALID_ARGUMENT for an empty query or a collection
+        without an embedder.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
