@@ -577,6 +577,17 @@ class Collection(ConfigView):
             self._closed = True
 
 
+def scan(col, filter=None, with_vectors: bool = False, page: int = 1000):
+    """Every record of a collection (embedded or remote) that passes filter, in id order,
+    fetched a page at a time."""
+    after = None
+    while True:
+        records, after = col.scroll(filter, limit=page, after=after, with_vectors=with_vectors)
+        yield from records
+        if after is None:
+            return
+
+
 def _to_hnsw(flat, config) -> HnswIndex:
     """The same rows in an HNSW index (the flat arena is copied, then linked)."""
     index = HnswIndex(flat.dim, flat.metric, config)

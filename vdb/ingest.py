@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vdb.collection import scan
 from vdb.errors import CollectionNotFoundError, InvalidArgumentError
 from vdb.text import chunking, loaders
 
@@ -195,16 +196,11 @@ def _rewrite(col, points: list[ChunkPoint]) -> None:
 def _existing(col, files: list[str]) -> dict[str, dict[str, dict]]:
     """file -> {id: payload} of the points the collection holds for those files."""
     out: dict[str, dict[str, dict]] = {f: {} for f in files}
-    wanted = set(files)
-    after = None
-    while True:
-        page, after = col.scroll({"file": {"$in": files}}, limit=1000, after=after)
-        for r in page:
-            f = (r.payload or {}).get("file")
-            if f in wanted:
-                out[f][r.id] = r.payload
-        if after is None:
-            return out
+    for r in scan(col, {"file": {"$in": files}}):
+        f = (r.payload or {}).get("file")
+        if f in out:
+            out[f][r.id] = r.payload
+    return out
 
 
 def ingest(
@@ -324,18 +320,13 @@ def _sync(col, paths, present: set[str]) -> int:
     """Delete the chunks of files under the given directories that were not ingested now
     because they no longer exist."""
     roots = [Path(p).resolve() for p in paths if Path(p).is_dir()]
-    gone, after = set(), None
-    while True:
-        page, after = col.scroll(limit=1000, after=after)
-        for r in page:
-            f = (r.payload or {}).get("file")
-            if not isinstance(f, str) or f in present or Path(f).exists():
-                continue
-            where = Path(f).resolve()
-            if any(where.is_relative_to(root) for root in roots):
-                gone.add(f)
-        if after is None:
-            break
+    gone = set()
+    for r in scan(col):
+        f = (r.payload or {}).get("file")
+        if not isinstance(f, str) or f in present or Path(f).exists():
+            continue
+        if any(Path(f).resolve().is_relative_to(root) for root in roots):
+            gone.add(f)
     if not gone:
         return 0
     return col.delete(filter={"file": {"$in": sorted(gone)}}).count

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vdb.collection import scan
 from vdb.errors import InvalidArgumentError, NotFoundError
 
 KINDS = ("fact", "event", "preference", "summary")
@@ -283,19 +284,10 @@ class Memory:
             ids = {i for pt in points for i in self._chain_ids(pt.id)}
             return self.col.delete(ids=sorted(ids)).count if ids else 0
         now = self.clock()
-        ids, vectors, payloads, docs = [], [], [], []
-        for pt in points:
-            p = dict(pt.payload)
-            if not p["current"]:
-                continue
-            p.update({"current": False, "valid_to": now, "forgotten": True})
-            ids.append(pt.id)
-            vectors.append(pt.vector)
-            payloads.append(p)
-            docs.append(pt.document)
-        if ids:
-            self.col.upsert(ids, np.asarray(vectors), payloads, docs)
-        return len(ids)
+        closing = [pt for pt in points if pt.payload["current"]]
+        closed = {"current": False, "valid_to": now, "forgotten": True}
+        self._rewrite(closing, [dict(pt.payload, **closed) for pt in closing])
+        return len(closing)
 
     def _evict(self, user_id) -> None:
         """Hard-delete the lowest-value current memories of a scope beyond max_memories."""
@@ -355,15 +347,9 @@ class Memory:
             scored.append((score, rel, rec, imp, h))
         scored.sort(key=lambda s: -s[0])
         top = scored[:k]
-        if top and not history:
-            ids, vectors, payloads, docs = [], [], [], []
-            for _, _, _, _, h in top:
-                p = dict(h.payload, last_access=now)
-                ids.append(h.id)
-                vectors.append(h.vector)
-                payloads.append(p)
-                docs.append(h.document)
-            self.col.upsert(ids, np.asarray(vectors), payloads, docs)
+        if not history:
+            hits = [h for *_, h in top]
+            self._rewrite(hits, [dict(h.payload, last_access=now) for h in hits])
         return [
             Recalled(_record(h.id, h.document, h.payload), s, rel, rec, imp)
             for s, rel, rec, imp, h in top
@@ -426,30 +412,31 @@ class Memory:
     def _chain_ids(self, memory_id: str) -> list[str]:
         """Ids of every version of a memory, oldest first."""
         start = self._point(memory_id)
-        back, pt = [], start
-        while pt.payload.get("previous"):
-            found = self.col.get([pt.payload["previous"]], with_vectors=False)
-            if not found:
-                break
-            pt = found[0]
-            back.append(pt.id)
-        ids = [*reversed(back), start.id]
-        pt = start
-        while pt.payload.get("next"):
-            found = self.col.get([pt.payload["next"]], with_vectors=False)
+        return [*reversed(self._walk(start, "previous")), start.id, *self._walk(start, "next")]
+
+    def _walk(self, pt, link: str) -> list[str]:
+        """Ids of the versions reached by following link from pt, nearest first."""
+        ids = []
+        while pt.payload.get(link):
+            found = self.col.get([pt.payload[link]], with_vectors=False)
             if not found:
                 break
             pt = found[0]
             ids.append(pt.id)
         return ids
 
+    def _rewrite(self, points, payloads) -> None:
+        """Store new payloads for points (with their vectors and documents) in one batch."""
+        if points:
+            self.col.upsert(
+                [pt.id for pt in points],
+                np.asarray([pt.vector for pt in points]),
+                payloads,
+                [pt.document for pt in points],
+            )
+
     def _all(self, flt, with_vectors: bool = False):
-        out, after = [], None
-        while True:
-            page, after = self.col.scroll(flt, limit=1000, after=after, with_vectors=with_vectors)
-            out.extend(page)
-            if after is None:
-                return out
+        return list(scan(self.col, flt, with_vectors=with_vectors))
 
 
 def _check_text(text, what: str = "text") -> None:

@@ -13,7 +13,7 @@ import threading
 import weakref
 from dataclasses import asdict, dataclass, field
 
-from vdb.collection import Hit
+from vdb.collection import Hit, scan
 from vdb.errors import InvalidArgumentError
 from vdb.text import bm25, extract, hybrid
 
@@ -62,15 +62,11 @@ def _bm25(col):
         hit = _cache.get(col)
         if hit is not None and hit[0] == lsn:
             return hit[1], hit[2]
-    ids, docs, after = [], [], None
-    while True:
-        page, after = col.scroll(limit=2000, after=after)
-        for r in page:
-            if r.document:
-                ids.append(r.id)
-                docs.append(r.document)
-        if after is None:
-            break
+    ids, docs = [], []
+    for r in scan(col, page=2000):
+        if r.document:
+            ids.append(r.id)
+            docs.append(r.document)
     index = bm25.Bm25Index(docs)
     with _cache_lock:
         _cache[col] = (lsn, ids, index)
@@ -95,7 +91,7 @@ def search(col, query: str, k: int = 10, filter=None, dense_weight: float = hybr
     ids, index = _bm25(col)
     sparse = [(ids[i], s) for i, s in index.search(query, POOL)]
     if filter is not None and sparse:
-        allowed = _matching(col, filter)
+        allowed = {r.id for r in scan(col, filter, page=5000)}
         sparse = [(i, s) for i, s in sparse if i in allowed]
     sign = -1.0 if col.config.metric == "l2" else 1.0  # l2 scores are distances
     dense = [(h.id, sign * h.score) for h in dense_hits]
@@ -106,16 +102,6 @@ def search(col, query: str, k: int = 10, filter=None, dense_weight: float = hybr
         for r in col.get(missing, with_vectors=False):
             known[r.id] = Hit(r.id, 0.0, r.payload, r.document)
     return [Hit(i, float(s), known[i].payload, known[i].document) for i, s in fused if i in known]
-
-
-def _matching(col, filter) -> set:
-    """The ids of the points that pass filter."""
-    ids, after = set(), None
-    while True:
-        page, after = col.scroll(filter, limit=5000, after=after)
-        ids.update(r.id for r in page)
-        if after is None:
-            return ids
 
 
 def _sources(hits) -> list[Source]:
@@ -194,7 +180,7 @@ def extractive(col, question: str, sources: list[Source]) -> Answer:
     import embed
 
     embedder = embed.load(col.config.embedder)
-    terms = bm25.Bm25Index([]).tokenize
+    terms = _bm25(col)[1].tokenize  # the collection's index, built by the search before
     sentence, a, b, _ = extract.best_sentence(question, sources[0].text, embedder, terms)
     return Answer(question, sentence, True, sources, [1], (a, b))
 
