@@ -225,6 +225,14 @@ def _mirostat_v1_k(probs: np.ndarray, mu: float, n_vocab: int, m: int = 100) -> 
     return int(min(max(k, 1), len(probs)))
 
 
+def sampler(settings: dict) -> Sampler:
+    """A Sampler from keyword settings; SamplerError for an unknown or out-of-range one."""
+    try:
+        return Sampler(**settings)
+    except TypeError as exc:
+        raise SamplerError(f"unknown sampler setting: {exc}") from None
+
+
 def check_stop(stop) -> tuple[str, ...]:
     """Stop strings: one string or a list of non-empty ones."""
     stop = (stop,) if isinstance(stop, str) else stop

@@ -1,8 +1,9 @@
 """A generation model: GGUF file, tokenizer and forward pass, with generate()."""
 
 from llm import chat
-from llm.errors import PromptError, SamplerError
-from llm.generate import Sampler, TextStream, check_count, check_stop
+from llm.errors import PromptError
+from llm.generate import TextStream, check_count, check_stop
+from llm.generate import sampler as make_sampler
 from llm.gguf_file import GGUFFile
 from llm.llama import ContextOverflowError, LlamaModel
 from llm.tokenizer import load as load_tokenizer
@@ -82,7 +83,7 @@ class Model:
         max_tokens, or once cancel (a threading.Event) is set. stream=True yields text pieces
         as they are produced (a Generation, which also tells why it finished); closing it stops
         the generation. prefill_chunk: prompt tokens per forward pass (None: all at once)."""
-        settings = _sampler(sampler)
+        settings = make_sampler(sampler)
         stop = check_stop(stop)
         check_count("max_tokens", max_tokens, 0)
         if prefill_chunk is not None:
@@ -181,13 +182,6 @@ class Generation:
         tail = text.flush()
         if tail:
             yield tail
-
-
-def _sampler(settings: dict) -> Sampler:
-    try:
-        return Sampler(**settings)
-    except TypeError as exc:
-        raise SamplerError(f"unknown sampler setting: {exc}") from None
 
 
 def load(path, n_ctx: int | None = None) -> Model:

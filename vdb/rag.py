@@ -104,7 +104,7 @@ def search(col, query: str, k: int = 10, filter=None, dense_weight: float = hybr
     return [Hit(i, float(s), known[i].payload, known[i].document) for i, s in fused if i in known]
 
 
-def _sources(hits) -> list[Source]:
+def as_sources(hits) -> list[Source]:
     out = []
     for n, h in enumerate(hits, 1):
         p = h.payload or {}
@@ -151,7 +151,7 @@ def ask(
         return retrieval_client.ask(
             remote, col.name, question, model is not None, k, filter, max_tokens, on_piece, sampler
         )
-    sources = _sources(search(col, question, k=k, filter=filter))
+    sources = as_sources(search(col, question, k=k, filter=filter))
     if not sources:
         text = NO_SOURCE
         if on_piece:

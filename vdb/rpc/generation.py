@@ -106,15 +106,18 @@ class ModelHost:
     def active(self) -> int:
         return len(self._streams)
 
+    def _check_room(self, waiting: int) -> None:
+        if len(self._streams) + waiting >= self.max_streams:
+            raise ResourceExhaustedError(
+                f"the server already runs its limit of {self.max_streams} generation "
+                "streams; retry later"
+            )
+
     @contextmanager
     def stream(self, cancelled):
         """Admit one stream: its model stays the same until it ends."""
         with self._cond:
-            if len(self._streams) + self._held >= self.max_streams:
-                raise ResourceExhaustedError(
-                    f"the server already runs its limit of {self.max_streams} generation "
-                    "streams; retry later"
-                )
+            self._check_room(self._held)
             self._held += 1  # waiting for a swap holds a place (and a worker thread)
             try:
                 while self._swapping:
@@ -125,11 +128,7 @@ class ModelHost:
                 self._held -= 1
             if self.model is None:
                 raise ModelNotLoadedError(NO_MODEL)
-            if len(self._streams) >= self.max_streams:
-                raise ResourceExhaustedError(
-                    f"the server already runs its limit of {self.max_streams} generation "
-                    "streams; retry later"
-                )
+            self._check_room(0)
             handle = _Stream(self.model, self.name)
             self._streams.add(handle)
         try:

@@ -4,7 +4,7 @@ import grpc
 
 from llm.chat import check_messages
 from llm.errors import PromptError, SamplerError
-from llm.generate import Sampler, check_count, check_stop
+from llm.generate import check_count, check_stop, sampler
 from vdb.rpc import convert, status
 from vdb.rpc._gen import generation_pb2 as gpb
 from vdb.rpc._gen import generation_pb2_grpc as ggrpc
@@ -57,7 +57,7 @@ class RemoteModel(Connection):
             request.prompt = prompt
         else:
             request.prompt_ids.extend(_ids(prompt))
-        _sampler(request.sampler, sampler)
+        check_sampler(request.sampler, sampler)
         run = RemoteGeneration(self._start(self._stub.Generate, request))
         return run if stream else "".join(run)
 
@@ -66,7 +66,7 @@ class RemoteModel(Connection):
         request = gpb.ChatRequest(max_tokens=_max_tokens(max_tokens), stop=check_stop(stop))
         for m in check_messages(messages):
             request.messages.add(role=m["role"], content=m["content"])
-        _sampler(request.sampler, sampler)
+        check_sampler(request.sampler, sampler)
         run = RemoteGeneration(self._start(self._stub.Chat, request))
         return run if stream else "".join(run)
 
@@ -140,14 +140,11 @@ def _ids(prompt) -> list[int]:
     if not ids:
         raise PromptError("the prompt is empty")
     if any(i < 0 or i >= 1 << 32 for i in ids):
-        raise PromptError("token ids must be >= 0")
+        raise PromptError("token ids must be in [0, 2**32)")
     return ids
 
 
-def _sampler(msg, settings: dict) -> None:
+def check_sampler(msg, settings: dict) -> None:
     """Check settings as the server will (the same exceptions before anything is sent)."""
-    try:
-        Sampler(**settings)
-    except TypeError as exc:
-        raise SamplerError(f"unknown sampler setting: {exc}") from None
+    sampler(settings)
     convert.set_sampler(msg, settings)

@@ -43,7 +43,7 @@ class RetrievalService(rgrpc.RetrievalServicer):
         question = request.question
         if not question.strip():
             raise InvalidArgumentError("the question must be a non-empty text")
-        sources = rag._sources(
+        sources = rag.as_sources(
             rag.search(col, question, k=request.k or 5, filter=convert.optional_filter(request))
         )
         if not sources:

@@ -2,9 +2,8 @@
 
 import grpc
 
-from llm.generate import Sampler
 from vdb.collection import Hit
-from vdb.rpc import convert, status
+from vdb.rpc import convert, model_client, status
 from vdb.rpc._gen import retrieval_pb2 as rpb
 from vdb.rpc._gen import retrieval_pb2_grpc as rgrpc
 
@@ -30,20 +29,14 @@ def hybrid_search(db, name: str, query: str, k: int, filter, dense_weight: float
 
 
 def ask(db, name, question, generate, k, filter, max_tokens, on_piece, sampler):
-    from vdb.rag import Answer, _sources
+    from vdb.rag import Answer, as_sources
 
-    try:
-        Sampler(**sampler)
-    except TypeError as exc:
-        from llm.errors import SamplerError
-
-        raise SamplerError(f"unknown sampler setting: {exc}") from None
     request = rpb.AskRequest(
         collection=name, question=question, k=k, generate=generate, max_tokens=max_tokens
     )
     if filter is not None:
         convert.set_filter(request.filter, filter)
-    convert.set_sampler(request.sampler, sampler)
+    model_client.check_sampler(request.sampler, sampler)
     call = db._start(_stub(db).Ask, request)
     result = None
     try:
@@ -61,7 +54,7 @@ def ask(db, name, question, generate, k, filter, max_tokens, on_piece, sampler):
 
         raise ServerError("the Ask stream ended without its result")
     hits = {s.number: hit_from(s.hit) for s in result.sources}
-    sources = _sources([hits[n] for n in sorted(hits)])
+    sources = as_sources([hits[n] for n in sorted(hits)])
     for src, number in zip(sources, sorted(hits), strict=True):
         src.number = number
     span = (result.span_start, result.span_end) if result.extractive and sources else None
