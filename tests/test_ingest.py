@@ -198,6 +198,8 @@ def test_ingest_reruns_changes_and_sync(tmp_path, corpus):
         assert synced.deleted == 1 and col.count({"file": str(corpus / "sub" / "moon.txt")}) == 0
         with pytest.raises(ValueError):
             ingest(db, [corpus], "docs", batch_size=0)
+        with pytest.raises(ValueError, match="chunk tokens"):
+            ingest(db, [corpus], "docs", chunk_tokens=0)
         db.create_collection("plain", dim=3)
         with pytest.raises(ValueError, match="no embedder"):
             ingest(db, [corpus], "plain")

@@ -239,7 +239,7 @@ def ingest(
             f"collection {collection!r} has no embedder: ingestion needs one to embed chunks"
         )
     model = embed.load(col.config.embedder)
-    max_tokens = chunk_tokens or model.max_tokens - 2
+    max_tokens = model.max_tokens - 2 if chunk_tokens is None else chunk_tokens
     if max_tokens > model.max_tokens - 2:
         raise InvalidArgumentError(
             f"chunk_tokens {max_tokens} exceeds what {col.config.embedder} reads "
@@ -261,8 +261,7 @@ def ingest(
     pending: list[ChunkPoint] = []
     waiting: list[tuple[FilePlan, int]] = []  # plans whose stale ids go once written
     written = 0  # chunks upserted so far, in order
-
-    planned = 0
+    planned = 0  # files planned so far
 
     def flush():
         nonlocal pending, written

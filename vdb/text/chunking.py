@@ -52,7 +52,7 @@ def chunk(
         return []
     _count(text, units, count)
     units = _split_long(text, units, count, max_tokens)
-    return _pack(text, units, count, max_tokens, overlap)
+    return _pack(text, units, max_tokens, overlap)
 
 
 def check(max_tokens: int, overlap: int) -> None:
@@ -147,7 +147,7 @@ def _words(text, unit, count, max_tokens) -> list[_Unit]:
     return pieces
 
 
-def _pack(text, units, count, max_tokens, overlap) -> list[Chunk]:
+def _pack(text, units, max_tokens, overlap) -> list[Chunk]:
     chunks: list[Chunk] = []
     current: list[_Unit] = []
     tokens = 0
