@@ -31,7 +31,6 @@ VNNI = AVAILABLE and bool(
 )
 
 I8x32 = ir.VectorType(ir.IntType(8), 32)
-_ZERO = ir.Constant(ir.IntType(32), 0)
 I8x16 = ir.VectorType(ir.IntType(8), 16)
 I16x16 = ir.VectorType(ir.IntType(16), 16)
 I32x8 = ir.VectorType(ir.IntType(32), 8)
@@ -56,15 +55,37 @@ def _splat(ty, value):
     return ir.Constant(ty, [ir.Constant(ty.element, value)] * ty.count)
 
 
-def _accumulate(builder, acc_ptr, lane, ints, scale):
-    """acc_ptr[8 lane : 8 lane + 8] += float(ints) * scale."""
+def _broadcast(builder, values: list, ty, lanes: list[int]):
+    """A vector of type ty whose lane i holds values[lanes[i]]."""
+    vec = ir.Constant(ty, None)
+    for i, v in enumerate(values):
+        vec = builder.insert_element(vec, v, ir.Constant(ir.IntType(32), i))
+    order = ir.Constant(ir.VectorType(ir.IntType(32), ty.count), lanes)
+    return builder.shuffle_vector(vec, vec, order)
+
+
+def _byte_splat(builder, v):
+    """A runtime integer, truncated to a byte, in all 32 lanes."""
+    return _broadcast(builder, [builder.trunc(v, ir.IntType(8))], I8x32, [0] * 32)
+
+
+def _accumulate(builder, acc_ptr, lane, ints, *scales):
+    """acc_ptr[8 lane : 8 lane + 8] += float(ints) * scale: one scale for all 8 lanes, or
+    two, for the first and the last four."""
     ptr = builder.gep(acc_ptr, [builder.mul(lane, ir.Constant(lane.type, 8))])
     ptr = builder.bitcast(ptr, F32x8.as_pointer())
     acc = builder.load(ptr, align=4)
-    s = builder.insert_element(ir.Constant(F32x8, None), scale, ir.Constant(ir.IntType(32), 0))
-    s = builder.shuffle_vector(s, s, ir.Constant(I32x8, [0] * 8))
+    s = _broadcast(builder, list(scales), F32x8, [0] * 4 + [len(scales) - 1] * 4)
     f = builder.sitofp(ints, F32x8)
     builder.store(builder.fadd(acc, builder.fmul(f, s, flags=("fast",)), flags=("fast",)), ptr)
+
+
+def _signed_dot(builder, w, x):
+    """As _unsigned_dot for signed bytes w: |w| times x with w's sign (the first operand of
+    the byte products is unsigned)."""
+    aw = _x86(builder, "llvm.abs.v32i8", I8x32, w, ir.Constant(ir.IntType(1), 0))
+    sx = _x86(builder, "llvm.x86.avx2.psign.b", I8x32, x, w)
+    return _unsigned_dot(builder, aw, sx)
 
 
 def _unsigned_dot(builder, u, x):
@@ -94,10 +115,7 @@ def _block_q8_0(typingctx, acc, lane, row, pos, xq, xpos, scale):
         acc_ptr, lane, row_v, pos_v, xq_v, xpos_v, scale_v = args
         w = _load(builder, context, sig.args[2], row_v, pos_v, I8x32)
         x = _load(builder, context, sig.args[4], xq_v, xpos_v, I8x32)
-        # |w| times x with w's sign: the first operand of the byte products is unsigned
-        aw = _x86(builder, "llvm.abs.v32i8", I8x32, w, ir.Constant(ir.IntType(1), 0))
-        sx = _x86(builder, "llvm.x86.avx2.psign.b", I8x32, x, w)
-        _accumulate(builder, acc_ptr, lane, _unsigned_dot(builder, aw, sx), scale_v)
+        _accumulate(builder, acc_ptr, lane, _signed_dot(builder, w, x), scale_v)
         return context.get_dummy_value()
 
     return types.void(acc, lane, row, pos, xq, xpos, scale), codegen
@@ -131,14 +149,9 @@ def _block_bits(typingctx, acc, lane, row, pos, shift, mask, xq, xpos, scale):
 
     def codegen(context, builder, sig, args):
         acc_ptr, lane, row_v, pos_v, shift_v, mask_v, xq_v, xpos_v, scale_v = args
-        i8, i32 = ir.IntType(8), ir.IntType(32)
         packed = _load(builder, context, sig.args[2], row_v, pos_v, I8x32)
-
-        def splat(v):
-            v = builder.insert_element(ir.Constant(I8x32, None), builder.trunc(v, i8), _ZERO)
-            return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, 32), [0] * 32))
-
-        w = builder.and_(builder.lshr(packed, splat(shift_v)), splat(mask_v))
+        shift, mask = _byte_splat(builder, shift_v), _byte_splat(builder, mask_v)
+        w = builder.and_(builder.lshr(packed, shift), mask)
         x = _load(builder, context, sig.args[6], xq_v, xpos_v, I8x32)
         _accumulate(builder, acc_ptr, lane, _unsigned_dot(builder, w, x), scale_v)
         return context.get_dummy_value()
@@ -154,30 +167,14 @@ def _block_q6(typingctx, acc, lane, row, lo, lo_shift, hi, hi_shift, xq, xpos, s
 
     def codegen(context, builder, sig, args):
         acc_ptr, lane, row_v, lo_v, lo_s, hi_v, hi_s, xq_v, xpos_v, s1, s2 = args
-        i8, i32 = ir.IntType(8), ir.IntType(32)
-
-        def splat(v):
-            v = builder.insert_element(ir.Constant(I8x32, None), builder.trunc(v, i8), _ZERO)
-            return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, 32), [0] * 32))
-
         low = _load(builder, context, sig.args[2], row_v, lo_v, I8x32)
-        low = builder.and_(builder.lshr(low, splat(lo_s)), _splat(I8x32, 15))
+        low = builder.and_(builder.lshr(low, _byte_splat(builder, lo_s)), _splat(I8x32, 15))
         high = _load(builder, context, sig.args[2], row_v, hi_v, I8x32)
-        high = builder.and_(builder.lshr(high, splat(hi_s)), _splat(I8x32, 3))
+        high = builder.and_(builder.lshr(high, _byte_splat(builder, hi_s)), _splat(I8x32, 3))
         w = builder.sub(builder.or_(low, builder.shl(high, _splat(I8x32, 4))), _splat(I8x32, 32))
         x = _load(builder, context, sig.args[7], xq_v, xpos_v, I8x32)
-        aw = _x86(builder, "llvm.abs.v32i8", I8x32, w, ir.Constant(ir.IntType(1), 0))
-        sx = _x86(builder, "llvm.x86.avx2.psign.b", I8x32, x, w)
-        ints = _unsigned_dot(builder, aw, sx)
-        scale = builder.insert_element(ir.Constant(F32x8, None), s1, _ZERO)
-        scale = builder.insert_element(scale, s2, ir.Constant(i32, 4))
-        order = ir.Constant(ir.VectorType(i32, 8), [0] * 4 + [4] * 4)
-        scale = builder.shuffle_vector(scale, scale, order)
-        ptr = builder.gep(acc_ptr, [builder.mul(lane, ir.Constant(lane.type, 8))])
-        ptr = builder.bitcast(ptr, F32x8.as_pointer())
-        total = builder.load(ptr, align=4)
-        product = builder.fmul(builder.sitofp(ints, F32x8), scale, flags=("fast",))
-        builder.store(builder.fadd(total, product, flags=("fast",)), ptr)
+        ints = _signed_dot(builder, w, x)
+        _accumulate(builder, acc_ptr, lane, ints, s1, s2)
         return context.get_dummy_value()
 
     return types.void(acc, lane, row, lo, lo_shift, hi, hi_shift, xq, xpos, s1, s2), codegen
