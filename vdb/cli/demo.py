@@ -33,7 +33,7 @@ def demo(keep, question):
     click.echo(f"database: {path}")
     click.echo(
         f"ingesting {DOCS} (the first run converts the default embedding model and "
-        "compiles kernels: about half a minute)"
+        "compiles kernels: under a minute)"
     )
     with vdb.open(path) as db:
         report = ingest(db, [DOCS], "vdb-docs")
