@@ -330,9 +330,12 @@ class Collection(ConfigView):
                 self._give_back(taken)
                 raise
             self._lsn, self._next_iid = lsn, next_iid
-            self._index.remove(rows)
-            self._payloads.clear(rows)
-            self._apply(rows, vecs, pay_items)
+            kept = self._unchanged(rows, vecs)
+            self._payloads.set(rows[kept], [p for p, k in zip(pay_items, kept) if k])
+            moved = ~kept
+            self._index.remove(rows[moved])
+            self._payloads.clear(rows[moved])
+            self._apply(rows[moved], vecs[moved], [p for p, m in zip(pay_items, moved) if m])
             self._written_since_ckpt += n
         if self._written_since_ckpt >= self._checkpoint_every:
             self._checkpoint_quietly()
@@ -378,6 +381,20 @@ class Collection(ConfigView):
         oplog.append(txn, st.oplog, cid, lsn, oplog.OP_UPSERT, rows)
         txn.put(keys.state_key(cid), keys.STATE.pack(lsn, next_iid), db=st.meta)
         return rows, lsn, next_iid
+
+    def _unchanged(self, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """(n,) bool: rows the index already holds with exactly these vectors, whose upsert
+        changes only the payload and leaves the graph alone. Call under the write lock."""
+        index = self._index
+        kept = np.zeros(len(rows), dtype=bool)
+        inside = np.flatnonzero(rows < index.size)
+        if len(inside):
+            r = rows[inside]
+            new = vectors[inside]
+            if self.metric == "cosine":
+                new = validate.normalized(new)
+            kept[inside] = index.alive[r] & (index.vectors[r] == new).all(axis=1)
+        return kept
 
     def _give_back(self, taken: list[int]) -> None:
         for iid in taken:
