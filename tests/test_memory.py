@@ -204,3 +204,78 @@ def test_acknowledged_memories_survive_kill_9(tmp_path):
         mem = Memory(db, "durable")
         for pid in acked:
             assert mem.get(pid).user_id == "u"
+
+
+def distractors(n: int) -> list[str]:
+    people = ["Ann", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun"]
+    things = ["bicycle", "laptop", "umbrella", "guitar", "camera", "notebook", "kettle", "lamp"]
+    places = ["garage", "attic", "office", "kitchen", "car", "library", "garden", "basement"]
+    verbs = ["left", "repaired", "painted", "sold", "borrowed", "found", "cleaned", "moved"]
+    return [
+        f"{people[i % 10]} {verbs[i // 10 % 8]} the {things[i // 80 % 8]} in the "
+        f"{places[i // 640 % 8]} on day {i}"
+        for i in range(n)
+    ]
+
+
+def test_planted_facts_among_thousands_of_distractors(mem):
+    records = mem.remember_many(distractors(3000), batch_size=500)
+    assert len({r.id for r in records}) > 2500  # only near-identical sentences merged
+    planted = {
+        "The wifi password at the beach house is seashell42": "what is the wifi password",
+        "Maria is allergic to penicillin": "which medicine must Maria avoid",
+        "The team standup moved to 9:30 on Tuesdays": "when is the standup meeting",
+    }
+    ids = {text: mem.remember(text).id for text in planted}
+    for text, query in planted.items():
+        assert mem.recall(query, k=3)[0].memory.id == ids[text]
+
+
+def test_remember_many_batches_dedups_and_checks_first(mem, clock):
+    got = mem.remember_many(
+        [
+            "Paris is the capital of France",
+            {"text": "Paris is the capital of France.", "importance": 0.9},
+            {"text": "Bob plays the cello", "user_id": "bob", "kind": "preference"},
+        ],
+        session_id="s1",
+    )
+    assert got[0].id == got[1].id and got[1].count == 2 and got[1].importance == 0.7
+    assert got[2].user_id == "bob" and got[2].session_id == "s1" and got[2].kind == "preference"
+    assert len(mem.list(all_users=True)) == 2
+    again = mem.remember_many(["Paris is the capital of France"])  # against what is stored
+    assert again[0].id == got[0].id and again[0].count == 3
+    before = mem.stats()
+    for bad in (["ok", {"text": "x", "kind": "rumour"}], ["ok", 5], [{"text": "x", "colour": 1}]):
+        with pytest.raises(ValueError):
+            mem.remember_many(bad)
+    with pytest.raises(ValueError):
+        mem.remember_many(["a", "b"], vectors=[[0.0] * 384])
+    assert mem.stats() == before  # nothing half-written
+    vec = mem.col.embedder.embed(["Lisbon is the capital of Portugal"])
+    r = mem.remember_many(["Lisbon is the capital of Portugal"], vectors=vec)[0]
+    assert mem.recall(vec[0], k=1)[0].memory.id == r.id  # a vector query works too
+
+
+def test_access_refreshes_are_batched_but_seen_at_once(tmp_path, clock):
+    with vdb.open(tmp_path / "db") as db:
+        mem = Memory(db, "assistant", clock=clock, flush_interval=60)
+        a = mem.remember("The boiler was serviced in March")
+        clock.now += 10
+        mem.recall("boiler service", k=1)
+        assert mem.get(a.id).last_access == clock.now  # seen before it is written
+        other = Memory(db, "assistant", clock=clock)  # the same agent: the same refreshes
+        assert other.get(a.id).last_access == clock.now
+        assert mem.col.get([a.id])[0].payload["last_access"] == clock.now - 10  # not yet
+        clock.now += 61
+        mem.recall("boiler service", k=1)  # the pending refresh is old enough: written
+        assert mem.col.get([a.id])[0].payload["last_access"] == clock.now
+        clock.now += 5
+        mem.recall("boiler service", k=1)
+        mem.remember("The roof was checked in May")  # a write takes pending refreshes along
+        assert mem.col.get([a.id])[0].payload["last_access"] == clock.now
+        clock.now += 5
+        mem.recall("boiler service", k=1)
+        assert mem.flush() == 1
+    with vdb.open(tmp_path / "db") as db:
+        assert Memory(db, "assistant", clock=clock).get(a.id).last_access == clock.now

@@ -139,6 +139,13 @@ class Database:
         self._check_open()
         return embedding.load(model or DEFAULT_EMBEDDER).embed(texts)
 
+    def memory(self, agent: str = "default", **options):
+        """The long-term and conversation memory of an agent, kept in this database: a
+        vdb.memory.Memory(self, agent, **options)."""
+        from vdb.memory import Memory
+
+        return Memory(self, agent, **options)
+
     def has_collection(self, name: str) -> bool:
         return name in self.list_collections()
 

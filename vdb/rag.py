@@ -134,23 +134,36 @@ def ask(
     filter=None,
     max_tokens: int = 256,
     on_piece=None,
+    memory: str | None = None,
     **sampler,
 ) -> Answer:
     """Answer question from col. With model (an llm model, local or remote) the answer is
     generated from the numbered sources that fit its context; on_piece(text) receives it as
     it streams. Without one, the answer is the best sentence of the best source, labelled
     extractive. On a remote collection, with no model or the server's own model, the server
-    does the work (the Ask RPC)."""
+    does the work (the Ask RPC). memory: a block the generated answer may also draw on, such
+    as an agent's Memory.context(question) (extractive answers leave it aside)."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
     if not isinstance(question, str) or not question.strip():
         raise InvalidArgumentError("the question must be a non-empty text")
+    if memory is not None and not isinstance(memory, str):
+        raise InvalidArgumentError(f"memory must be a text, got {type(memory).__name__}")
     remote = _remote(col, model)
     if remote is not None:
         from vdb.rpc import retrieval_client
 
         return retrieval_client.ask(
-            remote, col.name, question, model is not None, k, filter, max_tokens, on_piece, sampler
+            remote,
+            col.name,
+            question,
+            model is not None,
+            k,
+            filter,
+            max_tokens,
+            on_piece,
+            sampler,
+            memory,
         )
     sources = as_sources(search(col, question, k=k, filter=filter))
     if not sources:
@@ -163,7 +176,7 @@ def ask(
         if on_piece:
             on_piece(answer.text)
         return answer
-    used, messages = prompt_messages(model, question, sources, max_tokens)
+    used, messages = prompt_messages(model, question, sources, max_tokens, memory)
     pieces = []
     for piece in model.chat(messages, max_tokens=max_tokens, stream=True, **sampler):
         pieces.append(piece)
@@ -186,12 +199,18 @@ def extractive(col, question: str, sources: list[Source]) -> Answer:
     return Answer(question, sentence, True, sources, [1], (a, b))
 
 
-def prompt_messages(model, question: str, sources: list[Source], max_tokens: int):
+def prompt_messages(
+    model, question: str, sources: list[Source], max_tokens: int, memory: str | None = None
+):
     """(the sources used, chat messages) for a generated answer within model's context."""
-    used = _fit(model, question, sources, max_tokens)
-    return used, [
+    used = _fit(model, question, sources, max_tokens, memory)
+    return used, _messages(question, used, memory)
+
+
+def _messages(question: str, sources: list[Source], memory: str | None) -> list[dict]:
+    return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": _prompt(question, used)},
+        {"role": "user", "content": _prompt(question, sources, memory)},
     ]
 
 
@@ -220,29 +239,29 @@ def _label(s: Source) -> str:
     return where
 
 
-def _prompt(question: str, sources: list[Source]) -> str:
+def _prompt(question: str, sources: list[Source], memory: str | None = None) -> str:
     blocks = [f"[{s.number}] ({_label(s)})\n{s.text}" for s in sources]
-    return "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+    head = f"What you remember (not citable):\n{memory}\n\n" if memory else ""
+    return head + "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
 
 
-def _fit(model, question: str, sources: list[Source], max_tokens: int) -> list[Source]:
+def _fit(
+    model, question: str, sources: list[Source], max_tokens: int, memory: str | None = None
+) -> list[Source]:
     """The best sources whose prompt fits the model's context with max_tokens to spare,
     counted by the model's own tokenizer."""
     budget = _context(model) - max_tokens
     used = []
     for s in sources:
         trial = [*used, s]
-        messages = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": _prompt(question, trial)},
-        ]
-        if _count(model, messages) > budget:
+        if _count(model, _messages(question, trial, memory)) > budget:
             continue
         used = trial
     if not used:
         raise InvalidArgumentError(
             f"not even one source fits the model's context of {_context(model)} tokens with "
-            f"{max_tokens} to generate; lower max_tokens"
+            f"{max_tokens} to generate{' and the memory block' if memory else ''}; lower "
+            "max_tokens" + (" or the memory budget" if memory else "")
         )
     return used
 

@@ -37,16 +37,50 @@ def _where(s) -> str:
     help="Tokens of the generated answer at most.",
 )
 @click.option("--ctx", "n_ctx", type=click.IntRange(1), help="Context size of the model.")
+@click.option("--agent", "-a", help="Also draw on this agent's memory (see `vdb memory`).")
+@click.option("--user", "-u", "user_id", help="With --agent: this user's memories.")
+@click.option(
+    "--session",
+    "-s",
+    "session_id",
+    help="With --agent: this session's recent turns; the question and answer join them.",
+)
+@click.option(
+    "--memory-tokens",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="With --agent: tokens of memories and turns at most.",
+)
 @sampler_options
 @click.option("--json", "as_json", is_flag=True, help="Print answer, citations and sources.")
 @click.pass_context
 def ask_cmd(
-    ctx, question, collection, model_path, k, filter_json, max_tokens, n_ctx, sampler, as_json
+    ctx,
+    question,
+    collection,
+    model_path,
+    k,
+    filter_json,
+    max_tokens,
+    n_ctx,
+    agent,
+    user_id,
+    session_id,
+    memory_tokens,
+    sampler,
+    as_json,
 ):
     """Answer QUESTION from COLLECTION (see `vdb ingest`): hybrid retrieval of the best
     chunks, then a generated answer citing them as [n] when --model is given, or else the
-    sentence of the best chunk that best answers it (extractive), with its source."""
+    sentence of the best chunk that best answers it (extractive), with its source.
+
+    With --agent, the memories most useful for the question (and with --session, the
+    session's recent turns) go into the prompt beside the sources, and are printed."""
     from vdb import rag
+
+    if agent is None and (user_id or session_id):
+        raise click.UsageError("--user and --session need --agent")
 
     model = None
     if model_path:
@@ -69,8 +103,12 @@ def ask_cmd(
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    with open_db(ctx, read_only=True) as db:
+    with open_db(ctx, read_only=agent is None) as db:
         col = db.get_collection(collection)
+        memory = None
+        if agent is not None:
+            mem = db.memory(agent, generator=model)
+            memory = mem.context(question, memory_tokens, user_id=user_id, session_id=session_id)
         answer = rag.ask(
             col,
             question,
@@ -79,12 +117,23 @@ def ask_cmd(
             filter=flt,
             max_tokens=max_tokens,
             on_piece=None if as_json else show,
+            memory=memory.text if memory is not None else None,
             **sampler,
         )
+        if agent is not None:
+            if session_id is not None:
+                mem.add_turn("user", question, session_id, user_id=user_id)
+                mem.add_turn("assistant", answer.text, session_id, user_id=user_id)
+            mem.flush()
     if as_json:
-        echo_json(answer.as_dict())
+        out = answer.as_dict()
+        if memory is not None:
+            out["memory"] = memory.text
+        echo_json(out)
         return
     click.echo("\n")
+    if memory is not None and memory.text:
+        click.echo(f"From {agent}'s memory:\n{memory.text}\n")
     cited = [s for s in answer.sources if s.number in answer.cited]
     if answer.extractive and cited:
         click.echo(f"from [1] {_where(cited[0])}")

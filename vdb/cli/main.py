@@ -84,7 +84,7 @@ def _jsonable(value):
 
 
 def _register() -> None:
-    from vdb.cli import ask, collection, demo, embed, ingest, llm, model, points, serve
+    from vdb.cli import ask, collection, demo, embed, ingest, llm, memory, model, points, serve
 
     main.add_command(collection.collection)
     main.add_command(points.import_cmd)
@@ -96,6 +96,7 @@ def _register() -> None:
     main.add_command(ingest.ingest_cmd)
     main.add_command(ask.ask_cmd)
     main.add_command(llm.llm_group)
+    main.add_command(memory.memory_group)
 
 
 _register()

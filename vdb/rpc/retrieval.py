@@ -60,7 +60,9 @@ class RetrievalService(rgrpc.RetrievalServicer):
         used = []
 
         def start(model, cancel):
-            chosen, messages = rag.prompt_messages(model, question, sources, max_tokens)
+            chosen, messages = rag.prompt_messages(
+                model, question, sources, max_tokens, request.memory or None
+            )
             used.extend(chosen)
             return model.chat(
                 messages,

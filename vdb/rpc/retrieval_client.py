@@ -28,11 +28,16 @@ def hybrid_search(db, name: str, query: str, k: int, filter, dense_weight: float
     return [hit_from(h) for h in db._call(_stub(db).HybridSearch, request).hits]
 
 
-def ask(db, name, question, generate, k, filter, max_tokens, on_piece, sampler):
+def ask(db, name, question, generate, k, filter, max_tokens, on_piece, sampler, memory=None):
     from vdb.rag import Answer, as_sources
 
     request = rpb.AskRequest(
-        collection=name, question=question, k=k, generate=generate, max_tokens=max_tokens
+        collection=name,
+        question=question,
+        k=k,
+        generate=generate,
+        max_tokens=max_tokens,
+        memory=memory or "",
     )
     if filter is not None:
         convert.set_filter(request.filter, filter)

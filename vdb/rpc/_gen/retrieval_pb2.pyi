@@ -41,7 +41,7 @@ class HybridSearchResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[HybridHit, _Mapping]]] = ...) -> None: ...
 
 class AskRequest(_message.Message):
-    __slots__ = ("collection", "question", "k", "filter", "generate", "max_tokens", "sampler")
+    __slots__ = ("collection", "question", "k", "filter", "generate", "max_tokens", "sampler", "memory")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class AskRequest(_message.Message):
     GENERATE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SAMPLER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
     collection: str
     question: str
     k: int
@@ -56,7 +57,8 @@ class AskRequest(_message.Message):
     generate: bool
     max_tokens: int
     sampler: _generation_pb2.SamplerSettings
-    def __init__(self, collection: _Optional[str] = ..., question: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., generate: _Optional[bool] = ..., max_tokens: _Optional[int] = ..., sampler: _Optional[_Union[_generation_pb2.SamplerSettings, _Mapping]] = ...) -> None: ...
+    memory: str
+    def __init__(self, collection: _Optional[str] = ..., question: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., generate: _Optional[bool] = ..., max_tokens: _Optional[int] = ..., sampler: _Optional[_Union[_generation_pb2.SamplerSettings, _Mapping]] = ..., memory: _Optional[str] = ...) -> None: ...
 
 class AskSource(_message.Message):
     __slots__ = ("number", "hit")
