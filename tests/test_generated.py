@@ -24,6 +24,7 @@ def test_every_service_is_served():
         collections_pb2,
         embeddings_pb2,
         generation_pb2,
+        memory_pb2,
         points_pb2,
         retrieval_pb2,
         server_pb2,
@@ -41,6 +42,7 @@ def test_every_service_is_served():
             embeddings_pb2,
             generation_pb2,
             retrieval_pb2,
+            memory_pb2,
         )
         for service in module.DESCRIPTOR.services_by_name.values()
     }

@@ -170,6 +170,30 @@ def test_bad_input(mem):
         Memory(None, half_life=0)
 
 
+def test_bad_input_is_caught_before_anything_is_written(mem):
+    first = mem.remember("The gate code is 1234")
+    before = mem.stats()
+    with pytest.raises(ValueError):  # not JSON: caught before the first batch is written
+        mem.remember_many(["first", {"text": "second", "metadata": {"x": {1, 2}}}], batch_size=1)
+    with pytest.raises(ValueError):
+        mem.update(first.id, "The gate code is 4321", metadata=["not", "a", "dict"])
+    assert mem.stats() == before
+    with pytest.raises(ValueError):
+        mem.recall(["two", "queries"])
+    with pytest.raises(ValueError):
+        mem.recall([[0.1] * 384, [0.2] * 384])
+    with pytest.raises(ValueError):
+        mem.list(kind="rumour")
+    with pytest.raises(ValueError):
+        mem.recall("gate", user_id=5)
+    with pytest.raises(ValueError) as info:
+        mem.forget(filter={"$bad": 1})
+    assert "$and[" not in str(info.value)
+    with pytest.raises(ValueError) as info:
+        mem.recall("gate", filter={"n": {"$regex": "x"}})
+    assert "$and[" not in str(info.value)
+
+
 REMEMBER = textwrap.dedent(
     """
     import sys

@@ -78,17 +78,18 @@ def unique_id_keys(ids: list) -> list[bytes]:
 
 def vectors(values, dim: int, metric_name: str, ids: list | None = None, what="vector"):
     """(n, dim) float32 C-contiguous rows, checked finite (and non-zero under cosine)."""
+    many = what[:-1] + "ies" if what.endswith("y") else what + "s"
     try:
         with np.errstate(over="ignore"):
             arr = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise InvalidVectorError(f"{what}s must be numeric arrays: {exc}") from None
+        raise InvalidVectorError(f"{many} must be numeric arrays: {exc}") from None
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
-        raise InvalidVectorError(f"{what}s must be one row or a 2-D array, got shape {arr.shape}")
+        raise InvalidVectorError(f"{many} must be one row or a 2-D array, got shape {arr.shape}")
     if arr.shape[1] != dim:
-        raise DimensionError(f"{what}s have dimension {arr.shape[1]}; the collection has {dim}")
+        raise DimensionError(f"{many} have dimension {arr.shape[1]}; the collection has {dim}")
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])

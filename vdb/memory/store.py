@@ -45,7 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vdb import filters
 from vdb.collection import scan
+from vdb.storage.codec import encode_payload
 from vdb.errors import InvalidArgumentError, NotFoundError
 
 KINDS = ("fact", "event", "preference", "summary")
@@ -233,6 +235,19 @@ class Memory:
             clauses.append({"session_id": session_id})
         return clauses
 
+    def _reading(self, kind, user_id, session_id, all_users) -> list[dict]:
+        """Checked filter clauses for recall and list: a scope and a kind (any but turns when
+        None)."""
+        _check_name("user_id", user_id)
+        _check_name("session_id", session_id)
+        if kind is not None and kind not in (*KINDS, TURN):
+            raise InvalidArgumentError(
+                f"kind must be one of {', '.join((*KINDS, TURN))}, got {kind!r}"
+            )
+        clauses = self._scope(user_id, session_id, all_users)
+        clauses.append({"kind": kind} if kind is not None else {"kind": {"$ne": TURN}})
+        return clauses
+
     def _filter(self, clauses: list[dict], history: bool = False):
         now = self.clock()
         clauses = list(clauses)
@@ -362,6 +377,7 @@ class Memory:
         _check_text(text)
         if importance is not None:
             _check_importance(importance)
+        _check_metadata(metadata)
         with self._state.lock:
             self._flush_locked()
             old = self._point(memory_id)
@@ -402,6 +418,7 @@ class Memory:
             if memory_id is not None:
                 points = [self._point(memory_id)]
             else:
+                filters.parse(filter)  # its errors point into the caller's filter
                 points = self._all(self._filter([filter]), with_vectors=True)
             if hard:
                 ids = {i for pt in points for i in self._chain_ids(pt.id)}
@@ -455,18 +472,13 @@ class Memory:
         refreshes, never a memory."""
         if isinstance(query, str):
             _check_text(query, "query")
+        elif not _one_vector(query):
+            raise InvalidArgumentError("query must be one text or one vector")
         if not _count(k):
             raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
-        clauses = self._scope(user_id, session_id, all_users)
-        if kind is not None:
-            if kind not in (*KINDS, TURN):
-                raise InvalidArgumentError(
-                    f"kind must be one of {', '.join((*KINDS, TURN))}, got {kind!r}"
-                )
-            clauses.append({"kind": kind})
-        else:
-            clauses.append({"kind": {"$ne": TURN}})
+        clauses = self._reading(kind, user_id, session_id, all_users)
         if filter is not None:
+            filters.parse(filter)  # its errors point into the caller's filter
             clauses.append(filter)
         hits = self.col.search(
             query, k=max(CANDIDATES, k), filter=self._filter(clauses, history), with_vectors=False
@@ -506,8 +518,7 @@ class Memory:
         history: bool = False,
     ) -> list[MemoryRecord]:
         """Memories of a scope, oldest first (turns only with kind="turn")."""
-        clauses = self._scope(user_id, session_id, all_users)
-        clauses.append({"kind": kind} if kind is not None else {"kind": {"$ne": TURN}})
+        clauses = self._reading(kind, user_id, session_id, all_users)
         points = self._all(self._filter(clauses, history))
         records = [self._record(pt.id, pt.document, pt.payload) for pt in points]
         return sorted(records, key=lambda r: (r.created, r.id))
@@ -579,8 +590,12 @@ class Memory:
             state.since = now
         for i in ids:
             state.touched[i] = now
-        if len(state.touched) >= FLUSH_TOUCHES or now - state.since >= self.flush_interval:
-            self.flush()
+        due = len(state.touched) >= FLUSH_TOUCHES or now - state.since >= self.flush_interval
+        if due and state.lock.acquire(blocking=False):  # else a writer holds it: later
+            try:
+                self._flush_locked()
+            finally:
+                state.lock.release()
 
     def flush(self) -> int:
         """Write the pending access refreshes now. Returns how many were written."""
@@ -686,11 +701,27 @@ def _entry(item, defaults: dict) -> dict:
     _check_importance(e["importance"])
     if e["ttl"] is not None and not (_number(e["ttl"]) and e["ttl"] > 0):
         raise InvalidArgumentError(f"ttl must be > 0 seconds, got {e['ttl']!r}")
-    if e["metadata"] is not None and not isinstance(e["metadata"], dict):
-        raise InvalidArgumentError(f"metadata must be a dict, got {type(e['metadata']).__name__}")
+    _check_metadata(e["metadata"])
     for name in ("user_id", "session_id"):
         _check_name(name, e[name])
     return e
+
+
+def _one_vector(query) -> bool:
+    try:
+        arr = np.asarray(query)
+    except (TypeError, ValueError):
+        return False
+    return arr.ndim == 1 and arr.dtype.kind in "fiu"
+
+
+def _check_metadata(metadata) -> None:
+    """metadata: None or a dict the store can keep (JSON: string keys, finite numbers)."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise InvalidArgumentError(f"metadata must be a dict, got {type(metadata).__name__}")
+    encode_payload({"metadata": metadata})
 
 
 def _check_name(name: str, value) -> None:

@@ -244,6 +244,14 @@ class RemoteDatabase(Connection):
         request.texts.extend(texts)
         return convert.unpack(self._call(self._embeddings.Embed, request).vectors).copy()
 
+    def memory(self, agent: str = "default", **options):
+        """The memory of an agent, kept by the server: a RemoteMemory with the methods of
+        vdb.memory.Memory (the options of Memory but generator, flush_interval and clock,
+        which are the server's)."""
+        from vdb.rpc.memory_client import RemoteMemory
+
+        return RemoteMemory(self, agent, **options)
+
     def info(self) -> dict:
         """The server: version, address, mode of this key, collections, cache statistics."""
         msg = self._call(self._server.Info, spb.ServerInfoRequest())

@@ -36,6 +36,8 @@ from vdb.rpc._gen import embeddings_pb2 as epb
 from vdb.rpc._gen import embeddings_pb2_grpc as egrpc
 from vdb.rpc._gen import generation_pb2 as gpb
 from vdb.rpc._gen import generation_pb2_grpc as ggrpc
+from vdb.rpc._gen import memory_pb2 as mpb
+from vdb.rpc._gen import memory_pb2_grpc as mgrpc
 from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc._gen import points_pb2_grpc as pgrpc
 from vdb.rpc._gen import retrieval_pb2 as rpb
@@ -47,6 +49,7 @@ from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
 from vdb.rpc.cache import QueryCache
 from vdb.rpc.generation import GenerationService, ModelHost
 from vdb.rpc.handler import rpc
+from vdb.rpc.memory import MemoryService
 from vdb.rpc.retrieval import RetrievalService
 from vdb.storage import keys
 from vdb.storage.codec import decode_id, encode_id
@@ -63,6 +66,7 @@ SERVICES = tuple(
         (epb, "Embeddings"),
         (gpb, "Generation"),
         (rpb, "Retrieval"),
+        (mpb, "Memory"),
     )
 )
 READ, WRITE, ADMIN = range(3)
@@ -560,6 +564,8 @@ class Server:
         generation = GenerationService(self.core, self.models, options.prefill_chunk)
         ggrpc.add_GenerationServicer_to_server(generation, self._server)
         rgrpc.add_RetrievalServicer_to_server(RetrievalService(self.core, generation), self._server)
+        self.memory = MemoryService(self.core, self.models, options.prefill_chunk)
+        mgrpc.add_MemoryServicer_to_server(self.memory, self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
@@ -599,6 +605,7 @@ class Server:
         deadline = time.monotonic() + grace + 10
         while self.core.in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
+        self.memory.flush()
         self._pool.shutdown(wait=False)
 
     def wait(self, timeout: float | None = None) -> bool:
