@@ -141,7 +141,9 @@ def test_ask_draws_on_memory(tmp_path):
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
     assert "Alice prefers green tea" in got["memory"] and got["extractive"]
-    turns = runner.invoke(cli, [*data, "memory", "turns", "-a", "helper", "-u", "alice", "-s", "chat1"])
+    turns = runner.invoke(
+        cli, [*data, "memory", "turns", "-a", "helper", "-u", "alice", "-s", "chat1"]
+    )
     assert "[user]" in turns.output and "[assistant]" in turns.output
     out = runner.invoke(cli, [*data, "ask", "x", "-c", "notes", "-u", "alice"])
     assert out.exit_code == 2 and "--agent" in out.output
@@ -162,7 +164,10 @@ def test_memory_cli(tmp_path):
     assert "The printer is on floor 3" in run("recall", "where is the printer")
     new = json.loads(run("update", added["id"], "The printer moved to floor 4", "--json"))
     chain = json.loads(run("history", new["id"], "--json"))
-    assert [m["text"] for m in chain] == ["The printer is on floor 3", "The printer moved to floor 4"]
+    assert [m["text"] for m in chain] == [
+        "The printer is on floor 3",
+        "The printer moved to floor 4",
+    ]
     assert "floor 4" in run("list") and "floor 3" not in run("list")
     assert "(closed)" in run("list", "--history")
     assert json.loads(run("stats", "--json"))["memories"] == 1

@@ -331,11 +331,13 @@ class Collection(ConfigView):
                 raise
             self._lsn, self._next_iid = lsn, next_iid
             kept = self._unchanged(rows, vecs)
-            self._payloads.set(rows[kept], [p for p, k in zip(pay_items, kept) if k])
+            self._payloads.set(rows[kept], [p for p, k in zip(pay_items, kept, strict=True) if k])
             moved = ~kept
             self._index.remove(rows[moved])
             self._payloads.clear(rows[moved])
-            self._apply(rows[moved], vecs[moved], [p for p, m in zip(pay_items, moved) if m])
+            self._apply(
+                rows[moved], vecs[moved], [p for p, m in zip(pay_items, moved, strict=True) if m]
+            )
             self._written_since_ckpt += n
         if self._written_since_ckpt >= self._checkpoint_every:
             self._checkpoint_quietly()

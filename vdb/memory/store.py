@@ -47,8 +47,8 @@ import numpy as np
 
 from vdb import filters
 from vdb.collection import scan
-from vdb.storage.codec import encode_payload
 from vdb.errors import InvalidArgumentError, NotFoundError
+from vdb.storage.codec import encode_payload
 
 KINDS = ("fact", "event", "preference", "summary")
 TURN = "turn"  # a conversation turn (see vdb.memory.conversation)
