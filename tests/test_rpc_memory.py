@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import vdb
 from tests.conftest import shared_file
 from tests.rpc import serving
+from tests.test_conversation import CHAT
 from vdb.memory import Context, Memory, MemoryNotFoundError, MemoryRecord, Recalled
 from vdb.rpc._gen import common_pb2 as pb
 from vdb.rpc._gen import memory_pb2 as mpb
@@ -21,15 +22,6 @@ from vdb.rpc.memory_client import RemoteMemory
 
 TIMES = ("created", "last_access", "valid_from", "valid_to", "expires_at")
 LINKS = ("id", "previous", "next", "summary")
-CHAT = [
-    ("user", "Hi, I am Alice and I live in Lisbon. I love green tea."),
-    ("assistant", "Nice to meet you, Alice! Lisbon is a lovely city."),
-    ("user", "My sister Carla visits next week. She is allergic to nuts."),
-    ("assistant", "Noted: no nuts in anything I suggest while Carla is here."),
-    ("user", "We want to cook something together on Friday evening."),
-    ("assistant", "A vegetable curry would work well, and it is nut free."),
-    ("user", "Great, and remind me to buy rice on Thursday."),
-]
 
 
 @pytest.fixture

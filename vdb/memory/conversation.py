@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vdb.errors import InvalidArgumentError
-from vdb.memory.store import TURN, MemoryRecord, Recalled, _check_name, _check_text, _count
+from vdb.memory.store import (
+    TURN,
+    MemoryRecord,
+    Recalled,
+    _check_name,
+    _check_text,
+    _count,
+    _new_payload,
+)
 from vdb.text.extract import sentence_spans
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -48,35 +56,29 @@ class Context:
         return self.text
 
 
-def add_turn(mem, role: str, text: str, session_id: str, user_id: str | None):
+def check_turn(role, text, session_id, user_id) -> None:
     if role not in ROLES:
         raise InvalidArgumentError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     _check_text(text)
+    check_session(session_id, user_id)
+
+
+def check_session(session_id, user_id) -> None:
     if session_id is None:
-        raise InvalidArgumentError("a turn needs a session_id")
+        raise InvalidArgumentError("a conversation buffer needs a session_id")
     _check_name("session_id", session_id)
     _check_name("user_id", user_id)
+
+
+def add_turn(mem, role: str, text: str, session_id: str, user_id: str | None):
+    check_turn(role, text, session_id, user_id)
     with mem._state.lock:
         mem._flush_locked()
         turns = buffer(mem, session_id, user_id)
         now = mem.clock()
         seq = _next_seq(mem, session_id, user_id, turns)
-        p = {
-            "kind": TURN,
-            "importance": 0.5,
-            "created": now,
-            "last_access": now,
-            "count": 1,
-            "current": True,
-            "valid_from": now,
-            "session_id": session_id,
-            "role": role,
-            "seq": seq,
-            "tokens": mem.count_tokens(_line(role, text)),
-            "in_buffer": True,
-        }
-        if user_id is not None:
-            p["user_id"] = user_id
+        p = _payload(TURN, now, session_id, user_id, None)
+        p.update(role=role, seq=seq, tokens=mem.count_tokens(_line(role, text)), in_buffer=True)
         tid = uuid.uuid4().hex
         mem.col.upsert([tid], mem.col.embedder.embed([text]), [p], [text])
         turn = mem._record(tid, text, p)
@@ -85,14 +87,16 @@ def add_turn(mem, role: str, text: str, session_id: str, user_id: str | None):
 
 
 def buffer(mem, session_id: str, user_id: str | None) -> list[MemoryRecord]:
-    if session_id is None:
-        raise InvalidArgumentError("a conversation buffer needs a session_id")
-    _check_name("session_id", session_id)
-    _check_name("user_id", user_id)
+    check_session(session_id, user_id)
     clauses = [*mem._scope(user_id, session_id), {"kind": TURN}, {"in_buffer": True}]
     points = mem._all(mem._filter(clauses))
     points.sort(key=lambda pt: pt.payload["seq"])
     return [mem._record(pt.id, pt.document, pt.payload) for pt in points]
+
+
+def _payload(kind: str, now: float, session_id, user_id, metadata) -> dict:
+    entry = {"kind": kind, "importance": 0.5, "metadata": metadata, "ttl": None}
+    return _new_payload(dict(entry, session_id=session_id, user_id=user_id), now)
 
 
 def _next_seq(mem, session_id, user_id, turns) -> int:
@@ -117,19 +121,8 @@ def _spill(mem, turns: list[MemoryRecord], session_id, user_id) -> list[MemoryRe
     text, extractive = summarize(mem, out)
     now = mem.clock()
     sid = uuid.uuid4().hex
-    s = {
-        "kind": "summary",
-        "importance": 0.5,
-        "created": now,
-        "last_access": now,
-        "count": 1,
-        "current": True,
-        "valid_from": now,
-        "session_id": session_id,
-        "metadata": {"turns": [t.id for t in out], "extractive": extractive},
-    }
-    if user_id is not None:
-        s["user_id"] = user_id
+    metadata = {"turns": [t.id for t in out], "extractive": extractive}
+    s = _payload("summary", now, session_id, user_id, metadata)
     points = mem.col.get([t.id for t in out], with_vectors=True)
     moved = [dict(pt.payload, in_buffer=False, summary=sid) for pt in points]
     vectors = np.vstack([mem.col.embedder.embed([text]), [pt.vector for pt in points]])

@@ -174,37 +174,13 @@ class Memory:
     ):
         import embed
 
-        if not isinstance(agent, str) or not agent or any(c in agent for c in "/\\\0"):
-            raise InvalidArgumentError(f"agent must be a non-empty name, got {agent!r}")
-        if not (_number(half_life) and half_life > 0):
-            raise InvalidArgumentError(f"half_life must be > 0 seconds, got {half_life!r}")
-        w = dict(DEFAULT_WEIGHTS, **(weights or {}))
-        if (
-            set(w) != set(DEFAULT_WEIGHTS)
-            or any(not _number(v) or v < 0 for v in w.values())
-            or not sum(w.values()) > 0
-        ):
-            raise InvalidArgumentError(
-                f"weights: non-negative relevance, recency and importance, got {weights!r}"
-            )
-        if not (_number(duplicate_cosine) and -1 <= duplicate_cosine <= 1):
-            raise InvalidArgumentError(
-                f"duplicate_cosine must be in [-1, 1], got {duplicate_cosine!r}"
-            )
-        if max_memories is not None and not _count(max_memories):
-            raise InvalidArgumentError(
-                f"max_memories must be a positive integer, got {max_memories!r}"
-            )
-        if not _count(buffer_tokens):
-            raise InvalidArgumentError(
-                f"buffer_tokens must be a positive integer, got {buffer_tokens!r}"
-            )
+        self.weights = check_options(
+            agent, half_life, weights, duplicate_cosine, max_memories, buffer_tokens
+        )
         if not (_number(flush_interval) and flush_interval >= 0):
             raise InvalidArgumentError(
                 f"flush_interval must be >= 0 seconds, got {flush_interval!r}"
             )
-        total = sum(w.values())
-        self.weights = {k: v / total for k, v in w.items()}
         self.agent, self.half_life, self.clock = agent, float(half_life), clock
         self.duplicate_cosine, self.max_memories = duplicate_cosine, max_memories
         self.generator, self.buffer_tokens = generator, buffer_tokens
@@ -664,6 +640,33 @@ class Memory:
 
     def _all(self, flt, with_vectors: bool = False):
         return list(scan(self.col, flt, with_vectors=with_vectors))
+
+
+def check_options(agent, half_life, weights, duplicate_cosine, max_memories, buffer_tokens) -> dict:
+    """Check a Memory's options (embedded or remote); returns the weights normalized."""
+    if not isinstance(agent, str) or not agent or any(c in agent for c in "/\\\0"):
+        raise InvalidArgumentError(f"agent must be a non-empty name, got {agent!r}")
+    if not (_number(half_life) and half_life > 0):
+        raise InvalidArgumentError(f"half_life must be > 0 seconds, got {half_life!r}")
+    w = dict(DEFAULT_WEIGHTS, **(weights or {}))
+    if (
+        set(w) != set(DEFAULT_WEIGHTS)
+        or any(not _number(v) or v < 0 for v in w.values())
+        or not sum(w.values()) > 0
+    ):
+        raise InvalidArgumentError(
+            f"weights: non-negative relevance, recency and importance, got {weights!r}"
+        )
+    if not (_number(duplicate_cosine) and -1 <= duplicate_cosine <= 1):
+        raise InvalidArgumentError(f"duplicate_cosine must be in [-1, 1], got {duplicate_cosine!r}")
+    if max_memories is not None and not _count(max_memories):
+        raise InvalidArgumentError(f"max_memories must be a positive integer, got {max_memories!r}")
+    if not _count(buffer_tokens):
+        raise InvalidArgumentError(
+            f"buffer_tokens must be a positive integer, got {buffer_tokens!r}"
+        )
+    total = sum(w.values())
+    return {k: v / total for k, v in w.items()}
 
 
 def _new_payload(e: dict, now: float) -> dict:

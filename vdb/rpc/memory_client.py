@@ -14,17 +14,22 @@ import numpy as np
 from vdb import validate
 from vdb.errors import ClosedError, CollectionNotFoundError, InvalidArgumentError
 from vdb.memory import (
-    DEFAULT_WEIGHTS,
     DUPLICATE_COSINE,
     KINDS,
-    ROLES,
     TURN,
     Context,
     MemoryNotFoundError,
     MemoryRecord,
     Recalled,
 )
-from vdb.memory.store import _check_importance, _check_name, _check_text, _count, _entry, _number
+from vdb.memory.conversation import check_session, check_turn
+from vdb.memory.store import (
+    _check_importance,
+    _check_text,
+    _count,
+    _entry,
+    check_options,
+)
 from vdb.rpc import convert, status
 from vdb.rpc._gen import memory_pb2 as mpb
 from vdb.rpc._gen import memory_pb2_grpc as mgrpc
@@ -63,37 +68,13 @@ class RemoteMemory:
         max_memories: int | None = None,
         buffer_tokens: int = 2048,
     ):
-        if not isinstance(agent, str) or not agent or any(c in agent for c in "/\\\0"):
-            raise InvalidArgumentError(f"agent must be a non-empty name, got {agent!r}")
+        self.weights = check_options(
+            agent, half_life, weights, duplicate_cosine, max_memories, buffer_tokens
+        )
         if embedder is not None and (not isinstance(embedder, str) or not embedder):
             raise InvalidArgumentError(
                 f"embedder must name a model in the server's model cache, got {embedder!r}"
             )
-        if not (_number(half_life) and half_life > 0):
-            raise InvalidArgumentError(f"half_life must be > 0 seconds, got {half_life!r}")
-        w = dict(DEFAULT_WEIGHTS, **(weights or {}))
-        if (
-            set(w) != set(DEFAULT_WEIGHTS)
-            or any(not _number(v) or v < 0 for v in w.values())
-            or not sum(w.values()) > 0
-        ):
-            raise InvalidArgumentError(
-                f"weights: non-negative relevance, recency and importance, got {weights!r}"
-            )
-        if not (_number(duplicate_cosine) and -1 <= duplicate_cosine <= 1):
-            raise InvalidArgumentError(
-                f"duplicate_cosine must be in [-1, 1], got {duplicate_cosine!r}"
-            )
-        if max_memories is not None and not _count(max_memories):
-            raise InvalidArgumentError(
-                f"max_memories must be a positive integer, got {max_memories!r}"
-            )
-        if not _count(buffer_tokens):
-            raise InvalidArgumentError(
-                f"buffer_tokens must be a positive integer, got {buffer_tokens!r}"
-            )
-        total = sum(w.values())
-        self.weights = {k: v / total for k, v in w.items()}
         self.agent, self.embedder, self.half_life = agent, embedder, float(half_life)
         self.duplicate_cosine, self.max_memories = duplicate_cosine, max_memories
         self.buffer_tokens = buffer_tokens
@@ -106,7 +87,7 @@ class RemoteMemory:
             embedder=embedder or "",
         )
         for name in WEIGHTS:
-            setattr(self._options.weights, name, float(w[name]))
+            setattr(self._options.weights, name, self.weights[name])
         if max_memories is not None:
             self._options.max_memories = min(max_memories, U64_MAX)
 
@@ -299,13 +280,7 @@ class RemoteMemory:
     def add_turn(self, role: str, text: str, session_id: str, user_id: str | None = None):
         """Append a turn to a session's conversation buffer; turns past buffer_tokens leave
         it, summarized into a summary memory. Returns (the turn, the summaries made)."""
-        if role not in ROLES:
-            raise InvalidArgumentError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        _check_text(text)
-        if session_id is None:
-            raise InvalidArgumentError("a turn needs a session_id")
-        _check_name("session_id", session_id)
-        _check_name("user_id", user_id)
+        check_turn(role, text, session_id, user_id)
         request = mpb.AddTurnRequest(role=role, text=text, session_id=session_id)
         if user_id is not None:
             request.user_id = user_id
@@ -314,10 +289,7 @@ class RemoteMemory:
 
     def turns(self, session_id: str, user_id: str | None = None) -> list[MemoryRecord]:
         """The turns in a session's buffer, oldest first."""
-        if session_id is None:
-            raise InvalidArgumentError("a conversation buffer needs a session_id")
-        _check_name("session_id", session_id)
-        _check_name("user_id", user_id)
+        check_session(session_id, user_id)
         request = mpb.TurnsRequest(session_id=session_id)
         if user_id is not None:
             request.user_id = user_id
