@@ -179,3 +179,20 @@ def test_memory_cli(tmp_path):
     assert bad.exit_code == 1 and "MemoryNotFoundError" in bad.output
     bad = runner.invoke(cli, [*base, "forget"])
     assert bad.exit_code == 2
+
+
+def test_memory_cli_against_a_server(tmp_path):
+    from tests.rpc import serving
+
+    runner = CliRunner()
+    with serving(tmp_path / "db") as (_, address):
+        base = ["--server", address, "memory"]
+        out = runner.invoke(cli, [*base, "add", "The printer is on floor 3", "-a", "office"])
+        assert out.exit_code == 0, out.output
+        out = runner.invoke(cli, [*base, "recall", "where is the printer", "-a", "office"])
+        assert out.exit_code == 0 and "floor 3" in out.output
+        out = runner.invoke(cli, [*base, "turn", "user", "hello", "-s", "s1", "-a", "office"])
+        assert out.exit_code == 0, out.output
+        model = str(shared_file("models", "stories260K.gguf"))
+        out = runner.invoke(cli, [*base, "turn", "user", "hi", "-s", "s1", "--model", model])
+        assert out.exit_code == 2 and "--server" in out.output

@@ -107,7 +107,8 @@ def ask_cmd(
         col = db.get_collection(collection)
         memory = None
         if agent is not None:
-            mem = db.memory(agent, generator=model)
+            local = {"generator": model} if not ctx.obj.get("server") else {}
+            mem = db.memory(agent, **local)
             memory = mem.context(question, memory_tokens, user_id=user_id, session_id=session_id)
         answer = rag.ask(
             col,

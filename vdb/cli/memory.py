@@ -36,11 +36,23 @@ def _options(fn):
 @contextmanager
 def _memory(ctx, agent, generator=None):
     with open_db(ctx) as db:
-        mem = db.memory(agent, generator=generator)
+        mem = db.memory(agent, **memory_options(ctx, generator))
         try:
             yield mem
         finally:
             mem.flush()
+
+
+def memory_options(ctx, generator) -> dict:
+    """Memory options for a generation model given on the command line: a local database
+    takes it; a server summarizes with its own model."""
+    if generator is None:
+        return {}
+    if ctx.obj.get("server"):
+        raise click.UsageError(
+            "with --server the server's model writes the summaries; --model is for --data"
+        )
+    return {"generator": generator}
 
 
 def _as_dict(value):
