@@ -402,7 +402,9 @@ class HnswIndex(FlatIndex):
         mask = live if use_mask else np.zeros(1, np.bool_)
         Q = np.ascontiguousarray(queries, dtype=np.float32)
         CQ, use_codes = self._walk_queries(Q)
-        hk.search_batch(
+        # one query gains nothing from a parallel region, and its threads would spin after it
+        kernel = hk.search_serial if nq == 1 else hk.search_batch
+        kernel(
             self.vectors,
             Q,
             k,

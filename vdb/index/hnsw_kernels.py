@@ -476,36 +476,85 @@ def search_batch(
     use_codes,
 ):
     """Top-k per query (prange over queries). Results best first in out_s/out_i, -1 padded."""
-    nq = Q.shape[0]
-    for qi in prange(nq):
+    graph = (links0, counts0, upper_row, links_up, counts_up, entry, top_level)
+    for qi in prange(Q.shape[0]):
         t = numba.get_thread_id()
-        graph = (links0, counts0, upper_row, links_up, counts_up, entry, top_level)
         scratch = (visited[t], tags, t, ck[t], cv[t], rk[t], rv[t], nbuf[t])
-        if use_codes:  # two call sites: the int8 and float32 walks compile separately
-            nr = _descend_and_search(C, CQ[qi], ef, l2, graph, mask, use_mask, scratch)
+        _search_query(
+            X, Q, qi, k, ef, l2, graph, mask, use_mask, scratch, out_s, out_i, C, CQ, use_codes
+        )
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def search_serial(
+    X,
+    Q,
+    k,
+    ef,
+    l2,
+    links0,
+    counts0,
+    upper_row,
+    links_up,
+    counts_up,
+    entry,
+    top_level,
+    mask,
+    use_mask,
+    visited,
+    tags,
+    ck,
+    cv,
+    rk,
+    rv,
+    out_s,
+    out_i,
+    nbuf,
+    C,
+    CQ,
+    use_codes,
+):
+    """search_batch on the calling thread alone (scratch row 0): no parallel region, so no
+    worker threads wake for a query or two, or spin after it beside the caller's other work."""
+    graph = (links0, counts0, upper_row, links_up, counts_up, entry, top_level)
+    scratch = (visited[0], tags, 0, ck[0], cv[0], rk[0], rv[0], nbuf[0])
+    for qi in range(Q.shape[0]):
+        _search_query(
+            X, Q, qi, k, ef, l2, graph, mask, use_mask, scratch, out_s, out_i, C, CQ, use_codes
+        )
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _search_query(
+    X, Q, qi, k, ef, l2, graph, mask, use_mask, scratch, out_s, out_i, C, CQ, use_codes
+):
+    """The k best of query qi into row qi of out_s/out_i, best first, -1 padded."""
+    rk, rv = scratch[5], scratch[6]
+    if use_codes:  # two call sites: the int8 and float32 walks compile separately
+        nr = _descend_and_search(C, CQ[qi], ef, l2, graph, mask, use_mask, scratch)
+    else:
+        nr = _descend_and_search(X, Q[qi], ef, l2, graph, mask, use_mask, scratch)
+    # the k best of the results, best first; the int8 walk's are rescored in float32
+    kk = 0
+    for i in range(nr):
+        node = rv[i]
+        s = _sim(X, node, Q[qi], l2) if use_codes else -rk[i]
+        if kk < k:
+            pos = kk
+            kk += 1
+        elif s > out_s[qi, k - 1]:
+            pos = k - 1
         else:
-            nr = _descend_and_search(X, Q[qi], ef, l2, graph, mask, use_mask, scratch)
-        # the k best of the results, best first; the int8 walk's are rescored in float32
-        kk = 0
-        for i in range(nr):
-            node = rv[t, i]
-            s = _sim(X, node, Q[qi], l2) if use_codes else -rk[t, i]
-            if kk < k:
-                pos = kk
-                kk += 1
-            elif s > out_s[qi, k - 1]:
-                pos = k - 1
-            else:
-                continue
-            while pos > 0 and out_s[qi, pos - 1] < s:
-                out_s[qi, pos] = out_s[qi, pos - 1]
-                out_i[qi, pos] = out_i[qi, pos - 1]
-                pos -= 1
-            out_s[qi, pos] = s
-            out_i[qi, pos] = node
-        for i in range(kk, k):
-            out_s[qi, i] = -np.inf
-            out_i[qi, i] = -1
+            continue
+        while pos > 0 and out_s[qi, pos - 1] < s:
+            out_s[qi, pos] = out_s[qi, pos - 1]
+            out_i[qi, pos] = out_i[qi, pos - 1]
+            pos -= 1
+        out_s[qi, pos] = s
+        out_i[qi, pos] = node
+    for i in range(kk, k):
+        out_s[qi, i] = -np.inf
+        out_i[qi, i] = -1
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
