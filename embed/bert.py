@@ -24,23 +24,29 @@ class _Layer:
         def vec(name):
             return quants.dequantize(t(name))[0]
 
-        q, k, v = t("attn_q.weight"), t("attn_k.weight"), t("attn_v.weight")
+        def weight(name):  # float32 weights as arrays (views of the file), others as blocks
+            w = t(name)
+            quants.check(w)
+            return quants.dequantize(w) if w.qtype == Q.F32 else w
+
+        q, k, v = weight("attn_q.weight"), weight("attn_k.weight"), weight("attn_v.weight")
         self.qkv_bias = np.concatenate([vec("attn_q.bias"), vec("attn_k.bias"), vec("attn_v.bias")])
         if fused_qkv:  # one product instead of three
-            self.qkv = [np.concatenate([quants.dequantize(w) for w in (q, k, v)])]
+            self.qkv = [np.concatenate([q, k, v])]
         else:
             self.qkv = [q, k, v]
-        self.out, self.out_bias = t("attn_output.weight"), vec("attn_output.bias")
+        self.out, self.out_bias = weight("attn_output.weight"), vec("attn_output.bias")
         self.norm1 = vec("attn_output_norm.weight"), vec("attn_output_norm.bias")
-        self.up, self.up_bias = t("ffn_up.weight"), vec("ffn_up.bias")
-        self.down, self.down_bias = t("ffn_down.weight"), vec("ffn_down.bias")
+        self.up, self.up_bias = weight("ffn_up.weight"), vec("ffn_up.bias")
+        self.down, self.down_bias = weight("ffn_down.weight"), vec("ffn_down.bias")
         self.norm2 = vec("layer_output_norm.weight"), vec("layer_output_norm.bias")
-        for w in (q, k, v, self.out, self.up, self.down):
-            quants.check(w)
 
 
 def _mm(x, w) -> np.ndarray:
-    return x @ w.T if isinstance(w, np.ndarray) else quants.matmul(x, w)
+    """x @ w.T: float32 weights through our kernel at few rows (a question), BLAS beyond."""
+    if isinstance(w, np.ndarray):
+        return quants.matmul_f32(np.ascontiguousarray(x, dtype=np.float32), w)
+    return quants.matmul(x, w)
 
 
 class BertModel:

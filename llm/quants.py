@@ -50,6 +50,7 @@ SUPPORTED = (
 )
 _SLABS = ThreadPoolExecutor(1, thread_name_prefix="llm-dequantize")
 DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
+F32_DIRECT_MAX_ROWS = 64  # float32 weights: our kernel up to this many rows, BLAS beyond
 INT8_KINDS = (2, 3, 4, 9, 10)  # Q8_0, Q4_0, Q4_K, Q6_K, TQ2_0: integer products, 8-bit input
 SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
 
@@ -323,6 +324,15 @@ def dequantize(t: Tensor, rows=None) -> np.ndarray:
         raw = raw[rows]
     out = np.empty((raw.shape[0], shape[1]), dtype=np.float32)
     _dequant(_KIND[t.qtype], raw, out)
+    return out
+
+
+def matmul_f32(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x @ w.T for float32 x (n, in) and w (out, in), both C-contiguous."""
+    if x.shape[0] > F32_DIRECT_MAX_ROWS:
+        return x @ w.T
+    out = np.empty((x.shape[0], w.shape[0]), dtype=np.float32)
+    qdot.product_f32(x, w, out)
     return out
 
 

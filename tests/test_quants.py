@@ -73,6 +73,16 @@ def test_matmul_matches_numpy(qtype, n, int8, rng, monkeypatch):
         np.testing.assert_allclose(quants.matmul(x, t), exact, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 15, quants.F32_DIRECT_MAX_ROWS, 65])
+@pytest.mark.parametrize("rows", [1, 4, 7, 40])
+def test_float32_matmul_matches_numpy(n, rows, rng):
+    """The float32 kernel (odd input rows, a partial last block of weight rows) and BLAS."""
+    w = rng.standard_normal((rows, 384)).astype(np.float32)
+    x = rng.standard_normal((n, 384)).astype(np.float32)
+    expected = x.astype(np.float64) @ w.T.astype(np.float64)
+    np.testing.assert_allclose(quants.matmul_f32(x, w), expected, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.skipif(not i8dot.AVAILABLE, reason="no AVX2")
 def test_int8_input_rounding(rng):
     x = rng.standard_normal((3, 256)).astype(np.float32) * np.float32(3)
