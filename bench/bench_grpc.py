@@ -7,7 +7,8 @@ The server runs as `vdb serve` in its own process on loopback; the clients are t
 this process, each with its own connection. In-process figures come from the same number of
 threads calling the embedded collection. Search: single queries, k=10, distinct random
 queries (so the query cache never hits), latency p50/p99 and throughput at 1, 4 and 16
-concurrent clients; then the same queries again, served from the cache. Upsert: 1,000-point
+concurrent clients; then the same queries again, served from the cache. An empty RPC at 4
+and 16 clients shows what the transport alone costs there. Upsert: 1,000-point
 batches through the streaming RPC beside Collection.bulk_upsert in-process, both into an
 empty collection of the same index kind. Ratios > 1 mean the in-process figure is better.
 """
@@ -141,6 +142,18 @@ def main() -> None:
             f"empty RPC (Server.Info): {(time.perf_counter() - start):.3f} ms round trip, "
             f"server CPU {(server_cpu(proc.pid) - cpu):.3f} ms per call"
         )
+
+        def remote_info():
+            server = vdb.connect(address)._server
+            return lambda _: server.Info(empty)
+
+        for clients in (4, 16):  # what the transport alone costs when clients share the cores
+            lat, qps = latencies(remote_info, np.zeros(args.queries), clients)
+            p50, p99 = np.percentile(lat, [50, 99]) * 1e3
+            print(
+                f"empty RPC, {clients:>2} clients: p50 {p50:.3f} ms p99 {p99:.3f} ms "
+                f"{qps:,.0f} calls/s"
+            )
         local_col = local.get_collection("c")
         remote_col = remote.get_collection("c")
         for q in Q[3, :50]:  # warm both paths

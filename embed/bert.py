@@ -42,11 +42,16 @@ class _Layer:
         self.norm2 = vec("layer_output_norm.weight"), vec("layer_output_norm.bias")
 
 
+# Quantized weights: a question's rows multiply on the blocks (one question of 14 tokens on
+# Q8_0 MiniLM: 9 ms, against 21 ms dequantizing every weight for BLAS); the two meet at ~40.
+DIRECT_ROWS = 32
+
+
 def _mm(x, w) -> np.ndarray:
-    """x @ w.T: float32 weights through our kernel at few rows (a question), BLAS beyond."""
+    """x @ w.T: a question's few rows through our kernels, a batch's many through BLAS."""
     if isinstance(w, np.ndarray):
         return quants.matmul_f32(np.ascontiguousarray(x, dtype=np.float32), w)
-    return quants.matmul(x, w)
+    return quants.matmul(x, w, direct_rows=DIRECT_ROWS)
 
 
 class BertModel:

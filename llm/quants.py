@@ -336,10 +336,13 @@ def matmul_f32(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def matmul(x: np.ndarray, t: Tensor, int8: bool = False) -> np.ndarray:
+def matmul(
+    x: np.ndarray, t: Tensor, int8: bool = False, direct_rows: int = DIRECT_MAX_ROWS
+) -> np.ndarray:
     """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32. int8: few rows of x
     may be rounded to 8 bits for the integer kernels (llm/i8dot.py), as llama.cpp does when
-    generating; off, the result does not depend on how many rows come at once."""
+    generating; off, the result does not depend on how many rows come at once. direct_rows:
+    up to this many rows multiply on the blocks, beyond it slabs are dequantized for BLAS."""
     check(t)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out_rows, cols = t.shape
@@ -347,7 +350,7 @@ def matmul(x: np.ndarray, t: Tensor, int8: bool = False) -> np.ndarray:
         raise ValueError(f"matmul: x has {x.shape[1]} columns, {t.name} has {cols}")
     if t.qtype == Q.F32:
         return x @ np.asarray(t.raw).reshape(t.shape).T
-    if x.shape[0] <= DIRECT_MAX_ROWS:
+    if x.shape[0] <= direct_rows:
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         kind = _KIND[t.qtype]
         if int8 and kind in INT8_KINDS and i8dot.AVAILABLE:

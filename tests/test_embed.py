@@ -32,8 +32,10 @@ def test_vectors_match_sentence_transformers(minilm, qtype, floor):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
-def test_batching_and_threads_do_not_change_results(minilm):
-    model = embed.Embedder(minilm["f32"])
+@pytest.mark.parametrize("qtype", ["f32", "q8_0"])
+def test_batching_and_threads_do_not_change_results(minilm, qtype):
+    """One text alone runs our small-batch kernels, a batch runs BLAS: the same vectors."""
+    model = embed.Embedder(minilm[qtype])
     texts = GOLDEN["texts"][:30]
     one = np.stack([model.embed([t])[0] for t in texts])
     np.testing.assert_allclose(model.embed(texts, batch_size=64), one, atol=2e-6)
