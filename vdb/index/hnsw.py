@@ -404,12 +404,7 @@ class HnswIndex(FlatIndex):
         CQ, use_codes = self._walk_queries(Q)
         # one query gains nothing from a parallel region, and its threads would spin after it
         kernel = hk.search_serial if nq == 1 else hk.search_batch
-        kernel(
-            self.vectors,
-            Q,
-            k,
-            ef,
-            self._l2,
+        graph = (
             self.links0,
             self.counts0,
             self.upper_row,
@@ -417,17 +412,20 @@ class HnswIndex(FlatIndex):
             self.counts_up,
             self.entry,
             self.top_level,
+        )
+        bufs = (b.visited, b.tags, b.ck, b.cv, b.rk, b.rv, b.nbuf)
+        kernel(
+            self.vectors,
+            Q,
+            k,
+            ef,
+            self._l2,
+            graph,
             mask,
             use_mask,
-            b.visited,
-            b.tags,
-            b.ck,
-            b.cv,
-            b.rk,
-            b.rv,
+            bufs,
             out_s,
             out_i,
-            b.nbuf,
             self.codes,
             CQ,
             use_codes,

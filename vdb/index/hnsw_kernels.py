@@ -447,36 +447,11 @@ def insert_batch(
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True, parallel=True)
-def search_batch(
-    X,
-    Q,
-    k,
-    ef,
-    l2,
-    links0,
-    counts0,
-    upper_row,
-    links_up,
-    counts_up,
-    entry,
-    top_level,
-    mask,
-    use_mask,
-    visited,
-    tags,
-    ck,
-    cv,
-    rk,
-    rv,
-    out_s,
-    out_i,
-    nbuf,
-    C,
-    CQ,
-    use_codes,
-):
-    """Top-k per query (prange over queries). Results best first in out_s/out_i, -1 padded."""
-    graph = (links0, counts0, upper_row, links_up, counts_up, entry, top_level)
+def search_batch(X, Q, k, ef, l2, graph, mask, use_mask, bufs, out_s, out_i, C, CQ, use_codes):
+    """Top-k per query (prange over queries). Results best first in out_s/out_i, -1 padded.
+    graph: (links0, counts0, upper_row, links_up, counts_up, entry, top_level); bufs:
+    (visited, tags, ck, cv, rk, rv, nbuf), one row per numba thread."""
+    visited, tags, ck, cv, rk, rv, nbuf = bufs
     for qi in prange(Q.shape[0]):
         t = numba.get_thread_id()
         scratch = (visited[t], tags, t, ck[t], cv[t], rk[t], rv[t], nbuf[t])
@@ -486,37 +461,10 @@ def search_batch(
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def search_serial(
-    X,
-    Q,
-    k,
-    ef,
-    l2,
-    links0,
-    counts0,
-    upper_row,
-    links_up,
-    counts_up,
-    entry,
-    top_level,
-    mask,
-    use_mask,
-    visited,
-    tags,
-    ck,
-    cv,
-    rk,
-    rv,
-    out_s,
-    out_i,
-    nbuf,
-    C,
-    CQ,
-    use_codes,
-):
+def search_serial(X, Q, k, ef, l2, graph, mask, use_mask, bufs, out_s, out_i, C, CQ, use_codes):
     """search_batch on the calling thread alone (scratch row 0): no parallel region, so no
-    worker threads wake for a query or two, or spin after it beside the caller's other work."""
-    graph = (links0, counts0, upper_row, links_up, counts_up, entry, top_level)
+    worker threads wake for a query, or spin after it beside the caller's other work."""
+    visited, tags, ck, cv, rk, rv, nbuf = bufs
     scratch = (visited[0], tags, 0, ck[0], cv[0], rk[0], rv[0], nbuf[0])
     for qi in range(Q.shape[0]):
         _search_query(
