@@ -524,19 +524,10 @@ def main() -> None:
             print(f"chromadb: added the same in {t_peer:.1f} s")
         targets = [current[r] for r in targets_row]
 
-        rows = [
-            measure(
-                "SQuAD sentences only",
-                mem,
-                chroma,
-                qvecs,
-                asked,
-                targets,
-                superseded,
-                embedder,
-                known,
-            )
-        ]
+        def measure_now(label):
+            return measure(label, mem, chroma, qvecs, asked, targets, superseded, embedder, known)
+
+        rows = [measure_now("SQuAD sentences only")]
 
         # distractors up to --memories current memories
         have = len(texts) - merged
@@ -563,19 +554,7 @@ def main() -> None:
                         True,
                     )
                 )
-            rows.append(
-                measure(
-                    f"{args.memories:,} memories",
-                    mem,
-                    chroma,
-                    qvecs,
-                    asked,
-                    targets,
-                    superseded,
-                    embedder,
-                    known,
-                )
-            )
+            rows.append(measure_now(f"{args.memories:,} memories"))
         mem.flush()
 
         table(rows, peer)
