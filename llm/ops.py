@@ -143,3 +143,20 @@ def softmax(x: np.ndarray) -> None:
     """x <- softmax over the last axis, in place. x: C-contiguous float32. Serial: it runs
     between BLAS calls, whose threads would compete with a parallel region's."""
     _softmax_rows(x.reshape(-1, x.shape[-1]))
+
+
+@njit(cache=True)  # no fused multiply-adds: one rounding per product, as numpy's
+def rope(x, cos, sin, neox):
+    """Rotary embedding in place on the first 2 * cos.shape[1] dimensions of each head.
+    x: (n, heads, head_dim); cos, sin: (n, half). neox: dimension i pairs with i + half (the
+    NeoX layout), else 2i pairs with 2i + 1."""
+    n, heads, _ = x.shape
+    half = cos.shape[1]
+    for t in range(n):
+        for h in range(heads):
+            for i in range(half):
+                a_i, b_i = (i, i + half) if neox else (2 * i, 2 * i + 1)
+                a, b = x[t, h, a_i], x[t, h, b_i]
+                c, s = cos[t, i], sin[t, i]
+                x[t, h, a_i] = a * c - b * s
+                x[t, h, b_i] = a * s + b * c

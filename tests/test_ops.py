@@ -48,3 +48,23 @@ def test_gelu_and_softmax(rng):
     ops.softmax(got)
     e = np.exp(s - s.max(-1, keepdims=True))
     np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+def test_rope_rotates_pairs_in_both_layouts(rng):
+    n, heads, hd, rope_dim = 5, 3, 16, 12  # the last 4 dimensions stay as they are
+    x = rng.standard_normal((n, heads, hd)).astype(np.float32)
+    angles = np.arange(n)[:, None] * 10000.0 ** (-np.arange(rope_dim // 2) * 2 / rope_dim)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    for neox in (False, True):
+        want = x.astype(np.float64)
+        if neox:
+            a, b = slice(0, rope_dim // 2), slice(rope_dim // 2, rope_dim)
+        else:
+            a, b = slice(0, rope_dim, 2), slice(1, rope_dim, 2)
+        xa, xb = want[..., a].copy(), want[..., b].copy()
+        c, s = cos[:, None, :], sin[:, None, :]
+        want[..., a], want[..., b] = xa * c - xb * s, xa * s + xb * c
+        got = x.copy()
+        ops.rope(got, cos, sin, neox)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        assert np.array_equal(got[..., rope_dim:], x[..., rope_dim:])
