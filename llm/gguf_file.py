@@ -13,7 +13,7 @@ the tensor data from the next multiple of general.alignment (default 32).
 """
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class Tensor:
     qtype: GGMLQuantizationType
     shape: tuple[int, ...]
     raw: np.ndarray
+    packed: np.ndarray | None = field(default=None, repr=False, compare=False)  # quants.interleave
 
     @property
     def type_name(self) -> str:

@@ -66,15 +66,23 @@ class _Layer:
             return None if tensor is None else quants.dequantize(tensor)[0]
 
         self.attn_norm, self.ffn_norm = vec("attn_norm.weight"), vec("ffn_norm.weight")
-        self.q, self.k, self.v = t("attn_q.weight"), t("attn_k.weight"), t("attn_v.weight")
+
+        def matrix(name):
+            return quants.interleave(t(name))
+
+        self.q, self.k, self.v = (
+            matrix("attn_q.weight"),
+            matrix("attn_k.weight"),
+            matrix("attn_v.weight"),
+        )
         self.q_bias = vec("attn_q.bias", False)
         self.k_bias = vec("attn_k.bias", False)
         self.v_bias = vec("attn_v.bias", False)
-        self.o = t("attn_output.weight")
+        self.o = matrix("attn_output.weight")
         self.gate, self.up, self.down = (
-            t("ffn_gate.weight"),
-            t("ffn_up.weight"),
-            t("ffn_down.weight"),
+            matrix("ffn_gate.weight"),
+            matrix("ffn_up.weight"),
+            matrix("ffn_down.weight"),
         )
         self.attn_sub_norm = vec("attn_sub_norm.weight", False)
         self.ffn_sub_norm = vec("ffn_sub_norm.weight", False)
@@ -94,10 +102,11 @@ class LlamaModel:
         self.neox = f.architecture in NEOX_ROPE
         self.tok_embd = f.tensor("token_embd.weight")
         quants.check(self.tok_embd)
+        quants.random_access(self.tok_embd.raw)
         self.output = self.tok_embd  # tied when output.weight is absent
         if f.architecture not in TIED_OUTPUT:
             self.output = f.tensors.get("output.weight", self.tok_embd)
-        quants.check(self.output)
+        self.output = quants.interleave(self.output)
         self.output_norm = quants.dequantize(f.tensor("output_norm.weight"))[0]
         self.layers = [_Layer(f, i) for i in range(cfg.n_layers)]
         if cfg.n_heads % cfg.n_kv_heads:

@@ -2,8 +2,9 @@
 
 matmul(x, W) computes x @ W.T for a weight tensor W of shape (out, in) in any supported type.
 Few input rows (decoding) run a numba kernel straight on the blocks, parallel over output
-rows (llm/i8dot.py: integer products for Q8_0 and Q4_0 on AVX2 CPUs; llm/qdot.py: float
-products for every type);
+rows (llm/i8dot.py: integer products for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 on AVX2 CPUs, Q4_0
+matrices 8 rows at a time once interleave() has regrouped them; llm/qdot.py: float products
+for every type);
 many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
 hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
 
@@ -22,6 +23,9 @@ Block layouts (llama.cpp's ggml-common.h; d, m: f16 scale and offset):
   TQ1_0     256 ternary weights, 5 per byte in base 3 (48 bytes) and 4 per byte (4 bytes), d
 """
 
+import ctypes
+import dataclasses
+import mmap
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -303,6 +307,53 @@ def _bytes(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.raw).view(np.uint8).reshape(rows, -1)
 
 
+def interleave(t: Tensor) -> Tensor:
+    """t ready for decoding. A Q4_0 matrix whose rows come in groups of 8 gets its weights
+    regrouped for the 8-row integer kernel (llm/i8dot.py) in t.packed, and the file's pages
+    it came from leave this process's resident memory (the copy replaces them, so memory
+    stays near the file size); products then use only the copy. Any other tensor, or a CPU
+    without AVX2, comes back unchanged."""
+    check(t)
+    eligible = t.qtype == Q.Q4_0 and len(t.shape) == 2 and t.shape[0] % i8dot.GROUP == 0
+    if not (eligible and i8dot.AVAILABLE) or t.packed is not None:
+        return t
+    raw = _bytes(t)
+    packed = np.empty(
+        (raw.shape[0] // i8dot.GROUP, raw.shape[1] // 18 * i8dot.GROUP_BLOCK), np.uint8
+    )
+    i8dot.interleave_q4_0(raw, packed)
+    release_pages(t.raw)
+    return dataclasses.replace(t, packed=packed)
+
+
+def release_pages(a: np.ndarray) -> None:
+    """Drop the whole pages of a read-only memory-mapped array from this process's resident
+    set (Linux madvise DONTNEED). The file stays in the page cache and reading the array
+    again maps its pages back. Arrays in ordinary memory are left alone: DONTNEED would
+    zero them."""
+    _advise(a, "MADV_DONTNEED")
+
+
+def random_access(a: np.ndarray) -> None:
+    """Tell the kernel a read-only memory-mapped array is read a row here and there (an
+    embedding lookup): each read maps its own page only, not the 16 around it (madvise
+    RANDOM). 512 random TinyLlama tokens otherwise kept 35 MiB of the table resident."""
+    _advise(a, "MADV_RANDOM")
+
+
+def _advise(a: np.ndarray, advice: str) -> None:
+    if not (isinstance(a, np.memmap) and not a.flags.writeable and hasattr(mmap, advice)):
+        return
+    start, end = a.ctypes.data, a.ctypes.data + a.nbytes
+    lo, hi = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE, end // mmap.PAGESIZE * mmap.PAGESIZE
+    if hi > lo:
+        _libc().madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), getattr(mmap, advice))
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def check(t: Tensor) -> None:
     if t.qtype not in SUPPORTED:
         raise UnsupportedModelError(
@@ -350,7 +401,10 @@ def matmul(
         raise ValueError(f"matmul: x has {x.shape[1]} columns, {t.name} has {cols}")
     if t.qtype == Q.F32:
         return x @ np.asarray(t.raw).reshape(t.shape).T
-    if x.shape[0] <= direct_rows:
+    packed = t.packed
+    # An interleaved matrix multiplies few rows only as integers: the float kernel would
+    # read the file's pages again.
+    if x.shape[0] <= direct_rows and (packed is None or (int8 and i8dot.AVAILABLE)):
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         kind = _KIND[t.qtype]
         if int8 and kind in INT8_KINDS and i8dot.AVAILABLE:
@@ -358,7 +412,10 @@ def matmul(
             xd = np.empty((x.shape[0], cols // 32), dtype=np.float32)
             xsum = np.empty_like(xd)
             i8dot.quantize(x, xq, xd, xsum)
-            i8dot.product(kind, xq, xd, xsum, _bytes(t), out)
+            if packed is not None:
+                i8dot.product_q4_0x8(xq, xd, xsum, packed, out)
+            else:
+                i8dot.product(kind, xq, xd, xsum, _bytes(t), out)
         else:
             qdot.product(kind, x, _bytes(t), out)
         return out
@@ -366,13 +423,22 @@ def matmul(
     # threads then never compete with numba's (whose idle workers spin for a while after each
     # parallel kernel, which made prefill 1.5x slower).
     out = np.empty((x.shape[0], out_rows), dtype=np.float32)
-    raw, kind = _bytes(t), _KIND[t.qtype]
+    kind = _KIND[t.qtype]
     step = max(1, SLAB_BYTES // (4 * cols))
+    if packed is not None:
+        step = max(i8dot.GROUP, step // i8dot.GROUP * i8dot.GROUP)
     slabs = [slice(a, min(a + step, out_rows)) for a in range(0, out_rows, step)]
+    raw = _bytes(t) if packed is None else None
 
     def decode(rows):
         w = np.empty((rows.stop - rows.start, cols), dtype=np.float32)
-        _dequant_serial(kind, raw[rows], w)
+        if packed is None:
+            _dequant_serial(kind, raw[rows], w)
+        else:  # back to the file's layout, a slab at a time
+            blocks = np.empty((rows.stop - rows.start, cols // 32 * 18), dtype=np.uint8)
+            g = rows.start // i8dot.GROUP
+            i8dot.deinterleave_q4_0(packed[g : g + len(blocks) // i8dot.GROUP], blocks)
+            _dequant_serial(kind, blocks, w)
         return w
 
     pending = _SLABS.submit(decode, slabs[0])

@@ -102,3 +102,58 @@ def test_unsupported_type_and_shape(rng):
         quants.matmul(W, t)
     with pytest.raises(ValueError, match="columns"):
         quants.matmul(np.ones((2, 32), np.float32), Tensor("w", Q.F32, W.shape, W))
+
+
+@pytest.mark.skipif(not i8dot.AVAILABLE, reason="no AVX2")
+@pytest.mark.parametrize("n", [1, 3, quants.DIRECT_MAX_ROWS + 1])
+def test_interleaved_q4_0_matches_row_kernels(n, rng, monkeypatch):
+    """The 8-row Q4_0 layout: the same products as the row-at-a-time kernels (integer) or
+    the dequantized weights (many rows), and the layout round-trips exactly."""
+    monkeypatch.setattr(quants, "SLAB_BYTES", 4 * COLS * 12)  # slabs rounded to 8 rows
+    t, ref = _tensor(Q.Q4_0, rng)
+    packed = quants.interleave(t)
+    assert packed.packed is not None and packed.packed.shape == (ROWS // 8, COLS // 32 * 144)
+    back = np.empty((ROWS, COLS // 32 * 18), np.uint8)
+    i8dot.deinterleave_q4_0(packed.packed, back)
+    np.testing.assert_array_equal(back, t.raw)
+    x = rng.standard_normal((n, COLS)).astype(np.float32)
+    if n <= quants.DIRECT_MAX_ROWS:
+        np.testing.assert_allclose(
+            quants.matmul(x, packed, int8=True),
+            quants.matmul(x, t, int8=True),
+            rtol=1e-5,
+            atol=1e-4,
+        )
+        expected = _int8_input(x) @ ref.T.astype(np.float64)
+        np.testing.assert_allclose(
+            quants.matmul(x, packed, int8=True), expected, rtol=1e-4, atol=1e-3
+        )
+    exact = x.astype(np.float64) @ ref.T.astype(np.float64)
+    np.testing.assert_allclose(quants.matmul(x, packed), exact, rtol=1e-4, atol=1e-3)
+    big = max(n, quants.DIRECT_MAX_ROWS + 1)
+    xb = rng.standard_normal((big, COLS)).astype(np.float32)
+    np.testing.assert_array_equal(quants.matmul(xb, packed), quants.matmul(xb, t))
+
+
+def test_interleave_leaves_other_tensors(rng):
+    for qtype in (Q.Q8_0, Q.Q4_K):
+        t, _ = _tensor(qtype, rng)
+        assert quants.interleave(t) is t
+    W = rng.standard_normal((12, 64)).astype(np.float32)  # 12 rows: not groups of 8
+    t = Tensor("w", Q.Q4_0, W.shape, gq.quantize(W, Q.Q4_0))
+    assert quants.interleave(t) is t
+
+
+def test_release_pages_keeps_memory_mapped_values(tmp_path, rng):
+    """Released pages of a read-only file mapping read back the same; an array in ordinary
+    memory is not touched."""
+    data = rng.integers(0, 256, size=5 * 4096 + 123, dtype=np.uint8)
+    path = tmp_path / "blob"
+    data.tofile(path)
+    mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    assert (mapped == data).all()
+    quants.release_pages(mapped[100:])
+    np.testing.assert_array_equal(mapped, data)
+    plain = data.copy()
+    quants.release_pages(plain)
+    np.testing.assert_array_equal(plain, data)
