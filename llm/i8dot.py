@@ -409,6 +409,63 @@ def _group_q4_0(typingctx, acc, lane, packed, pos, xq, xpos, scale, offset):
     return types.void(acc, lane, packed, pos, xq, xpos, scale, offset), codegen
 
 
+TOKENS = 4  # input rows that share each load and unpacking of a group's weights
+TOKEN_ACC = 32  # their 4 sums of 8 rows
+
+
+@intrinsic
+def _group4_q4_0(typingctx, acc, packed, pos, xq, xpos, stride, scales, offsets):
+    """As _group_q4_0 for 4 input rows at once: the bytes at xq's data + xpos + k stride for
+    row k, whose sums go to acc[8 k : 8 k + 8], scaled by scales[k] (a UniTuple of 4) less
+    offsets[k]. The group's weights are loaded and split into nibbles once for all 4."""
+
+    def codegen(context, builder, sig, args):
+        acc_ptr, packed_v, pos_v, xq_v, xpos_v, stride_v, scales_v, offsets_v = args
+        at = lambda base, k: builder.add(base, ir.Constant(base.type, k))  # noqa: E731
+        halves = _load(builder, context, sig.args[1], packed_v, pos_v, F16x8)
+        w_scales = builder.fpext(halves, F32x8)
+        rows = [
+            builder.add(xpos_v, builder.mul(stride_v, ir.Constant(stride_v.type, k)))
+            for k in range(TOKENS)
+        ]
+        parts = [ir.Constant(I32x8, None)] * TOKENS
+        for c in range(4):
+            w = _load(builder, context, sig.args[1], packed_v, at(pos_v, 16 + 32 * c), I8x32)
+            lo = builder.and_(w, _splat(I8x32, 15))
+            hi = builder.lshr(w, _splat(I8x32, 4))
+            for k in range(TOKENS):
+                for u, off in ((lo, 4 * c), (hi, 16 + 4 * c)):
+                    x = _x4_splat(builder, context, sig.args[3], xq_v, at(rows[k], off))
+                    if VNNI:
+                        parts[k] = _x86(
+                            builder,
+                            "llvm.x86.avx512.vpdpbusd.256",
+                            I32x8,
+                            parts[k],
+                            builder.bitcast(u, I32x8),
+                            builder.bitcast(x, I32x8),
+                        )
+                    else:
+                        parts[k] = builder.add(parts[k], _unsigned_dot(builder, u, x))
+        for k in range(TOKENS):
+            scale = builder.extract_value(scales_v, k)
+            off = builder.extract_value(offsets_v, k)
+            s = builder.fmul(w_scales, _broadcast(builder, [scale], F32x8, [0] * 8))
+            f = builder.fsub(
+                builder.sitofp(parts[k], F32x8),
+                _broadcast(builder, [off], F32x8, [0] * 8),
+                flags=("fast",),
+            )
+            ptr = builder.gep(acc_ptr, [ir.Constant(ir.IntType(64), 8 * k)])
+            ptr = builder.bitcast(ptr, F32x8.as_pointer())
+            total = builder.load(ptr, align=4)
+            total = builder.fadd(total, builder.fmul(f, s, flags=("fast",)), flags=("fast",))
+            builder.store(total, ptr)
+        return context.get_dummy_value()
+
+    return types.void(acc, packed, pos, xq, xpos, stride, scales, offsets), codegen
+
+
 @njit(cache=True, inline="always")
 def _q4_0x8(p, lane, grp, x, d, xs, b):
     _group_q4_0(p, lane, grp, b * GROUP_BLOCK, x, b * 32, d[b], np.float32(8.0) * xs[b])
@@ -423,7 +480,25 @@ def product_q4_0x8(xq, xd, xsum, packed, out):
         grp = packed[g]
         p = _stack_f32(GROUP_ACC)
         acc = carray(p, (GROUP_ACC,))
-        for t in range(xq.shape[0]):
+        p4 = _stack_f32(TOKEN_ACC)
+        acc4 = carray(p4, (TOKEN_ACC,))
+        cols, whole = xq.shape[1], xq.shape[0] // TOKENS * TOKENS
+        for t in range(0, whole, TOKENS):
+            for j in range(TOKEN_ACC):
+                acc4[j] = 0.0
+            for b in range(nb):
+                scales = (xd[t, b], xd[t + 1, b], xd[t + 2, b], xd[t + 3, b])
+                offsets = (
+                    np.float32(8.0) * xsum[t, b],
+                    np.float32(8.0) * xsum[t + 1, b],
+                    np.float32(8.0) * xsum[t + 2, b],
+                    np.float32(8.0) * xsum[t + 3, b],
+                )
+                _group4_q4_0(p4, grp, b * GROUP_BLOCK, xq, t * cols + b * 32, cols, scales, offsets)
+            for k in range(TOKENS):
+                for i in range(GROUP):
+                    out[t + k, g * GROUP + i] = acc4[GROUP * k + i]
+        for t in range(whole, xq.shape[0]):
             x, d, xs = xq[t], xd[t], xsum[t]
             for j in range(GROUP_ACC):
                 acc[j] = 0.0

@@ -334,13 +334,6 @@ def release_pages(a: np.ndarray) -> None:
     _advise(a, "MADV_DONTNEED")
 
 
-def random_access(a: np.ndarray) -> None:
-    """Tell the kernel a read-only memory-mapped array is read a row here and there (an
-    embedding lookup): each read maps its own page only, not the 16 around it (madvise
-    RANDOM). 512 random TinyLlama tokens otherwise kept 35 MiB of the table resident."""
-    _advise(a, "MADV_RANDOM")
-
-
 def _advise(a: np.ndarray, advice: str) -> None:
     if not (isinstance(a, np.memmap) and not a.flags.writeable and hasattr(mmap, advice)):
         return
@@ -390,10 +383,11 @@ def matmul_f32(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def matmul(
     x: np.ndarray, t: Tensor, int8: bool = False, direct_rows: int = DIRECT_MAX_ROWS
 ) -> np.ndarray:
-    """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32. int8: few rows of x
-    may be rounded to 8 bits for the integer kernels (llm/i8dot.py), as llama.cpp does when
-    generating; off, the result does not depend on how many rows come at once. direct_rows:
-    up to this many rows multiply on the blocks, beyond it slabs are dequantized for BLAS."""
+    """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32. int8: x may be
+    rounded to 8 bits for the integer kernels (llm/i8dot.py), as llama.cpp does: up to
+    direct_rows rows for any integer type, any number for a matrix interleave() regrouped;
+    off, the result does not depend on how many rows come at once. direct_rows: up to this
+    many rows multiply on the blocks, beyond it slabs are dequantized for BLAS."""
     check(t)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out_rows, cols = t.shape
@@ -402,12 +396,13 @@ def matmul(
     if t.qtype == Q.F32:
         return x @ np.asarray(t.raw).reshape(t.shape).T
     packed = t.packed
-    # An interleaved matrix multiplies few rows only as integers: the float kernel would
-    # read the file's pages again.
-    if x.shape[0] <= direct_rows and (packed is None or (int8 and i8dot.AVAILABLE)):
+    integer = int8 and i8dot.AVAILABLE
+    # An interleaved matrix multiplies any number of rows as integers, and never in floats
+    # on the blocks (that would read the file's pages again).
+    if (packed is not None and integer) or (packed is None and x.shape[0] <= direct_rows):
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         kind = _KIND[t.qtype]
-        if int8 and kind in INT8_KINDS and i8dot.AVAILABLE:
+        if integer and kind in INT8_KINDS:
             xq = np.empty(x.shape, dtype=np.int8)
             xd = np.empty((x.shape[0], cols // 32), dtype=np.float32)
             xsum = np.empty_like(xd)

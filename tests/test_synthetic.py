@@ -59,3 +59,41 @@ def test_bitnet_sub_norms_and_scales_are_read(models):
     assert layer.attn_sub_norm.shape == (256,) and layer.ffn_sub_norm.shape == (512,)
     assert all(layer.scale[name] is not None for name in layer.scale)
     assert model.net.output is model.net.tok_embd
+
+
+def _mapped_pages(a: np.ndarray) -> int:
+    """How many of the array's pages this process has mapped (/proc/self/pagemap)."""
+    page = 4096
+    first, last = a.ctypes.data // page, (a.ctypes.data + a.nbytes - 1) // page
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(first * 8)
+        entries = np.frombuffer(f.read((last - first + 1) * 8), np.uint64)
+    return int((entries >> np.uint64(63)).sum())
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_integer_q4_0_model_prefills_in_passes(models, arch, monkeypatch):
+    """A model whose matrices are all regrouped Q4_0 runs long prompts in passes: the same
+    logits as one pass (the integer products of a row do not depend on the others), and the
+    file's pages of the regrouped matrices stay out of memory."""
+    from llm import i8dot, llama
+
+    if not i8dot.AVAILABLE:
+        pytest.skip("no AVX2")
+    model = llm.load(models(arch, "Q4_0"))
+    net = model.net
+    assert net.integer and net.layers[0].gate.packed is not None
+    prompt = cases.PROMPT[:11]
+    whole = net.forward(prompt, net.new_cache(32), all_logits=True)
+    monkeypatch.setattr(llama, "PREFILL_ROWS", 4)
+    cache = net.new_cache(32)
+    passes = net.forward(prompt, cache, all_logits=True)
+    assert cache.length == len(prompt) and passes.shape == whole.shape
+    np.testing.assert_allclose(passes, whole, rtol=0, atol=1e-5 * whole.std())
+    last = net.forward(prompt, net.new_cache(32))
+    np.testing.assert_allclose(last, whole[-1], rtol=0, atol=1e-5 * whole.std())
+    try:
+        mapped = [_mapped_pages(t.raw) for t in net._matrices()]
+    except OSError:
+        pytest.skip("no /proc/self/pagemap")
+    assert sum(mapped) <= 2 * len(mapped)  # at most the pages shared with a neighbour
