@@ -1,5 +1,6 @@
-"""Integer decode kernels for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 weights on x86 CPUs with
-AVX2, as llama.cpp computes them: the input row is rounded to 8 bits per block of 32 (a
+"""Integer kernels for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 weights on x86 CPUs with AVX2 (decode
+steps; regrouped Q4_0 matrices at every row count, see the end of the module), as llama.cpp
+computes them: the input row is rounded to 8 bits per block of 32 (a
 float16 scale each, quantize()), and each block's 32 products are summed in integers by the
 CPU's byte multiply-add instructions (vpdpbusd with AVX-VNNI, else vpmaddubsw and
 vpmaddwd), then scaled and added in float32.
