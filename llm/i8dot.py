@@ -340,18 +340,24 @@ def product(kind, xq, xd, xsum, raw, out):
                 out[t, r] = _dot_tq2_0(row, xq, xd, xsum, t)
 
 
-# ---------------------------------------------------------------- Q4_0, 8 rows at a time
-# Decode-time Q4_0 weights are interleaved once at load (interleave_q4_0): each group of 8
-# rows keeps, per block of 32 weights, its 8 float16 scales (16 bytes) and then 4 chunks of
-# 32 bytes, chunk c holding bytes 4c..4c+3 of each row's 16 nibble bytes, row after row. One
-# 32-byte load then gives, as its low and high nibbles, 4 weights of each of the 8 rows, and
-# the byte multiply-add against the matching 4 input bytes (broadcast) sums them into the
-# row's own int32 lane: no per-row sums to gather and one vector of scales per block, about
-# a third of the instructions of the row-at-a-time kernel.
+# ---------------------------------------------------------------- 8 rows at a time
+# Q4_0 and Q8_0 matrices are regrouped once at load (interleave): each group of 8 rows keeps,
+# per block of 32 weights, its 8 float16 scales (16 bytes) and then chunks of 32 bytes, chunk
+# c holding bytes 4c..4c+3 of each row's weight bytes, row after row (Q4_0: 4 chunks of
+# nibble bytes; Q8_0: 8 chunks of weights plus 128, so that they are unsigned). One 32-byte
+# load then gives 4 weights of each of the 8 rows (Q4_0: 8, as low and high nibbles), and the
+# byte multiply-add against the matching 4 input bytes (broadcast) sums them into the row's
+# own int32 lane: no per-row sums to gather and one vector of scales per block, about a
+# third of the instructions of the row-at-a-time kernels. 4 input rows share each load.
 
-GROUP = 8  # rows per interleaved group
+GROUP = 8  # rows per regrouped group
 GROUP_ACC = 16  # two sums of the group's 8 rows
-GROUP_BLOCK = 16 + 4 * 32  # bytes per group and block of 32 weights: 8 scales, 128 nibble bytes
+TOKENS = 4  # input rows that share each load of a group's weights
+TOKEN_ACC = 32  # their 4 sums of 8 rows
+GROUPED = (2, 3)  # the kinds (quants._KIND) regrouped: Q8_0, Q4_0
+BLOCK_BYTES = {2: 34, 3: 18}  # bytes per block of 32 weights in the file
+GROUP_BLOCK = {2: 16 + 8 * 32, 3: 16 + 4 * 32}  # per group and block: 8 scales, the weights
+OFFSET = {2: 128.0, 3: 8.0}  # what the unsigned weights carry above the real ones
 F16x8 = ir.VectorType(ir.HalfType(), 8)
 
 
@@ -361,141 +367,167 @@ def _x4_splat(builder, context, arr_type, arr, pos):
     return builder.bitcast(_broadcast(builder, [word], I32x8, [0] * 8), I8x32)
 
 
-@intrinsic
-def _group_q4_0(typingctx, acc, lane, packed, pos, xq, xpos, scale, offset):
-    """acc[8 lane + i] += (nibbles of row i . xq[xpos : xpos + 32] - offset) * scale * row i's
-    float16 scale, for the 8 rows of the interleaved group block at packed[pos]. offset: 8
-    times the input block's sum (the nibbles' "- 8")."""
+def _group_weights(builder, context, arr_type, arr, pos, kind):
+    """The group block at arr[pos] as (32 unsigned bytes holding 4 weights of each of the 8
+    rows, the position of those 4 weights in the input block) pairs, and its 8 scales."""
+    at = lambda k: builder.add(pos, ir.Constant(pos.type, k))  # noqa: E731
+    scales = builder.fpext(_load(builder, context, arr_type, arr, pos, F16x8), F32x8)
+    pairs = []
+    for c in range(4 if kind == 3 else 8):
+        w = _load(builder, context, arr_type, arr, at(16 + 32 * c), I8x32)
+        if kind == 3:
+            pairs.append((builder.and_(w, _splat(I8x32, 15)), 4 * c))
+            pairs.append((builder.lshr(w, _splat(I8x32, 4)), 16 + 4 * c))
+        else:
+            pairs.append((w, 4 * c))
+    return pairs, scales
+
+
+def _madd(builder, acc, u, x):
+    """acc + sums of adjacent four products of unsigned bytes u and signed bytes x."""
+    if VNNI:
+        return _x86(
+            builder,
+            "llvm.x86.avx512.vpdpbusd.256",
+            I32x8,
+            acc,
+            builder.bitcast(u, I32x8),
+            builder.bitcast(x, I32x8),
+        )
+    return builder.add(acc, _unsigned_dot(builder, u, x))
+
+
+def _add_scaled(builder, acc_ptr, at, ints, offset, scales, scale):
+    """acc_ptr[at : at + 8] += (float(ints) - offset) * scales * scale."""
+    f = builder.fsub(
+        builder.sitofp(ints, F32x8), _broadcast(builder, [offset], F32x8, [0] * 8), flags=("fast",)
+    )
+    s = builder.fmul(scales, _broadcast(builder, [scale], F32x8, [0] * 8))
+    ptr = builder.bitcast(builder.gep(acc_ptr, [at]), F32x8.as_pointer())
+    total = builder.fadd(
+        builder.load(ptr, align=4), builder.fmul(f, s, flags=("fast",)), flags=("fast",)
+    )
+    builder.store(total, ptr)
+
+
+@intrinsic(prefer_literal=True)
+def _group(typingctx, kind, acc, lane, packed, pos, xq, xpos, scale, offset):
+    """acc[8 lane + i] += (weights of row i . xq[xpos : xpos + 32] - offset) * scale * row
+    i's float16 scale, for the 8 rows of the group block of kind (a literal) at packed[pos].
+    offset: OFFSET[kind] times the input block's sum."""
+    if not isinstance(kind, types.IntegerLiteral):
+        return None
 
     def codegen(context, builder, sig, args):
-        acc_ptr, lane, packed_v, pos_v, xq_v, xpos_v, scale_v, off_v = args
+        _, acc_ptr, lane, packed_v, pos_v, xq_v, xpos_v, scale_v, off_v = args
         at = lambda base, k: builder.add(base, ir.Constant(base.type, k))  # noqa: E731
-        halves = _load(builder, context, sig.args[2], packed_v, pos_v, F16x8)
-        s = builder.fmul(
-            builder.fpext(halves, F32x8), _broadcast(builder, [scale_v], F32x8, [0] * 8)
+        pairs, scales = _group_weights(
+            builder, context, sig.args[3], packed_v, pos_v, sig.args[0].literal_value
         )
-        sums = []
-        for c in range(4):
-            w = _load(builder, context, sig.args[2], packed_v, at(pos_v, 16 + 32 * c), I8x32)
-            lo = builder.and_(w, _splat(I8x32, 15))
-            hi = builder.lshr(w, _splat(I8x32, 4))
-            xl = _x4_splat(builder, context, sig.args[4], xq_v, at(xpos_v, 4 * c))
-            xh = _x4_splat(builder, context, sig.args[4], xq_v, at(xpos_v, 16 + 4 * c))
-            if VNNI:
-                part = ir.Constant(I32x8, None)
-                for u, x in ((lo, xl), (hi, xh)):
-                    part = _x86(
-                        builder,
-                        "llvm.x86.avx512.vpdpbusd.256",
-                        I32x8,
-                        part,
-                        builder.bitcast(u, I32x8),
-                        builder.bitcast(x, I32x8),
-                    )
-            else:
-                part = builder.add(_unsigned_dot(builder, lo, xl), _unsigned_dot(builder, hi, xh))
-            sums.append(part)
+        sums = [ir.Constant(I32x8, None)] * 4  # independent chains
+        for i, (u, off) in enumerate(pairs):
+            x = _x4_splat(builder, context, sig.args[5], xq_v, at(xpos_v, off))
+            sums[i % 4] = _madd(builder, sums[i % 4], u, x)
         total = builder.add(builder.add(sums[0], sums[1]), builder.add(sums[2], sums[3]))
-        f = builder.fsub(
-            builder.sitofp(total, F32x8),
-            _broadcast(builder, [off_v], F32x8, [0] * 8),
-            flags=("fast",),
-        )
-        ptr = builder.gep(acc_ptr, [builder.mul(lane, ir.Constant(lane.type, 8))])
-        ptr = builder.bitcast(ptr, F32x8.as_pointer())
-        acc = builder.load(ptr, align=4)
-        builder.store(builder.fadd(acc, builder.fmul(f, s, flags=("fast",)), flags=("fast",)), ptr)
+        first = builder.mul(lane, ir.Constant(lane.type, 8))
+        _add_scaled(builder, acc_ptr, first, total, off_v, scales, scale_v)
         return context.get_dummy_value()
 
-    return types.void(acc, lane, packed, pos, xq, xpos, scale, offset), codegen
+    return types.void(kind, acc, lane, packed, pos, xq, xpos, scale, offset), codegen
 
 
-TOKENS = 4  # input rows that share each load and unpacking of a group's weights
-TOKEN_ACC = 32  # their 4 sums of 8 rows
-
-
-@intrinsic
-def _group4_q4_0(typingctx, acc, packed, pos, xq, xpos, stride, scales, offsets):
-    """As _group_q4_0 for 4 input rows at once: the bytes at xq's data + xpos + k stride for
-    row k, whose sums go to acc[8 k : 8 k + 8], scaled by scales[k] (a UniTuple of 4) less
-    offsets[k]. The group's weights are loaded and split into nibbles once for all 4."""
+@intrinsic(prefer_literal=True)
+def _group4(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets):
+    """As _group for 4 input rows at once: the bytes at xq's data + xpos + k stride for row
+    k, whose sums go to acc[8 k : 8 k + 8], scaled by scales[k] (a UniTuple of 4) less
+    offsets[k]. The group's weights are loaded (and split into nibbles) once for all 4."""
+    if not isinstance(kind, types.IntegerLiteral):
+        return None
 
     def codegen(context, builder, sig, args):
-        acc_ptr, packed_v, pos_v, xq_v, xpos_v, stride_v, scales_v, offsets_v = args
+        _, acc_ptr, packed_v, pos_v, xq_v, xpos_v, stride_v, scales_v, offsets_v = args
         at = lambda base, k: builder.add(base, ir.Constant(base.type, k))  # noqa: E731
-        halves = _load(builder, context, sig.args[1], packed_v, pos_v, F16x8)
-        w_scales = builder.fpext(halves, F32x8)
+        pairs, w_scales = _group_weights(
+            builder, context, sig.args[2], packed_v, pos_v, sig.args[0].literal_value
+        )
         rows = [
             builder.add(xpos_v, builder.mul(stride_v, ir.Constant(stride_v.type, k)))
             for k in range(TOKENS)
         ]
         parts = [ir.Constant(I32x8, None)] * TOKENS
-        for c in range(4):
-            w = _load(builder, context, sig.args[1], packed_v, at(pos_v, 16 + 32 * c), I8x32)
-            lo = builder.and_(w, _splat(I8x32, 15))
-            hi = builder.lshr(w, _splat(I8x32, 4))
+        for u, off in pairs:
             for k in range(TOKENS):
-                for u, off in ((lo, 4 * c), (hi, 16 + 4 * c)):
-                    x = _x4_splat(builder, context, sig.args[3], xq_v, at(rows[k], off))
-                    if VNNI:
-                        parts[k] = _x86(
-                            builder,
-                            "llvm.x86.avx512.vpdpbusd.256",
-                            I32x8,
-                            parts[k],
-                            builder.bitcast(u, I32x8),
-                            builder.bitcast(x, I32x8),
-                        )
-                    else:
-                        parts[k] = builder.add(parts[k], _unsigned_dot(builder, u, x))
+                x = _x4_splat(builder, context, sig.args[4], xq_v, at(rows[k], off))
+                parts[k] = _madd(builder, parts[k], u, x)
         for k in range(TOKENS):
-            scale = builder.extract_value(scales_v, k)
-            off = builder.extract_value(offsets_v, k)
-            s = builder.fmul(w_scales, _broadcast(builder, [scale], F32x8, [0] * 8))
-            f = builder.fsub(
-                builder.sitofp(parts[k], F32x8),
-                _broadcast(builder, [off], F32x8, [0] * 8),
-                flags=("fast",),
-            )
-            ptr = builder.gep(acc_ptr, [ir.Constant(ir.IntType(64), 8 * k)])
-            ptr = builder.bitcast(ptr, F32x8.as_pointer())
-            total = builder.load(ptr, align=4)
-            total = builder.fadd(total, builder.fmul(f, s, flags=("fast",)), flags=("fast",))
-            builder.store(total, ptr)
+            first = ir.Constant(ir.IntType(64), 8 * k)
+            scale, offset = builder.extract_value(scales_v, k), builder.extract_value(offsets_v, k)
+            _add_scaled(builder, acc_ptr, first, parts[k], offset, w_scales, scale)
         return context.get_dummy_value()
 
-    return types.void(acc, packed, pos, xq, xpos, stride, scales, offsets), codegen
+    return types.void(kind, acc, packed, pos, xq, xpos, stride, scales, offsets), codegen
 
 
 @njit(cache=True, inline="always")
-def _q4_0x8(p, lane, grp, x, d, xs, b):
-    _group_q4_0(p, lane, grp, b * GROUP_BLOCK, x, b * 32, d[b], np.float32(8.0) * xs[b])
+def _one(kind, p, lane, grp, x, d, xs, b):
+    if kind == 2:
+        _group(2, p, lane, grp, b * GROUP_BLOCK_Q8_0, x, b * 32, d[b], np.float32(128.0) * xs[b])
+    else:
+        _group(3, p, lane, grp, b * GROUP_BLOCK_Q4_0, x, b * 32, d[b], np.float32(8.0) * xs[b])
+
+
+@njit(cache=True, inline="always")
+def _four(kind, p, grp, xq, xd, xsum, t, b):
+    cols = xq.shape[1]
+    scales = (xd[t, b], xd[t + 1, b], xd[t + 2, b], xd[t + 3, b])
+    sums = (xsum[t, b], xsum[t + 1, b], xsum[t + 2, b], xsum[t + 3, b])
+    if kind == 2:
+        m = np.float32(128.0)
+        offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
+        _group4(2, p, grp, b * GROUP_BLOCK_Q8_0, xq, t * cols + b * 32, cols, scales, offsets)
+    else:
+        m = np.float32(8.0)
+        offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
+        _group4(3, p, grp, b * GROUP_BLOCK_Q4_0, xq, t * cols + b * 32, cols, scales, offsets)
+
+
+GROUP_BLOCK_Q8_0, GROUP_BLOCK_Q4_0 = GROUP_BLOCK[2], GROUP_BLOCK[3]
+
+
+def product_grouped(kind, xq, xd, xsum, packed, out):
+    """out[t, r] = x[t] . W[r] for x quantized by quantize() and weights of kind (2: Q8_0,
+    3: Q4_0) regrouped by interleave (packed: (rows / 8, blocks * GROUP_BLOCK[kind])), groups
+    of rows in parallel, 4 input rows at a time."""
+    (_product_q8_0 if kind == 2 else _product_q4_0)(xq, xd, xsum, packed, out)
+
+
+# One compiled kernel per kind, the kind a constant in each: with both kinds' code in one
+# loop, Q8_0's 512-row products ran at half the speed.
+@njit(cache=True, parallel=True, fastmath=True)
+def _product_q8_0(xq, xd, xsum, packed, out):
+    _grouped(2, xq, xd, xsum, packed, out)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def product_q4_0x8(xq, xd, xsum, packed, out):
-    """out[t, r] = x[t] . W[r] for x quantized by quantize() and Q4_0 weights interleaved by
-    interleave_q4_0 (packed: (rows / 8, blocks * GROUP_BLOCK)), groups of rows in parallel."""
+def _product_q4_0(xq, xd, xsum, packed, out):
+    _grouped(3, xq, xd, xsum, packed, out)
+
+
+@njit(cache=True, inline="always")
+def _grouped(kind, xq, xd, xsum, packed, out):
     nb = xq.shape[1] // 32
+    whole = xq.shape[0] // TOKENS * TOKENS
     for g in prange(packed.shape[0]):
         grp = packed[g]
         p = _stack_f32(GROUP_ACC)
         acc = carray(p, (GROUP_ACC,))
         p4 = _stack_f32(TOKEN_ACC)
         acc4 = carray(p4, (TOKEN_ACC,))
-        cols, whole = xq.shape[1], xq.shape[0] // TOKENS * TOKENS
         for t in range(0, whole, TOKENS):
             for j in range(TOKEN_ACC):
                 acc4[j] = 0.0
             for b in range(nb):
-                scales = (xd[t, b], xd[t + 1, b], xd[t + 2, b], xd[t + 3, b])
-                offsets = (
-                    np.float32(8.0) * xsum[t, b],
-                    np.float32(8.0) * xsum[t + 1, b],
-                    np.float32(8.0) * xsum[t + 2, b],
-                    np.float32(8.0) * xsum[t + 3, b],
-                )
-                _group4_q4_0(p4, grp, b * GROUP_BLOCK, xq, t * cols + b * 32, cols, scales, offsets)
+                _four(kind, p4, grp, xq, xd, xsum, t, b)
             for k in range(TOKENS):
                 for i in range(GROUP):
                     out[t + k, g * GROUP + i] = acc4[GROUP * k + i]
@@ -505,42 +537,51 @@ def product_q4_0x8(xq, xd, xsum, packed, out):
                 acc[j] = 0.0
             b = 0
             while b + 2 <= nb:  # two accumulators, so that consecutive blocks do not wait
-                _q4_0x8(p, 0, grp, x, d, xs, b)
-                _q4_0x8(p, 1, grp, x, d, xs, b + 1)
+                _one(kind, p, 0, grp, x, d, xs, b)
+                _one(kind, p, 1, grp, x, d, xs, b + 1)
                 b += 2
             if b < nb:
-                _q4_0x8(p, 0, grp, x, d, xs, b)
+                _one(kind, p, 0, grp, x, d, xs, b)
             for i in range(GROUP):
                 out[t, g * GROUP + i] = acc[i] + acc[GROUP + i]
 
 
 @njit(cache=True, parallel=True)
-def interleave_q4_0(raw, packed):
-    """Q4_0 rows (rows, blocks * 18) into the grouped layout above."""
-    nb = raw.shape[1] // 18
+def interleave(kind, raw, packed):
+    """Rows of kind (2: Q8_0, 3: Q4_0) in the file's layout (rows, blocks * BLOCK_BYTES)
+    into the grouped layout above."""
+    size = 34 if kind == 2 else 18
+    chunks = 8 if kind == 2 else 4
+    flip = 128 if kind == 2 else 0  # Q8_0's int8 weights as unsigned bytes, w + 128
+    step = 16 + 32 * chunks
+    nb = raw.shape[1] // size
     for g in prange(packed.shape[0]):
         for i in range(GROUP):
             row = raw[g * GROUP + i]
             for b in range(nb):
-                src, dst = b * 18, b * GROUP_BLOCK
+                src, dst = b * size, b * step
                 packed[g, dst + 2 * i] = row[src]
                 packed[g, dst + 2 * i + 1] = row[src + 1]
-                for c in range(4):
+                for c in range(chunks):
                     for j in range(4):
-                        packed[g, dst + 16 + 32 * c + 4 * i + j] = row[src + 2 + 4 * c + j]
+                        packed[g, dst + 16 + 32 * c + 4 * i + j] = row[src + 2 + 4 * c + j] ^ flip
 
 
 @njit(cache=True, nogil=True)
-def deinterleave_q4_0(packed, raw):
-    """The inverse of interleave_q4_0, for packed's groups into raw's rows."""
-    nb = raw.shape[1] // 18
+def deinterleave(kind, packed, raw):
+    """The inverse of interleave, for packed's groups into raw's rows."""
+    size = 34 if kind == 2 else 18
+    chunks = 8 if kind == 2 else 4
+    flip = 128 if kind == 2 else 0
+    step = 16 + 32 * chunks
+    nb = raw.shape[1] // size
     for g in range(packed.shape[0]):
         for i in range(GROUP):
             row = raw[g * GROUP + i]
             for b in range(nb):
-                src, dst = b * GROUP_BLOCK, b * 18
+                src, dst = b * step, b * size
                 row[dst] = packed[g, src + 2 * i]
                 row[dst + 1] = packed[g, src + 2 * i + 1]
-                for c in range(4):
+                for c in range(chunks):
                     for j in range(4):
-                        row[dst + 2 + 4 * c + j] = packed[g, src + 16 + 32 * c + 4 * i + j]
+                        row[dst + 2 + 4 * c + j] = packed[g, src + 16 + 32 * c + 4 * i + j] ^ flip

@@ -3,7 +3,7 @@
 matmul(x, W) computes x @ W.T for a weight tensor W of shape (out, in) in any supported type.
 Few input rows (decoding) run a numba kernel straight on the blocks, parallel over output
 rows (llm/i8dot.py: integer products for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 on AVX2 CPUs, Q4_0
-matrices 8 rows at a time once interleave() has regrouped them; llm/qdot.py: float products
+and Q8_0 matrices 8 rows at a time once interleave() has regrouped them; llm/qdot.py: float products
 for every type);
 many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
 hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
@@ -308,20 +308,20 @@ def _bytes(t: Tensor) -> np.ndarray:
 
 
 def interleave(t: Tensor) -> Tensor:
-    """t ready for decoding. A Q4_0 matrix whose rows come in groups of 8 gets its weights
-    regrouped for the 8-row integer kernel (llm/i8dot.py) in t.packed, and the file's pages
-    it came from leave this process's resident memory (the copy replaces them, so memory
-    stays near the file size); products then use only the copy. Any other tensor, or a CPU
-    without AVX2, comes back unchanged."""
+    """t ready for integer products. A Q4_0 or Q8_0 matrix whose rows come in groups of 8
+    gets its weights regrouped for the 8-row integer kernel (llm/i8dot.py) in t.packed, and
+    the file's pages it came from leave this process's resident memory (the copy replaces
+    them, so memory stays near the file size); products then use only the copy. Any other
+    tensor, or a CPU without AVX2, comes back unchanged."""
     check(t)
-    eligible = t.qtype == Q.Q4_0 and len(t.shape) == 2 and t.shape[0] % i8dot.GROUP == 0
+    kind = _KIND.get(t.qtype)
+    eligible = kind in i8dot.GROUPED and len(t.shape) == 2 and t.shape[0] % i8dot.GROUP == 0
     if not (eligible and i8dot.AVAILABLE) or t.packed is not None:
         return t
     raw = _bytes(t)
-    packed = np.empty(
-        (raw.shape[0] // i8dot.GROUP, raw.shape[1] // 18 * i8dot.GROUP_BLOCK), np.uint8
-    )
-    i8dot.interleave_q4_0(raw, packed)
+    blocks = raw.shape[1] // i8dot.BLOCK_BYTES[kind]
+    packed = np.empty((raw.shape[0] // i8dot.GROUP, blocks * i8dot.GROUP_BLOCK[kind]), np.uint8)
+    i8dot.interleave(kind, raw, packed)
     release_pages(t.raw)
     return dataclasses.replace(t, packed=packed)
 
@@ -408,7 +408,7 @@ def matmul(
             xsum = np.empty_like(xd)
             i8dot.quantize(x, xq, xd, xsum)
             if packed is not None:
-                i8dot.product_q4_0x8(xq, xd, xsum, packed, out)
+                i8dot.product_grouped(kind, xq, xd, xsum, packed, out)
             else:
                 i8dot.product(kind, xq, xd, xsum, _bytes(t), out)
         else:
@@ -430,9 +430,10 @@ def matmul(
         if packed is None:
             _dequant_serial(kind, raw[rows], w)
         else:  # back to the file's layout, a slab at a time
-            blocks = np.empty((rows.stop - rows.start, cols // 32 * 18), dtype=np.uint8)
+            size = cols // 32 * i8dot.BLOCK_BYTES[kind]
+            blocks = np.empty((rows.stop - rows.start, size), dtype=np.uint8)
             g = rows.start // i8dot.GROUP
-            i8dot.deinterleave_q4_0(packed[g : g + len(blocks) // i8dot.GROUP], blocks)
+            i8dot.deinterleave(kind, packed[g : g + len(blocks) // i8dot.GROUP], blocks)
             _dequant_serial(kind, blocks, w)
         return w
 

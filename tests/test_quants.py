@@ -105,29 +105,27 @@ def test_unsupported_type_and_shape(rng):
 
 
 @pytest.mark.skipif(not i8dot.AVAILABLE, reason="no AVX2")
-@pytest.mark.parametrize("n", [1, 3, quants.DIRECT_MAX_ROWS + 1])
-def test_interleaved_q4_0_matches_row_kernels(n, rng, monkeypatch):
-    """The 8-row Q4_0 layout: the same products as the row-at-a-time kernels (integer) or
-    the dequantized weights (many rows), and the layout round-trips exactly."""
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("n", [1, 3, 6, quants.DIRECT_MAX_ROWS + 1])
+def test_interleaved_matches_row_kernels(qtype, n, rng, monkeypatch):
+    """The 8-row layouts: the same products as the row-at-a-time kernels (integer) or the
+    dequantized weights (many rows), and the layout round-trips exactly."""
     monkeypatch.setattr(quants, "SLAB_BYTES", 4 * COLS * 12)  # slabs rounded to 8 rows
-    t, ref = _tensor(Q.Q4_0, rng)
+    t, ref = _tensor(qtype, rng)
+    kind = quants._KIND[qtype]
     packed = quants.interleave(t)
-    assert packed.packed is not None and packed.packed.shape == (ROWS // 8, COLS // 32 * 144)
-    back = np.empty((ROWS, COLS // 32 * 18), np.uint8)
-    i8dot.deinterleave_q4_0(packed.packed, back)
+    size = i8dot.GROUP_BLOCK[kind]
+    assert packed.packed is not None and packed.packed.shape == (ROWS // 8, COLS // 32 * size)
+    back = np.empty_like(t.raw)
+    i8dot.deinterleave(kind, packed.packed, back)
     np.testing.assert_array_equal(back, t.raw)
     x = rng.standard_normal((n, COLS)).astype(np.float32)
+    integer = quants.matmul(x, packed, int8=True)  # at every row count
+    expected = _int8_input(x) @ ref.T.astype(np.float64)
+    np.testing.assert_allclose(integer, expected, rtol=1e-4, atol=1e-3)
     if n <= quants.DIRECT_MAX_ROWS:
-        np.testing.assert_allclose(
-            quants.matmul(x, packed, int8=True),
-            quants.matmul(x, t, int8=True),
-            rtol=1e-5,
-            atol=1e-4,
-        )
-        expected = _int8_input(x) @ ref.T.astype(np.float64)
-        np.testing.assert_allclose(
-            quants.matmul(x, packed, int8=True), expected, rtol=1e-4, atol=1e-3
-        )
+        rows = quants.matmul(x, t, int8=True)
+        np.testing.assert_allclose(integer, rows, rtol=1e-5, atol=1e-4)
     exact = x.astype(np.float64) @ ref.T.astype(np.float64)
     np.testing.assert_allclose(quants.matmul(x, packed), exact, rtol=1e-4, atol=1e-3)
     big = max(n, quants.DIRECT_MAX_ROWS + 1)
@@ -136,7 +134,7 @@ def test_interleaved_q4_0_matches_row_kernels(n, rng, monkeypatch):
 
 
 def test_interleave_leaves_other_tensors(rng):
-    for qtype in (Q.Q8_0, Q.Q4_K):
+    for qtype in (Q.Q6_K, Q.Q4_K):
         t, _ = _tensor(qtype, rng)
         assert quants.interleave(t) is t
     W = rng.standard_normal((12, 64)).astype(np.float32)  # 12 rows: not groups of 8

@@ -71,16 +71,16 @@ def _mapped_pages(a: np.ndarray) -> int:
     return int((entries >> np.uint64(63)).sum())
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_integer_q4_0_model_prefills_in_passes(models, arch, monkeypatch):
-    """A model whose matrices are all regrouped Q4_0 runs long prompts in passes: the same
+@pytest.mark.parametrize("arch, qtype", [("llama", "Q4_0"), ("qwen2", "Q4_0"), ("llama", "Q8_0")])
+def test_integer_model_prefills_in_passes(models, arch, qtype, monkeypatch):
+    """A model whose matrices are all regrouped (Q4_0, Q8_0) runs long prompts in passes: the same
     logits as one pass (the integer products of a row do not depend on the others), and the
     file's pages of the regrouped matrices stay out of memory."""
     from llm import i8dot, llama
 
     if not i8dot.AVAILABLE:
         pytest.skip("no AVX2")
-    model = llm.load(models(arch, "Q4_0"))
+    model = llm.load(models(arch, qtype))
     net = model.net
     assert net.integer and net.layers[0].gate.packed is not None
     prompt = cases.PROMPT[:11]
