@@ -27,7 +27,7 @@ class _Layer:
         def weight(name):  # float32 weights as arrays (views of the file), others as blocks
             w = t(name)
             quants.check(w)
-            return quants.dequantize(w) if w.qtype == Q.F32 else w
+            return quants.dequantize(w) if w.qtype == Q.F32 else quants.interleave(w)
 
         q, k, v = weight("attn_q.weight"), weight("attn_k.weight"), weight("attn_v.weight")
         self.qkv_bias = np.concatenate([vec("attn_q.bias"), vec("attn_k.bias"), vec("attn_v.bias")])
@@ -42,16 +42,19 @@ class _Layer:
         self.norm2 = vec("layer_output_norm.weight"), vec("layer_output_norm.bias")
 
 
-# Quantized weights: a question's rows multiply on the blocks (one question of 14 tokens on
-# Q8_0 MiniLM: 9 ms, against 21 ms dequantizing every weight for BLAS); they meet at 32-48.
+# Other quantized weights: a question's rows multiply on the blocks (one question of 14 tokens
+# on Q8_0 MiniLM: 9 ms, against 21 ms dequantizing every weight for BLAS); they meet at 32-48.
 DIRECT_ROWS = 32
 
 
 def _mm(x, w) -> np.ndarray:
-    """x @ w.T: a question's few rows through our kernels, a batch's many through BLAS."""
+    """x @ w.T: float32 weights through our kernel for a question's few rows and BLAS for a
+    batch's many; regrouped Q8_0 and Q4_0 weights (quants.interleave) in integers at any row
+    count, as llama.cpp computes them (each row rounded to 8 bits on its own, so a text's
+    vector does not depend on its batch)."""
     if isinstance(w, np.ndarray):
         return quants.matmul_f32(np.ascontiguousarray(x, dtype=np.float32), w)
-    return quants.matmul(x, w, direct_rows=DIRECT_ROWS)
+    return quants.matmul(x, w, int8=w.packed is not None, direct_rows=DIRECT_ROWS)
 
 
 class BertModel:

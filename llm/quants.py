@@ -2,8 +2,9 @@
 
 matmul(x, W) computes x @ W.T for a weight tensor W of shape (out, in) in any supported type.
 Few input rows (decoding) run a numba kernel straight on the blocks, parallel over output
-rows (llm/i8dot.py: integer products for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 on AVX2 CPUs, Q4_0
-and Q8_0 matrices 8 rows at a time once interleave() has regrouped them; llm/qdot.py: float products
+rows (llm/i8dot.py: integer products for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 on AVX2 CPUs;
+llm/i8group.py: Q4_0 and Q8_0 matrices 8 rows at a time, at any row count, once interleave()
+has regrouped them; llm/qdot.py: float products
 for every type);
 many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
 hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
@@ -32,7 +33,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as Q
 from numba import njit, prange
 
-from llm import i8dot, qdot
+from llm import i8dot, i8group, qdot
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
 from llm.qdot import _bits_f32, _f16, _i8, _k4_scale_min, _trit
@@ -309,19 +310,19 @@ def _bytes(t: Tensor) -> np.ndarray:
 
 def interleave(t: Tensor) -> Tensor:
     """t ready for integer products. A Q4_0 or Q8_0 matrix whose rows come in groups of 8
-    gets its weights regrouped for the 8-row integer kernel (llm/i8dot.py) in t.packed, and
+    gets its weights regrouped for the 8-row integer kernel (llm/i8group.py) in t.packed, and
     the file's pages it came from leave this process's resident memory (the copy replaces
     them, so memory stays near the file size); products then use only the copy. Any other
     tensor, or a CPU without AVX2, comes back unchanged."""
     check(t)
     kind = _KIND.get(t.qtype)
-    eligible = kind in i8dot.GROUPED and len(t.shape) == 2 and t.shape[0] % i8dot.GROUP == 0
+    eligible = kind in i8group.GROUPED and len(t.shape) == 2 and t.shape[0] % i8group.GROUP == 0
     if not (eligible and i8dot.AVAILABLE) or t.packed is not None:
         return t
     raw = _bytes(t)
-    blocks = raw.shape[1] // i8dot.BLOCK_BYTES[kind]
-    packed = np.empty((raw.shape[0] // i8dot.GROUP, blocks * i8dot.GROUP_BLOCK[kind]), np.uint8)
-    i8dot.interleave(kind, raw, packed)
+    blocks = raw.shape[1] // i8group.BLOCK_BYTES[kind]
+    packed = np.empty((raw.shape[0] // i8group.GROUP, blocks * i8group.GROUP_BLOCK[kind]), np.uint8)
+    i8group.interleave(kind, raw, packed)
     release_pages(t.raw)
     return dataclasses.replace(t, packed=packed)
 
@@ -384,8 +385,8 @@ def matmul(
     x: np.ndarray, t: Tensor, int8: bool = False, direct_rows: int = DIRECT_MAX_ROWS
 ) -> np.ndarray:
     """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32. int8: x may be
-    rounded to 8 bits for the integer kernels (llm/i8dot.py), as llama.cpp does: up to
-    direct_rows rows for any integer type, any number for a matrix interleave() regrouped;
+    rounded to 8 bits for the integer kernels (llm/i8dot.py, llm/i8group.py), as llama.cpp
+    does: up to direct_rows rows for any integer type, any number for a regrouped matrix;
     off, the result does not depend on how many rows come at once. direct_rows: up to this
     many rows multiply on the blocks, beyond it slabs are dequantized for BLAS."""
     check(t)
@@ -408,7 +409,7 @@ def matmul(
             xsum = np.empty_like(xd)
             i8dot.quantize(x, xq, xd, xsum)
             if packed is not None:
-                i8dot.product_grouped(kind, xq, xd, xsum, packed, out)
+                i8group.product_grouped(kind, xq, xd, xsum, packed, out)
             else:
                 i8dot.product(kind, xq, xd, xsum, _bytes(t), out)
         else:
@@ -421,7 +422,7 @@ def matmul(
     kind = _KIND[t.qtype]
     step = max(1, SLAB_BYTES // (4 * cols))
     if packed is not None:
-        step = max(i8dot.GROUP, step // i8dot.GROUP * i8dot.GROUP)
+        step = max(i8group.GROUP, step // i8group.GROUP * i8group.GROUP)
     slabs = [slice(a, min(a + step, out_rows)) for a in range(0, out_rows, step)]
     raw = _bytes(t) if packed is None else None
 
@@ -430,10 +431,10 @@ def matmul(
         if packed is None:
             _dequant_serial(kind, raw[rows], w)
         else:  # back to the file's layout, a slab at a time
-            size = cols // 32 * i8dot.BLOCK_BYTES[kind]
+            size = cols // 32 * i8group.BLOCK_BYTES[kind]
             blocks = np.empty((rows.stop - rows.start, size), dtype=np.uint8)
-            g = rows.start // i8dot.GROUP
-            i8dot.deinterleave(kind, packed[g : g + len(blocks) // i8dot.GROUP], blocks)
+            g = rows.start // i8group.GROUP
+            i8group.deinterleave(kind, packed[g : g + len(blocks) // i8group.GROUP], blocks)
             _dequant_serial(kind, blocks, w)
         return w
 

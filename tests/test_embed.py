@@ -19,7 +19,10 @@ GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encodi
 REFERENCE = np.array(GOLDEN["vectors"], dtype=np.float32)
 
 
-@pytest.mark.parametrize("qtype, floor", [("f32", 0.99999), ("q8_0", 0.999)])
+# Q8_0 multiplies in integers with each input row rounded to 8 bits, as llama.cpp does: its
+# own Q8_0 vectors of these texts agree with its F32 ones to a cosine of 0.99767 at worst
+# (ours: 0.99758, a one-character text), 0.99952 on average.
+@pytest.mark.parametrize("qtype, floor", [("f32", 0.99999), ("q8_0", 0.997)])
 def test_vectors_match_sentence_transformers(minilm, qtype, floor):
     model = embed.Embedder(minilm[qtype])
     assert (model.dim, model.max_tokens) == (384, GOLDEN["max_seq_length"])
@@ -34,7 +37,8 @@ def test_vectors_match_sentence_transformers(minilm, qtype, floor):
 
 @pytest.mark.parametrize("qtype", ["f32", "q8_0"])
 def test_batching_and_threads_do_not_change_results(minilm, qtype):
-    """One text alone runs our small-batch kernels, a batch runs BLAS: the same vectors."""
+    """One text alone runs our small-batch kernels, a batch runs BLAS (F32) or the same
+    integer kernels (Q8_0): the same vectors."""
     model = embed.Embedder(minilm[qtype])
     texts = GOLDEN["texts"][:30]
     one = np.stack([model.embed([t])[0] for t in texts])

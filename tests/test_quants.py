@@ -6,7 +6,7 @@ import pytest
 from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as Q
 
-from llm import i8dot, quants
+from llm import i8dot, i8group, quants
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
 
@@ -114,15 +114,17 @@ def test_interleaved_matches_row_kernels(qtype, n, rng, monkeypatch):
     t, ref = _tensor(qtype, rng)
     kind = quants._KIND[qtype]
     packed = quants.interleave(t)
-    size = i8dot.GROUP_BLOCK[kind]
+    size = i8group.GROUP_BLOCK[kind]
     assert packed.packed is not None and packed.packed.shape == (ROWS // 8, COLS // 32 * size)
     back = np.empty_like(t.raw)
-    i8dot.deinterleave(kind, packed.packed, back)
+    i8group.deinterleave(kind, packed.packed, back)
     np.testing.assert_array_equal(back, t.raw)
     x = rng.standard_normal((n, COLS)).astype(np.float32)
     integer = quants.matmul(x, packed, int8=True)  # at every row count
     expected = _int8_input(x) @ ref.T.astype(np.float64)
     np.testing.assert_allclose(integer, expected, rtol=1e-4, atol=1e-3)
+    for i in range(n):  # a row alone gives exactly what it gives among others
+        np.testing.assert_array_equal(quants.matmul(x[i : i + 1], packed, int8=True)[0], integer[i])
     if n <= quants.DIRECT_MAX_ROWS:
         rows = quants.matmul(x, t, int8=True)
         np.testing.assert_allclose(integer, rows, rtol=1e-5, atol=1e-4)
