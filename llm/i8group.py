@@ -222,16 +222,18 @@ def _grouped(kind, xq, xd, xsum, packed, out):
                 out[t, g * GROUP + i] = acc[i]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def interleave(kind, raw, packed):
     """Rows of kind (2: Q8_0, 3: Q4_0) in the file's layout (rows, blocks * BLOCK_BYTES)
-    into the grouped layout above."""
+    into the grouped layout above. Serial: a parallel kernel at load would start numba's
+    OpenMP runtime before the caller's first product, and a process that imported torch
+    after that (bench_embed's peer) ran torch 10x slower, sharing the runtime."""
     size = 34 if kind == 2 else 18
     chunks = 8 if kind == 2 else 4
     flip = 128 if kind == 2 else 0  # Q8_0's int8 weights as unsigned bytes, w + 128
     step = 16 + 32 * chunks
     nb = raw.shape[1] // size
-    for g in prange(packed.shape[0]):
+    for g in range(packed.shape[0]):
         for i in range(GROUP):
             row = raw[g * GROUP + i]
             for b in range(nb):

@@ -15,9 +15,8 @@ matrix products; each generated token is a matrix-vector step against the KV cac
 from dataclasses import dataclass
 
 import numpy as np
-import threadpoolctl
 
-from llm import attention, ops, quants
+from llm import attention, ops, qdot, quants
 from llm.config import ModelConfig
 from llm.errors import ContextOverflowError, PromptError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
@@ -204,8 +203,7 @@ class LlamaModel:
                 continue
             qg = q.transpose(1, 0, 2).reshape(kv_heads, group * n, hd)  # heads grouped by kv head
             ctx = np.empty((kv_heads, group * n, hd), np.float32)
-            with _one_blas_thread():
-                self._prefill_attention(qg, cache, li, end, mask, ctx)
+            self._prefill_attention(qg, cache, li, end, mask, ctx)
             attn = ctx.reshape(heads, n, hd).transpose(1, 0, 2).reshape(n, heads * hd)
             del h, q, k, v, qg, ctx  # a long prompt's activations, freed before the FFN
             x = self._after_attention(x, attn, layer)
@@ -218,14 +216,22 @@ class LlamaModel:
 
     def _prefill_attention(self, qg, cache, li, end, mask, ctx):
         """Causal attention of several new tokens, one KV head at a time (which bounds the
-        scores' memory): qg (kv_heads, group * n, hd) holds each KV head's queries."""
+        scores' memory): qg (kv_heads, group * n, hd) holds each KV head's queries.
+
+        A model whose matrices all multiply in integers runs these products in our float32
+        kernel too, not BLAS: BLAS's idle workers, spinning after each call, took the cores
+        from the numba kernels that follow (TinyLlama Q4_0 prefill ran 1.3-2x slower)."""
         cfg = self.config
         scale = np.float32(1.0 / np.sqrt(cfg.head_dim))
         group = cfg.n_heads // cfg.n_kv_heads
         n = qg.shape[1] // group
         for g in range(qg.shape[0]):
             keys = cache.k[li, g, :end].astype(np.float32)  # (end, hd)
-            scores = qg[g] @ keys.T  # (group * n, end)
+            if self.integer:
+                scores = np.empty((group * n, end), np.float32)
+                qdot.product_f32(qg[g], keys, scores)
+            else:
+                scores = qg[g] @ keys.T  # (group * n, end)
             scores *= scale
             if mask is not None:
                 scores.reshape(group, n, end)[:] += mask
@@ -233,7 +239,11 @@ class LlamaModel:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             scores[:] = scores.astype(np.float16)  # rounded as they meet the f16 values
-            np.matmul(scores, cache.v[li, g, :end].astype(np.float32), out=ctx[g])
+            values = cache.v[li, g, :end].astype(np.float32)  # (end, hd)
+            if self.integer:
+                qdot.product_f32(scores, np.ascontiguousarray(values.T), ctx[g])
+            else:
+                np.matmul(scores, values, out=ctx[g])
 
     def _after_attention(self, x, attn, layer):
         """The attention output projection and the feed-forward block, with residuals (x is
@@ -263,22 +273,11 @@ class LlamaModel:
         return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-_BLAS = []  # the process's BLAS libraries, found on first use
-
-
-def _one_blas_thread():
-    """A context in which BLAS calls run on the calling thread only. Prefill attention's
-    products are small, and BLAS's idle workers, spinning after a call, took the cores from
-    the numba kernels that follow: TinyLlama Q4_0 prefill ran 1.3-2x slower."""
-    if not _BLAS:
-        _BLAS.append(threadpoolctl.ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
-
-
 def _int8(n, w) -> bool:
-    """Whether n input rows may be rounded to 8 bits for w: for single-token steps, and for
-    every step with an interleaved Q4_0 matrix (whose integer kernel takes any number of
-    rows), so a prompt gives the same logits however it is cut into chunks."""
+    """Whether n input rows may be rounded to 8 bits for w: in single-token steps, and in
+    every step for a regrouped Q4_0 or Q8_0 matrix, whose integer kernel takes any number of
+    rows. Either way each row's result depends on that row alone, so a prompt gives the same
+    logits however it is cut into chunks."""
     return n == 1 or w.packed is not None
 
 

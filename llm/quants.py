@@ -3,11 +3,10 @@
 matmul(x, W) computes x @ W.T for a weight tensor W of shape (out, in) in any supported type.
 Few input rows (decoding) run a numba kernel straight on the blocks, parallel over output
 rows (llm/i8dot.py: integer products for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 on AVX2 CPUs;
-llm/i8group.py: Q4_0 and Q8_0 matrices 8 rows at a time, at any row count, once interleave()
-has regrouped them; llm/qdot.py: float products
-for every type);
-many rows (prefill, embedding batches) dequantize W a slab of rows at a time into float32 and
-hand each slab to BLAS, so the block decoding is paid once per weight row, not once per input.
+llm/qdot.py: float products for every type); many rows (prefill, embedding batches)
+dequantize W a slab of rows at a time into float32 and hand each slab to BLAS, so the block
+decoding is paid once per weight row, not once per input. Q4_0 and Q8_0 matrices that
+interleave() has regrouped multiply in integers at any row count (llm/i8group.py).
 
 Block layouts (llama.cpp's ggml-common.h; d, m: f16 scale and offset):
   F16/BF16  one 16-bit value per weight
@@ -26,6 +25,7 @@ Block layouts (llama.cpp's ggml-common.h; d, m: f16 scale and offset):
 
 import ctypes
 import dataclasses
+import functools
 import mmap
 from concurrent.futures import ThreadPoolExecutor
 
@@ -332,18 +332,15 @@ def release_pages(a: np.ndarray) -> None:
     set (Linux madvise DONTNEED). The file stays in the page cache and reading the array
     again maps its pages back. Arrays in ordinary memory are left alone: DONTNEED would
     zero them."""
-    _advise(a, "MADV_DONTNEED")
-
-
-def _advise(a: np.ndarray, advice: str) -> None:
-    if not (isinstance(a, np.memmap) and not a.flags.writeable and hasattr(mmap, advice)):
+    if not (isinstance(a, np.memmap) and not a.flags.writeable and hasattr(mmap, "MADV_DONTNEED")):
         return
     start, end = a.ctypes.data, a.ctypes.data + a.nbytes
     lo, hi = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE, end // mmap.PAGESIZE * mmap.PAGESIZE
     if hi > lo:
-        _libc().madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), getattr(mmap, advice))
+        _libc().madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), mmap.MADV_DONTNEED)
 
 
+@functools.cache
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
@@ -398,8 +395,8 @@ def matmul(
         return x @ np.asarray(t.raw).reshape(t.shape).T
     packed = t.packed
     integer = int8 and i8dot.AVAILABLE
-    # An interleaved matrix multiplies any number of rows as integers, and never in floats
-    # on the blocks (that would read the file's pages again).
+    # A regrouped matrix multiplies any number of rows in integers, and never in floats on
+    # the blocks (that would read the file's pages again).
     if (packed is not None and integer) or (packed is None and x.shape[0] <= direct_rows):
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         kind = _KIND[t.qtype]
