@@ -89,21 +89,27 @@ def _signed_dot(builder, w, x):
 
 
 def _unsigned_dot(builder, u, x):
-    """Sums of adjacent four products of unsigned bytes u and signed bytes x, as 8 int32:
-    one vpdpbusd with VNNI, else vpmaddubsw (pairs into int16) and vpmaddwd (pairs of
-    those into int32)."""
+    """Sums of adjacent four products of unsigned bytes u and signed bytes x, as 8 int32."""
+    return _madd(builder, ir.Constant(I32x8, None), u, x)
+
+
+def _madd(builder, acc, u, x):
+    """acc (8 int32) plus the sums of adjacent four products of unsigned bytes u and signed
+    bytes x: one vpdpbusd with VNNI, else vpmaddubsw (pairs into int16) and vpmaddwd (pairs
+    of those into int32) and an add."""
     if VNNI:
-        zero = ir.Constant(I32x8, None)
         return _x86(
             builder,
             "llvm.x86.avx512.vpdpbusd.256",
             I32x8,
-            zero,
+            acc,
             builder.bitcast(u, I32x8),
             builder.bitcast(x, I32x8),
         )
     pairs = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", I16x16, u, x)
-    return _x86(builder, "llvm.x86.avx2.pmadd.wd", I32x8, pairs, _splat(I16x16, 1))
+    return builder.add(
+        acc, _x86(builder, "llvm.x86.avx2.pmadd.wd", I32x8, pairs, _splat(I16x16, 1))
+    )
 
 
 @intrinsic

@@ -20,17 +20,7 @@ from llvmlite import ir
 from numba import carray, njit, prange, types
 from numba.extending import intrinsic
 
-from llm.i8dot import (
-    VNNI,
-    F32x8,
-    I8x32,
-    I32x8,
-    _broadcast,
-    _load,
-    _splat,
-    _unsigned_dot,
-    _x86,
-)
+from llm.i8dot import F32x8, I8x32, I32x8, _broadcast, _load, _madd, _splat
 from llm.qdot import _stack_f32
 
 GROUP = 8  # rows per regrouped group
@@ -66,20 +56,6 @@ def _group_weights(builder, context, arr_type, arr, pos, kind):
     return pairs, scales
 
 
-def _madd(builder, acc, u, x):
-    """acc + sums of adjacent four products of unsigned bytes u and signed bytes x."""
-    if VNNI:
-        return _x86(
-            builder,
-            "llvm.x86.avx512.vpdpbusd.256",
-            I32x8,
-            acc,
-            builder.bitcast(u, I32x8),
-            builder.bitcast(x, I32x8),
-        )
-    return builder.add(acc, _unsigned_dot(builder, u, x))
-
-
 def _add_scaled(builder, acc_ptr, at, ints, offset, scales, scale):
     """acc_ptr[at : at + 8] += (float(ints) - offset) * scales * scale, in exactly this order
     (no fast-math flags): one input row's sums then come out bit for bit the same whichever
@@ -92,38 +68,15 @@ def _add_scaled(builder, acc_ptr, at, ints, offset, scales, scale):
 
 
 @intrinsic(prefer_literal=True)
-def _group(typingctx, kind, acc, lane, packed, pos, xq, xpos, scale, offset):
-    """acc[8 lane + i] += (weights of row i . xq[xpos : xpos + 32] - offset) * scale * row
-    i's float16 scale, for the 8 rows of the group block of kind (a literal) at packed[pos].
-    offset: OFFSET[kind] times the input block's sum."""
+def _group(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets):
+    """acc[8 k + i] += (weights of row i . x_k - offsets[k]) * scales[k] * row i's float16
+    scale, for the 8 rows of the group block of kind (a literal) at packed[pos] and the
+    input rows x_k at xq's data + xpos + k stride, k < len(scales) (a UniTuple: 1 or 4).
+    offsets[k]: OFFSET[kind] times the input block's sum. The group's weights are loaded
+    (and split into nibbles) once for all the input rows."""
     if not isinstance(kind, types.IntegerLiteral):
         return None
-
-    def codegen(context, builder, sig, args):
-        _, acc_ptr, lane, packed_v, pos_v, xq_v, xpos_v, scale_v, off_v = args
-        at = lambda base, k: builder.add(base, ir.Constant(base.type, k))  # noqa: E731
-        pairs, scales = _group_weights(
-            builder, context, sig.args[3], packed_v, pos_v, sig.args[0].literal_value
-        )
-        sums = [ir.Constant(I32x8, None)] * 4  # independent chains
-        for i, (u, off) in enumerate(pairs):
-            x = _x4_splat(builder, context, sig.args[5], xq_v, at(xpos_v, off))
-            sums[i % 4] = _madd(builder, sums[i % 4], u, x)
-        total = builder.add(builder.add(sums[0], sums[1]), builder.add(sums[2], sums[3]))
-        first = builder.mul(lane, ir.Constant(lane.type, 8))
-        _add_scaled(builder, acc_ptr, first, total, off_v, scales, scale_v)
-        return context.get_dummy_value()
-
-    return types.void(kind, acc, lane, packed, pos, xq, xpos, scale, offset), codegen
-
-
-@intrinsic(prefer_literal=True)
-def _group4(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets):
-    """As _group for 4 input rows at once: the bytes at xq's data + xpos + k stride for row
-    k, whose sums go to acc[8 k : 8 k + 8], scaled by scales[k] (a UniTuple of 4) less
-    offsets[k]. The group's weights are loaded (and split into nibbles) once for all 4."""
-    if not isinstance(kind, types.IntegerLiteral):
-        return None
+    count = scales.count
 
     def codegen(context, builder, sig, args):
         _, acc_ptr, packed_v, pos_v, xq_v, xpos_v, stride_v, scales_v, offsets_v = args
@@ -133,43 +86,52 @@ def _group4(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets
         )
         rows = [
             builder.add(xpos_v, builder.mul(stride_v, ir.Constant(stride_v.type, k)))
-            for k in range(TOKENS)
+            for k in range(count)
         ]
-        parts = [ir.Constant(I32x8, None)] * TOKENS
-        for u, off in pairs:
-            for k in range(TOKENS):
+        chains = max(1, 4 // count)  # independent sums per input row, so that they overlap
+        parts = [[ir.Constant(I32x8, None)] * chains for _ in range(count)]
+        for i, (u, off) in enumerate(pairs):
+            for k in range(count):
                 x = _x4_splat(builder, context, sig.args[4], xq_v, at(rows[k], off))
-                parts[k] = _madd(builder, parts[k], u, x)
-        for k in range(TOKENS):
+                parts[k][i % chains] = _madd(builder, parts[k][i % chains], u, x)
+        for k in range(count):
+            total = parts[k][0]
+            for part in parts[k][1:]:
+                total = builder.add(total, part)
             first = ir.Constant(ir.IntType(64), 8 * k)
             scale, offset = builder.extract_value(scales_v, k), builder.extract_value(offsets_v, k)
-            _add_scaled(builder, acc_ptr, first, parts[k], offset, w_scales, scale)
+            _add_scaled(builder, acc_ptr, first, total, offset, w_scales, scale)
         return context.get_dummy_value()
 
     return types.void(kind, acc, packed, pos, xq, xpos, stride, scales, offsets), codegen
 
 
 @njit(cache=True, inline="always")
-def _one(kind, p, lane, grp, x, d, xs, b):
+def _one(kind, p, grp, xq, xd, xsum, t, b):
+    """Block b of the group for input row t into p[0:8]."""
+    pos, cols = b * 32 + t * xq.shape[1], xq.shape[1]
     if kind == 2:
-        _group(2, p, lane, grp, b * GROUP_BLOCK_Q8_0, x, b * 32, d[b], np.float32(128.0) * xs[b])
+        offsets = (np.float32(128.0) * xsum[t, b],)
+        _group(2, p, grp, b * GROUP_BLOCK_Q8_0, xq, pos, cols, (xd[t, b],), offsets)
     else:
-        _group(3, p, lane, grp, b * GROUP_BLOCK_Q4_0, x, b * 32, d[b], np.float32(8.0) * xs[b])
+        offsets = (np.float32(8.0) * xsum[t, b],)
+        _group(3, p, grp, b * GROUP_BLOCK_Q4_0, xq, pos, cols, (xd[t, b],), offsets)
 
 
 @njit(cache=True, inline="always")
 def _four(kind, p, grp, xq, xd, xsum, t, b):
-    cols = xq.shape[1]
+    """Block b of the group for input rows t..t+3 into p[0:32]."""
+    pos, cols = b * 32 + t * xq.shape[1], xq.shape[1]
     scales = (xd[t, b], xd[t + 1, b], xd[t + 2, b], xd[t + 3, b])
     sums = (xsum[t, b], xsum[t + 1, b], xsum[t + 2, b], xsum[t + 3, b])
     if kind == 2:
         m = np.float32(128.0)
         offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
-        _group4(2, p, grp, b * GROUP_BLOCK_Q8_0, xq, t * cols + b * 32, cols, scales, offsets)
+        _group(2, p, grp, b * GROUP_BLOCK_Q8_0, xq, pos, cols, scales, offsets)
     else:
         m = np.float32(8.0)
         offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
-        _group4(3, p, grp, b * GROUP_BLOCK_Q4_0, xq, t * cols + b * 32, cols, scales, offsets)
+        _group(3, p, grp, b * GROUP_BLOCK_Q4_0, xq, pos, cols, scales, offsets)
 
 
 GROUP_BLOCK_Q8_0, GROUP_BLOCK_Q4_0 = GROUP_BLOCK[2], GROUP_BLOCK[3]
@@ -213,11 +175,10 @@ def _grouped(kind, xq, xd, xsum, packed, out):
                 for i in range(GROUP):
                     out[t + k, g * GROUP + i] = acc4[GROUP * k + i]
         for t in range(whole, xq.shape[0]):  # the blocks summed in the same order as above
-            x, d, xs = xq[t], xd[t], xsum[t]
             for j in range(GROUP):
                 acc[j] = 0.0
             for b in range(nb):
-                _one(kind, p, 0, grp, x, d, xs, b)
+                _one(kind, p, grp, xq, xd, xsum, t, b)
             for i in range(GROUP):
                 out[t, g * GROUP + i] = acc[i]
 
