@@ -30,7 +30,6 @@ TOKEN_ACC = 32  # their 4 sums of 8 rows
 GROUPED = (2, 3)  # the kinds (quants._KIND) regrouped: Q8_0, Q4_0
 BLOCK_BYTES = {2: 34, 3: 18}  # bytes per block of 32 weights in the file
 GROUP_BLOCK = {2: 16 + 8 * 32, 3: 16 + 4 * 32}  # per group and block: 8 scales, the weights
-OFFSET = {2: 128.0, 3: 8.0}  # what the unsigned weights carry above the real ones
 F16x8 = ir.VectorType(ir.HalfType(), 8)
 
 
@@ -72,7 +71,8 @@ def _group(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets)
     """acc[8 k + i] += (weights of row i . x_k - offsets[k]) * scales[k] * row i's float16
     scale, for the 8 rows of the group block of kind (a literal) at packed[pos] and the
     input rows x_k at xq's data + xpos + k stride, k < len(scales) (a UniTuple: 1 or 4).
-    offsets[k]: OFFSET[kind] times the input block's sum. The group's weights are loaded
+    offsets[k]: the input block's sum times what the unsigned weights carry above the real
+    ones (Q8_0 128, Q4_0 8). The group's weights are loaded
     (and split into nibbles) once for all the input rows."""
     if not isinstance(kind, types.IntegerLiteral):
         return None
@@ -187,8 +187,8 @@ def _grouped(kind, xq, xd, xsum, packed, out):
 def interleave(kind, raw, packed):
     """Rows of kind (2: Q8_0, 3: Q4_0) in the file's layout (rows, blocks * BLOCK_BYTES)
     into the grouped layout above. Serial: a parallel kernel at load would start numba's
-    OpenMP runtime before the caller's first product, and a process that imported torch
-    after that (bench_embed's peer) ran torch 10x slower, sharing the runtime."""
+    OpenMP runtime before the caller's first product, and in a process that imported torch
+    after that (bench_embed's peer), torch ran 10x slower."""
     size = 34 if kind == 2 else 18
     chunks = 8 if kind == 2 else 4
     flip = 128 if kind == 2 else 0  # Q8_0's int8 weights as unsigned bytes, w + 128
