@@ -72,8 +72,8 @@ def _group(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets)
     scale, for the 8 rows of the group block of kind (a literal) at packed[pos] and the
     input rows x_k at xq's data + xpos + k stride, k < len(scales) (a UniTuple: 1 or 4).
     offsets[k]: the input block's sum times what the unsigned weights carry above the real
-    ones (Q8_0 128, Q4_0 8). The group's weights are loaded
-    (and split into nibbles) once for all the input rows."""
+    ones (Q8_0 128, Q4_0 8). The group's weights are loaded (and split into nibbles) once
+    for all the input rows."""
     if not isinstance(kind, types.IntegerLiteral):
         return None
     count = scales.count
