@@ -24,7 +24,6 @@ from llm.i8dot import F32x8, I8x32, I32x8, _broadcast, _load, _madd, _splat
 from llm.qdot import _stack_f32
 
 GROUP = 8  # rows per regrouped group
-GROUP_ACC = 8  # the sums of the group's 8 rows
 TOKENS = 4  # input rows that share each load of a group's weights
 TOKEN_ACC = 32  # their 4 sums of 8 rows
 GROUPED = (2, 3)  # the kinds (quants._KIND) regrouped: Q8_0, Q4_0
@@ -162,8 +161,8 @@ def _grouped(kind, xq, xd, xsum, packed, out):
     whole = xq.shape[0] // TOKENS * TOKENS
     for g in prange(packed.shape[0]):
         grp = packed[g]
-        p = _stack_f32(GROUP_ACC)
-        acc = carray(p, (GROUP_ACC,))
+        p = _stack_f32(GROUP)
+        acc = carray(p, (GROUP,))
         p4 = _stack_f32(TOKEN_ACC)
         acc4 = carray(p4, (TOKEN_ACC,))
         for t in range(0, whole, TOKENS):
@@ -208,7 +207,9 @@ def interleave(kind, raw, packed):
 
 @njit(cache=True, nogil=True)
 def deinterleave(kind, packed, raw):
-    """The inverse of interleave, for packed's groups into raw's rows."""
+    """The inverse of interleave, for packed's groups into raw's rows. A twin of interleave
+    rather than one function with a direction: the file's rows are a read-only mapping,
+    which numba will not type in a function that also writes to them."""
     size = 34 if kind == 2 else 18
     chunks = 8 if kind == 2 else 4
     flip = 128 if kind == 2 else 0

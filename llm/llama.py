@@ -149,8 +149,8 @@ class LlamaModel:
         When every matrix multiplies in integers (self.integer), a long prompt runs
         PREFILL_ROWS tokens per pass: those kernels read the weights without decoding them,
         so a pass costs about the same per token whatever its length, and the activations'
-        memory stays bounded (TinyLlama Q4_0, 512 tokens: 749 MiB peak resident in passes of
-        64 against 797 MiB in one pass, and 106-123 against 97-104 prompt tokens/s)."""
+        memory stays bounded (TinyLlama Q4_0, 512 tokens: 748 MiB peak resident in passes of
+        64 against 795 MiB in one pass, and 132-137 against 116-118 prompt tokens/s)."""
         cfg = self.config
         tokens = np.asarray(tokens, dtype=np.int64)
         n, start = len(tokens), cache.length
