@@ -20,11 +20,11 @@ superseded versions among everything returned (the floor: none), checked against
 update() closed; recall latency p50 / p99 for a query vector embedded beforehand (the
 store's own cost, the floor: p50 <= 5 ms at 100,000 memories) and for the question text
 (embedding one question included; --embedder all-MiniLM-L6-v2:q8_0 embeds with the integer
-kernels, 2-2.5 ms a question where the F32 default takes 4.5-5). The peer is chromadb
-(PersistentClient, cosine space) in this process with the same vectors, documents and
-metadata, a superseded version marked current False, queried by vector with the same scope
-filter (user and current); it ranks by cosine alone, where ours re-ranks 64 candidates by
-relevance, recency and importance.
+kernels, 1.8-2.8 ms a question where the F32 default took 4.2-6 in the runs measured). The
+peer is chromadb (PersistentClient, cosine space) in this process with the same vectors,
+documents and metadata, a superseded version marked current False, queried by vector with
+the same scope filter (user and current); it ranks by cosine alone, where ours re-ranks 64
+candidates by relevance, recency and importance.
 Embeddings are cached in bench/.cache/, keyed by the model and the texts.
 """
 
