@@ -1,14 +1,19 @@
-"""Integer kernels on Q4_0 and Q8_0 matrices regrouped 8 rows at a time (quants.interleave),
-for every number of input rows: decode steps, prefill, and embedding batches.
+"""Integer kernels on Q4_0, Q8_0 and TQ2_0 matrices regrouped 8 rows at a time
+(quants.interleave), for every number of input rows: decode steps, prefill, and embedding
+batches.
 
-Each group of 8 rows keeps, per block of 32 weights, its 8 float16 scales (16 bytes) and then
-chunks of 32 bytes, chunk c holding bytes 4c..4c+3 of each row's weight bytes, row after row
-(Q4_0: 4 chunks of nibble bytes; Q8_0: 8 chunks of weights plus 128, so that they are
-unsigned). One 32-byte load then gives 4 weights of each of the 8 rows (Q4_0: 8, as low and
-high nibbles), and the byte multiply-add against the matching 4 input bytes (broadcast) sums
-them into the row's own int32 lane: no per-row sums to gather and one vector of scales per
-block, about a third of the instructions of the row-at-a-time kernels (llm/i8dot.py, whose
-input rounding and LLVM helpers these share). 4 input rows share each load.
+Each group of 8 rows keeps, per block of the file (32 weights; TQ2_0 256), its 8 float16
+scales (16 bytes) and then chunks of 32 bytes, chunk c holding bytes 4c..4c+3 of each row's
+weight bytes, row after row (Q4_0: 4 chunks of nibble bytes; Q8_0: 8 chunks of weights plus
+128, so that they are unsigned; TQ2_0: 16 chunks of four 2-bit fields). One 32-byte load then
+gives 4 weights of each of the 8 rows (Q4_0: 8, as low and high nibbles; TQ2_0: 16, one field
+per input block of 32), and the byte multiply-add against the matching 4 input bytes
+(broadcast) sums them into the row's own int32 lane: no per-row sums to gather and one vector
+of scales per block, about a third of the instructions of the row-at-a-time kernels
+(llm/i8dot.py, whose input rounding and LLVM helpers these share). 4 input rows share each
+load. A TQ2_0 field is masked in place, not shifted down: the sum comes out 4^k times too
+large (k: the field), and the input block's scale divided by 4^k (exact, a power of two)
+undoes that.
 
 Measured on TinyLlama-shaped matrices, 2 threads: a decode step streams 26-30 GB/s (the
 row-at-a-time Q4_0 kernel 18-24), and 512-token products run at 380-500 billion integer
@@ -20,15 +25,16 @@ from llvmlite import ir
 from numba import carray, njit, prange, types
 from numba.extending import intrinsic
 
-from llm.i8dot import F32x8, I8x32, I32x8, _broadcast, _load, _madd, _splat
+from llm.i8dot import F32x8, I8x32, I32x8, _broadcast, _byte_splat, _load, _madd, _splat
 from llm.qdot import _stack_f32
 
 GROUP = 8  # rows per regrouped group
 TOKENS = 4  # input rows that share each load of a group's weights
 TOKEN_ACC = 32  # their 4 sums of 8 rows
-GROUPED = (2, 3)  # the kinds (quants._KIND) regrouped: Q8_0, Q4_0
-BLOCK_BYTES = {2: 34, 3: 18}  # bytes per block of 32 weights in the file
-GROUP_BLOCK = {2: 16 + 8 * 32, 3: 16 + 4 * 32}  # per group and block: 8 scales, the weights
+GROUPED = (2, 3, 10)  # the kinds (quants._KIND) regrouped: Q8_0, Q4_0, TQ2_0
+BLOCK_WEIGHTS = {2: 32, 3: 32, 10: 256}  # weights per block in the file
+BLOCK_BYTES = {2: 34, 3: 18, 10: 66}  # bytes per block in the file
+GROUP_BLOCK = {2: 16 + 8 * 32, 3: 16 + 4 * 32, 10: 16 + 16 * 32}  # 8 scales, the weights
 F16x8 = ir.VectorType(ir.HalfType(), 8)
 
 
@@ -38,10 +44,19 @@ def _x4_splat(builder, context, arr_type, arr, pos):
     return builder.bitcast(_broadcast(builder, [word], I32x8, [0] * 8), I8x32)
 
 
-def _group_weights(builder, context, arr_type, arr, pos, kind):
+def _group_weights(builder, context, arr_type, arr, pos, kind, spos, mask):
     """The group block at arr[pos] as (32 unsigned bytes holding 4 weights of each of the 8
-    rows, the position of those 4 weights in the input block) pairs, and its 8 scales."""
+    rows, the position of those 4 weights in the input block) pairs, and its 8 scales.
+    TQ2_0: the 8 chunks at arr[pos] (not a whole block: those for one input block) with the
+    field mask (a runtime byte) applied, and the scales at arr[spos]."""
     at = lambda k: builder.add(pos, ir.Constant(pos.type, k))  # noqa: E731
+    if kind == 10:
+        scales = builder.fpext(_load(builder, context, arr_type, arr, spos, F16x8), F32x8)
+        field = _byte_splat(builder, mask)
+        return [
+            (builder.and_(_load(builder, context, arr_type, arr, at(32 * c), I8x32), field), 4 * c)
+            for c in range(8)
+        ], scales
     scales = builder.fpext(_load(builder, context, arr_type, arr, pos, F16x8), F32x8)
     pairs = []
     for c in range(4 if kind == 3 else 8):
@@ -66,22 +81,25 @@ def _add_scaled(builder, acc_ptr, at, ints, offset, scales, scale):
 
 
 @intrinsic(prefer_literal=True)
-def _group(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets):
+def _group(typingctx, kind, acc, packed, pos, spos, mask, xq, xpos, stride, scales, offsets):
     """acc[8 k + i] += (weights of row i . x_k - offsets[k]) * scales[k] * row i's float16
     scale, for the 8 rows of the group block of kind (a literal) at packed[pos] and the
     input rows x_k at xq's data + xpos + k stride, k < len(scales) (a UniTuple: 1 or 4).
     offsets[k]: the input block's sum times what the unsigned weights carry above the real
-    ones (Q8_0 128, Q4_0 8). The group's weights are loaded (and split into nibbles) once
-    for all the input rows."""
+    ones (Q8_0 128, Q4_0 8, TQ2_0 4^field). TQ2_0 only: the scales at packed[spos] and the
+    field mask. The group's weights are loaded (and split into nibbles) once for all the
+    input rows."""
     if not isinstance(kind, types.IntegerLiteral):
         return None
     count = scales.count
 
     def codegen(context, builder, sig, args):
-        _, acc_ptr, packed_v, pos_v, xq_v, xpos_v, stride_v, scales_v, offsets_v = args
+        _, acc_ptr, packed_v, pos_v, spos_v, mask_v, xq_v, xpos_v, stride_v = args[:9]
+        scales_v, offsets_v = args[9:]
         at = lambda base, k: builder.add(base, ir.Constant(base.type, k))  # noqa: E731
+        kind_v = sig.args[0].literal_value
         pairs, w_scales = _group_weights(
-            builder, context, sig.args[2], packed_v, pos_v, sig.args[0].literal_value
+            builder, context, sig.args[2], packed_v, pos_v, kind_v, spos_v, mask_v
         )
         rows = [
             builder.add(xpos_v, builder.mul(stride_v, ir.Constant(stride_v.type, k)))
@@ -91,7 +109,7 @@ def _group(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets)
         parts = [[ir.Constant(I32x8, None)] * chains for _ in range(count)]
         for i, (u, off) in enumerate(pairs):
             for k in range(count):
-                x = _x4_splat(builder, context, sig.args[4], xq_v, at(rows[k], off))
+                x = _x4_splat(builder, context, sig.args[6], xq_v, at(rows[k], off))
                 parts[k][i % chains] = _madd(builder, parts[k][i % chains], u, x)
         for k in range(count):
             total = parts[k][0]
@@ -102,7 +120,17 @@ def _group(typingctx, kind, acc, packed, pos, xq, xpos, stride, scales, offsets)
             _add_scaled(builder, acc_ptr, first, total, offset, w_scales, scale)
         return context.get_dummy_value()
 
-    return types.void(kind, acc, packed, pos, xq, xpos, stride, scales, offsets), codegen
+    sig = types.void(kind, acc, packed, pos, spos, mask, xq, xpos, stride, scales, offsets)
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _tq2_0_at(b):
+    """Where input block b's TQ2_0 fields sit in a group's row: the chunks' position, the
+    scales' position, the field's mask, and 4^field (what the masked sums carry)."""
+    base = (b >> 3) * GROUP_BLOCK_TQ2_0
+    field = b & 3
+    return base + 16 + 256 * ((b >> 2) & 1), base, 3 << (2 * field), np.float32(1 << (2 * field))
 
 
 @njit(cache=True, inline="always")
@@ -110,11 +138,16 @@ def _one(kind, p, grp, xq, xd, xsum, t, b):
     """Block b of the group for input row t into p[0:8]."""
     pos, cols = b * 32 + t * xq.shape[1], xq.shape[1]
     if kind == 2:
+        at = b * GROUP_BLOCK_Q8_0
         offsets = (np.float32(128.0) * xsum[t, b],)
-        _group(2, p, grp, b * GROUP_BLOCK_Q8_0, xq, pos, cols, (xd[t, b],), offsets)
-    else:
+        _group(2, p, grp, at, at, 0, xq, pos, cols, (xd[t, b],), offsets)
+    elif kind == 3:
+        at = b * GROUP_BLOCK_Q4_0
         offsets = (np.float32(8.0) * xsum[t, b],)
-        _group(3, p, grp, b * GROUP_BLOCK_Q4_0, xq, pos, cols, (xd[t, b],), offsets)
+        _group(3, p, grp, at, at, 0, xq, pos, cols, (xd[t, b],), offsets)
+    else:
+        at, spos, mask, m = _tq2_0_at(b)
+        _group(10, p, grp, at, spos, mask, xq, pos, cols, (xd[t, b] / m,), (m * xsum[t, b],))
 
 
 @njit(cache=True, inline="always")
@@ -124,23 +157,28 @@ def _four(kind, p, grp, xq, xd, xsum, t, b):
     scales = (xd[t, b], xd[t + 1, b], xd[t + 2, b], xd[t + 3, b])
     sums = (xsum[t, b], xsum[t + 1, b], xsum[t + 2, b], xsum[t + 3, b])
     if kind == 2:
-        m = np.float32(128.0)
+        at, m = b * GROUP_BLOCK_Q8_0, np.float32(128.0)
         offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
-        _group(2, p, grp, b * GROUP_BLOCK_Q8_0, xq, pos, cols, scales, offsets)
+        _group(2, p, grp, at, at, 0, xq, pos, cols, scales, offsets)
+    elif kind == 3:
+        at, m = b * GROUP_BLOCK_Q4_0, np.float32(8.0)
+        offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
+        _group(3, p, grp, at, at, 0, xq, pos, cols, scales, offsets)
     else:
-        m = np.float32(8.0)
+        at, spos, mask, m = _tq2_0_at(b)
         offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
-        _group(3, p, grp, b * GROUP_BLOCK_Q4_0, xq, pos, cols, scales, offsets)
+        scales = (scales[0] / m, scales[1] / m, scales[2] / m, scales[3] / m)
+        _group(10, p, grp, at, spos, mask, xq, pos, cols, scales, offsets)
 
 
-GROUP_BLOCK_Q8_0, GROUP_BLOCK_Q4_0 = GROUP_BLOCK[2], GROUP_BLOCK[3]
+GROUP_BLOCK_Q8_0, GROUP_BLOCK_Q4_0, GROUP_BLOCK_TQ2_0 = (GROUP_BLOCK[k] for k in GROUPED)
 
 
 def product_grouped(kind, xq, xd, xsum, packed, out):
     """out[t, r] = x[t] . W[r] for x quantized by quantize() and weights of kind (2: Q8_0,
-    3: Q4_0) regrouped by interleave (packed: (rows / 8, blocks * GROUP_BLOCK[kind])), groups
-    of rows in parallel, 4 input rows at a time."""
-    (_product_q8_0 if kind == 2 else _product_q4_0)(xq, xd, xsum, packed, out)
+    3: Q4_0, 10: TQ2_0) regrouped by interleave (packed: (rows / 8, blocks *
+    GROUP_BLOCK[kind])), groups of rows in parallel, 4 input rows at a time."""
+    {2: _product_q8_0, 3: _product_q4_0, 10: _product_tq2_0}[kind](xq, xd, xsum, packed, out)
 
 
 # One compiled kernel per kind, the kind a constant in each: with both kinds' code in one
@@ -153,6 +191,11 @@ def _product_q8_0(xq, xd, xsum, packed, out):
 @njit(cache=True, parallel=True, fastmath=True)
 def _product_q4_0(xq, xd, xsum, packed, out):
     _grouped(3, xq, xd, xsum, packed, out)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _product_tq2_0(xq, xd, xsum, packed, out):
+    _grouped(10, xq, xd, xsum, packed, out)
 
 
 @njit(cache=True, inline="always")
@@ -182,15 +225,25 @@ def _grouped(kind, xq, xd, xsum, packed, out):
                 out[t, g * GROUP + i] = acc[i]
 
 
+@njit(cache=True, inline="always")
+def _layout(kind):
+    """A file block of kind: its bytes, 4-byte chunks of weights, what its weight bytes are
+    xored with (Q8_0's int8 weights as unsigned bytes, w + 128), and where its weights and
+    its float16 scale start."""
+    if kind == 2:
+        return 34, 8, 128, 2, 0
+    if kind == 3:
+        return 18, 4, 0, 2, 0
+    return 66, 16, 0, 0, 64
+
+
 @njit(cache=True, nogil=True)
 def interleave(kind, raw, packed):
-    """Rows of kind (2: Q8_0, 3: Q4_0) in the file's layout (rows, blocks * BLOCK_BYTES)
+    """Rows of kind (2: Q8_0, 3: Q4_0, 10: TQ2_0) in the file's layout (rows, blocks * BLOCK_BYTES)
     into the grouped layout above. Serial: a parallel kernel at load would start numba's
     OpenMP runtime before the caller's first product, and in a process that imported torch
     after that (bench_embed's peer), torch ran 10x slower."""
-    size = 34 if kind == 2 else 18
-    chunks = 8 if kind == 2 else 4
-    flip = 128 if kind == 2 else 0  # Q8_0's int8 weights as unsigned bytes, w + 128
+    size, chunks, flip, w0, s0 = _layout(kind)
     step = 16 + 32 * chunks
     nb = raw.shape[1] // size
     for g in range(packed.shape[0]):
@@ -198,11 +251,11 @@ def interleave(kind, raw, packed):
             row = raw[g * GROUP + i]
             for b in range(nb):
                 src, dst = b * size, b * step
-                packed[g, dst + 2 * i] = row[src]
-                packed[g, dst + 2 * i + 1] = row[src + 1]
+                packed[g, dst + 2 * i] = row[src + s0]
+                packed[g, dst + 2 * i + 1] = row[src + s0 + 1]
                 for c in range(chunks):
                     for j in range(4):
-                        packed[g, dst + 16 + 32 * c + 4 * i + j] = row[src + 2 + 4 * c + j] ^ flip
+                        packed[g, dst + 16 + 32 * c + 4 * i + j] = row[src + w0 + 4 * c + j] ^ flip
 
 
 @njit(cache=True, nogil=True)
@@ -210,9 +263,7 @@ def deinterleave(kind, packed, raw):
     """The inverse of interleave, for packed's groups into raw's rows. A twin of interleave
     rather than one function with a direction: the file's rows are a read-only mapping,
     which numba will not type in a function that also writes to them."""
-    size = 34 if kind == 2 else 18
-    chunks = 8 if kind == 2 else 4
-    flip = 128 if kind == 2 else 0
+    size, chunks, flip, w0, s0 = _layout(kind)
     step = 16 + 32 * chunks
     nb = raw.shape[1] // size
     for g in range(packed.shape[0]):
@@ -220,8 +271,8 @@ def deinterleave(kind, packed, raw):
             row = raw[g * GROUP + i]
             for b in range(nb):
                 src, dst = b * step, b * size
-                row[dst] = packed[g, src + 2 * i]
-                row[dst + 1] = packed[g, src + 2 * i + 1]
+                row[dst + s0] = packed[g, src + 2 * i]
+                row[dst + s0 + 1] = packed[g, src + 2 * i + 1]
                 for c in range(chunks):
                     for j in range(4):
-                        row[dst + 2 + 4 * c + j] = packed[g, src + 16 + 32 * c + 4 * i + j] ^ flip
+                        row[dst + w0 + 4 * c + j] = packed[g, src + 16 + 32 * c + 4 * i + j] ^ flip

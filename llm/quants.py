@@ -309,7 +309,7 @@ def _bytes(t: Tensor) -> np.ndarray:
 
 
 def interleave(t: Tensor) -> Tensor:
-    """t ready for integer products. A Q4_0 or Q8_0 matrix whose rows come in groups of 8
+    """t ready for integer products. A Q4_0, Q8_0 or TQ2_0 matrix whose rows come in groups of 8
     gets its weights regrouped for the 8-row integer kernel (llm/i8group.py) in t.packed, and
     the file's pages it came from leave this process's resident memory (the copy replaces
     them, so memory stays near the file size); products then use only the copy. Any other
@@ -317,6 +317,9 @@ def interleave(t: Tensor) -> Tensor:
     check(t)
     kind = _KIND.get(t.qtype)
     eligible = kind in i8group.GROUPED and len(t.shape) == 2 and t.shape[0] % i8group.GROUP == 0
+    # Without VNNI the byte products pair into saturating int16 sums, which Q8_0's unsigned
+    # w + 128 (up to 255, times 127, twice) would overflow; its row kernel keeps the signs.
+    eligible = eligible and (kind != 2 or i8dot.VNNI)
     if not (eligible and i8dot.AVAILABLE) or t.packed is not None:
         return t
     raw = _bytes(t)
@@ -428,7 +431,7 @@ def matmul(
         if packed is None:
             _dequant_serial(kind, raw[rows], w)
         else:  # back to the file's layout, a slab at a time
-            size = cols // 32 * i8group.BLOCK_BYTES[kind]
+            size = cols // i8group.BLOCK_WEIGHTS[kind] * i8group.BLOCK_BYTES[kind]
             blocks = np.empty((rows.stop - rows.start, size), dtype=np.uint8)
             g = rows.start // i8group.GROUP
             i8group.deinterleave(kind, packed[g : g + len(blocks) // i8group.GROUP], blocks)
