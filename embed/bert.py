@@ -50,7 +50,7 @@ DIRECT_ROWS = 32
 
 def _mm(x, w) -> np.ndarray:
     """x @ w.T: float32 weights through our kernel for a question's few rows and BLAS for a
-    batch's many; regrouped Q8_0 and Q4_0 weights (quants.interleave) in integers at any row
+    batch's many; regrouped Q8_0, Q4_0 and TQ2_0 weights (quants.interleave) in integers at any row
     count, as llama.cpp computes them (each row rounded to 8 bits on its own, so a text's
     vector does not depend on its batch)."""
     if isinstance(w, np.ndarray):

@@ -1,5 +1,5 @@
 """Integer decode kernels for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 weights on x86 CPUs with AVX2
-(regrouped Q4_0 and Q8_0 matrices: llm/i8group.py), as llama.cpp computes them: the input
+(regrouped Q4_0, Q8_0 and TQ2_0 matrices: llm/i8group.py), as llama.cpp computes them: the input
 row is rounded to 8 bits per block of 32 (a float16 scale each, quantize()), and each
 block's 32 products are summed in integers by the CPU's byte multiply-add instructions
 (vpdpbusd with AVX-VNNI, else vpmaddubsw and vpmaddwd), then scaled and added in float32.

@@ -275,7 +275,7 @@ class LlamaModel:
 
 def _int8(n, w) -> bool:
     """Whether n input rows may be rounded to 8 bits for w: in single-token steps, and in
-    every step for a regrouped Q4_0 or Q8_0 matrix, whose integer kernel takes any number of
+    every step for a regrouped Q4_0, Q8_0 or TQ2_0 matrix, whose integer kernel takes any number of
     rows. Either way each row's result depends on that row alone, so a prompt gives the same
     logits however it is cut into chunks."""
     return n == 1 or w.packed is not None

@@ -5,8 +5,8 @@ Few input rows (decoding) run a numba kernel straight on the blocks, parallel ov
 rows (llm/i8dot.py: integer products for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 on AVX2 CPUs;
 llm/qdot.py: float products for every type); many rows (prefill, embedding batches)
 dequantize W a slab of rows at a time into float32 and hand each slab to BLAS, so the block
-decoding is paid once per weight row, not once per input. Q4_0 and Q8_0 matrices that
-interleave() has regrouped multiply in integers at any row count (llm/i8group.py).
+decoding is paid once per weight row, not once per input. Q4_0, Q8_0 and TQ2_0 matrices
+that interleave() has regrouped multiply in integers at any row count (llm/i8group.py).
 
 Block layouts (llama.cpp's ggml-common.h; d, m: f16 scale and offset):
   F16/BF16  one 16-bit value per weight

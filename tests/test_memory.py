@@ -61,6 +61,13 @@ def test_scopes_keep_users_and_agents_apart(tmp_path, clock):
         assert mem.stats()["users"] == ["alice", "bob"]
 
 
+def test_new_agents_embed_in_q8_0_and_existing_ones_keep_their_model(tmp_path):
+    with vdb.open(tmp_path / "db") as db:
+        assert Memory(db, "fresh").col.config.embedder == "all-MiniLM-L6-v2:q8_0"
+        Memory(db, "older", embedder="all-MiniLM-L6-v2")
+        assert Memory(db, "older").col.config.embedder == "all-MiniLM-L6-v2"
+
+
 def test_ranking_weighs_recency_and_importance(mem, clock):
     old = mem.remember("The user likes jazz music", kind="preference", importance=0.5)
     clock.now += 30 * 86400  # a month later

@@ -156,6 +156,8 @@ class Memory:
     turns leaving a conversation buffer and counts its tokens; without one, the embedder's
     tokenizer counts and the summaries are extracts. buffer_tokens: each session's budget.
     flush_interval: seconds an access refresh may wait before it is written (see recall).
+    embedder: the model a new agent's memories are embedded with (default
+    vdb.database.MEMORY_EMBEDDER, the default model in Q8_0); an existing agent keeps its own.
     """
 
     def __init__(
@@ -172,7 +174,7 @@ class Memory:
         flush_interval: float = 1.0,
         clock=time.time,
     ):
-        import embed
+        from vdb.database import MEMORY_EMBEDDER
 
         self.weights = check_options(
             agent, half_life, weights, duplicate_cosine, max_memories, buffer_tokens
@@ -186,7 +188,7 @@ class Memory:
         self.generator, self.buffer_tokens = generator, buffer_tokens
         self.flush_interval = float(flush_interval)
         self.col = db.get_or_create_collection(
-            f"memory.{agent}", embedder=embedder or embed.DEFAULT_MODEL
+            f"memory.{agent}", embedder=embedder or MEMORY_EMBEDDER
         )
         self._state = _shared(self.col)
 

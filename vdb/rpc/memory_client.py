@@ -104,9 +104,9 @@ class RemoteMemory:
     @property
     def col(self):
         """The agent's collection (a RemoteCollection)."""
-        from vdb.database import DEFAULT_EMBEDDER
+        from vdb.database import MEMORY_EMBEDDER
 
-        name, embedder = f"memory.{self.agent}", self.embedder or DEFAULT_EMBEDDER
+        name, embedder = f"memory.{self.agent}", self.embedder or MEMORY_EMBEDDER
         return self._db.get_or_create_collection(name, embedder=embedder)
 
     # ------------------------------------------------------------------ calls
@@ -360,9 +360,9 @@ class RemoteMemory:
         try:
             return self._db.get_collection(f"memory.{self.agent}").dim
         except CollectionNotFoundError:
-            from vdb.database import DEFAULT_EMBEDDER
+            from vdb.database import MEMORY_EMBEDDER
 
-            model = self.embedder or DEFAULT_EMBEDDER
+            model = self.embedder or MEMORY_EMBEDDER
             return self._db.embed(["dimension"], model).shape[1]
 
 
