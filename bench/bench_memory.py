@@ -4,7 +4,7 @@
     python bench/bench_memory.py                                    # 100,000 memories
     python bench/bench_memory.py --memories 10000 --questions 500   # a smoke run
     python bench/bench_memory.py --no-peer
-    python bench/bench_memory.py --no-peer --embedder all-MiniLM-L6-v2:q8_0
+    python bench/bench_memory.py --no-peer --embedder all-MiniLM-L6-v2   # float32 weights
 
 Every sentence of every paragraph is one memory (kind fact, user "reader", one session per
 paragraph); then a seeded tenth of them is superseded through Memory.update() by a version
@@ -19,8 +19,9 @@ Reported with the SQuAD sentences alone and again at full size: recall@5 of the 
 superseded versions among everything returned (the floor: none), checked against the ids
 update() closed; recall latency p50 / p99 for a query vector embedded beforehand (the
 store's own cost, the floor: p50 <= 5 ms at 100,000 memories) and for the question text
-(embedding one question included; --embedder all-MiniLM-L6-v2:q8_0 embeds with the integer
-kernels, 1.8-2.8 ms a question where the F32 default took 4.2-6 in the runs measured). The
+(embedding one question included: 1.8-2.8 ms with the memory default all-MiniLM-L6-v2:q8_0,
+whose products run in integers, 4.2-6 ms with --embedder all-MiniLM-L6-v2 in the runs
+measured). The
 peer is chromadb (PersistentClient, cosine space) in this process with the same vectors,
 documents and metadata, a superseded version marked current False, queried by vector with
 the same scope filter (user and current); it ranks by cosine alone, where ours re-ranks 64
@@ -442,8 +443,8 @@ def main() -> None:
     parser.add_argument(
         "--embedder",
         default=None,
-        help="embedding model (default: all-MiniLM-L6-v2; all-MiniLM-L6-v2:q8_0 multiplies "
-        "in integers)",
+        help="embedding model (default: the memory default, all-MiniLM-L6-v2:q8_0; "
+        "all-MiniLM-L6-v2 for float32 weights)",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip chromadb")
     args = parser.parse_args()
