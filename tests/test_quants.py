@@ -1,5 +1,10 @@
 """Weight kernels against gguf.quants (the reference twin) and numpy products."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import gguf.quants as gq
 import numpy as np
 import pytest
@@ -9,6 +14,7 @@ from gguf import GGMLQuantizationType as Q
 from llm import i8dot, i8group, quants
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
+from tests.conftest import ROOT
 
 ROWS, COLS = 40, 512
 
@@ -137,6 +143,43 @@ def test_interleaved_matches_row_kernels(qtype, n, rng, monkeypatch):
     big = max(n, quants.DIRECT_MAX_ROWS + 1)
     xb = rng.standard_normal((big, COLS)).astype(np.float32)
     np.testing.assert_array_equal(quants.matmul(xb, packed), quants.matmul(xb, t))
+
+
+@pytest.mark.skipif(not i8dot.AVAILABLE, reason="no AVX2")
+def test_integer_kernels_without_vnni(tmp_path):
+    """The AVX2 path CPUs without VNNI take (byte products paired into saturating int16 sums,
+    then int32), compiled afresh in a process that turns VNNI off: every integer kind gives
+    the products of its dequantized weights and the 8-bit input, regrouped or not, and Q8_0
+    stays in the row kernels there (its w + 128 would overflow the int16 pairs)."""
+    script = textwrap.dedent(
+        """
+        import gguf.quants as gq, numpy as np
+        from gguf import GGMLQuantizationType as Q
+        from llm import i8dot
+        i8dot.VNNI = False
+        from llm import quants
+        from llm.gguf_file import Tensor
+        from tests.test_quants import _int8_input
+        rng = np.random.default_rng(7)
+        W = rng.standard_normal((16, 512)).astype(np.float32)
+        x = rng.standard_normal((5, 512)).astype(np.float32) * 3
+        for q in (Q.Q8_0, Q.Q4_0, Q.TQ2_0):
+            raw = gq.quantize(W, q)
+            t = Tensor("w", q, W.shape, raw)
+            ref = _int8_input(x) @ gq.dequantize(raw, q).reshape(W.shape).T.astype(np.float64)
+            grouped = quants.interleave(t)
+            assert (grouped.packed is None) == (q == Q.Q8_0), q
+            for w in (t, grouped):
+                got = quants.matmul(x, w, int8=True, direct_rows=8)
+                np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3, err_msg=q.name)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
 def test_interleave_leaves_other_tensors(rng):
