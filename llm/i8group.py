@@ -5,15 +5,15 @@ batches.
 Each group of 8 rows keeps, per block of the file (32 weights; TQ2_0 256), its 8 float16
 scales (16 bytes) and then chunks of 32 bytes, chunk c holding bytes 4c..4c+3 of each row's
 weight bytes, row after row (Q4_0: 4 chunks of nibble bytes; Q8_0: 8 chunks of weights plus
-128, so that they are unsigned; TQ2_0: 16 chunks of four 2-bit fields). One 32-byte load then
-gives 4 weights of each of the 8 rows (Q4_0: 8, as low and high nibbles; TQ2_0: 16, one field
-per input block of 32), and the byte multiply-add against the matching 4 input bytes
-(broadcast) sums them into the row's own int32 lane: no per-row sums to gather and one vector
-of scales per block, about a third of the instructions of the row-at-a-time kernels
-(llm/i8dot.py, whose input rounding and LLVM helpers these share). 4 input rows share each
-load. A TQ2_0 field is masked in place, not shifted down: the sum comes out 4^k times too
-large (k: the field), and the input block's scale divided by 4^k (exact, a power of two)
-undoes that.
+128, so that they are unsigned, or signed without VNNI (see _q8_0_flip); TQ2_0: 16 chunks
+of four 2-bit fields). One 32-byte load then gives 4 weights of each of the 8 rows (Q4_0: 8,
+as low and high nibbles; TQ2_0: 16, one field per input block of 32), and the byte
+multiply-add against the matching 4 input bytes (broadcast) sums them into the row's own
+int32 lane: no per-row sums to gather and one vector of scales per block, about a third of
+the instructions of the row-at-a-time kernels (llm/i8dot.py, whose input rounding and LLVM
+helpers these share). 4 input rows share each load. A TQ2_0 field is masked in place, not
+shifted down: the sum comes out 4^k times too large (k: the field), and the input block's
+scale divided by 4^k (exact, a power of two) undoes that.
 
 Measured on TinyLlama-shaped matrices, 2 threads: a decode step streams 26-30 GB/s (the
 row-at-a-time Q4_0 kernel 18-24), and 512-token products run at 380-500 billion integer
@@ -25,7 +25,8 @@ from llvmlite import ir
 from numba import carray, njit, prange, types
 from numba.extending import intrinsic
 
-from llm.i8dot import F32x8, I8x32, I32x8, _broadcast, _byte_splat, _load, _madd, _splat
+from llm import i8dot
+from llm.i8dot import F32x8, I8x32, I32x8, _broadcast, _byte_splat, _load, _madd, _splat, _x86
 from llm.qdot import _stack_f32
 
 GROUP = 8  # rows per regrouped group
@@ -107,9 +108,17 @@ def _group(typingctx, kind, acc, packed, pos, spos, mask, xq, xpos, stride, scal
         ]
         chains = max(1, 4 // count)  # independent sums per input row, so that they overlap
         parts = [[ir.Constant(I32x8, None)] * chains for _ in range(count)]
-        for i, (u, off) in enumerate(pairs):
+        signed = kind_v == 2 and not i8dot.VNNI  # Q8_0 kept signed: see _layout
+        for i, (w, off) in enumerate(pairs):
+            u = (
+                _x86(builder, "llvm.abs.v32i8", I8x32, w, ir.Constant(ir.IntType(1), 0))
+                if signed
+                else w
+            )
             for k in range(count):
                 x = _x4_splat(builder, context, sig.args[6], xq_v, at(rows[k], off))
+                if signed:  # |w| times x with w's sign
+                    x = _x86(builder, "llvm.x86.avx2.psign.b", I8x32, x, w)
                 parts[k][i % chains] = _madd(builder, parts[k][i % chains], u, x)
         for k in range(count):
             total = parts[k][0]
@@ -139,7 +148,7 @@ def _one(kind, p, grp, xq, xd, xsum, t, b):
     pos, cols = b * 32 + t * xq.shape[1], xq.shape[1]
     if kind == 2:
         at = b * GROUP_BLOCK_Q8_0
-        offsets = (np.float32(128.0) * xsum[t, b],)
+        offsets = (np.float32(_q8_0_flip()) * xsum[t, b],)
         _group(2, p, grp, at, at, 0, xq, pos, cols, (xd[t, b],), offsets)
     elif kind == 3:
         at = b * GROUP_BLOCK_Q4_0
@@ -157,7 +166,7 @@ def _four(kind, p, grp, xq, xd, xsum, t, b):
     scales = (xd[t, b], xd[t + 1, b], xd[t + 2, b], xd[t + 3, b])
     sums = (xsum[t, b], xsum[t + 1, b], xsum[t + 2, b], xsum[t + 3, b])
     if kind == 2:
-        at, m = b * GROUP_BLOCK_Q8_0, np.float32(128.0)
+        at, m = b * GROUP_BLOCK_Q8_0, np.float32(_q8_0_flip())
         offsets = (m * sums[0], m * sums[1], m * sums[2], m * sums[3])
         _group(2, p, grp, at, at, 0, xq, pos, cols, scales, offsets)
     elif kind == 3:
@@ -226,12 +235,21 @@ def _grouped(kind, xq, xd, xsum, packed, out):
 
 
 @njit(cache=True, inline="always")
+def _q8_0_flip():
+    """What regrouped Q8_0 weights carry above the real ones: with VNNI they are stored as
+    unsigned bytes w + 128 for its unsigned-by-signed byte products. Without it those
+    products pair into saturating int16 sums, which 255 * 127 twice would overflow, so the
+    weights stay signed and multiply as |w| times x with w's sign (2 * 128 * 127 fits)."""
+    return 128 if i8dot.VNNI else 0
+
+
+@njit(cache=True, inline="always")
 def _layout(kind):
     """A file block of kind: its bytes, 4-byte chunks of weights, what its weight bytes are
-    xored with (Q8_0's int8 weights as unsigned bytes, w + 128), and where its weights and
-    its float16 scale start."""
+    xored with (Q8_0 with VNNI: its int8 weights as unsigned bytes, w + 128), and where its
+    weights and its float16 scale start."""
     if kind == 2:
-        return 34, 8, 128, 2, 0
+        return 34, 8, _q8_0_flip(), 2, 0
     if kind == 3:
         return 18, 4, 0, 2, 0
     return 66, 16, 0, 0, 64

@@ -317,9 +317,6 @@ def interleave(t: Tensor) -> Tensor:
     check(t)
     kind = _KIND.get(t.qtype)
     eligible = kind in i8group.GROUPED and len(t.shape) == 2 and t.shape[0] % i8group.GROUP == 0
-    # Without VNNI the byte products pair into saturating int16 sums, which Q8_0's unsigned
-    # w + 128 (up to 255, times 127, twice) would overflow; its row kernel keeps the signs.
-    eligible = eligible and (kind != 2 or i8dot.VNNI)
     if not (eligible and i8dot.AVAILABLE) or t.packed is not None:
         return t
     raw = _bytes(t)
