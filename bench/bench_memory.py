@@ -21,11 +21,10 @@ update() closed; recall latency p50 / p99 for a query vector embedded beforehand
 store's own cost, the floor: p50 <= 5 ms at 100,000 memories) and for the question text
 (embedding one question included: 1.8-2.8 ms with the memory default all-MiniLM-L6-v2:q8_0,
 whose products run in integers, 4.2-6 ms with --embedder all-MiniLM-L6-v2 in the runs
-measured). The
-peer is chromadb (PersistentClient, cosine space) in this process with the same vectors,
-documents and metadata, a superseded version marked current False, queried by vector with
-the same scope filter (user and current); it ranks by cosine alone, where ours re-ranks 64
-candidates by relevance, recency and importance.
+measured). The peer is chromadb (PersistentClient, cosine space) in this process with the
+same vectors, documents and metadata, a superseded version marked current False, queried by
+vector with the same scope filter (user and current); it ranks by cosine alone, where ours
+re-ranks 64 candidates by relevance, recency and importance.
 Embeddings are cached in bench/.cache/, keyed by the model and the texts.
 """
 

@@ -83,9 +83,17 @@ def _accumulate(builder, acc_ptr, lane, ints, *scales):
 def _signed_dot(builder, w, x):
     """As _unsigned_dot for signed bytes w: |w| times x with w's sign (the first operand of
     the byte products is unsigned)."""
-    aw = _x86(builder, "llvm.abs.v32i8", I8x32, w, ir.Constant(ir.IntType(1), 0))
-    sx = _x86(builder, "llvm.x86.avx2.psign.b", I8x32, x, w)
-    return _unsigned_dot(builder, aw, sx)
+    return _unsigned_dot(builder, _magnitude(builder, w), _signs_of(builder, x, w))
+
+
+def _magnitude(builder, w):
+    """|w| for 32 signed bytes (-128 becomes 128 as an unsigned byte)."""
+    return _x86(builder, "llvm.abs.v32i8", I8x32, w, ir.Constant(ir.IntType(1), 0))
+
+
+def _signs_of(builder, x, w):
+    """x with w's signs, byte by byte (0 where w is 0)."""
+    return _x86(builder, "llvm.x86.avx2.psign.b", I8x32, x, w)
 
 
 def _unsigned_dot(builder, u, x):

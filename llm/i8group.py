@@ -26,7 +26,18 @@ from numba import carray, njit, prange, types
 from numba.extending import intrinsic
 
 from llm import i8dot
-from llm.i8dot import F32x8, I8x32, I32x8, _broadcast, _byte_splat, _load, _madd, _splat, _x86
+from llm.i8dot import (
+    F32x8,
+    I8x32,
+    I32x8,
+    _broadcast,
+    _byte_splat,
+    _load,
+    _madd,
+    _magnitude,
+    _signs_of,
+    _splat,
+)
 from llm.qdot import _stack_f32
 
 GROUP = 8  # rows per regrouped group
@@ -46,8 +57,9 @@ def _x4_splat(builder, context, arr_type, arr, pos):
 
 
 def _group_weights(builder, context, arr_type, arr, pos, kind, spos, mask):
-    """The group block at arr[pos] as (32 unsigned bytes holding 4 weights of each of the 8
-    rows, the position of those 4 weights in the input block) pairs, and its 8 scales.
+    """The group block at arr[pos] as (32 bytes holding 4 weights of each of the 8 rows,
+    unsigned but for Q8_0 without VNNI; the position of those 4 weights in the input block)
+    pairs, and its 8 scales.
     TQ2_0: the 8 chunks at arr[pos] (not a whole block: those for one input block) with the
     field mask (a runtime byte) applied, and the scales at arr[spos]."""
     at = lambda k: builder.add(pos, ir.Constant(pos.type, k))  # noqa: E731
@@ -87,7 +99,7 @@ def _group(typingctx, kind, acc, packed, pos, spos, mask, xq, xpos, stride, scal
     scale, for the 8 rows of the group block of kind (a literal) at packed[pos] and the
     input rows x_k at xq's data + xpos + k stride, k < len(scales) (a UniTuple: 1 or 4).
     offsets[k]: the input block's sum times what the unsigned weights carry above the real
-    ones (Q8_0 128, Q4_0 8, TQ2_0 4^field). TQ2_0 only: the scales at packed[spos] and the
+    ones (Q8_0 _q8_0_flip(), Q4_0 8, TQ2_0 4^field). TQ2_0 only: the scales at packed[spos] and the
     field mask. The group's weights are loaded (and split into nibbles) once for all the
     input rows."""
     if not isinstance(kind, types.IntegerLiteral):
@@ -108,17 +120,13 @@ def _group(typingctx, kind, acc, packed, pos, spos, mask, xq, xpos, stride, scal
         ]
         chains = max(1, 4 // count)  # independent sums per input row, so that they overlap
         parts = [[ir.Constant(I32x8, None)] * chains for _ in range(count)]
-        signed = kind_v == 2 and not i8dot.VNNI  # Q8_0 kept signed: see _layout
+        signed = kind_v == 2 and not i8dot.VNNI  # Q8_0 kept signed: see _q8_0_flip
         for i, (w, off) in enumerate(pairs):
-            u = (
-                _x86(builder, "llvm.abs.v32i8", I8x32, w, ir.Constant(ir.IntType(1), 0))
-                if signed
-                else w
-            )
+            u = _magnitude(builder, w) if signed else w
             for k in range(count):
                 x = _x4_splat(builder, context, sig.args[6], xq_v, at(rows[k], off))
                 if signed:  # |w| times x with w's sign
-                    x = _x86(builder, "llvm.x86.avx2.psign.b", I8x32, x, w)
+                    x = _signs_of(builder, x, w)
                 parts[k][i % chains] = _madd(builder, parts[k][i % chains], u, x)
         for k in range(count):
             total = parts[k][0]

@@ -71,11 +71,19 @@ def _mapped_pages(a: np.ndarray) -> int:
     return int((entries >> np.uint64(63)).sum())
 
 
-@pytest.mark.parametrize("arch, qtype", [("llama", "Q4_0"), ("qwen2", "Q4_0"), ("llama", "Q8_0")])
+@pytest.mark.parametrize(
+    "arch, qtype",
+    [
+        ("llama", "Q4_0"),
+        ("qwen2", "Q4_0"),
+        ("llama", "Q8_0"),
+        ("llama", "TQ2_0"),
+    ],
+)
 def test_integer_model_prefills_in_passes(models, arch, qtype, monkeypatch):
-    """A model whose matrices are all regrouped (Q4_0, Q8_0) runs long prompts in passes: the same
-    logits as one pass (the integer products of a row do not depend on the others), and the
-    file's pages of the regrouped matrices stay out of memory."""
+    """A model whose matrices are all regrouped (Q4_0, Q8_0, TQ2_0) runs long prompts in
+    passes: the same logits as one pass (the integer products of a row do not depend on the
+    others), and the file's pages of the regrouped matrices stay out of memory."""
     from llm import i8dot, llama
 
     if not i8dot.AVAILABLE:
