@@ -132,3 +132,63 @@ def test_bad_collection_calls(db, col, call, error, fragment):
     assert isinstance(info.value, ValueError | KeyError)
     assert db.list_collections() == ["c"]
     unchanged(col)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("ef_construction", 2**32 - 1),
+        ("ef_construction", 0),
+        ("ef_search", 2**40),
+        ("M", 1000),
+        ("hnsw_threshold", 2**70),
+        ("seed", 2**64),
+        ("seed", -1),
+        ("max_batch", 2**40),
+        ("compact_share", float("inf")),
+        ("compact_share", float("nan")),
+        ("batch_fraction", 0.0),
+        ("int8", "yes"),
+    ],
+)
+def test_index_options_out_of_range_are_refused_at_create(db, option, value):
+    """A value that cannot work fails the create, never a later write after its commit."""
+    with pytest.raises(vdb.InvalidArgumentError, match=option):
+        db.create_collection("h", dim=3, index={"kind": "hnsw", option: value})
+    assert "h" not in db.list_collections()
+
+
+def test_search_ef_is_bounded(col):
+    with pytest.raises(vdb.InvalidArgumentError, match="ef must be an integer from 1 to"):
+        col.search(np.ones(3), k=1, ef=2**40)
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 5000])
+def test_deep_filters_are_a_filter_error_not_a_recursion_error(col, depth):
+    flt = {"a": 1}
+    for i in range(depth):
+        flt = {"$not": flt} if i % 2 else {"$and": [flt]}
+    with pytest.raises(vdb.FilterError, match="more than 64 deep"):
+        col.search(np.ones(3), k=1, filter=flt)
+    with pytest.raises(vdb.FilterError):
+        col.count(flt)
+
+
+def test_huge_filters_are_refused_while_parsing(col):
+    with pytest.raises(vdb.FilterError, match="more than 100,000"):
+        col.count({"a": {"$in": list(range(200_000))}})
+    with pytest.raises(vdb.FilterError, match="more than 100,000"):
+        col.count({"$or": [{"a": i} for i in range(100_001)]})
+    long_key = "k" * 10_000
+    with pytest.raises(vdb.FilterError) as info:
+        col.count({long_key: {"$gt": [1]}})
+    assert len(str(info.value)) < 300
+
+
+def test_deep_filters_through_the_client(remote):
+    col = remote.create_collection("c", dim=3)
+    flt = {"a": 1}
+    for _ in range(1000):
+        flt = {"$not": flt}
+    with pytest.raises(vdb.FilterError, match="more than 64 deep"):
+        col.search(np.ones(3), k=1, filter=flt)

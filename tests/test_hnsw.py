@@ -221,7 +221,9 @@ def test_walk_scores_are_exact(data, int8):
 @pytest.mark.parametrize("int8", [True, False])
 @pytest.mark.parametrize("filtered", [False, True])
 def test_one_query_at_a_time_matches_the_batch(data, int8, filtered):
-    """A single query runs the serial kernel; a batch runs the parallel one. Same walk."""
+    """A single query runs the serial kernel; a batch runs the parallel one. Same walk, the
+    same ids. The two kernels are compiled apart under fastmath, so LLVM may sum a distance
+    in another order in each (seen on some fresh compiles): scores agree to an ulp or two."""
     X, Q = data
     index = build(X, int8=int8)
     mask = np.random.default_rng(5).random(N) < 0.5 if filtered else None
@@ -229,7 +231,7 @@ def test_one_query_at_a_time_matches_the_batch(data, int8, filtered):
     for j in range(40):
         s, i = index._graph_search(Q[j : j + 1], 10, 64, mask)
         np.testing.assert_array_equal(i[0], batch_i[j])
-        np.testing.assert_array_equal(s[0], batch_s[j])
+        np.testing.assert_allclose(s[0], batch_s[j], rtol=4e-7, atol=0)
 
 
 def test_compaction_unlinks_deleted_nodes_and_keeps_recall(data):

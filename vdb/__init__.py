@@ -18,6 +18,7 @@ from vdb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     DatabaseLockedError,
+    DataCorruptedError,
     DeadlineExceededError,
     DimensionError,
     DuplicateIdError,
@@ -35,6 +36,7 @@ from vdb.errors import (
     ReadOnlyError,
     ResourceExhaustedError,
     ServerError,
+    StorageError,
     UnavailableError,
     VdbError,
 )
@@ -46,6 +48,14 @@ def open(path, read_only: bool = False, **options) -> Database:  # noqa: A001
     """Open or create the database in directory `path`. read_only=True never writes and may
     run beside a writer in another process."""
     return Database(path, read_only=read_only, **options)
+
+
+def check(path, repair: bool = False):
+    """Verify every record, id, op-log entry and index file of the database at path; with
+    repair=True also remove what cannot be read. Returns a vdb.checker.CheckReport."""
+    from vdb.checker import check as _check
+
+    return _check(path, repair=repair)
 
 
 def connect(address: str, api_key: str | None = None, tls=None, timeout: float | None = None):
@@ -75,6 +85,7 @@ __all__ = [
     "Database",
     "DatabaseLockedError",
     "DatabaseNotFoundError",
+    "DataCorruptedError",
     "DeadlineExceededError",
     "DimensionError",
     "DuplicateIdError",
@@ -93,10 +104,12 @@ __all__ = [
     "ReadOnlyError",
     "ResourceExhaustedError",
     "ServerError",
+    "StorageError",
     "UnavailableError",
     "Record",
     "VdbError",
     "WriteResult",
+    "check",
     "connect",
     "connect_model",
     "open",

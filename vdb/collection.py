@@ -11,22 +11,31 @@ import numpy as np
 
 from vdb import embedding, filters, validate
 from vdb._rwlock import RWLock
-from vdb.errors import ClosedError, InvalidArgumentError, PointNotFoundError, ReadOnlyError
+from vdb.errors import (
+    ClosedError,
+    DataCorruptedError,
+    InvalidArgumentError,
+    PointNotFoundError,
+    ReadOnlyError,
+)
 from vdb.index import checkpoint
-from vdb.index.config import IndexConfig
+from vdb.index.config import MAX_EF, IndexConfig
 from vdb.index.hnsw import HnswIndex
-from vdb.storage import keys, oplog
+from vdb.storage import keys, oplog, values
 from vdb.storage.codec import (
     Record,
     decode_record,
     encode_id,
     encode_record,
+    open_record,
     record_id_key,
     record_payload,
     record_vector,
 )
+from vdb.storage.seal import is_sound, seal
 
 CHECKPOINT_DIR = "index"
+MAX_DAMAGE_LISTED = 100  # damage messages a collection keeps (the count goes on)
 
 
 @dataclass(frozen=True)
@@ -44,9 +53,17 @@ class CollectionConfig:
 
     @classmethod
     def from_json(cls, raw: bytes) -> "CollectionConfig":
-        data = json.loads(raw)
-        data["index"] = IndexConfig.parse(data.get("index"))
-        return cls(**data)
+        """From stored JSON; DataCorruptedError when it is not a config this vdb wrote."""
+        try:
+            data = json.loads(raw)
+            data["index"] = IndexConfig.parse(data.get("index"))
+            config = cls(**data)
+            validate.collection_name(config.name)
+            validate.dimension(config.dim)
+            validate.metric(config.metric)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DataCorruptedError(f"a stored collection config is damaged: {exc}") from None
+        return config
 
 
 @dataclass(slots=True)
@@ -126,6 +143,8 @@ class Collection(ConfigView):
         self._ckpt_path = checkpoint.path_for(store.path / CHECKPOINT_DIR, config.cid)
         self._checkpoint_every = checkpoint_every  # points written between automatic ones
         self._written_since_ckpt = 0
+        self._damage: list[str] = []  # what reads found damaged; writes are refused then
+        self._damage_count = 0
         if not read_only:
             for stale in self._ckpt_path.parent.glob(f"{self._ckpt_path.name}.tmp-*"):
                 stale.unlink(missing_ok=True)  # left by a writer killed mid-checkpoint
@@ -167,23 +186,44 @@ class Collection(ConfigView):
             "lsn": self._lsn,
             "index_in_use": kind,
             "loaded_from": self.loaded_from,  # "checkpoint" (+ op-log replay) or "records"
+            "damage": list(self._damage),  # damaged records found (then the handle is read-only)
         }
 
     # ------------------------------------------------------------ loading
 
     def _load(self) -> None:
-        """Build the in-memory state: from the checkpoint plus newer op-log entries when a sound
-        checkpoint exists, otherwise from every record in LMDB."""
+        """Build the in-memory state: from the checkpoint plus newer op-log entries when the
+        checkpoint is verified sound and agrees with LMDB, otherwise from every record in
+        LMDB (with a warning saying why when a checkpoint was there but not used)."""
         cid = self.config.cid
-        ckpt = checkpoint.load(self._ckpt_path, cid, self.dim, self.metric)
+        owner = checkpoint.stamp(self._store.db_id, self.config)
+        try:
+            ckpt, why = checkpoint.load(self._ckpt_path, owner), None
+        except checkpoint.Unsound as exc:
+            ckpt, why = None, str(exc)
         with self._store.read() as txn:
-            lsn, next_iid = _read_state(txn, self._store, cid)
-            self.loaded_from = "checkpoint"
-            if ckpt is None or ckpt[2] > lsn or not self._from_checkpoint(txn, ckpt, lsn):
-                self._rebuild(txn)
+            lsn, next_iid, count = values.get_state(txn, self._store, cid)
+            self._next_iid, self._count = next_iid, count
+            self.loaded_from = "records"
+            if ckpt is not None:
+                try:
+                    self._from_checkpoint(txn, ckpt, lsn, count)
+                    self.loaded_from = "checkpoint"
+                except (checkpoint.Unsound, DataCorruptedError) as exc:
+                    why = str(exc)
+                except (ValueError, IndexError, KeyError, TypeError) as exc:
+                    why = f"replaying the op log over it failed ({type(exc).__name__}: {exc})"
+            if self.loaded_from == "records":
+                self._rebuild(txn, count)
                 self._ckpt_lsn = -1
-                self.loaded_from = "records"
-        self._lsn, self._next_iid = lsn, next_iid
+                self._lsn = lsn
+        if why is not None:
+            warnings.warn(
+                f"the index checkpoint of collection {self.name!r} was not used ({why}); "
+                "it was rebuilt from the records",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         used = np.zeros(next_iid, dtype=np.bool_)
         n = min(self._index.size, next_iid)
         used[:n] = self._index.alive[:n]
@@ -191,12 +231,30 @@ class Collection(ConfigView):
         if self.config.index.wants_hnsw(self._index):
             self._index = _to_hnsw(self._index, self.config.index.hnsw)
 
-    def _from_checkpoint(self, txn, ckpt, lsn: int) -> bool:
-        self._index, self._payloads, self._lsn = ckpt
-        self._ckpt_lsn = self._lsn
-        return self._replay_log(txn, lsn)
+    def _from_checkpoint(self, txn, ckpt, lsn: int, count: int) -> None:
+        """Adopt a verified checkpoint and replay the op log over it; checkpoint.Unsound when
+        its stamps or the result disagree with LMDB (the caller then rebuilds)."""
+        index, payloads, ckpt_lsn = ckpt
+        if ckpt_lsn > lsn:
+            raise checkpoint.Unsound(f"it covers LSN {ckpt_lsn}, beyond the collection's {lsn}")
+        if index.size > self._next_iid:
+            raise checkpoint.Unsound(
+                f"it holds {index.size} slots where the collection has used {self._next_iid}"
+            )
+        self._index, self._payloads, self._lsn = index, payloads, ckpt_lsn
+        self._ckpt_lsn = ckpt_lsn
+        if not self._replay_log(txn, lsn):
+            raise checkpoint.Unsound(
+                f"the op log does not continue it (from LSN {ckpt_lsn + 1} to {lsn})"
+            )
+        if len(self._index) != count:
+            raise checkpoint.Unsound(
+                f"it holds {len(self._index)} points after replay where the collection has {count}"
+            )
 
-    def _rebuild(self, txn) -> None:
+    def _rebuild(self, txn, count: int) -> None:
+        """Index every record in LMDB. A record that fails its checks is left out and listed
+        as damage (the collection is then read-only)."""
         cid, dim = self.config.cid, self.dim
         self._index = self.config.index.make(dim, self.metric)
         self._payloads = filters.PayloadIndex()
@@ -206,13 +264,54 @@ class Collection(ConfigView):
         if cursor.set_range(prefix):
             for key, raw in cursor:
                 if key[:4] != prefix:
-                    break
-                iids.append(keys.U64.unpack(key[4:])[0])
-                vecs.append(record_vector(raw, dim))
-                pays.append(record_payload(raw, dim))
+                    if is_sound(key, raw):
+                        break  # the next collection's records
+                    self._note_damage(
+                        DataCorruptedError(f"a record key is damaged ({bytes(key[:16]).hex()})")
+                    )
+                    continue
+                try:
+                    if len(key) != len(prefix) + keys.U64.size:
+                        raise DataCorruptedError(f"a record key is damaged ({bytes(key).hex()})")
+                    iid = keys.U64.unpack(key[4:])[0]
+                    body = open_record(key, raw, dim)
+                    if iid >= self._next_iid:
+                        raise DataCorruptedError(
+                            f"{keys.describe_record(key)} lies beyond the collection's "
+                            f"{self._next_iid} slots"
+                        )
+                    pay = record_payload(body, dim, key)
+                except DataCorruptedError as exc:
+                    self._note_damage(exc)
+                    continue
+                iids.append(iid)
+                vecs.append(record_vector(body, dim))
+                pays.append(pay)
+        if len(iids) != count and not self._damage:
+            self._note_damage(
+                DataCorruptedError(
+                    f"collection {self.name!r} counts {count} points but holds {len(iids)} records"
+                )
+            )
         rows = np.array(iids, dtype=np.int64)
         vectors = np.array(vecs, dtype=np.float32).reshape(len(iids), dim)  # (n, dim)
         self._apply(rows, vectors, pays)
+
+    def _past_the_end(self, key: bytes, raw) -> None:
+        """A scan of this collection's keys met a key of another collection: that must be a
+        sound entry, not one of ours whose key bytes were damaged (which would end the scan
+        early and hide the rest)."""
+        if not is_sound(key, raw):
+            exc = DataCorruptedError(
+                f"a key of collection {self.name!r} is damaged ({bytes(key[:16]).hex()})"
+            )
+            self._note_damage(exc)
+            raise exc
+
+    def _note_damage(self, exc: DataCorruptedError) -> None:
+        self._damage_count += 1
+        if len(self._damage) < MAX_DAMAGE_LISTED:
+            self._damage.append(str(exc))
 
     def _replay_log(self, txn, lsn: int) -> bool:
         """Apply op-log entries after self._lsn up to lsn; False if the log has a gap."""
@@ -245,16 +344,19 @@ class Collection(ConfigView):
         by replaying newer op-log entries."""
         self._check_open()
         with self._store.read() as txn:
-            lsn, _ = _read_state(txn, self._store, self.config.cid)
+            lsn = values.get_state(txn, self._store, self.config.cid)[0]
         if lsn <= self._lsn:
             return
         with self._lock.write():
             with self._store.read() as txn:
-                lsn, next_iid = _read_state(txn, self._store, self.config.cid)
-                caught_up = self._replay_log(txn, lsn)
-            if caught_up:
-                self._next_iid = next_iid
-            else:  # the log no longer reaches back to our state: load again
+                lsn, self._next_iid, self._count = values.get_state(
+                    txn, self._store, self.config.cid
+                )
+                try:
+                    caught_up = self._replay_log(txn, lsn)
+                except DataCorruptedError:
+                    caught_up = False
+            if not caught_up:  # the log no longer reaches back to our state: load again
                 self._load()
 
     def compact(self) -> int:
@@ -271,7 +373,8 @@ class Collection(ConfigView):
         with self._lock.read():
             lsn = self._lsn
             if lsn != self._ckpt_lsn:
-                checkpoint.save(self._ckpt_path, self._index, self._payloads, lsn, self.config.cid)
+                owner = checkpoint.stamp(self._store.db_id, self.config)
+                checkpoint.save(self._ckpt_path, self._index, self._payloads, lsn, owner)
                 self._ckpt_lsn = lsn
                 self._written_since_ckpt = 0
         self._store.transact(
@@ -293,16 +396,28 @@ class Collection(ConfigView):
             )
 
     def _replay(self, txn, op: int, iids: np.ndarray) -> None:
+        if len(iids) and (iids.min() < 0 or iids.max() >= self._next_iid):
+            raise DataCorruptedError(
+                f"an op-log entry of collection {self.name!r} names slots beyond its "
+                f"{self._next_iid}"
+            )
         self._index.remove(iids)
         self._payloads.clear(iids)
         if op != oplog.OP_UPSERT:
             return
         cid, dim = self.config.cid, self.dim
-        raws = [txn.get(keys.record_key(cid, int(i)), db=self._store.records) for i in iids]
-        live = [(i, r) for i, r in zip(iids, raws, strict=True) if r is not None]
-        rows = np.array([i for i, _ in live], dtype=np.int64)
-        vectors = np.array([record_vector(r, dim) for _, r in live], np.float32).reshape(-1, dim)
-        self._apply(rows, vectors, [record_payload(r, dim) for _, r in live])
+        rows, vecs, pays = [], [], []
+        for iid in iids.tolist():
+            key = keys.record_key(cid, iid)
+            raw = txn.get(key, db=self._store.records)
+            if raw is None:  # deleted by a later entry
+                continue
+            body = open_record(key, raw, dim)
+            rows.append(iid)
+            vecs.append(record_vector(body, dim))
+            pays.append(record_payload(body, dim, key))
+        vectors = np.array(vecs, np.float32).reshape(-1, dim)  # (n, dim)
+        self._apply(np.array(rows, dtype=np.int64), vectors, pays)
 
     # ------------------------------------------------------------ writes
 
@@ -323,13 +438,13 @@ class Collection(ConfigView):
             self._check_open()
             taken: list[int] = []  # free slots popped by the current attempt
             try:
-                rows, lsn, next_iid = self._store.transact(
+                rows, lsn, next_iid, count = self._store.transact(
                     lambda txn: self._write_upsert(txn, id_keys, records, taken)
                 )
             except BaseException:
                 self._give_back(taken)
                 raise
-            self._lsn, self._next_iid = lsn, next_iid
+            self._lsn, self._next_iid, self._count = lsn, next_iid, count
             kept = self._unchanged(rows, vecs)
             self._payloads.set(rows[kept], [p for p, k in zip(pay_items, kept, strict=True) if k])
             moved = ~kept
@@ -363,26 +478,26 @@ class Collection(ConfigView):
         cid, st = self.config.cid, self._store
         prefix = keys.cid_prefix(cid)
         self._give_back(taken)
-        next_iid = self._next_iid
+        next_iid, count = self._next_iid, self._count
         rows = np.empty(len(id_keys), dtype=np.int64)
         for i, (id_key, record) in enumerate(zip(id_keys, records, strict=True)):
-            existing = txn.get(prefix + id_key, db=st.ids)
-            if existing is not None:
-                iid = keys.U64.unpack(existing)[0]
-            else:
+            iid = values.get_iid(txn, st, prefix + id_key)
+            if iid is None:
                 if self._free:
                     iid = heapq.heappop(self._free)
                     taken.append(iid)
                 else:
                     iid = next_iid
                     next_iid += 1
-                txn.put(prefix + id_key, keys.U64.pack(iid), db=st.ids)
+                count += 1
+                values.put_iid(txn, st, prefix + id_key, iid)
             rows[i] = iid
-            txn.put(keys.record_key(cid, iid), record, db=st.records)
+            key = keys.record_key(cid, iid)
+            txn.put(key, seal(key, record), db=st.records)
         lsn = self._lsn + 1
         oplog.append(txn, st.oplog, cid, lsn, oplog.OP_UPSERT, rows)
-        txn.put(keys.state_key(cid), keys.STATE.pack(lsn, next_iid), db=st.meta)
-        return rows, lsn, next_iid
+        values.put_state(txn, st, cid, lsn, next_iid, count)
+        return rows, lsn, next_iid, count
 
     def _unchanged(self, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """(n,) bool: rows the index already holds with exactly these vectors, whose upsert
@@ -421,6 +536,7 @@ class Collection(ConfigView):
             rows, lsn = self._store.transact(lambda txn: self._write_delete(txn, id_keys, rows))
             if len(rows):
                 self._lsn = lsn
+                self._count -= len(rows)
                 self._index.remove(rows)
                 self._payloads.clear(rows)
                 for iid in rows.tolist():
@@ -433,23 +549,35 @@ class Collection(ConfigView):
         if id_keys is not None:
             found = []
             for id_key in id_keys:
-                raw = txn.get(prefix + id_key, db=st.ids)
-                if raw is not None:
-                    found.append(keys.U64.unpack(raw)[0])
+                iid = values.get_iid(txn, st, prefix + id_key)
+                if iid is not None:
+                    self._stored_id_key(txn, iid, id_key)
+                    found.append(iid)
                     txn.delete(prefix + id_key, db=st.ids)
             rows = np.array(found, dtype=np.int64)
         else:
             for iid in rows.tolist():
-                raw = txn.get(keys.record_key(cid, iid), db=st.records)
-                txn.delete(prefix + record_id_key(raw, self.dim), db=st.ids)
+                txn.delete(prefix + self._stored_id_key(txn, iid), db=st.ids)
         if not len(rows):
             return rows, self._lsn
         for iid in rows.tolist():
             txn.delete(keys.record_key(cid, iid), db=st.records)
         lsn = self._lsn + 1
         oplog.append(txn, st.oplog, cid, lsn, oplog.OP_DELETE, rows)
-        txn.put(keys.state_key(cid), keys.STATE.pack(lsn, self._next_iid), db=st.meta)
+        values.put_state(txn, st, cid, lsn, self._next_iid, self._count - len(rows))
         return rows, lsn
+
+    def _stored_id_key(self, txn, iid: int, expected: bytes | None = None) -> bytes:
+        """The encoded external id of the record in slot iid, checked against the id map's
+        (DataCorruptedError if the record is missing or names another id)."""
+        key = keys.record_key(self.config.cid, iid)
+        raw = txn.get(key, db=self._store.records)
+        if raw is None:
+            raise DataCorruptedError(f"the id map points at {keys.describe_record(key)}, missing")
+        id_key = record_id_key(open_record(key, raw, self.dim), self.dim)
+        if expected is not None and id_key != expected:
+            raise DataCorruptedError(f"{keys.describe_record(key)} holds another id than mapped")
+        return id_key
 
     # ------------------------------------------------------------ reads
 
@@ -466,7 +594,7 @@ class Collection(ConfigView):
         self._check_open()
         k = validate.top_k(k)
         if ef is not None:
-            ef = validate.top_k(ef, "ef")
+            ef = validate.top_k(ef, "ef", MAX_EF)
         texts = embedding.texts(queries)
         single = isinstance(queries, str) if texts is not None else np.ndim(queries) == 1
         if texts is not None:
@@ -499,14 +627,44 @@ class Collection(ConfigView):
         return self._payloads.mask(node, n) & self._index.alive[:n]
 
     def _fetch(self, rows, with_vectors: bool) -> dict[int, Record]:
-        cid, dim = self.config.cid, self.dim
+        """{iid: Record} of the rows a search found (a row another process deleted since
+        this handle's last refresh is left out)."""
         out = {}
         with self._store.read() as txn:
             for iid in rows.tolist():
-                raw = txn.get(keys.record_key(cid, iid), db=self._store.records)
-                if raw is not None:
-                    out[iid] = decode_record(raw, dim, with_vectors)
+                rec = self._record(txn, iid, with_vectors, missing_ok=True)
+                if rec is not None:
+                    out[iid] = rec
         return out
+
+    def _record(self, txn, iid: int, with_vectors: bool, id_key=None, missing_ok=False):
+        """The checked record in slot iid (that must hold id_key when given). Damage raises
+        DataCorruptedError, and the collection is read-only from then on."""
+        key = keys.record_key(self.config.cid, iid)
+        raw = txn.get(key, db=self._store.records)
+        try:
+            if raw is None:
+                if missing_ok:
+                    return None
+                raise DataCorruptedError(
+                    f"the id map points at {keys.describe_record(key)}, missing"
+                )
+            rec = decode_record(key, raw, self.dim, with_vectors)
+            if id_key is not None and encode_id(rec.id) != id_key:
+                raise DataCorruptedError(
+                    f"{keys.describe_record(key)} holds another id than mapped"
+                )
+        except DataCorruptedError as exc:
+            self._note_damage(exc)
+            raise
+        return rec
+
+    def _iid(self, id_key: bytes, raw) -> int:
+        try:
+            return values.iid_of(id_key, raw)
+        except DataCorruptedError as exc:
+            self._note_damage(exc)
+            raise
 
     def get(self, ids, with_vectors: bool = True):
         """Records by id. One id gives a Record (PointNotFoundError if absent); a list gives the
@@ -522,9 +680,8 @@ class Collection(ConfigView):
                 raw = txn.get(prefix + id_key, db=self._store.ids)
                 if raw is None:
                     continue
-                iid = keys.U64.unpack(raw)[0]
-                rec = txn.get(keys.record_key(self.config.cid, iid), db=self._store.records)
-                out.append(decode_record(rec, self.dim, with_vectors))
+                iid = self._iid(prefix + id_key, raw)
+                out.append(self._record(txn, iid, with_vectors, id_key))
         if single:
             if not out:
                 raise PointNotFoundError(f"no point with id {id_list[0]!r} in {self.name!r}")
@@ -559,14 +716,14 @@ class Collection(ConfigView):
             if cursor.set_range(start):
                 for key, raw in cursor:
                     if key[:4] != prefix:
+                        self._past_the_end(key, raw)
                         break
                     if after is not None and key == start:
                         continue
-                    iid = keys.U64.unpack(raw)[0]
+                    iid = self._iid(key, raw)
                     if mask is not None and not (iid < n and mask[iid]):
                         continue
-                    rec = txn.get(keys.record_key(self.config.cid, iid), db=self._store.records)
-                    out.append(decode_record(rec, self.dim, with_vectors))
+                    out.append(self._record(txn, iid, with_vectors, key[4:]))
                     if len(out) > limit:
                         break
         if len(out) > limit:
@@ -587,10 +744,20 @@ class Collection(ConfigView):
         self._check_open()
         if self._read_only:
             raise ReadOnlyError(f"collection {self.name!r} was opened read-only")
+        if self._damage:
+            raise DataCorruptedError(
+                f"collection {self.name!r} has damaged records ({self._damage[0]}; "
+                f"{self._damage_count} in all): it is read-only until `vdb check --repair` "
+                "removes them"
+            )
 
     def _close(self, save: bool = True) -> None:
         """Checkpoint what the log holds beyond the last checkpoint (save=True), then close."""
-        if save and not self._read_only and not self._closed and self._lsn != self._ckpt_lsn:
+        if (
+            save
+            and not (self._read_only or self._closed or self._damage)
+            and self._lsn != self._ckpt_lsn
+        ):
             self._checkpoint_quietly()
         with self._lock.write():
             self._closed = True
@@ -613,8 +780,3 @@ def _to_hnsw(flat, config) -> HnswIndex:
     rows = np.flatnonzero(flat.alive[: flat.size]).astype(np.int64)
     index.set(rows, flat.vectors[rows])
     return index
-
-
-def _read_state(txn, store, cid: int) -> tuple[int, int]:
-    raw = txn.get(keys.state_key(cid), db=store.meta)
-    return keys.STATE.unpack(raw) if raw else (0, 0)

@@ -15,8 +15,9 @@ from vdb.errors import (
 )
 from vdb.index import checkpoint
 from vdb.index.config import IndexConfig
-from vdb.storage import Store, keys, oplog
+from vdb.storage import Store, keys, oplog, values
 from vdb.storage.env import DEFAULT_MAP_SIZE
+from vdb.storage.seal import is_sound
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 # Agent memory embeds a question on every recall: its default multiplies in integers (about
@@ -46,8 +47,12 @@ class Database:
         checkpoints (the index is also checkpointed on close)."""
         self._store = Store(path, read_only=read_only, map_size=map_size)
         self.read_only = read_only
+        if self._store.upgraded_from < keys.SCHEMA_VERSION:  # index files of the old schema
+            for old in (self.path / CHECKPOINT_DIR).glob("c*.ckpt"):
+                old.unlink(missing_ok=True)
         self._checkpoint_every = validate.top_k(checkpoint_every, "checkpoint_every")
         self._collections: dict[str, Collection] = {}
+        self._damaged_configs: list[str] = []
         self._lock = threading.Lock()
 
     @property
@@ -88,14 +93,14 @@ class Database:
         index_config = IndexConfig.parse(index)
 
         def create(txn):
-            if txn.get(keys.collection_key(name), db=self._store.meta) is not None:
+            st = self._store
+            if txn.get(keys.collection_key(name), db=st.meta) is not None:
                 raise CollectionExistsError(f"collection {name!r} already exists")
-            raw = txn.get(keys.KEY_NEXT_CID, db=self._store.meta)
-            cid = int(raw) if raw else 1
+            cid = values.get_number(txn, st, keys.KEY_NEXT_CID, 1)
             config = CollectionConfig(name, dim, metric, cid, time.time(), index_config, spec)
-            txn.put(keys.KEY_NEXT_CID, str(cid + 1).encode(), db=self._store.meta)
-            txn.put(keys.collection_key(name), config.to_json(), db=self._store.meta)
-            txn.put(keys.state_key(cid), keys.STATE.pack(0, 0), db=self._store.meta)
+            values.put_number(txn, st, keys.KEY_NEXT_CID, cid + 1)
+            values.put_config(txn, st, name, config.to_json())
+            values.put_state(txn, st, cid, 0, 0, 0)
             return config
 
         with self._lock:
@@ -112,11 +117,7 @@ class Database:
             if col is not None:
                 return col
             with self._store.read() as txn:
-                raw = (
-                    txn.get(keys.collection_key(name), db=self._store.meta)
-                    if isinstance(name, str)
-                    else None
-                )
+                raw = values.get_config(txn, self._store, name) if isinstance(name, str) else None
             if raw is None:
                 raise CollectionNotFoundError(f"no collection named {name!r}")
             col = Collection(
@@ -155,14 +156,18 @@ class Database:
     def list_collections(self) -> list[str]:
         self._check_open()
         prefix = keys.PREFIX_COLLECTION
-        names = []
+        names, damaged = [], []
         with self._store.read() as txn:
             cursor = txn.cursor(db=self._store.meta)
             if cursor.set_range(prefix):
-                for key in cursor.iternext(values=False):
+                for key, raw in cursor:
                     if not key.startswith(prefix):
                         break
-                    names.append(key[len(prefix) :].decode())
+                    if is_sound(key, raw):
+                        names.append(key[len(prefix) :].decode())
+                    else:
+                        damaged.append(f"a collection config fails its checksum ({key[:40]!r})")
+        self._damaged_configs = damaged
         return names
 
     def drop_collection(self, name: str) -> None:
@@ -170,7 +175,7 @@ class Database:
         self._check_writable()
 
         def drop(txn):
-            raw = txn.get(keys.collection_key(name), db=self._store.meta)
+            raw = values.get_config(txn, self._store, name)
             if raw is None:
                 raise CollectionNotFoundError(f"no collection named {name!r}")
             cid = CollectionConfig.from_json(raw).cid
@@ -196,12 +201,20 @@ class Database:
         self._store.copy_to(dest)
 
     def info(self) -> dict:
-        """What this handle is: version, location, mode and number of collections."""
+        """What this handle is: version, location, mode, number of collections, and the
+        damage found so far (damaged collection configs, and records found damaged by the
+        collections opened; `vdb check` looks at everything)."""
+        count = len(self.list_collections())
+        with self._lock:
+            damage = list(self._damaged_configs) + [
+                msg for col in self._collections.values() for msg in col._damage
+            ]
         return {
             "version": __version__,
             "path": str(self.path),
             "read_only": self.read_only,
-            "collections": len(self.list_collections()),
+            "collections": count,
+            "damage": damage,
         }
 
     def close(self) -> None:

@@ -72,6 +72,15 @@ class ClosedError(VdbError, RuntimeError):
     """The database or collection was closed."""
 
 
+class StorageError(VdbError, OSError):
+    """The database's files cannot be used as they are."""
+
+
+class DataCorruptedError(StorageError):
+    """Stored bytes fail their checksum or do not decode: a damaged or truncated file
+    (DATA_LOSS over gRPC). `vdb check DIR` lists all the damage."""
+
+
 # ---------------------------------------------------------------- raised by the remote client
 # for conditions that only exist across the wire
 

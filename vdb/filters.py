@@ -31,16 +31,34 @@ _NEGATED = {"$ne": "$eq", "$nin": "$in"}
 # ---------------------------------------------------------------- parsing
 
 
+MAX_DEPTH = 64  # nesting of $and / $or / $not
+MAX_TERMS = 100_000  # conditions plus the values listed in $in / $nin, in one filter
+
+
 def parse(flt):
     """Validate a filter and return its tree: ("and"|"or", [nodes]), ("not", node), or
-    ("cmp", path, op, operand). None and {} match everything (returns None)."""
+    ("cmp", path, op, operand). None and {} match everything (returns None). Filters nested
+    deeper than MAX_DEPTH or larger than MAX_TERMS raise FilterError while parsing."""
     if flt is None:
         return None
-    node = _parse(flt, "filter")
-    return node
+    return _parse(flt, "filter", _Budget())
 
 
-def _parse(flt, where):
+class _Budget:
+    """How much of a filter has been parsed: raises once it passes the limits."""
+
+    def __init__(self):
+        self.terms = 0
+
+    def spend(self, n: int) -> None:
+        self.terms += n
+        if self.terms > MAX_TERMS:
+            raise FilterError(f"the filter has more than {MAX_TERMS:,} conditions and values")
+
+
+def _parse(flt, where, budget, depth=0):
+    if depth > MAX_DEPTH:
+        raise FilterError(f"the filter nests $and / $or / $not more than {MAX_DEPTH} deep")
     if not isinstance(flt, dict):
         raise FilterError(f"{where} must be an object (dict), got {_show(flt)}")
     if not flt:
@@ -48,48 +66,54 @@ def _parse(flt, where):
     parts = []
     for key, value in flt.items():
         if not isinstance(key, str):
-            raise FilterError(f"filter keys must be strings, got {key!r} in {where}")
+            raise FilterError(f"filter keys must be strings, got {_show(key)} in {where}")
         if key in LOGIC_OPS:
-            parts.append(_parse_logic(key, value))
+            parts.append(_parse_logic(key, value, budget, depth + 1))
         elif key.startswith("$"):
             raise FilterError(
-                f"unknown operator {key!r} at the top of {where}; "
+                f"unknown operator {_cut(key)!r} at the top of {where}; "
                 f"expected a key or one of {', '.join(LOGIC_OPS)}"
             )
         else:
-            parts.extend(_parse_field(key, value))
+            parts.extend(_parse_field(key, value, budget))
     return parts[0] if len(parts) == 1 else ("and", parts)
 
 
-def _parse_logic(op, value):
+def _parse_logic(op, value, budget, depth):
+    budget.spend(1)
     if op == "$not":
         if not isinstance(value, dict) or not value:
             raise FilterError(f"$not takes a non-empty filter object, got {_show(value)}")
-        return ("not", _parse(value, "$not"))
+        return ("not", _parse(value, "$not", budget, depth))
     if not isinstance(value, list) or not value:
         raise FilterError(f"{op} takes a non-empty list of filters, got {_show(value)}")
-    return (op[1:], [_parse(item, f"{op}[{i}]") for i, item in enumerate(value)])
+    budget.spend(len(value))
+    return (op[1:], [_parse(item, f"{op}[{i}]", budget, depth) for i, item in enumerate(value)])
 
 
-def _parse_field(path, value):
+def _parse_field(path, value, budget):
+    budget.spend(1)
     if not path or any(not seg for seg in path.split(".")):
-        raise FilterError(f"invalid key {path!r}: dotted keys need non-empty segments")
+        raise FilterError(f"invalid key {_cut(path)!r}: dotted keys need non-empty segments")
     if not isinstance(value, dict):
         _check_scalar(path, "$eq", value)
         return [("cmp", path, "$eq", value)]
     if not value:
-        raise FilterError(f"key {path!r} has an empty operator object")
+        raise FilterError(f"key {_cut(path)!r} has an empty operator object")
     out = []
     for op, operand in value.items():
         if op not in FIELD_OPS:
             if isinstance(op, str) and not op.startswith("$"):
                 raise FilterError(
-                    f"key {path!r} is compared with an object; use dotted keys such as "
-                    f"'{path}.{op}' to reach into nested payloads"
+                    f"key {_cut(path)!r} is compared with an object; use dotted keys such as "
+                    f"'{_cut(path)}.{_cut(op)}' to reach into nested payloads"
                 )
             raise FilterError(
-                f"unknown operator {op!r} for key {path!r}; expected one of {', '.join(FIELD_OPS)}"
+                f"unknown operator {_show(op)} for key {_cut(path)!r}; expected one of "
+                f"{', '.join(FIELD_OPS)}"
             )
+        if op in ("$in", "$nin") and isinstance(operand, list | tuple):
+            budget.spend(len(operand))
         _check_operand(path, op, operand)
         out.append(("cmp", path, op, operand))
     return out
@@ -100,10 +124,12 @@ def _check_scalar(path, op, value):
         return
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
-            raise FilterError(f"{op} on {path!r} compares with {value!r}, which is not finite")
+            raise FilterError(
+                f"{op} on {_cut(path)!r} compares with {value!r}, which is not finite"
+            )
         return
     raise FilterError(
-        f"{op} on {path!r} takes a string, number, boolean or null, got {_show(value)}"
+        f"{op} on {_cut(path)!r} takes a string, number, boolean or null, got {_show(value)}"
         + ("; use $in for a list of values" if isinstance(value, list | tuple) else "")
     )
 
@@ -113,22 +139,33 @@ def _check_operand(path, op, operand):
         _check_scalar(path, op, operand)
     elif op in RANGE_OPS:
         if isinstance(operand, bool) or not isinstance(operand, int | float | str):
-            raise FilterError(f"{op} on {path!r} takes a number or a string, got {_show(operand)}")
+            raise FilterError(
+                f"{op} on {_cut(path)!r} takes a number or a string, got {_show(operand)}"
+            )
         _check_scalar(path, op, operand)
     elif op in ("$in", "$nin"):
         if not isinstance(operand, list | tuple):
-            raise FilterError(f"{op} on {path!r} takes a list of values, got {_show(operand)}")
+            raise FilterError(
+                f"{op} on {_cut(path)!r} takes a list of values, got {_show(operand)}"
+            )
         for item in operand:
             _check_scalar(path, op, item)
     elif op == "$exists":
         if not isinstance(operand, bool):
-            raise FilterError(f"$exists on {path!r} takes true or false, got {_show(operand)}")
+            raise FilterError(
+                f"$exists on {_cut(path)!r} takes true or false, got {_show(operand)}"
+            )
 
 
 def _show(value) -> str:
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     return f"{text} ({type(value).__name__})"
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """A key as error messages show it: at most `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- columns
@@ -245,16 +282,41 @@ class _Field:
         if op == "$exists":
             return self.present[:n].copy() if operand else ~self.present[:n]
         if op == "$in":
-            out = np.zeros(n, np.bool_)
-            for value in operand:
-                out |= self.match("$eq", value, n)
-            return out
+            return self._match_in(operand, n)
         scalar = self._scalar_match(op, operand, n)
         if self.p_row.n:
             rows = self.p_row.view()
             hit = self._pair_match(op, operand) & (rows >= 0) & (rows < n)
             scalar[rows[hit]] = True
         if op == "$eq" and operand is None:
+            scalar |= ~self.present[:n]
+        return scalar
+
+    def _match_in(self, values, n: int) -> np.ndarray:
+        """$in as one pass per column (np.isin), whatever the number of values."""
+        nums = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        codes = [c for v in values if isinstance(v, str) and (c := self.code(v, add=False)) >= 0]
+        bools = [int(v) for v in values if isinstance(v, bool)]
+        null = any(v is None for v in values)
+
+        def hits(num, sid, bval, nul):
+            out = np.isin(num, nums) if nums else np.zeros(len(num), np.bool_)
+            if codes:
+                out |= np.isin(sid, codes)
+            if bools:
+                out |= np.isin(bval, bools)
+            if null:
+                out |= nul
+            return out
+
+        scalar = hits(self.num[:n], self.sid[:n], self.bval[:n], self.null[:n])
+        if self.p_row.n:
+            rows = self.p_row.view()
+            pairs = hits(
+                self.p_num.view(), self.p_sid.view(), self.p_bval.view(), self.p_null.view()
+            )
+            scalar[rows[pairs & (rows >= 0) & (rows < n)]] = True
+        if null:
             scalar |= ~self.present[:n]
         return scalar
 

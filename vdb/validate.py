@@ -40,10 +40,21 @@ def metric(name) -> str:
     return name
 
 
-def top_k(k, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
-        raise InvalidArgumentError(f"{name} must be a positive integer, got {k!r}")
+def top_k(k, name: str = "k", high: int | None = None) -> int:
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, int | np.integer)
+        or k <= 0
+        or (high is not None and k > high)
+    ):
+        span = "a positive integer" if high is None else f"an integer from 1 to {high}"
+        raise InvalidArgumentError(f"{name} must be {span}, got {_short(k)}")
     return int(k)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def limit(value) -> int:

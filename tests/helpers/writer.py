@@ -2,7 +2,8 @@
 
 Usage: python -m tests.helpers.writer DB_PATH START_BATCH [INDEX_KIND CHECKPOINT_EVERY]
 Batch b holds BATCH points with ids "b-i", payload {"batch": b}, vectors from batch_vectors(b).
-Every third batch also deletes the points of batch b - 2 by filter, acknowledged as "DEL b-2".
+Every third batch also deletes the points of batch b - 2 by filter, acknowledged as "DEL b-2";
+an HNSW collection is also compacted every fifth batch, so kills land inside compactions too.
 """
 
 import sys
@@ -37,6 +38,8 @@ def main() -> None:
         if b % 3 == 0 and b - 2 >= start:
             col.delete(filter={"batch": b - 2})
             print(f"DEL {b - 2}", flush=True)
+        if kind == "hnsw" and b % 5 == 0:
+            col.compact()
         b += 1
 
 

@@ -3,7 +3,7 @@
 import click
 
 from vdb.cli.main import echo_json, metric_option, open_db
-from vdb.index.config import INDEX_KINDS, IndexConfig
+from vdb.index.config import INDEX_KINDS, MAX_COUNT, MAX_EF, IndexConfig
 from vdb.index.hnsw import HnswConfig
 
 
@@ -32,7 +32,7 @@ def collection():
 )
 @click.option(
     "--hnsw-threshold",
-    type=click.IntRange(0),
+    type=click.IntRange(0, MAX_COUNT),
     default=IndexConfig.hnsw_threshold,
     show_default=True,
     help="Points at which an auto collection switches to HNSW.",
@@ -47,14 +47,14 @@ def collection():
 )
 @click.option(
     "--ef-construction",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_EF),
     default=HnswConfig.ef_construction,
     show_default=True,
     help="HNSW candidate list size while building.",
 )
 @click.option(
     "--ef-search",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_EF),
     default=HnswConfig.ef_search,
     show_default=True,
     help="HNSW candidate list size while searching.",

@@ -84,7 +84,19 @@ def _jsonable(value):
 
 
 def _register() -> None:
-    from vdb.cli import ask, collection, demo, embed, ingest, llm, memory, model, points, serve
+    from vdb.cli import (
+        ask,
+        check,
+        collection,
+        demo,
+        embed,
+        ingest,
+        llm,
+        memory,
+        model,
+        points,
+        serve,
+    )
 
     main.add_command(collection.collection)
     main.add_command(points.import_cmd)
@@ -97,6 +109,7 @@ def _register() -> None:
     main.add_command(ask.ask_cmd)
     main.add_command(llm.llm_group)
     main.add_command(memory.memory_group)
+    main.add_command(check.check_cmd)
 
 
 _register()

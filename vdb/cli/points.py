@@ -10,6 +10,7 @@ import numpy as np
 from vdb import validate
 from vdb.cli.main import echo_json, metric_option, open_db, parse_json
 from vdb.errors import CollectionNotFoundError
+from vdb.index.config import MAX_EF
 
 
 @click.command("import")
@@ -145,7 +146,7 @@ def _read_jsonl(file: Path):
 @click.option(
     "--filter", "filter_json", help='Payload filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'.'
 )
-@click.option("--ef", type=click.IntRange(1), help="HNSW search breadth for this query.")
+@click.option("--ef", type=click.IntRange(1, MAX_EF), help="HNSW search breadth for this query.")
 @click.option("--with-vectors", is_flag=True, help="Include the stored vectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context

@@ -1,141 +1,87 @@
 """Index checkpoints: the arena, the graph and the payload columns of one collection in one
-file, stamped with the op-log sequence number (LSN) they cover.
+derived file (vdb/storage/derived.py), stamped with the op-log sequence number (LSN) they
+cover and with what they belong to (database id, collection number and creation time,
+dimension, metric).
 
-File layout:
-  8 bytes   magic b"VDBCKPT1"
-  u64       length of the JSON header
-  JSON      {"lsn", "cid", "meta": index metadata, "arrays": [{name, dtype, shape, offset,
-            nbytes, crc32}], "payloads": {offset, nbytes, crc32}}
-  ...       each array's bytes at a 64-byte aligned offset, then the pickled payload index
-
-Written to a temporary name, fsynced, then renamed over the old file, so a crash leaves either
-the old checkpoint or the new one. Loading memory-maps the arrays copy-on-write after checking
-every checksum; anything unexpected returns None and the caller rebuilds from LMDB.
+Loading verifies the file whole (header and section checksums, every stamp against the
+collection's own), then the index's arrays against each other (shapes, dtypes, counts,
+neighbour ids in range) before anything searches them. A file that fails any of these
+raises Unsound with the reason; the caller rebuilds from LMDB.
 """
 
 import json
-import os
 import pickle
-import struct
-import zlib
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
+from vdb.filters import PayloadIndex
 from vdb.index.flat import FlatIndex
 from vdb.index.hnsw import HnswIndex
+from vdb.storage import derived
+from vdb.storage.derived import Unsound
 
-MAGIC = b"VDBCKPT1"
-LENGTH = struct.Struct("<Q")
-ALIGN = 64
+MAGIC = b"VDBCKPT2"
 KINDS = {"flat": FlatIndex, "hnsw": HnswIndex}
+PAYLOADS = "payloads"
+
+__all__ = ["Unsound", "load", "path_for", "remove", "save", "stamp"]
 
 
 def path_for(directory: Path, cid: int) -> Path:
     return Path(directory) / f"c{cid}.ckpt"
 
 
-def save(path: Path, index: FlatIndex, payloads, lsn: int, cid: int) -> None:
-    meta, arrays = index.state()
-    blob = pickle.dumps(payloads, protocol=5)
-    table, offset = [], 0
-    for name, arr in arrays.items():
-        arr = np.ascontiguousarray(arr)
-        arrays[name] = arr
-        table.append(
-            {
-                "name": name,
-                "dtype": arr.dtype.str,
-                "shape": list(arr.shape),
-                "offset": offset,
-                "nbytes": arr.nbytes,
-                "crc32": zlib.crc32(arr),
-            }
-        )
-        offset += _pad(arr.nbytes)
-    header = {
-        "lsn": lsn,
-        "cid": cid,
-        "meta": meta,
-        "arrays": table,
-        "payloads": {"offset": offset, "nbytes": len(blob), "crc32": zlib.crc32(blob)},
+def stamp(db_id: bytes, config) -> dict:
+    """What a collection's checkpoint must say it belongs to."""
+    return {
+        "db_id": db_id.hex(),
+        "cid": config.cid,
+        "created_at": config.created_at,
+        "dim": config.dim,
+        "metric": config.metric,
+        "index": json.loads(json.dumps(asdict(config.index))),
     }
-    head = json.dumps(header).encode()
-    base = _pad(len(MAGIC) + LENGTH.size + len(head))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(MAGIC + LENGTH.pack(len(head)) + head)
-            fh.write(b"\0" * (base - fh.tell()))
-            for entry in table:
-                fh.write(arrays[entry["name"]].reshape(-1).view(np.uint8))
-                fh.write(b"\0" * (_pad(entry["nbytes"]) - entry["nbytes"]))
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
-def load(path: Path, cid: int, dim: int, metric: str):
-    """(index, payloads, lsn) from a checkpoint, or None when it is missing or not sound."""
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(len(MAGIC)) != MAGIC:
-                return None
-            (length,) = LENGTH.unpack(fh.read(LENGTH.size))
-            header = json.loads(fh.read(length))
-        base = _pad(len(MAGIC) + LENGTH.size + length)
-        meta = header["meta"]
-        if (header["cid"], meta["dim"], meta["metric"]) != (cid, dim, metric):
-            return None
-        size = path.stat().st_size
-        arrays = {}
-        for entry in header["arrays"]:
-            start = base + entry["offset"]
-            if start + entry["nbytes"] > size:
-                return None
-            arr = (
-                np.memmap(
-                    path,
-                    dtype=np.dtype(entry["dtype"]),
-                    mode="c",
-                    offset=start,
-                    shape=tuple(entry["shape"]),
-                )
-                if entry["nbytes"]
-                else np.zeros(entry["shape"], np.dtype(entry["dtype"]))
-            )
-            arr = np.asarray(arr)
-            if zlib.crc32(arr) != entry["crc32"]:
-                return None
-            arrays[entry["name"]] = arr
-        p = header["payloads"]
-        with open(path, "rb") as fh:
-            fh.seek(base + p["offset"])
-            blob = fh.read(p["nbytes"])
-        if len(blob) != p["nbytes"] or zlib.crc32(blob) != p["crc32"]:
-            return None
-        payloads = pickle.loads(blob)
-        index = KINDS[meta["kind"]].restore(meta, arrays)
-        return index, payloads, header["lsn"]
-    except Exception:  # any surprise (damage, a file from another version): rebuild instead
+def save(path: Path, index: FlatIndex, payloads, lsn: int, owner: dict) -> None:
+    meta, arrays = index.state()
+    sections = {f"a.{name}": arr for name, arr in arrays.items()}
+    sections[PAYLOADS] = pickle.dumps(payloads, protocol=5)
+    derived.write(path, MAGIC, {**owner, "lsn": lsn, "meta": meta}, sections)
+
+
+def load(path: Path, owner: dict):
+    """(index, payloads, lsn) from a checkpoint, None when there is none, Unsound(reason)
+    when there is one that must not be used."""
+    found = derived.read(path, MAGIC, owner)
+    if found is None:
         return None
+    fields, sections = found
+    try:
+        meta, lsn = fields["meta"], fields["lsn"]
+        arrays = {name[2:]: arr for name, arr in sections.items() if name.startswith("a.")}
+        if meta.get("dim") != owner["dim"] or meta.get("metric") != owner["metric"]:
+            raise Unsound("its index was built for another dimension or metric")
+        if not isinstance(lsn, int) or lsn < 0:
+            raise Unsound(f"its lsn {lsn!r} is not a sequence number")
+        kind = KINDS.get(meta.get("kind"))
+        wanted = owner["index"]["kind"]
+        if kind is None or wanted not in ("auto", meta["kind"]):
+            raise Unsound(f"its index kind {meta.get('kind')!r} is not the collection's")
+        if kind is HnswIndex and meta.get("config") != owner["index"]["hnsw"]:
+            raise Unsound("its HNSW parameters are not the collection's")
+        index = kind.restore(meta, arrays)
+        payloads = pickle.loads(sections[PAYLOADS])
+    except Unsound:
+        raise
+    except Exception as exc:  # a field of the wrong type or missing: the file is not sound
+        raise Unsound(f"its contents do not fit together ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payloads, PayloadIndex) or payloads.capacity < index.size:
+        raise Unsound("its payload columns do not cover its points")
+    return index, payloads, lsn
 
 
 def remove(directory: Path, cid: int) -> None:
     """Delete a collection's checkpoint and any temporary files left by a crash."""
     for stale in Path(directory).glob(f"c{cid}.ckpt*"):
         stale.unlink(missing_ok=True)
-
-
-def _pad(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN

@@ -7,6 +7,13 @@ from vdb.index.flat import FlatIndex
 from vdb.index.hnsw import HnswConfig, HnswIndex
 
 INDEX_KINDS = ("auto", "flat", "hnsw")
+# Upper bounds, so a value that cannot work is refused when the collection is created rather
+# than failing every later write (memory for candidate lists grows with ef).
+MAX_EF = 65_536  # ef_construction, ef_search, and ef per search call
+MAX_BATCH = 1 << 20  # HNSW insertion batch
+MAX_COUNT = 1 << 62  # hnsw_threshold
+MAX_SEED = (1 << 63) - 1
+MAX_SHARE = 1e6  # compact_share: deleted points per live point before compaction
 
 
 @dataclass(frozen=True)
@@ -60,20 +67,23 @@ def _checked(cfg: IndexConfig) -> IndexConfig:
         raise InvalidArgumentError(
             f"unknown index kind {cfg.kind!r}; expected one of {INDEX_KINDS}"
         )
-    _positive("hnsw_threshold", cfg.hnsw_threshold, 0)
+    _positive("hnsw_threshold", cfg.hnsw_threshold, 0, MAX_COUNT)
     h = cfg.hnsw
     _positive("M", h.M, 2, 256)
-    _positive("ef_construction", h.ef_construction, 1)
-    _positive("ef_search", h.ef_search, 1)
-    _positive("max_batch", h.max_batch, 1)
-    _positive("seed", h.seed, 0)
+    _positive("ef_construction", h.ef_construction, 1, MAX_EF)
+    _positive("ef_search", h.ef_search, 1, MAX_EF)
+    _positive("max_batch", h.max_batch, 1, MAX_BATCH)
+    _positive("seed", h.seed, 0, MAX_SEED)
     if h.int8 not in (None, True, False):
         raise InvalidArgumentError(f"int8 must be true, false or null, got {h.int8!r}")
-    if not 0 < h.compact_share:
-        raise InvalidArgumentError(f"compact_share must be > 0, got {h.compact_share!r}")
-    if not 0 < h.batch_fraction <= 1:
-        raise InvalidArgumentError(f"batch_fraction must be in (0, 1], got {h.batch_fraction!r}")
+    _fraction("compact_share", h.compact_share, MAX_SHARE)
+    _fraction("batch_fraction", h.batch_fraction, 1.0)
     return cfg
+
+
+def _fraction(name: str, value, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise InvalidArgumentError(f"{name} must be a number in (0, {high:g}], got {value!r}")
 
 
 def _positive(name, value, low, high=None) -> None:

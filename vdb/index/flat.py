@@ -16,6 +16,14 @@ def aligned_empty(shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
     return raw[offset : offset + nbytes].view(dtype).reshape(shape)
 
 
+def expect(arrays: dict, name: str, dtype, shape: tuple) -> None:
+    """ValueError unless arrays[name] has exactly this dtype and shape."""
+    arr = arrays.get(name)
+    if arr is None or arr.dtype != np.dtype(dtype) or arr.shape != shape:
+        got = None if arr is None else f"{arr.dtype} {arr.shape}"
+        raise ValueError(f"array {name} is {got}, not {np.dtype(dtype)} {shape}")
+
+
 class FlatIndex:
     """Brute-force index. Vectors for cosine are expected normalized by the caller."""
 
@@ -55,12 +63,21 @@ class FlatIndex:
         return index
 
     def _restore(self, meta: dict, arrays: dict) -> None:
+        """Adopt a checkpoint's arrays after checking they fit together (ValueError if not)."""
+        size, count = meta["size"], meta["count"]
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(f"size {size!r} is not a count")
+        expect(arrays, "vectors", np.float32, (size, self.dim))
+        expect(arrays, "alive", np.bool_, (size,))
+        expect(arrays, "sq_norms", np.float32, (size,))
+        if count != int(np.count_nonzero(arrays["alive"])):
+            raise ValueError(f"count {count!r} is not the number of live rows")
         self.vectors, self.alive, self.sq_norms = (
             arrays["vectors"],
             arrays["alive"],
             arrays["sq_norms"],
         )
-        self.size, self.count = meta["size"], meta["count"]
+        self.size, self.count = size, count
 
     @property
     def capacity(self) -> int:

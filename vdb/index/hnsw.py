@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from vdb.index import hnsw_kernels as hk
-from vdb.index.flat import FlatIndex, aligned_empty
+from vdb.index.flat import FlatIndex, aligned_empty, expect
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,13 @@ INT8_FROM_BYTES = 8 << 20
 
 
 WALK_COST = 4  # see HnswIndex.search
+
+
+def _floats(values, dim: int) -> np.ndarray:
+    arr = np.array(values, np.float32)
+    if arr.shape != (dim,) or not np.isfinite(arr).all():
+        raise ValueError(f"code ranges are not {dim} finite numbers")
+    return arr
 
 
 class _Scratch(threading.local):
@@ -90,15 +97,50 @@ class HnswIndex(FlatIndex):
 
     @classmethod
     def restore(cls, meta: dict, arrays: dict) -> "HnswIndex":
-        index = cls(meta["dim"], meta["metric"], HnswConfig(**meta["config"]))
+        """From a checkpoint's metadata and arrays, after checking that the graph fits its
+        arena: shapes and dtypes, levels, counts, and every neighbour id in range, so the
+        kernels never follow an edge out of bounds (ValueError if not)."""
+        config = HnswConfig(**meta["config"])
+        index = cls(meta["dim"], meta["metric"], config)
         index._restore(meta, arrays)
+        n, dim, M, u = index.size, index.dim, config.M, meta["n_upper"]
+        entry, top = meta["entry"], meta["top_level"]
+        if not isinstance(u, int) or not 0 <= u <= n:
+            raise ValueError(f"n_upper {u!r} does not fit {n} nodes")
+        for name, dtype, shape in (
+            ("levels", np.int8, (n,)),
+            ("links0", np.int32, (n, 2 * M)),
+            ("counts0", np.int32, (n,)),
+            ("upper_row", np.int32, (n,)),
+            ("codes", np.int8, (n, dim)),
+            ("links_up", np.int32, (hk.MAX_LEVEL, u, M)),
+            ("counts_up", np.int32, (hk.MAX_LEVEL, u)),
+        ):
+            expect(arrays, name, dtype, shape)
+        if not (isinstance(entry, int) and isinstance(top, int) and -1 <= entry < n):
+            raise ValueError(f"entry point {entry!r} is not a node")
+        if not -1 <= top <= hk.MAX_LEVEL or (entry >= 0) != (top >= 0):
+            raise ValueError(f"top level {top!r} does not fit the entry point")
+        if not hk.graph_in_bounds(
+            arrays["levels"],
+            arrays["links0"],
+            arrays["counts0"],
+            arrays["upper_row"],
+            arrays["links_up"],
+            arrays["counts_up"],
+            entry,
+            top,
+        ):
+            raise ValueError("the graph has a level, count or neighbour id out of range")
+        free = meta["free_upper"]
+        if not all(isinstance(r, int) and 0 <= r < u for r in free):
+            raise ValueError("a freed upper-level row is out of range")
         for name in cls.GRAPH_ARRAYS + ("links_up", "counts_up"):
             setattr(index, name, arrays[name])
-        index.entry, index.top_level = meta["entry"], meta["top_level"]
-        index.n_upper = meta["n_upper"]
-        index.code_lo = np.array(meta["code_lo"], np.float32)
-        index.code_hi = np.array(meta["code_hi"], np.float32)
-        index._free_upper = list(meta["free_upper"])
+        index.entry, index.top_level, index.n_upper = entry, top, u
+        index.code_lo = _floats(meta["code_lo"], dim)
+        index.code_hi = _floats(meta["code_hi"], dim)
+        index._free_upper = list(free)
         return index
 
     def reserve(self, capacity: int) -> None:

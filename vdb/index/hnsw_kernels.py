@@ -614,3 +614,39 @@ def _add_unique(buf, m, v, exclude):
             return m
     buf[m] = v
     return m + 1
+
+
+@njit(nogil=True, cache=True)
+def graph_in_bounds(levels, links0, counts0, upper_row, links_up, counts_up, entry, top):
+    """Whether a graph read from a checkpoint is safe to walk: every level in range, every
+    node with upper levels owning an upper row, every count within its list, every edge to a
+    node in the graph at that level, and the entry point on the top level."""
+    n, n_upper = levels.shape[0], counts_up.shape[1]
+    cap0, cap = links0.shape[1], links_up.shape[2]
+    if entry >= 0 and levels[entry] != top:
+        return False
+    for p in range(n):
+        lvl = levels[p]
+        if lvl < -1 or lvl > MAX_LEVEL:
+            return False
+        c = counts0[p]
+        if c < 0 or c > cap0:
+            return False
+        for j in range(c):
+            q = links0[p, j]
+            if q < 0 or q >= n or levels[q] < 0:
+                return False
+        if lvl < 1:
+            continue
+        r = upper_row[p]
+        if r < 0 or r >= n_upper:
+            return False
+        for level in range(1, lvl + 1):
+            c = counts_up[level - 1, r]
+            if c < 0 or c > cap:
+                return False
+            for j in range(c):
+                q = links_up[level - 1, r, j]
+                if q < 0 or q >= n or levels[q] < level:
+                    return False
+    return True

@@ -290,6 +290,7 @@ def set_info(msg: cpb.CollectionInfo, info: dict) -> None:
     msg.index_in_use, msg.loaded_from = info["index_in_use"], info["loaded_from"]
     msg.created_at = info["created_at"]
     msg.embedder = info.get("embedder") or ""
+    msg.damage.extend(info.get("damage", ()))
     set_index(msg.index, IndexConfig.parse(info["index"]))
 
 
@@ -308,6 +309,7 @@ def info_from(msg: cpb.CollectionInfo) -> dict:
         "lsn": msg.lsn,
         "index_in_use": msg.index_in_use,
         "loaded_from": msg.loaded_from,
+        "damage": list(msg.damage),
     }
 
 

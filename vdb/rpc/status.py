@@ -22,6 +22,8 @@ _CODES = (
     (errors.ClosedError, grpc.StatusCode.UNAVAILABLE),
     (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (errors.DatabaseLockedError, grpc.StatusCode.UNAVAILABLE),
+    (errors.DataCorruptedError, grpc.StatusCode.DATA_LOSS),
+    (errors.StorageError, grpc.StatusCode.UNAVAILABLE),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (KeyError, grpc.StatusCode.NOT_FOUND),
 )
@@ -39,6 +41,7 @@ _DEFAULTS = {
     grpc.StatusCode.CANCELLED: errors.UnavailableError,
     grpc.StatusCode.FAILED_PRECONDITION: errors.ModelNotLoadedError,
     grpc.StatusCode.ABORTED: errors.AbortedError,
+    grpc.StatusCode.DATA_LOSS: errors.DataCorruptedError,
 }
 
 

@@ -1,12 +1,17 @@
 """Encoding of external ids and point records.
 
 Record layout (little-endian):
-  u8   version (1)
+  u8   version (2)
   u16  length of the encoded external id
   u32  length of the payload JSON (0 = no payload)
   u32  length of the document UTF-8 + 1 (0 = no document)
   f32  vector[dim]
   ...  encoded external id, payload JSON, document
+  u32  CRC-32 of the record's key and everything above (seal.py)
+
+Version 1 records (schema 1) had no checksum; the schema 2 migration rewrites them.
+Reading a record checks its checksum and that its lengths add up; anything else is
+DataCorruptedError, never a wrong record.
 """
 
 import json
@@ -15,10 +20,11 @@ import struct
 import numpy as np
 import orjson
 
-from vdb.errors import InvalidIdError, InvalidPayloadError
+from vdb.errors import DataCorruptedError, InvalidIdError, InvalidPayloadError
 from vdb.storage import keys
+from vdb.storage.seal import unseal
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 HEADER = struct.Struct("<BHII")
 
 PointId = int | str
@@ -49,6 +55,20 @@ def decode_id(raw: bytes) -> PointId:
     if tag == keys.ID_TAG_INT:
         return keys.INT_ID.unpack(body)[0] - keys.INT_ID_BIAS
     return body.decode("utf-8")
+
+
+def stored_id(raw: bytes) -> PointId:
+    """An encoded id read from the database: DataCorruptedError when it does not decode."""
+    raw = bytes(raw)
+    tag, body = raw[:1], raw[1:]
+    try:
+        if tag == keys.ID_TAG_INT and len(body) == keys.INT_ID.size:
+            return keys.INT_ID.unpack(body)[0] - keys.INT_ID_BIAS
+        if tag == keys.ID_TAG_STR and 0 < len(body) <= keys.MAX_STR_ID_BYTES:
+            return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    raise DataCorruptedError(f"a stored point id does not decode ({bytes(raw[:24])!r})")
 
 
 def encode_payload(payload) -> bytes:
@@ -88,6 +108,7 @@ def _short(value) -> str:
 
 
 def encode_record(vector: np.ndarray, id_key: bytes, payload_json: bytes, document) -> bytes:
+    """The body of a record, to be sealed under its key when it is stored."""
     doc = b"" if document is None else document.encode("utf-8")
     doc_len = 0 if document is None else len(doc) + 1
     header = HEADER.pack(RECORD_VERSION, len(id_key), len(payload_json), doc_len)
@@ -123,34 +144,70 @@ class Record:
         ) and same_vec
 
 
-def decode_record(raw: bytes, dim: int, with_vector: bool = True) -> Record:
-    version, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
+def open_record(key: bytes, raw, dim: int) -> memoryview:
+    """The checked body of a stored record: checksum, version and lengths agree with a
+    collection of dimension dim. DataCorruptedError otherwise."""
+    what = keys.describe_record(key)
+    body = unseal(key, raw, what)
+    if len(body) < HEADER.size:
+        raise DataCorruptedError(f"{what} is cut short ({len(body)} bytes)")
+    version, id_len, payload_len, doc_len = HEADER.unpack_from(body, 0)
+    size = HEADER.size + 4 * dim + id_len + payload_len + max(doc_len - 1, 0)
+    if version != RECORD_VERSION or size != len(body) or id_len == 0:
+        raise DataCorruptedError(
+            f"{what} has a bad header (version {version}, {len(body)} bytes for {size})"
+        )
+    return body
+
+
+def decode_record(key: bytes, raw, dim: int, with_vector: bool = True) -> Record:
+    """A stored record, checked (see open_record)."""
+    body = open_record(key, raw, dim)
+    _, id_len, payload_len, doc_len = HEADER.unpack_from(body, 0)
     pos = HEADER.size
     vector = None
     if with_vector:
-        vector = np.frombuffer(raw, dtype="<f4", count=dim, offset=pos).astype(np.float32)
+        vector = np.frombuffer(body, dtype="<f4", count=dim, offset=pos).astype(np.float32)
     pos += 4 * dim
-    pid = decode_id(raw[pos : pos + id_len])
+    pid = stored_id(body[pos : pos + id_len])
     pos += id_len
-    payload = orjson.loads(raw[pos : pos + payload_len]) if payload_len else None
+    payload = _payload(body[pos : pos + payload_len], key) if payload_len else None
     pos += payload_len
-    document = raw[pos : pos + doc_len - 1].decode("utf-8") if doc_len else None
+    document = None
+    if doc_len:
+        try:
+            document = str(body[pos : pos + doc_len - 1], "utf-8")
+        except UnicodeDecodeError:
+            raise DataCorruptedError(
+                f"{keys.describe_record(key)}: its document is not UTF-8"
+            ) from None
     return Record(pid, payload, document, vector)
 
 
-def record_vector(raw, dim: int) -> np.ndarray:
-    """The vector of an encoded record, as a zero-copy float32 view when possible."""
-    return np.frombuffer(raw, dtype="<f4", count=dim, offset=HEADER.size)
+def _payload(raw, key: bytes):
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise DataCorruptedError(f"{keys.describe_record(key)}: its payload is not a JSON object")
+    return payload
 
 
-def record_payload(raw, dim: int):
-    _, id_len, payload_len, _ = HEADER.unpack_from(raw, 0)
+def record_vector(body, dim: int) -> np.ndarray:
+    """The vector of a checked record body (open_record), as a zero-copy float32 view."""
+    return np.frombuffer(body, dtype="<f4", count=dim, offset=HEADER.size)
+
+
+def record_payload(body, dim: int, key: bytes = b""):
+    """The payload of a checked record body."""
+    _, id_len, payload_len, _ = HEADER.unpack_from(body, 0)
     pos = HEADER.size + 4 * dim + id_len
-    return orjson.loads(raw[pos : pos + payload_len]) if payload_len else None
+    return _payload(body[pos : pos + payload_len], key) if payload_len else None
 
 
-def record_id_key(raw, dim: int) -> bytes:
-    """The encoded external id stored in a record."""
-    _, id_len, _, _ = HEADER.unpack_from(raw, 0)
+def record_id_key(body, dim: int) -> bytes:
+    """The encoded external id stored in a checked record body."""
+    _, id_len, _, _ = HEADER.unpack_from(body, 0)
     pos = HEADER.size + 4 * dim
-    return bytes(raw[pos : pos + id_len])
+    return bytes(body[pos : pos + id_len])

@@ -9,14 +9,20 @@ from pathlib import Path
 import lmdb
 
 from vdb._rwlock import RWLock
-from vdb.errors import DatabaseLockedError, InvalidArgumentError, NotFoundError
-from vdb.storage import keys
+from vdb.errors import (
+    DatabaseLockedError,
+    DataCorruptedError,
+    InvalidArgumentError,
+    NotFoundError,
+    StorageError,
+)
+from vdb.storage import keys, lmdbfile, values
+from vdb.storage.migrations import MIGRATIONS, schema_version
 
 DEFAULT_MAP_SIZE = 1 << 30  # grown by doubling when full
 LOCK_FILE = "writer.lock"
-
-# Numbered migrations: MIGRATIONS[n] upgrades schema n to n + 1 inside one write transaction.
-MIGRATIONS: dict[int, object] = {}
+# LMDB's own errors that mean the file's structure is damaged (the rest are I/O or limits).
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.PanicError)
 
 _open_paths: set[str] = set()
 _open_paths_lock = threading.Lock()
@@ -51,10 +57,13 @@ class Store:
             _open_paths.add(real)
         self._real = real
         self._lock_fd = None
+        self.env = None
+        self.upgraded_from = keys.SCHEMA_VERSION  # the schema found, before any migration
         try:
             if not read_only:
-                self._lock_fd = _take_writer_lock(self.path)
-            self.env = lmdb.open(
+                self._lock_fd = take_writer_lock(self.path)
+            lmdbfile.check(self.path)
+            self.env = _open_env(
                 str(self.path),
                 map_size=map_size,
                 max_dbs=len(keys.ALL_DBS) + 4,
@@ -64,37 +73,50 @@ class Store:
                 sync=True,
                 metasync=True,
             )
-            self.dbs = {name: self.env.open_db(name, create=not read_only) for name in keys.ALL_DBS}
+            with _mapped_errors():
+                self.dbs = {
+                    name: self.env.open_db(name, create=not read_only) for name in keys.ALL_DBS
+                }
+            self.meta = self.dbs[keys.DB_META]
+            self.records = self.dbs[keys.DB_RECORDS]
+            self.ids = self.dbs[keys.DB_IDS]
+            self.oplog = self.dbs[keys.DB_OPLOG]
+            self._write_lock = threading.Lock()
+            self._resize = RWLock()  # readers: open transactions; writer: a map resize
+            if read_only:
+                with self.read() as txn:
+                    self.db_id = _check_schema(txn, self)
+            else:
+                self.db_id = self.transact(self._migrate)
         except BaseException:
-            self._release()
+            self.close()
             raise
-        self.meta = self.dbs[keys.DB_META]
-        self.records = self.dbs[keys.DB_RECORDS]
-        self.ids = self.dbs[keys.DB_IDS]
-        self.oplog = self.dbs[keys.DB_OPLOG]
-        self._write_lock = threading.Lock()
-        self._resize = RWLock()  # readers: open transactions; writer: a map resize
-        if not read_only:
-            self.transact(self._migrate)
 
-    def _migrate(self, txn) -> None:
-        raw = txn.get(keys.KEY_SCHEMA, db=self.meta)
-        version = int(raw) if raw else keys.SCHEMA_VERSION
+    def _migrate(self, txn) -> bytes:
+        """Bring the schema up to date (numbered migrations, in order); returns the database
+        id, made for a new database."""
+        version = self.upgraded_from = schema_version(txn, self)
         if version > keys.SCHEMA_VERSION:
-            raise InvalidArgumentError(
+            raise StorageError(
                 f"database schema {version} is newer than this vdb supports ({keys.SCHEMA_VERSION})"
             )
+        if version == keys.SCHEMA_VERSION and txn.get(keys.KEY_SCHEMA, db=self.meta):
+            db_id = values.database_id(txn, self)
+            if db_id is None:
+                raise DataCorruptedError("the database has no id record")
+            return db_id
         while version < keys.SCHEMA_VERSION:
             MIGRATIONS[version](txn, self)
             version += 1
-        txn.put(keys.KEY_SCHEMA, str(version).encode(), db=self.meta)
+        values.put_number(txn, self, keys.KEY_SCHEMA, version)
+        return values.database_id(txn, self) or values.new_database_id(txn, self)
 
     def transact(self, fn):
         """Run fn(txn) in a write transaction and commit; retried after growing a full map.
 
         fn must only touch the transaction: it may run more than once.
         """
-        with self._write_lock:
+        with self._write_lock, _mapped_errors():
             while True:
                 with self._resize.read():
                     txn = self.env.begin(write=True)
@@ -116,7 +138,7 @@ class Store:
     @contextmanager
     def read(self):
         """A read-only transaction: a consistent snapshot of the whole database."""
-        with self._resize.read():
+        with self._resize.read(), _mapped_errors():
             try:
                 txn = self.env.begin()
             except lmdb.MapResizedError:
@@ -150,7 +172,44 @@ class Store:
             _open_paths.discard(self._real)
 
 
-def _take_writer_lock(path: Path) -> int:
+@contextmanager
+def _mapped_errors():
+    """LMDB's errors as ours: structural damage is DataCorruptedError, other failures of the
+    environment (I/O, limits) StorageError."""
+    try:
+        yield
+    except _DAMAGE as exc:
+        raise DataCorruptedError(f"the LMDB file is damaged: {exc}") from None
+    except lmdb.MapFullError:
+        raise
+    except lmdb.Error as exc:
+        raise StorageError(f"LMDB failed: {exc}") from None
+
+
+def _open_env(path: str, **options):
+    with _mapped_errors():
+        return lmdb.open(path, **options)
+
+
+def _check_schema(txn, store) -> bytes:
+    """For a read-only open: the schema must be this vdb's; returns the database id."""
+    version = schema_version(txn, store)
+    if version < keys.SCHEMA_VERSION:
+        raise StorageError(
+            f"database schema {version} predates this vdb's ({keys.SCHEMA_VERSION}); open it "
+            "once for writing to upgrade it"
+        )
+    if version > keys.SCHEMA_VERSION:
+        raise StorageError(
+            f"database schema {version} is newer than this vdb supports ({keys.SCHEMA_VERSION})"
+        )
+    db_id = values.database_id(txn, store)
+    if db_id is None:
+        raise DataCorruptedError("the database has no id record")
+    return db_id
+
+
+def take_writer_lock(path: Path) -> int:
     fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

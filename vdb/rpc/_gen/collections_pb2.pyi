@@ -51,7 +51,7 @@ class CreateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., embedder: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid", "embedder")
+    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid", "embedder", "damage")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class CollectionInfo(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CID_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_FIELD_NUMBER: _ClassVar[int]
+    DAMAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -74,7 +75,8 @@ class CollectionInfo(_message.Message):
     created_at: float
     cid: int
     embedder: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ..., embedder: _Optional[str] = ...) -> None: ...
+    damage: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ..., embedder: _Optional[str] = ..., damage: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
