@@ -12,7 +12,7 @@ from gguf import GGMLQuantizationType as Q
 
 from llm import ops, quants, validate
 from llm.config import ModelConfig
-from llm.errors import UnsupportedModelError
+from llm.errors import MalformedModelError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
 
 TOKENS_PER_PASS = 8192  # tokens of one forward pass at most (embed.Embedder batches by it)
@@ -69,6 +69,7 @@ class BertModel:
                 f"{f.path.name}: architecture {f.architecture!r} is not an embedding model "
                 "this engine runs (supported: bert)"
             )
+        self.name = f.path.name
         self.config = cfg = ModelConfig.from_gguf(f)
         if cfg.pooling not in ("mean", "cls"):
             raise UnsupportedModelError(f"{f.path.name}: pooling {cfg.pooling!r} not supported")
@@ -156,6 +157,11 @@ class BertModel:
         else:
             pooled = np.add.reduceat(x, starts, axis=0) / lengths[:, None].astype(np.float32)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        if not np.isfinite(norms).all():
+            raise MalformedModelError(
+                f"{self.name}: the weights give non-finite vectors (NaN or infinity): they are "
+                "damaged or out of range"
+            )
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 

@@ -18,7 +18,13 @@ import numpy as np
 
 from llm import attention, ops, qdot, quants, validate
 from llm.config import ModelConfig
-from llm.errors import ContextOverflowError, ModelMemoryError, PromptError, UnsupportedModelError
+from llm.errors import (
+    ContextOverflowError,
+    MalformedModelError,
+    ModelMemoryError,
+    PromptError,
+    UnsupportedModelError,
+)
 from llm.gguf_file import GGUFFile
 from llm.validate import LLAMA_MATRICES as MATRICES
 from llm.validate import TIED_OUTPUT
@@ -186,7 +192,13 @@ class LlamaModel:
             )
         passes = range(0, max(n, 1), step)
         logits = [self._pass(tokens[a : a + step], cache, all_logits) for a in passes]
-        return np.concatenate(logits) if all_logits else logits[-1]
+        out = np.concatenate(logits) if all_logits else logits[-1]
+        if not np.isfinite(out).all():
+            raise MalformedModelError(
+                f"{self.name}: the weights give non-finite logits (NaN or infinity) at "
+                f"position {start + n - 1}: they are damaged or out of range"
+            )
+        return out
 
     def _pass_bytes(self, rows: int, end: int, all_logits: bool) -> int:
         """About the most memory a pass of rows tokens over end positions holds at once:

@@ -40,6 +40,7 @@ class KV:
     vtype: int
     value: object
     etype: int | None = None  # element type of an array
+    at: int = -1  # where its type field sits in the parsed file (for byte edits)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TensorInfo:
     dims: list[int]  # innermost first, as stored
     ttype: int
     offset: int  # from the start of the data section
+    at: int = -1  # where its dimension count sits in the parsed file (for byte edits)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Doc:
     data: bytes  # the data section
     alignment: int = 32
     counts: tuple[int, int] | None = field(default=None)  # (tensors, kvs) written instead
+    header_end: int = 0  # where the parsed file's header ended
 
     def kv(self, key: str) -> KV | None:
         for item in self.kvs:
@@ -109,20 +112,22 @@ def parse(raw: bytes) -> Doc:
     kvs = []
     for _ in range(n_kv):
         key = r.bytes_()
+        at = r.pos
         vtype = r.take("<I")
         value, etype = r.value(vtype)
-        kvs.append(KV(key, vtype, value, etype))
+        kvs.append(KV(key, vtype, value, etype, at))
     tensors = []
     for _ in range(n_tensors):
         name = r.bytes_()
+        at = r.pos
         dims = [r.take("<Q") for _ in range(r.take("<I"))]
-        tensors.append(TensorInfo(name, dims, r.take("<I"), r.take("<Q")))
+        tensors.append(TensorInfo(name, dims, r.take("<I"), r.take("<Q"), at))
     alignment = 32
     for item in kvs:
         if item.key == b"general.alignment":
             alignment = int(item.value)
-    start = -(-r.pos // alignment) * alignment
-    return Doc(version, kvs, tensors, raw[start:], alignment)
+    start = -(-r.pos // alignment) * alignment if tensors else r.pos
+    return Doc(version, kvs, tensors, raw[start:], alignment, header_end=r.pos)
 
 
 def _string(b: bytes) -> bytes:
@@ -136,7 +141,8 @@ def _value(vtype: int, value, etype) -> bytes:
         out = struct.pack("<IQ", etype, len(value))
         if etype == STRING:
             return out + b"".join(_string(v) for v in value)
-        return out + np.asarray(value).astype(DTYPE[etype]).tobytes()
+        with np.errstate(all="ignore"):
+            return out + np.asarray(value).astype(DTYPE[etype]).tobytes()
     return struct.pack(SCALAR[vtype], value)
 
 
