@@ -20,7 +20,7 @@ from llm.errors import (
     UnsupportedModelError,
 )
 from llm.gguf_file import GGUFFile
-from llm.tokenizer import TruncationWarning
+from llm.tokenizer import EMBEDDING, TruncationWarning
 from llm.tokenizer import load as load_tokenizer
 
 
@@ -30,7 +30,9 @@ class Embedder:
 
     def __init__(self, path, name: str | None = None):
         self.file = GGUFFile(path)
-        self.tokenizer = load_tokenizer(self.file)  # checked, as the model is, before any kernel
+        self.tokenizer = load_tokenizer(
+            self.file, EMBEDDING
+        )  # checked, as the model is, before any kernel
         self.model = BertModel(self.file)
         self.path = self.file.path
         self.name = name or str(self.path)

@@ -6,6 +6,7 @@ from llm.generate import TextStream, check_count, check_stop
 from llm.generate import sampler as make_sampler
 from llm.gguf_file import GGUFFile, show
 from llm.llama import ContextOverflowError, LlamaModel
+from llm.tokenizer import GENERATIVE
 from llm.tokenizer import load as load_tokenizer
 
 
@@ -23,7 +24,7 @@ class Model:
         self.file_bytes = self.file.path.stat().st_size
         # every check of the file comes before a kernel reads a weight: the vocabulary here,
         # the hyper-parameters and tensor shapes first thing in LlamaModel
-        self.tokenizer = load_tokenizer(self.file)
+        self.tokenizer = load_tokenizer(self.file, GENERATIVE)
         self._template = self.file.text("tokenizer.chat_template", None)
         self.net = LlamaModel(self.file)
         self.config = self.net.config

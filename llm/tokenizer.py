@@ -456,9 +456,19 @@ def _token_id(f: GGUFFile, name: str) -> int | None:
     return value if 0 <= value < len(vocabulary_tokens(f)) else None
 
 
-def load(f: GGUFFile):
-    """The tokenizer a GGUF file's vocabulary describes."""
+GENERATIVE = ("llama", "gpt2")  # the tokenizers of generation models
+EMBEDDING = ("bert",)
+
+
+def load(f: GGUFFile, kinds: tuple[str, ...] | None = None):
+    """The tokenizer a GGUF file's vocabulary describes; kinds: the tokenizer.ggml.model
+    values the caller can use (UnsupportedModelError for any other)."""
     kind = f.get("tokenizer.ggml.model", None)
+    if kinds is not None and kind not in kinds:
+        raise UnsupportedModelError(
+            f"{f.path.name}: tokenizer {show(kind)} does not fit this {f.architecture} model "
+            f"(expected: {', '.join(kinds)})"
+        )
     if kind == "bert":
         return WordPieceTokenizer.from_gguf(f)
     if kind == "llama":

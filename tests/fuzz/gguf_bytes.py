@@ -97,6 +97,8 @@ class _Reader:
             etype, count = self.take("<I"), self.take("<Q")
             if etype == STRING:
                 return [self.bytes_() for _ in range(count)], etype
+            if etype == ARRAY:  # arrays of arrays: (element type, values) each
+                return [self.value(ARRAY)[::-1] for _ in range(count)], etype
             arr = np.frombuffer(self.raw, DTYPE[etype], count, self.pos).copy()
             self.pos += arr.nbytes
             return arr, etype
@@ -141,6 +143,8 @@ def _value(vtype: int, value, etype) -> bytes:
         out = struct.pack("<IQ", etype, len(value))
         if etype == STRING:
             return out + b"".join(_string(v) for v in value)
+        if etype == ARRAY:
+            return out + b"".join(_value(ARRAY, v, e) for e, v in value)
         with np.errstate(all="ignore"):
             return out + np.asarray(value).astype(DTYPE[etype]).tobytes()
     return struct.pack(SCALAR[vtype], value)

@@ -18,7 +18,7 @@ import numpy as np
 from tests.fuzz import gguf_bytes as gb
 
 INTS = (0, 1, 2, 3, 7, 8, 31, 32, 64, 255, 256, 4096, 65535, 2**31 - 1, 2**31, 2**32 - 1)
-INTS += (2**32, 2**62, 2**63 - 1, 2**64 - 1, -1)
+INTS += (2**23, 2**24, 2**32, 2**62, 2**63 - 1, 2**64 - 1, -1)
 FLOATS = (0.0, -0.0, 1.0, -1.0, math.nan, math.inf, -math.inf, 1e-45, 1e38, 1e300, -1e300)
 SPECIALS = ("bos", "eos", "unknown", "seperator", "padding", "cls", "mask", "eot", "eom")
 HYPER = (

@@ -78,6 +78,25 @@ def exercise(kind: str, path: str) -> None:
         model.embed(TEXTS, batch_size=2)
         model.count_tokens(TEXT)
     else:
+        _selftest(kind, path)
+
+
+def _selftest(kind: str, arg: str) -> None:
+    """Jobs that check the runner and the worker themselves: a crash, a hang, and an index
+    out of bounds inside a kernel (an IndexError only when the bounds-checked builds run)."""
+    if kind == "abort":
+        os.abort()
+    elif kind == "sleep":
+        time.sleep(float(arg))
+    elif kind == "out-of-bounds":
+        import numpy as np
+
+        from llm import ops
+
+        x = np.zeros((1, 2, 8), np.float32)  # (n, heads, head_dim)
+        wide = np.ones((1, 32), np.float32)  # 32 rotated pairs in a head of 8: past its end
+        ops.rope(x, wide, wide, False)
+    else:
         raise SystemExit(f"unknown kind {kind!r}")
 
 
