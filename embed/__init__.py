@@ -30,9 +30,8 @@ class Embedder:
 
     def __init__(self, path, name: str | None = None):
         self.file = GGUFFile(path)
-        self.tokenizer = load_tokenizer(
-            self.file, EMBEDDING
-        )  # checked, as the model is, before any kernel
+        # the vocabulary is checked here and the model's shapes in BertModel, before a kernel
+        self.tokenizer = load_tokenizer(self.file, EMBEDDING)
         self.model = BertModel(self.file)
         self.path = self.file.path
         self.name = name or str(self.path)

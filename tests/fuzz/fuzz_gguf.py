@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.fuzz.gguf_mutants import Base, mutant
-from tests.fuzz.runner import Runner
+from tests.fuzz.runner import Runner, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "models"
@@ -118,6 +118,17 @@ def report(results, seconds: float, runner: Runner, examples: int = 0, out=sys.s
         print(f"  {outcome:13s} {n:6d}", file=out)
     for name, n in classes.most_common():
         print(f"    {name:40s} {n:6d}", file=out)
+    by_operator = collections.defaultdict(collections.Counter)
+    for _, index, what, r in results:
+        if index >= 0:
+            by_operator[what.split(":")[0]][r["outcome"]] += 1
+    print(
+        "  by mutation: "
+        + ", ".join(
+            f"{op} {sum(c.values())} ({c['ok']} ok)" for op, c in sorted(by_operator.items())
+        ),
+        file=out,
+    )
     if examples:
         shown = collections.Counter()
         for base, index, what, r in results:
@@ -147,9 +158,13 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", type=Path, help="copy failing mutants into this directory")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per file")
     parser.add_argument("--examples", type=int, default=0, help="messages shown per class")
+    parser.add_argument(
+        "--unchecked", action="store_true", help="run the ordinary kernels, not the bounds-checked"
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp, Runner(timeout=args.timeout) as runner:
+    env = worker_env(boundscheck=not args.unchecked)
+    with tempfile.TemporaryDirectory() as tmp, Runner(env=env, timeout=args.timeout) as runner:
         directory = Path(tmp)
         bases = make_bases(directory, args.bases)
         jobs = schedule(bases, args.count, args.only)

@@ -24,18 +24,20 @@ MEMORY_LIMIT = 6 << 30  # bytes of address space a worker may map
 STARTUP_SECONDS = 300.0
 
 
-def worker_env(cache_dir: Path = BOUNDSCHECK_CACHE) -> dict:
-    """The environment of a worker: bounds-checked kernels, one BLAS thread."""
+def worker_env(boundscheck: bool = True, cache_dir: Path = BOUNDSCHECK_CACHE) -> dict:
+    """The environment of a worker: bounds-checked kernels (or the ordinary builds, from the
+    ordinary cache, with boundscheck=False), one BLAS thread."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    return dict(
+    env = dict(
         os.environ,
-        NUMBA_BOUNDSCHECK="1",
-        NUMBA_CACHE_DIR=str(cache_dir),
         PYTHONPATH=path,
         OPENBLAS_NUM_THREADS="1",
         OMP_NUM_THREADS="1",
         PYTHONFAULTHANDLER="1",
     )
+    if boundscheck:
+        env.update(NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(cache_dir))
+    return env
 
 
 def _limit(memory: int):
