@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from embed.bert import BertModel
+from embed.bert import TOKENS_PER_PASS, BertModel
 from embed.models import DEFAULT_MODEL, resolve
 from llm.errors import (
     ModelError,
@@ -20,10 +20,8 @@ from llm.errors import (
     UnsupportedModelError,
 )
 from llm.gguf_file import GGUFFile
-from llm.tokenizer import TruncationWarning
+from llm.tokenizer import EMBEDDING, TruncationWarning
 from llm.tokenizer import load as load_tokenizer
-
-TOKENS_PER_PASS = 8192  # tokens of one forward pass, whatever the batch size
 
 
 class Embedder:
@@ -32,8 +30,9 @@ class Embedder:
 
     def __init__(self, path, name: str | None = None):
         self.file = GGUFFile(path)
+        # the vocabulary is checked here and the model's shapes in BertModel, before a kernel
+        self.tokenizer = load_tokenizer(self.file, EMBEDDING)
         self.model = BertModel(self.file)
-        self.tokenizer = load_tokenizer(self.file)
         self.path = self.file.path
         self.name = name or str(self.path)
         self.config = self.model.config

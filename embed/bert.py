@@ -10,14 +10,16 @@ Per layer (post-norm):  x = LN(x + Attn(x));  x = LN(x + W_down GELU(W_up x))
 import numpy as np
 from gguf import GGMLQuantizationType as Q
 
-from llm import ops, quants
+from llm import ops, quants, validate
 from llm.config import ModelConfig
-from llm.errors import UnsupportedModelError
+from llm.errors import MalformedModelError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
+
+TOKENS_PER_PASS = 8192  # tokens of one forward pass at most (embed.Embedder batches by it)
 
 
 class _Layer:
-    def __init__(self, f: GGUFFile, i: int, fused_qkv: bool):
+    def __init__(self, f: GGUFFile, i: int):
         def t(name):
             return f.tensor(f"blk.{i}.{name}")
 
@@ -31,7 +33,7 @@ class _Layer:
 
         q, k, v = weight("attn_q.weight"), weight("attn_k.weight"), weight("attn_v.weight")
         self.qkv_bias = np.concatenate([vec("attn_q.bias"), vec("attn_k.bias"), vec("attn_v.bias")])
-        if fused_qkv:  # one product instead of three
+        if all(isinstance(w, np.ndarray) for w in (q, k, v)):  # float32: one product, not three
             self.qkv = [np.concatenate([q, k, v])]
         else:
             self.qkv = [q, k, v]
@@ -67,9 +69,12 @@ class BertModel:
                 f"{f.path.name}: architecture {f.architecture!r} is not an embedding model "
                 "this engine runs (supported: bert)"
             )
+        self.name = f.path.name
         self.config = cfg = ModelConfig.from_gguf(f)
         if cfg.pooling not in ("mean", "cls"):
             raise UnsupportedModelError(f"{f.path.name}: pooling {cfg.pooling!r} not supported")
+        validate.check_tensors(f, validate.bert_tensors(f, cfg))
+        validate.check_memory(f.path.name, "a pass of the encoder", self.pass_bytes(f, cfg))
         self.tok_embd = f.tensor("token_embd.weight")
         quants.check(self.tok_embd)
         self.pos_embd = quants.dequantize(f.tensor("position_embd.weight"))
@@ -79,9 +84,18 @@ class BertModel:
         )
         norm = f.tensor("token_embd_norm.weight"), f.tensor("token_embd_norm.bias")
         self.embd_norm = tuple(quants.dequantize(t)[0] for t in norm)
-        fused = f.tensor("blk.0.attn_q.weight").qtype == Q.F32
-        self.layers = [_Layer(f, i, fused) for i in range(cfg.n_layers)]
+        self.layers = [_Layer(f, i) for i in range(cfg.n_layers)]
         self.max_positions = self.pos_embd.shape[0]
+
+    @staticmethod
+    def pass_bytes(f: GGUFFile, cfg: ModelConfig) -> int:
+        """About the most memory one encoder pass of TOKENS_PER_PASS tokens holds: the position
+        table (as float32), activations (q, k, v, the feed-forward's width) and one group's
+        attention scores."""
+        n, d = TOKENS_PER_PASS, cfg.d_model
+        positions = f.tensor("position_embd.weight").shape[0]
+        scores = n * cfg.n_heads * min(positions, n)
+        return 4 * (positions * d + n * (8 * d + 2 * cfg.d_ff) + scores)
 
     def _embed_tokens(self, ids: np.ndarray) -> np.ndarray:
         t = self.tok_embd
@@ -143,6 +157,11 @@ class BertModel:
         else:
             pooled = np.add.reduceat(x, starts, axis=0) / lengths[:, None].astype(np.float32)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        if not np.isfinite(norms).all():
+            raise MalformedModelError(
+                f"{self.name}: the weights give non-finite vectors (NaN or infinity): they are "
+                "damaged or out of range"
+            )
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 

@@ -14,7 +14,7 @@ from llm.ops import exp_neg_inplace
 from llm.qdot import _half_f32, _round_half
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, error_model="numpy")  # NaN, not an exception
 def decode(q, k, v, end, scale, out):
     """out[h] = softmax(q[h] . k[h // group, :end] * scale) . v[h // group, :end].
 

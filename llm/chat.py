@@ -54,7 +54,11 @@ def render(
             add_generation_prompt=add_generation_prompt,
         )
     except TemplateError as exc:
-        raise PromptError(f"the chat template failed: {exc}") from None
+        raise PromptError(f"the chat template failed: {str(exc)[:200]}") from None
+    except Exception as exc:  # the template is the file's code: any error in it is the file's
+        raise PromptError(
+            f"the chat template failed: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
 
 
 def _plain(messages, add_generation_prompt: bool) -> str:
@@ -78,4 +82,6 @@ def _compile(template: str):
     try:
         return env.from_string(template)
     except TemplateError as exc:
-        raise PromptError(f"the chat template does not parse: {exc}") from None
+        raise PromptError(f"the chat template does not parse: {str(exc)[:200]}") from None
+    except (RecursionError, MemoryError, ValueError, TypeError) as exc:  # deeply nested
+        raise PromptError(f"the chat template does not parse: {type(exc).__name__}") from None

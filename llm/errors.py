@@ -17,7 +17,13 @@ class NotGGUFError(ModelError):
     """The file is not a GGUF file."""
 
 
-class TruncatedModelError(ModelError):
+class MalformedModelError(ModelError):
+    """A field of the GGUF file is out of range or contradicts another: a count, length,
+    offset, dimension, metadata value, hyper-parameter, tensor shape or token id. The message
+    names the field and its value."""
+
+
+class TruncatedModelError(MalformedModelError):
     """The GGUF file ends before its header, metadata or tensors do."""
 
 
@@ -26,7 +32,17 @@ class UnsupportedModelError(ModelError):
 
 
 class TokenizerError(ModelError):
-    """Texts given to a tokenizer are not strings."""
+    """Texts given to a tokenizer are not strings, or the file's vocabulary makes none."""
+
+
+class VocabularyError(TokenizerError, MalformedModelError):
+    """The file's vocabulary cannot make a tokenizer: its tokens, scores, token types, merges
+    or special token ids are out of range, or sentencepiece or tokenizers refused them."""
+
+
+class ModelMemoryError(ModelError):
+    """Running the model would need more memory than this process may allocate (the KV cache
+    of its context, or the weights it copies at load); a smaller context may fit."""
 
 
 class SamplerError(LlmError):

@@ -77,7 +77,8 @@ def _accumulate(builder, acc_ptr, lane, ints, *scales):
     acc = builder.load(ptr, align=4)
     s = _broadcast(builder, list(scales), F32x8, [0] * 4 + [len(scales) - 1] * 4)
     f = builder.sitofp(ints, F32x8)
-    builder.store(builder.fadd(acc, builder.fmul(f, s, flags=("fast",)), flags=("fast",)), ptr)
+    total = builder.fadd(acc, builder.fmul(f, s, flags=("fast",)), flags=("fast",))
+    builder.store(total, ptr, align=4)  # the stack buffer is only 4-byte aligned
 
 
 def _signed_dot(builder, w, x):

@@ -90,7 +90,7 @@ def _add_scaled(builder, acc_ptr, at, ints, offset, scales, scale):
     f = builder.fsub(builder.sitofp(ints, F32x8), _broadcast(builder, [offset], F32x8, [0] * 8))
     s = builder.fmul(scales, _broadcast(builder, [scale], F32x8, [0] * 8))
     ptr = builder.bitcast(builder.gep(acc_ptr, [at]), F32x8.as_pointer())
-    builder.store(builder.fadd(builder.load(ptr, align=4), builder.fmul(f, s)), ptr)
+    builder.store(builder.fadd(builder.load(ptr, align=4), builder.fmul(f, s)), ptr, align=4)
 
 
 @intrinsic(prefer_literal=True)

@@ -16,16 +16,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llm import attention, ops, qdot, quants
+from llm import attention, ops, qdot, quants, validate
 from llm.config import ModelConfig
-from llm.errors import ContextOverflowError, PromptError, UnsupportedModelError
+from llm.errors import (
+    ContextOverflowError,
+    MalformedModelError,
+    ModelMemoryError,
+    PromptError,
+    UnsupportedModelError,
+)
 from llm.gguf_file import GGUFFile
+from llm.validate import LLAMA_MATRICES as MATRICES
+from llm.validate import TIED_OUTPUT
 
 ARCHITECTURES = ("llama", "qwen2", "bitnet")
 NEOX_ROPE = ("qwen2", "bitnet")
-TIED_OUTPUT = ("bitnet",)  # the token embedding is the output matrix even if output.weight exists
 PREFILL_ROWS = 64  # prompt tokens per forward pass when every matrix is integer (forward)
-MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+CHECKED_PASS_BYTES = 1 << 26  # passes that may need more are checked against memory first
 
 
 @dataclass
@@ -106,7 +113,9 @@ class LlamaModel:
                 f"generation (supported: {', '.join(ARCHITECTURES)})"
             )
         self.config = cfg = ModelConfig.from_gguf(f)
-        self.rope_dim = int(f.arch_get("rope.dimension_count", cfg.head_dim))
+        validate.check_tensors(f, validate.llama_tensors(cfg, f.architecture))
+        self.name = f.path.name
+        self.rope_dim = cfg.rope_dim
         self.rope_base = float(cfg.rope_base or 10000.0)
         self.neox = f.architecture in NEOX_ROPE
         self.tok_embd = f.tensor("token_embd.weight")
@@ -125,18 +134,33 @@ class LlamaModel:
         # The token table is then read only a row per token: its pages go after each lookup.
         self.lookup_only = self.output is not self.tok_embd
         self.integer = all(t.packed is not None for t in [self.output, *self._matrices()])
-        if cfg.n_heads % cfg.n_kv_heads:
-            raise UnsupportedModelError(
-                f"{f.path.name}: {cfg.n_heads} heads do not group over {cfg.n_kv_heads} KV heads"
-            )
         half = self.rope_dim // 2
         self.inv_freq = self.rope_base ** (-np.arange(half, dtype=np.float64) * 2 / self.rope_dim)
+
+    def cache_bytes(self, n_ctx: int) -> int:
+        """Bytes of the KV cache for n_ctx positions (keys and values, float16)."""
+        cfg = self.config
+        return 2 * cfg.n_layers * cfg.n_kv_heads * n_ctx * cfg.head_dim * 2
+
+    def check_cache(self, n_ctx: int) -> None:
+        """ModelMemoryError, before anything is allocated, when the KV cache for n_ctx
+        positions does not fit in the memory this process may allocate."""
+        validate.check_memory(
+            self.name, f"the KV cache for a context of {n_ctx} positions", self.cache_bytes(n_ctx)
+        )
 
     def new_cache(self, n_ctx: int | None = None) -> KVCache:
         cfg = self.config
         n_ctx = n_ctx or cfg.context_length
+        self.check_cache(n_ctx)
         shape = (cfg.n_layers, cfg.n_kv_heads, n_ctx, cfg.head_dim)
-        return KVCache(np.zeros(shape, np.float16), np.zeros(shape, np.float16))
+        try:
+            return KVCache(np.zeros(shape, np.float16), np.zeros(shape, np.float16))
+        except MemoryError:
+            raise ModelMemoryError(
+                f"{self.name}: no memory for the KV cache of {n_ctx} positions "
+                f"({self.cache_bytes(n_ctx) / 2**20:.0f} MiB)"
+            ) from None
 
     def _matrices(self):
         for layer in self.layers:
@@ -161,9 +185,30 @@ class LlamaModel:
         if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
             raise PromptError(f"token ids must be in [0, {cfg.vocab_size})")
         step = PREFILL_ROWS if self.integer else max(n, 1)
+        need = self._pass_bytes(min(step, n), start + n, all_logits)
+        if need > CHECKED_PASS_BYTES:
+            validate.check_memory(
+                self.name, f"a pass of {min(step, n)} tokens over {start + n} positions", need
+            )
         passes = range(0, max(n, 1), step)
         logits = [self._pass(tokens[a : a + step], cache, all_logits) for a in passes]
-        return np.concatenate(logits) if all_logits else logits[-1]
+        out = np.concatenate(logits) if all_logits else logits[-1]
+        if not np.isfinite(out).all():
+            raise MalformedModelError(
+                f"{self.name}: the weights give non-finite logits (NaN or infinity) at "
+                f"position {start + n - 1}: they are damaged or out of range"
+            )
+        return out
+
+    def _pass_bytes(self, rows: int, end: int, all_logits: bool) -> int:
+        """About the most memory a pass of rows tokens over end positions holds at once:
+        activations, one KV head's scores, mask and float32 keys and values, logits."""
+        cfg = self.config
+        group = cfg.n_heads // cfg.n_kv_heads
+        widths = 4 * cfg.d_model + 2 * cfg.n_kv_heads * cfg.head_dim + 3 * cfg.d_ff
+        logits = (rows if all_logits else 1) * cfg.vocab_size
+        scores = rows * end * (group + 1) + 2 * end * cfg.head_dim
+        return 4 * (rows * widths + logits + scores)
 
     def _pass(self, tokens, cache: KVCache, all_logits: bool) -> np.ndarray:
         cfg = self.config

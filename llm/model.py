@@ -4,8 +4,9 @@ from llm import chat
 from llm.errors import PromptError
 from llm.generate import TextStream, check_count, check_stop
 from llm.generate import sampler as make_sampler
-from llm.gguf_file import GGUFFile
+from llm.gguf_file import GGUFFile, show
 from llm.llama import ContextOverflowError, LlamaModel
+from llm.tokenizer import GENERATIVE
 from llm.tokenizer import load as load_tokenizer
 
 
@@ -17,12 +18,18 @@ class Model:
     """
 
     def __init__(self, path, n_ctx: int | None = None):
+        if n_ctx is not None and (type(n_ctx) is not int or n_ctx < 1):
+            raise ContextOverflowError(f"n_ctx must be a positive integer, got {show(n_ctx)}")
         self.file = GGUFFile(path)
         self.file_bytes = self.file.path.stat().st_size
+        # every check of the file comes before a kernel reads a weight: the vocabulary here,
+        # the hyper-parameters and tensor shapes first thing in LlamaModel
+        self.tokenizer = load_tokenizer(self.file, GENERATIVE)
+        self._template = self.file.text("tokenizer.chat_template", None)
         self.net = LlamaModel(self.file)
-        self.tokenizer = load_tokenizer(self.file)
         self.config = self.net.config
         self.n_ctx = min(n_ctx or self.config.context_length, self.config.context_length)
+        self.net.check_cache(self.n_ctx)
 
     def tokenize(self, text: str, bos: bool | None = None, special: bool = False) -> list[int]:
         return self.tokenizer.encode(text, bos=bos, special=special)
@@ -32,7 +39,7 @@ class Model:
 
     @property
     def chat_template(self) -> str | None:
-        return self.file.metadata.get("tokenizer.chat_template") or None
+        return self._template or None
 
     def chat_prompt(self, messages, add_generation_prompt: bool = True) -> str:
         """The text the model's chat template (or the plain fallback) makes of messages."""

@@ -30,7 +30,12 @@ def _normalize(row, weight, bias, eps):
         row[i] = np.float32((row[i] - mean) * inv) * weight[i] + bias[i]
 
 
-@njit(cache=True, fastmath=True)
+# Kernels that divide by a value computed from the data use numpy's error model: a zero
+# there (a row of NaN or infinite values from damaged weights) gives NaN or infinity, which
+# the callers' checks of their outputs catch, not a ZeroDivisionError from inside a kernel.
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
 def add_layer_norm(x, residual, weight, bias, eps):
     """x <- LayerNorm(x + residual) * weight + bias, row by row. x, residual: (n, d)."""
     for r in range(x.shape[0]):
@@ -39,7 +44,7 @@ def add_layer_norm(x, residual, weight, bias, eps):
         _normalize(row, weight, bias, eps)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def layer_norm(x, weight, bias, eps):
     """x <- LayerNorm(x) * weight + bias, row by row."""
     for r in range(x.shape[0]):
@@ -119,7 +124,7 @@ def exp_neg_inplace(x, bits):
         x[i] *= scale[i]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _softmax_rows(rows):
     n, d = rows.shape
     bits = np.empty(d, dtype=np.int32)

@@ -1,15 +1,16 @@
-"""Synthetic generation models: seeded random weights in any supported type, at any shape, with
-the tokenizer of a real GGUF file. For tests against llama.cpp and speed measurements.
+"""Synthetic models: seeded random weights in any supported type, at any shape, with the
+tokenizer of a real GGUF file. For tests against llama.cpp, fuzzing and speed measurements.
 
 Example:
     >>> write("tiny.gguf", vocab="stories260K.gguf", arch="qwen2", qtype="Q4_K")  # doctest: +SKIP
+    >>> write_bert("bert.gguf", vocab="ggml-vocab-bert-bge.gguf", n_vocab=2048)  # doctest: +SKIP
 """
 
 from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType as Q
-from gguf import GGUFReader, GGUFValueType, GGUFWriter, quants
+from gguf import GGUFReader, GGUFValueType, GGUFWriter, PoolingType, quants
 
 from llm.errors import UnsupportedModelError
 
@@ -25,6 +26,7 @@ SHAPES = {
 # Where the f16 scales sit in each 256-weight block of the types gguf cannot quantize, and
 # the zero point that keeps random weights centred: (byte offsets of d and dmin, zero point).
 _K_SCALES = {Q.Q4_K: ((0, 2), 7.5), Q.Q5_K: ((0, 2), 15.5), Q.Q6_K: ((208,), 0.0)}
+PER_TOKEN = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type")
 
 
 def write(
@@ -105,6 +107,67 @@ def write(
     return path
 
 
+BERT_SHAPE = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, context_length=64)
+
+
+def write_bert(
+    path, vocab, qtype: str = "F32", shape: dict | None = None, seed: int = 0, n_vocab=None
+) -> Path:
+    """Write a BERT encoder with random weights in llama.cpp's layout (embed/convert.py's):
+    matrices in qtype, embeddings, norms and biases in F32. vocab: a GGUF file with a bert
+    (WordPiece) vocabulary, whose tokenizer.* metadata is copied, cut to its first n_vocab
+    tokens when given (the special token ids must fall below it)."""
+    dims = dict(BERT_SHAPE, **(shape or {}))
+    kind = _qtype(qtype)
+    rng = np.random.default_rng(seed)
+    d, ff, ctx = dims["d_model"], dims["d_ff"], dims["context_length"]
+    path = Path(path)
+    w = GGUFWriter(str(path), "bert")
+    w.add_name(f"synthetic-bert-{qtype}")
+    w.add_context_length(ctx)
+    w.add_embedding_length(d)
+    w.add_feed_forward_length(ff)
+    w.add_block_count(dims["n_layers"])
+    w.add_head_count(dims["n_heads"])
+    w.add_layer_norm_eps(1e-12)
+    w.add_causal_attention(False)
+    w.add_pooling_type(PoolingType.MEAN)
+    n = _copy_tokenizer(vocab, w, n_vocab)
+
+    def matrix(name, rows, cols, k=kind):
+        data, raw_dtype = _encode(rng, rows, cols, k, 1 / np.sqrt(cols))
+        w.add_tensor(name, data, raw_dtype=raw_dtype)
+
+    def vector(name, size, centre=0.0, spread=0.1):
+        w.add_tensor(name, (centre + spread * rng.standard_normal(size)).astype(np.float32))
+
+    matrix("token_embd.weight", n, d, Q.F32)
+    matrix("position_embd.weight", ctx, d, Q.F32)
+    matrix("token_types.weight", 2, d, Q.F32)
+    vector("token_embd_norm.weight", d, 1.0)
+    vector("token_embd_norm.bias", d)
+    for i in range(dims["n_layers"]):
+        b = f"blk.{i}."
+        for name, rows, cols in (
+            ("attn_q", d, d),
+            ("attn_k", d, d),
+            ("attn_v", d, d),
+            ("attn_output", d, d),
+            ("ffn_up", ff, d),
+            ("ffn_down", d, ff),
+        ):
+            matrix(b + name + ".weight", rows, cols)
+            vector(b + name + ".bias", rows)
+        for norm in ("attn_output_norm", "layer_output_norm"):
+            vector(b + norm + ".weight", d, 1.0)
+            vector(b + norm + ".bias", d)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
 def _qtype(name: str) -> Q:
     try:
         return Q[name.upper()]
@@ -112,13 +175,17 @@ def _qtype(name: str) -> Q:
         raise UnsupportedModelError(f"unknown quantization type {name!r}") from None
 
 
-def _copy_tokenizer(vocab, w: GGUFWriter) -> int:
+def _copy_tokenizer(vocab, w: GGUFWriter, cut: int | None = None) -> int:
+    """Copy vocab's tokenizer.* metadata into w (its per-token arrays cut to the first cut
+    entries when given); returns the number of tokens."""
     reader = GGUFReader(str(vocab), "r")
     n_vocab = 0
     for key, field in reader.fields.items():
         if not key.startswith("tokenizer."):
             continue
         value = field.contents()
+        if cut is not None and key in PER_TOKEN:
+            value = value[:cut]
         if field.types[0] == GGUFValueType.ARRAY:
             w.add_key_value(key, value, GGUFValueType.ARRAY, field.types[-1])
         else:

@@ -9,16 +9,24 @@
          tokens, scores and types, with byte fallback.
   gpt2   byte-level BPE (the `tokenizers` library) from the tokens and merges, split first by
          the regex of the pre-tokenizer `tokenizer.ggml.pre` names.
+
+The vocabulary is checked before either library sees it (VocabularyError names the key and
+the value): the tokens are a non-empty array of strings; scores and token types, when given,
+have one entry per token (finite scores, types 0-6); byte tokens read <0xHH>; merges are
+pairs; flags are booleans. A special token id outside the vocabulary (converters write
+2^32-1 for "none") is ignored, as llama.cpp ignores it: the role takes its default, or none.
+Whatever sentencepiece or tokenizers still refuse becomes a VocabularyError too.
 """
 
+import re
 import warnings
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers
 
-from llm.errors import TokenizerError, UnsupportedModelError
-from llm.gguf_file import GGUFFile
+from llm.errors import TokenizerError, UnsupportedModelError, VocabularyError
+from llm.gguf_file import GGUFFile, show
 
 WORD_START = "\u2581"
 
@@ -55,20 +63,25 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> "WordPieceTokenizer":
-        tokens = f.get("tokenizer.ggml.tokens")
+        tokens = vocabulary_tokens(f)
+        _token_types(f, len(tokens))
         vocab = [_original_piece(t) for t in tokens]
-        cls_id = f.get("tokenizer.ggml.cls_token_id", f.get("tokenizer.ggml.bos_token_id", None))
-        sep_id = f.get(
-            "tokenizer.ggml.seperator_token_id", f.get("tokenizer.ggml.eos_token_id", None)
-        )
+        cls_id = _first(_token_id(f, "cls"), _token_id(f, "bos"))
+        sep_id = _first(_token_id(f, "seperator"), _token_id(f, "eos"))
         if cls_id is None or sep_id is None:
             raise UnsupportedModelError(f"{f.path.name}: the vocabulary names no CLS or SEP token")
-        return cls(
-            vocab,
-            cls_id=int(cls_id),
-            sep_id=int(sep_id),
-            unk_id=int(f.get("tokenizer.ggml.unknown_token_id", 100)),
-            pad_id=int(f.get("tokenizer.ggml.padding_token_id", 0)),
+        unk_id = _first(_token_id(f, "unknown"), 100 if len(tokens) > 100 else None)
+        if unk_id is None:
+            raise VocabularyError(
+                f"{f.path.name}: tokenizer.ggml.unknown_token_id = "
+                f"{show(f.get('tokenizer.ggml.unknown_token_id', None))} names no token of the "
+                f"{len(tokens)}"
+            )
+        pad_id = _first(_token_id(f, "padding"), 0)
+        return _library(
+            f,
+            "tokenizers",
+            lambda: cls(vocab, cls_id=cls_id, sep_id=sep_id, unk_id=unk_id, pad_id=pad_id),
         )
 
     @property
@@ -130,20 +143,107 @@ def _check_texts(texts) -> None:
             raise TokenizerError(f"text {i} is a {type(text).__name__}, not a str")
 
 
-# GGUF token types (the same numbers as SentencePiece's piece types)
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+# GGUF token types (the same numbers as SentencePiece's piece types; 0 is llama.cpp's
+# "undefined", read as normal)
+UNDEFINED, NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 0, 1, 2, 3, 4, 5, 6
+BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def vocabulary_tokens(f: GGUFFile) -> list[str]:
+    """tokenizer.ggml.tokens, a non-empty array of strings."""
+    tokens = f.get("tokenizer.ggml.tokens")
+    if not isinstance(tokens, list) or not tokens:
+        _bad(f, "tokenizer.ggml.tokens", tokens, "is not a non-empty array of strings")
+    return tokens
+
+
+def _token_types(f: GGUFFile, n: int) -> np.ndarray:
+    """tokenizer.ggml.token_type as int32 (all NORMAL when absent); byte tokens read <0xHH>."""
+    key = "tokenizer.ggml.token_type"
+    types = f.get(key, None)
+    if types is None:
+        return np.full(n, NORMAL, np.int32)
+    _check_array(f, key, types, n, "iu")
+    bad = np.flatnonzero((types < UNDEFINED) | (types > BYTE))
+    if bad.size:
+        _bad(f, f"{key}[{bad[0]}]", int(types[bad[0]]), "is not a token type (0 to 6)")
+    types = types.astype(np.int32)
+    tokens = f.get("tokenizer.ggml.tokens")
+    for i in np.flatnonzero(types == BYTE):
+        if not BYTE_PIECE.fullmatch(tokens[i]):
+            _bad(f, f"tokenizer.ggml.tokens[{i}]", tokens[i], "is a byte token not written <0xHH>")
+    return types
+
+
+def _scores(f: GGUFFile, n: int) -> np.ndarray:
+    key = "tokenizer.ggml.scores"
+    scores = f.get(key, None)
+    if scores is None:
+        return np.zeros(n, np.float32)
+    _check_array(f, key, scores, n, "fiu")
+    if not np.isfinite(scores).all():
+        i = int(np.flatnonzero(~np.isfinite(scores))[0])
+        _bad(f, f"{key}[{i}]", float(scores[i]), "is not finite")
+    return scores
+
+
+def _merges(f: GGUFFile) -> list[tuple[str, str]]:
+    key = "tokenizer.ggml.merges"
+    merges = f.get(key)
+    if not isinstance(merges, list):
+        _bad(f, key, merges, "is not an array of strings")
+    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    for i, pair in enumerate(pairs):
+        if len(pair) != 2 or not all(pair):
+            _bad(f, f"{key}[{i}]", merges[i], "is not two pieces separated by a space")
+    return pairs
+
+
+def _check_array(f: GGUFFile, key: str, value, n: int, kinds: str) -> None:
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds or len(value) != n:
+        _bad(f, key, value, f"is not an array of {n} numbers, one per token")
+
+
+def _flag(f: GGUFFile, key: str, default: bool) -> bool:
+    value = f.get(key, default)
+    if type(value) is not bool:
+        _bad(f, key, value, "is not a boolean")
+    return value
+
+
+def _bad(f: GGUFFile, key: str, value, problem: str):
+    raise VocabularyError(f"{f.path.name}: {key} = {show(value)} {problem}")
+
+
+def _first(*ids):
+    """The first of ids that is not None."""
+    return next((i for i in ids if i is not None), None)
+
+
+def _library(f: GGUFFile, library: str, build):
+    """build(), with any error sentencepiece or tokenizers raise (a RuntimeError, a bare
+    Exception, a Rust panic) as a VocabularyError."""
+    try:
+        return build()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: B036 - tokenizers' Rust panics are BaseExceptions
+        raise VocabularyError(
+            f"{f.path.name}: {library} refused the vocabulary: {type(exc).__name__}: "
+            f"{show(str(exc), 200)}"
+        ) from None
 
 
 class _GenerativeTokenizer:
     """What SentencePiece and BPE vocabularies share: special ids and the BOS/EOS policy."""
 
     def _specials(self, f: GGUFFile, add_bos_default: bool) -> None:
-        self.tokens = list(f.get("tokenizer.ggml.tokens"))
-        self.types = np.asarray(f.get("tokenizer.ggml.token_type", [NORMAL] * len(self.tokens)))
+        self.tokens = vocabulary_tokens(f)
+        self.types = _token_types(f, len(self.tokens))
         self.bos_id = _token_id(f, "bos")
         self.eos_id = _token_id(f, "eos")
-        self.add_bos = bool(f.get("tokenizer.ggml.add_bos_token", add_bos_default))
-        self.add_eos = bool(f.get("tokenizer.ggml.add_eos_token", False))
+        self.add_bos = _flag(f, "tokenizer.ggml.add_bos_token", add_bos_default)
+        self.add_eos = _flag(f, "tokenizer.ggml.add_eos_token", False)
         self.control = {i for i, t in enumerate(self.types) if t in (CONTROL, UNKNOWN, UNUSED)}
         # end of generation: EOS, end of turn / message, and the end-of-turn tokens chat
         # models use, when the vocabulary has them (as llama.cpp decides)
@@ -180,9 +280,10 @@ class SentencePieceTokenizer(_GenerativeTokenizer):
         from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
         self._specials(f, add_bos_default=True)
-        scores = f.get("tokenizer.ggml.scores", np.zeros(len(self.tokens)))
+        scores = _scores(f, len(self.tokens))
         types = self.types.copy()
-        unk = int(f.get("tokenizer.ggml.unknown_token_id", 0))
+        types[types == UNDEFINED] = NORMAL
+        unk = _first(_token_id(f, "unknown"), 0)
         types[types == UNKNOWN] = UNUSED  # SentencePiece wants exactly one unknown piece
         types[unk] = UNKNOWN
         model = sp_pb2.ModelProto()
@@ -193,13 +294,17 @@ class SentencePieceTokenizer(_GenerativeTokenizer):
         spec.unk_id, spec.bos_id, spec.eos_id, spec.pad_id = unk, -1, -1, -1
         norm = model.normalizer_spec
         norm.name = "identity"
-        norm.add_dummy_prefix = bool(f.get("tokenizer.ggml.add_space_prefix", True))
+        norm.add_dummy_prefix = _flag(f, "tokenizer.ggml.add_space_prefix", True)
         norm.remove_extra_whitespaces = False
         norm.escape_whitespaces = True
         for token, score, kind in zip(self.tokens, scores, types, strict=True):
             piece = model.pieces.add()
             piece.piece, piece.score, piece.type = token, float(score), int(kind)
-        self._sp = SentencePieceProcessor(model_proto=model.SerializeToString())
+        self._sp = _library(
+            f,
+            "sentencepiece",
+            lambda: SentencePieceProcessor(model_proto=model.SerializeToString()),
+        )
         norm.add_dummy_prefix = False  # for text that follows a special token
         self._sp_inner = SentencePieceProcessor(model_proto=model.SerializeToString())
         self._special_re = _special_pattern(self.tokens, self.types)
@@ -240,33 +345,19 @@ GPT2_SPLITS = ("gpt-2", "default", None)
 
 class BPETokenizer(_GenerativeTokenizer):
     def __init__(self, f: GGUFFile):
-        from tokenizers import AddedToken, Regex
-
         self._specials(f, add_bos_default=False)
         pre = f.get("tokenizer.ggml.pre", None)
         if pre not in BPE_SPLITS and pre not in GPT2_SPLITS:
             raise UnsupportedModelError(
-                f"{f.path.name}: BPE pre-tokenizer {pre!r} is not supported"
+                f"{f.path.name}: BPE pre-tokenizer {show(pre)} is not supported"
             )
-        merges = [tuple(m.split(" ", 1)) for m in f.get("tokenizer.ggml.merges")]
-        vocab = {t: i for i, t in enumerate(self.tokens)}
-        tok = HFTokenizer(models.BPE(vocab, merges, ignore_merges=pre == "llama-bpe"))
-        if pre in BPE_SPLITS:
-            tok.pre_tokenizer = pre_tokenizers.Sequence(
-                [
-                    pre_tokenizers.Split(Regex(BPE_SPLITS[pre]), behavior="isolated"),
-                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-                ]
-            )
-        else:
-            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        tok.decoder = decoders.ByteLevel()
-        self._tok = tok
-        self._plain = HFTokenizer.from_str(tok.to_str())  # without specials read from text
+        merges = _merges(f)
         specials = [
             t for t, k in zip(self.tokens, self.types, strict=True) if k in (CONTROL, USER_DEFINED)
         ]
-        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+        self._tok, self._plain = _library(
+            f, "tokenizers", lambda: _bpe(self.tokens, merges, pre, specials)
+        )
         self._bytes = _byte_decoder()
 
     def _encode(self, text: str, special: bool) -> list[int]:
@@ -282,6 +373,27 @@ class BPETokenizer(_GenerativeTokenizer):
         if self.types[token] == USER_DEFINED:
             return piece.encode("utf-8")
         return bytes(self._bytes.get(ch, 0) for ch in piece)
+
+
+def _bpe(tokens, merges, pre, specials):
+    """(tokenizer reading special tokens in text, tokenizer that does not)."""
+    from tokenizers import AddedToken, Regex
+
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = HFTokenizer(models.BPE(vocab, merges, ignore_merges=pre == "llama-bpe"))
+    if pre in BPE_SPLITS:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(BPE_SPLITS[pre]), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    plain = HFTokenizer.from_str(tok.to_str())
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    return tok, plain
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -334,19 +446,33 @@ _END_TEXTS = frozenset(
 
 
 def _token_id(f: GGUFFile, name: str) -> int | None:
-    value = f.get(f"tokenizer.ggml.{name}_token_id", None)
-    if value is None or int(value) >= len(f.get("tokenizer.ggml.tokens")):
+    """tokenizer.ggml.{name}_token_id, or None when it is absent or outside the vocabulary."""
+    key = f"tokenizer.ggml.{name}_token_id"
+    value = f.get(key, None)
+    if value is None:
         return None
-    return int(value)
+    if type(value) is not int:
+        _bad(f, key, value, "is not an integer")
+    return value if 0 <= value < len(vocabulary_tokens(f)) else None
 
 
-def load(f: GGUFFile):
-    """The tokenizer a GGUF file's vocabulary describes."""
+GENERATIVE = ("llama", "gpt2")  # the tokenizers of generation models
+EMBEDDING = ("bert",)
+
+
+def load(f: GGUFFile, kinds: tuple[str, ...] | None = None):
+    """The tokenizer a GGUF file's vocabulary describes; kinds: the tokenizer.ggml.model
+    values the caller can use (UnsupportedModelError for any other)."""
     kind = f.get("tokenizer.ggml.model", None)
+    if kinds is not None and kind not in kinds:
+        raise UnsupportedModelError(
+            f"{f.path.name}: tokenizer {show(kind)} does not fit this {f.architecture} model "
+            f"(expected: {', '.join(kinds)})"
+        )
     if kind == "bert":
         return WordPieceTokenizer.from_gguf(f)
     if kind == "llama":
         return SentencePieceTokenizer(f)
     if kind == "gpt2":
         return BPETokenizer(f)
-    raise UnsupportedModelError(f"{f.path.name}: tokenizer {kind!r} is not supported")
+    raise UnsupportedModelError(f"{f.path.name}: tokenizer {show(kind)} is not supported")

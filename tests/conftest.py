@@ -8,6 +8,7 @@ import vdb
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VDB_SHARED", ROOT.parent / "shared"))  # datasets and fixtures
+FIXTURES = ROOT / "tests" / "fixtures"  # the small ones, in the repository (make_fixtures.py)
 # Models converted by the tests live beside the checkout, not in the user's cache.
 os.environ.setdefault("VDB_HOME", str(ROOT / ".vdb-test-home"))
 
@@ -58,8 +59,10 @@ def minilm(minilm_dir, tmp_path_factory):
 
 
 def shared_file(*parts) -> Path:
-    """A file under ../shared/, or a skip when this checkout has none beside it."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not here (../shared/ holds the shared fixtures)")
-    return path
+    """A fixture file: from tests/fixtures/ (the small files a fresh clone needs), else from
+    ../shared/, else a skip."""
+    for base in (FIXTURES, SHARED):
+        path = base.joinpath(*parts)
+        if path.exists():
+            return path
+    pytest.skip(f"{SHARED.joinpath(*parts)} is not here (../shared/ holds the shared fixtures)")

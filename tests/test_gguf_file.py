@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFValueType
 
-from llm.errors import TruncatedModelError
+from llm.errors import TruncatedModelError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
-from tests.conftest import SHARED, shared_file
+from tests.conftest import FIXTURES, SHARED, shared_file
 from tests.golden import make_synthetic as cases
 
 # GGUFReader takes seconds on the 128,000- and 151,000-token vocabularies: those under -m slow
 BIG_VOCABS = ("ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf")
+_FILES = {p.name: p for base in (SHARED, FIXTURES) for p in (base / "models").rglob("*.gguf")}
 SHARED_FILES = [
     pytest.param(p, marks=pytest.mark.slow) if p.name in BIG_VOCABS else p
-    for p in sorted((SHARED / "models").rglob("*.gguf"))
+    for _, p in sorted(_FILES.items())
 ]
 
 
@@ -79,7 +80,7 @@ def test_damaged_files(tmp_path):
     bad = bytearray(raw)
     bad[4:8] = (7).to_bytes(4, "little")  # an unknown version
     (tmp_path / "v7.gguf").write_bytes(bytes(bad))
-    with pytest.raises(TruncatedModelError, match="version 7"):
+    with pytest.raises(UnsupportedModelError, match="version 7"):
         GGUFFile(tmp_path / "v7.gguf")
     bad = bytearray(raw)
     bad[24:32] = (1 << 60).to_bytes(8, "little")  # the first key claims an absurd length

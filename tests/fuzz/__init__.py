@@ -1,0 +1,1 @@
+"""Fuzzing of untrusted inputs: seeded mutants, run in worker subprocesses."""
