@@ -101,7 +101,12 @@ def test_integer_model_prefills_in_passes(models, arch, qtype, monkeypatch):
     last = net.forward(prompt, net.new_cache(32))
     np.testing.assert_allclose(last, whole[-1], rtol=0, atol=1e-5 * whole.std())
     try:
-        mapped = [_mapped_pages(t.raw) for t in net._matrices()]
+        matrices = list(net._matrices())
+        mapped = [_mapped_pages(t.raw) for t in matrices]
     except OSError:
         pytest.skip("no /proc/self/pagemap")
-    assert sum(mapped) <= 2 * len(mapped)  # at most the pages shared with a neighbour
+    pages = sum(-(-t.raw.nbytes // 4096) for t in matrices)
+    # The pages shared with a neighbour stay; the kernel's fault-around may map back a few
+    # more when a neighbouring tensor is read. Read in place, every page would be mapped.
+    edges = 2 * len(mapped)
+    assert sum(mapped) <= edges + (pages - edges) // 4, (sum(mapped), pages)
