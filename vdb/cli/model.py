@@ -94,13 +94,16 @@ def convert(src, qtype, name, out):
     from pathlib import Path
 
     from embed.convert import convert as run
-    from embed.models import cached_path, split_name
+    from embed.models import convert_into_cache, split_name
 
     name = name or Path(src).resolve().name
     split_name(f"{name}:{qtype}")
-    dest = Path(out) if out else cached_path(name, qtype)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    run(src, dest, qtype, name=name)
+    if out:
+        dest = Path(out)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run(src, dest, qtype, name=name)
+    else:
+        dest = convert_into_cache(src, name, qtype)
     click.echo(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB); load it as {name}:{qtype}")
 
 
