@@ -254,7 +254,7 @@ def test_vdb_check_command(tmp_path):
     data.write_bytes(bytes(raw))
     bad = runner.invoke(main, ["--data", str(path), "check", "--json"])
     assert bad.exit_code == 1 and '"ok": false' in bad.output
-    fixed = runner.invoke(main, ["--data", str(path), "check", "--repair"])
+    fixed = runner.invoke(main, ["check", str(path), "--repair"])
     assert fixed.exit_code == 0 and "repaired:" in fixed.output, fixed.output
     assert runner.invoke(main, ["--data", str(path), "check"]).exit_code == 0
 

@@ -8,6 +8,7 @@ from vdb.cli.main import echo_json
 
 
 @click.command("check")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option(
     "--repair",
     is_flag=True,
@@ -16,14 +17,14 @@ from vdb.cli.main import echo_json
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def check_cmd(ctx, repair, as_json):
-    """Verify every record, id, op-log entry and index file of --data. Exits 1 when
-    something is wrong (and, with --repair, could not be repaired)."""
+def check_cmd(ctx, directory, repair, as_json):
+    """Verify every record, id, op-log entry and index file of DIRECTORY (default: --data).
+    Exits 1 when something is wrong (and, with --repair, could not be repaired)."""
     from vdb.checker import check
 
-    if ctx.obj.get("server"):
-        raise click.UsageError("vdb check reads a database directory (--data), not a server")
-    report = check(ctx.obj["data"], repair=repair)
+    if ctx.obj.get("server") and directory is None:
+        raise click.UsageError("vdb check reads a database directory, not a server")
+    report = check(directory or ctx.obj["data"], repair=repair)
     if as_json:
         echo_json(report.as_dict())
     else:
