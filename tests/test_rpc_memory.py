@@ -1,7 +1,8 @@
 """The Memory service: a RemoteMemory gives what an embedded Memory gives for the same calls
 (records, recalls, history chains, stats, conversation buffers and their summaries, context
-blocks, errors), read-only keys may recall but not write, malformed requests get status codes
-while the server keeps serving, and access refreshes survive a shutdown."""
+blocks, errors), read-only keys may recall but not write (not even access times), malformed
+requests get status codes while the server keeps serving, and access refreshes survive a
+shutdown."""
 
 import time
 from dataclasses import asdict
@@ -380,10 +381,12 @@ def test_read_only_keys_recall_but_do_not_write(tmp_path):
         with pytest.raises(vdb.PermissionDeniedError, match="may only read"):
             ro.memory("ghost").recall("anything")
         assert not rw.has_collection("memory.ghost")
-        # the reader's recall refreshed the memory's last access, written by the server
-        assert writer.flush() >= 0
-        assert writer.get(tea.id).last_access > tea.last_access
+        # a read-only key leaves no trace: its recall did not refresh the last access
+        assert writer.flush() == 0
+        assert writer.get(tea.id).last_access == tea.last_access
         assert writer.list(user_id="alice")[0].current
+        writer.recall("what does Alice drink", user_id="alice")  # a read-write recall does
+        assert writer.flush() == 1 and writer.get(tea.id).last_access > tea.last_access
 
 
 def test_malformed_requests_get_status_codes_and_the_server_keeps_serving(remote, server):

@@ -5,6 +5,7 @@ import heapq
 import json
 import threading
 import warnings
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -591,6 +592,26 @@ class Collection(ConfigView):
         ef: HNSW search breadth for this call (higher is slower and more exact); ignored while
         the collection searches exactly.
         """
+        with self._searched(queries, k, filter, ef) as (single, scores, rows, read):
+            found = ((r, read(r, with_vectors)) for r in np.unique(rows).tolist())
+            records = {r: rec for r, rec in found if rec is not None}
+        hits = [
+            [
+                Hit(rec.id, float(s), rec.payload, rec.document, rec.vector)
+                for s, r in zip(srow, rrow, strict=True)
+                if (rec := records.get(int(r))) is not None
+            ]
+            for srow, rrow in zip(scores, rows, strict=True)
+        ]
+        return hits[0] if single else hits
+
+    @contextmanager
+    def _searched(self, queries, k: int, filter=None, ef: int | None = None):
+        """search() up to the records, for a caller that reads them one at a time (the
+        server, which counts a response's bytes as it builds it): yields (single, scores,
+        rows, read) with scores and rows (nq, k') arrays, best first, and read(row,
+        with_vectors) the Record at a row (None if gone) as it stood when the search ran (one
+        read transaction, open until the block ends)."""
         self._check_open()
         k = validate.top_k(k)
         if ef is not None:
@@ -604,22 +625,21 @@ class Collection(ConfigView):
             q = validate.normalized(q)
         node = filters.parse(filter)
         self._maybe_refresh()
-        with self._lock.read():
-            mask = None if node is None else self._payloads.mask(node, self._index.size)
-            if isinstance(self._index, HnswIndex):
-                scores, rows = self._index.search(q, k, mask, ef=ef)
-            else:
-                scores, rows = self._index.search(q, k, mask)
-            records = self._fetch(np.unique(rows), with_vectors)
-        hits = [
-            [
-                Hit(rec.id, float(s), rec.payload, rec.document, rec.vector)
-                for s, r in zip(srow, rrow, strict=True)
-                if (rec := records.get(int(r))) is not None
-            ]
-            for srow, rrow in zip(scores, rows, strict=True)
-        ]
-        return hits[0] if single else hits
+        with ExitStack() as stack:
+            with self._lock.read():
+                mask = None if node is None else self._payloads.mask(node, self._index.size)
+                if isinstance(self._index, HnswIndex):
+                    scores, rows = self._index.search(q, k, mask, ef=ef)
+                else:
+                    scores, rows = self._index.search(q, k, mask)
+                txn = stack.enter_context(self._store.read())
+            cid, dim, records = self.config.cid, self.dim, self._store.records
+
+            def read(row: int, with_vectors: bool) -> Record | None:
+                raw = txn.get(keys.record_key(cid, row), db=records)
+                return None if raw is None else decode_record(raw, dim, with_vectors)
+
+            yield single, scores, rows, read
 
     def _matching(self, node) -> np.ndarray:
         """(size,) bool: live points that pass the parsed filter. Call under the lock."""

@@ -170,6 +170,23 @@ class Database:
         self._damaged_configs = damaged
         return names
 
+    def embedders(self) -> list[str]:
+        """The model names the collections embed with, read from their configs (the
+        collections are not loaded)."""
+        self._check_open()
+        prefix = keys.PREFIX_COLLECTION
+        names = set()
+        with self._store.read() as txn:
+            cursor = txn.cursor(db=self._store.meta)
+            if cursor.set_range(prefix):
+                for key, raw in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    spec = CollectionConfig.from_json(raw).embedder
+                    if spec:
+                        names.add(spec)
+        return sorted(names)
+
     def drop_collection(self, name: str) -> None:
         """Delete a collection and all its points."""
         self._check_writable()

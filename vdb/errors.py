@@ -97,6 +97,11 @@ class MessageTooLargeError(ResourceExhaustedError, ValueError):
     """A request or response is larger than the server's maximum message size."""
 
 
+class LimitExceededError(ResourceExhaustedError, ValueError):
+    """A request asks for more work than the server's limits allow: queries per batch, k,
+    results, texts to embed (RESOURCE_EXHAUSTED)."""
+
+
 class DeadlineExceededError(VdbError, TimeoutError):
     """The request's deadline passed before the server finished it (DEADLINE_EXCEEDED)."""
 
@@ -115,3 +120,13 @@ class AbortedError(VdbError, RuntimeError):
 
 class ServerError(VdbError, RuntimeError):
     """The server failed in a way the client cannot act on (INTERNAL, UNKNOWN)."""
+
+
+def shown(value, limit: int = 60) -> str:
+    """repr(value) for an error message, cut after about limit characters: messages name
+    the value they refuse but never echo unbounded input."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"

@@ -6,6 +6,7 @@ from vdb.index import kernels
 
 ALIGN = 64
 GATHER_BELOW = 0.5  # scan only the listed rows when fewer than this share of rows match
+RESCORE_FLOATS = 1 << 22  # float32 differences held at once while rescoring l2 hits
 
 
 def aligned_empty(shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
@@ -134,9 +135,13 @@ class FlatIndex:
                 queries, X, k, bias=self.sq_norms[:n], scale=2.0, mask=mask, rows=rows
             )
             # The expansion |q|^2 - 2<q,x> + |x|^2 loses precision for near neighbours:
-            # recompute the kept distances directly and re-sort them.
-            diff = X[ids] - queries[:, None, :]  # (nq, k, dim)
-            scores = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff)).astype(np.float32)
+            # recompute the kept distances directly (a block of queries at a time, so the
+            # differences stay small) and re-sort them.
+            step = max(1, RESCORE_FLOATS // (k * self.dim))
+            for start in range(0, nq, step):
+                part = slice(start, start + step)
+                diff = X[ids[part]] - queries[part, None, :]  # (step, k, dim)
+                scores[part] = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff))
             order = np.argsort(scores, axis=1, kind="stable")  # (nq, k)
             scores = np.take_along_axis(scores, order, axis=1)
             ids = np.take_along_axis(ids, order, axis=1)

@@ -36,6 +36,7 @@ from several threads do not interleave) and the access refreshes recall has not 
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 import uuid
@@ -47,7 +48,7 @@ import numpy as np
 
 from vdb import filters
 from vdb.collection import scan
-from vdb.errors import InvalidArgumentError, NotFoundError
+from vdb.errors import InvalidArgumentError, NotFoundError, shown
 from vdb.storage.codec import encode_payload
 
 KINDS = ("fact", "event", "preference", "summary")
@@ -56,6 +57,8 @@ DEFAULT_WEIGHTS = {"relevance": 0.6, "recency": 0.2, "importance": 0.2}
 DUPLICATE_COSINE = 0.92  # at or above: the same memory said again (all-MiniLM-L6-v2 scale)
 CANDIDATES = 64  # nearest memories re-ranked per recall
 FLUSH_TOUCHES = 256  # access refreshes held before they are written
+MAX_AGENT = 56  # characters of an agent name: "memory." + agent is a collection name
+AGENT_RE = re.compile(rf"^[A-Za-z0-9_.-]{{1,{MAX_AGENT}}}$")
 
 
 class _Shared:
@@ -187,6 +190,9 @@ class Memory:
         self.duplicate_cosine, self.max_memories = duplicate_cosine, max_memories
         self.generator, self.buffer_tokens = generator, buffer_tokens
         self.flush_interval = float(flush_interval)
+        # False: recall leaves last access times as they were (a server sets it for callers
+        # whose key may only read)
+        self.refresh_access = True
         self.col = db.get_or_create_collection(
             f"memory.{agent}", embedder=embedder or MEMORY_EMBEDDER
         )
@@ -265,12 +271,15 @@ class Memory:
         ttl: float | None = None,
         vectors=None,
         batch_size: int = 256,
+        progress=None,
     ) -> list[MemoryRecord]:
         """remember() for many items at once: texts, or dicts with text and any of kind,
         importance, metadata, user_id, session_id, ttl (the arguments are their defaults).
         Embedded in batches (or vectors given, one row per item), each batch written in one
         commit; near-duplicates reinforce, within a batch too. Every item is checked before
-        anything is written. Returns the record each item became or reinforced."""
+        anything is written. Returns the record each item became or reinforced.
+        progress(done) is called before each batch with the items written so far; an
+        exception it raises stops there (the batches before stay written)."""
         defaults = {"kind": kind, "importance": importance, "metadata": None}
         defaults.update(user_id=user_id, session_id=session_id, ttl=ttl)
         entries = [_entry(item, defaults) for item in items]
@@ -282,6 +291,8 @@ class Memory:
         with self._state.lock:
             self._flush_locked()
             for start in range(0, len(entries), batch_size):
+                if progress is not None:
+                    progress(start)
                 chunk = entries[start : start + batch_size]
                 vecs = None if vectors is None else vectors[start : start + batch_size]
                 out += self._remember_batch(chunk, vecs)
@@ -562,7 +573,7 @@ class Memory:
 
     def _touch(self, ids: list[str], now: float) -> None:
         state = self._state
-        if not ids:
+        if not ids or not self.refresh_access:
             return
         if state.since is None:
             state.since = now
@@ -644,10 +655,17 @@ class Memory:
         return list(scan(self.col, flt, with_vectors=with_vectors))
 
 
+def check_agent(agent) -> None:
+    """An agent's name: its memories live in the collection "memory.<agent>"."""
+    if not isinstance(agent, str) or not AGENT_RE.match(agent):
+        raise InvalidArgumentError(
+            f"agent must be 1-{MAX_AGENT} letters, digits, '_', '-' or '.', got {shown(agent)}"
+        )
+
+
 def check_options(agent, half_life, weights, duplicate_cosine, max_memories, buffer_tokens) -> dict:
     """Check a Memory's options (embedded or remote); returns the weights normalized."""
-    if not isinstance(agent, str) or not agent or any(c in agent for c in "/\\\0"):
-        raise InvalidArgumentError(f"agent must be a non-empty name, got {agent!r}")
+    check_agent(agent)
     if not (_number(half_life) and half_life > 0):
         raise InvalidArgumentError(f"half_life must be > 0 seconds, got {half_life!r}")
     w = dict(DEFAULT_WEIGHTS, **(weights or {}))

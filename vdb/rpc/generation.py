@@ -13,6 +13,7 @@ from vdb.errors import (
     InvalidArgumentError,
     ModelNotLoadedError,
     ResourceExhaustedError,
+    UnavailableError,
 )
 from vdb.rpc import convert
 from vdb.rpc._gen import generation_pb2 as gpb
@@ -96,6 +97,20 @@ class ModelHost:
         self._swapping = False
         self._held = 0  # streams waiting for a swap to finish
         self._swap_lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        """At shutdown: refuse new streams, abort the running ones at their next step, and
+        end a swap's wait for them."""
+        with self._cond:
+            self.closed = True
+            for handle in self._streams:
+                handle.aborted.set()
+            self._cond.notify_all()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise UnavailableError("the server is shutting down")
 
     def _load(self, path: Path):
         import llm
@@ -117,6 +132,7 @@ class ModelHost:
     def stream(self, cancelled):
         """Admit one stream: its model stays the same until it ends."""
         with self._cond:
+            self._check_open()
             self._check_room(self._held)
             self._held += 1  # waiting for a swap holds a place (and a worker thread)
             try:
@@ -124,6 +140,7 @@ class ModelHost:
                     if cancelled():
                         raise TurnCancelled
                     self._cond.wait(POLL)
+                    self._check_open()
             finally:
                 self._held -= 1
             if self.model is None:
@@ -170,6 +187,7 @@ class ModelHost:
                 try:
                     deadline = time.monotonic() + drain_timeout
                     while self._streams and (left := deadline - time.monotonic()) > 0:
+                        self._check_open()
                         self._cond.wait(left)
                     for handle in self._streams:
                         handle.aborted.set()
@@ -177,7 +195,9 @@ class ModelHost:
                     # client that stopped reading keeps its own reference to the old model
                     deadline = time.monotonic() + ABORT_WAIT
                     while self._streams and time.monotonic() < deadline:
+                        self._check_open()
                         self._cond.wait(POLL)
+                    self._check_open()
                     self.model, self.name = new, path.name
                     self.swaps += 1
                 finally:
@@ -200,7 +220,7 @@ class GenerationService(ggrpc.GenerationServicer):
                 stopped = lambda: cancel.is_set() or handle.aborted.is_set()  # noqa: E731
                 try:
                     while True:
-                        self.core.check_deadline(context)
+                        self.core.check_alive(context)
                         with host.turns.turn(stopped):
                             if handle.aborted.is_set():
                                 raise TurnCancelled

@@ -13,6 +13,7 @@ from dataclasses import fields
 
 from vdb.errors import CollectionNotFoundError, InvalidArgumentError, ReadOnlyError
 from vdb.memory import Memory, MemoryRecord, Recalled
+from vdb.memory.store import check_agent
 from vdb.rpc import convert
 from vdb.rpc._gen import memory_pb2 as mpb
 from vdb.rpc._gen import memory_pb2_grpc as mgrpc
@@ -164,25 +165,29 @@ class MemoryService(mgrpc.MemoryServicer):
 
     def _memory(self, request, context) -> Memory:
         """The Memory for the request's agent and options. A caller that may only read gets
-        none for an agent without a collection: making one is a write."""
+        none for an agent without a collection (making one is a write), and its recalls leave
+        last access times as they were."""
         agent, options = request.agent, options_from(request.options)
+        check_agent(agent)  # before the name is used anywhere
         db = self.core.db
+        writable = self.core.writable(context)
         try:
             col = db.get_collection(f"memory.{agent}")
         except CollectionNotFoundError:
             col = None
-            if not self.core.writable(context):
+            if not writable:
                 raise ReadOnlyError(
                     f"agent {agent!r} has no memories yet, and this API key may only read"
                 ) from None
         generator = self.model if self.model is not None and self.model.loaded else None
-        key = (agent, _key(options), generator is not None)
+        key = (agent, _key(options), generator is not None, writable)
         with self._lock:
             mem = self._memories.get(key)
             if mem is not None and mem.col is col:
                 self._memories.move_to_end(key)
                 return mem
             mem = Memory(db, agent, generator=generator, **options)
+            mem.refresh_access = writable
             self._memories[key] = mem
             self._memories.move_to_end(key)
             while len(self._memories) > CACHED:
@@ -201,6 +206,7 @@ class MemoryService(mgrpc.MemoryServicer):
 
     @rpc(write=True)
     def Remember(self, request, context):
+        self.core.limits.texts(len(request.items), "memories")
         mem = self._memory(request, context)
         items = []
         for m in request.items:
@@ -214,13 +220,19 @@ class MemoryService(mgrpc.MemoryServicer):
         vectors = convert.unpack(request.vectors) if request.HasField("vectors") else None
         batch = {"batch_size": request.batch_size} if request.HasField("batch_size") else {}
         try:
-            records = mem.remember_many(items, vectors=vectors, **batch)
+            records = mem.remember_many(
+                items,
+                vectors=vectors,
+                progress=lambda done: self.core.check_alive(context),
+                **batch,
+            )
         finally:
             self.core.wrote(mem.col)
         return records_message(records)
 
     @rpc()
     def Recall(self, request, context):
+        self.core.limits.k(_optional(request, "k", 5))
         mem = self._memory(request, context)
         recalled = mem.recall(
             _query(request),
@@ -327,6 +339,7 @@ class MemoryService(mgrpc.MemoryServicer):
 
     @rpc()
     def Context(self, request, context):
+        self.core.limits.k(_optional(request, "k", 20))
         ctx = self._memory(request, context).context(
             _query(request),
             budget_tokens=_optional(request, "budget_tokens", 1024),

@@ -23,6 +23,7 @@ class RetrievalService(rgrpc.RetrievalServicer):
 
     @rpc()
     def HybridSearch(self, request, context):
+        self.core.limits.k(request.k or 10)
         col = self.core.collection(request.collection)
         weight = request.dense_weight if request.HasField("dense_weight") else None
         hits = rag.search(
@@ -39,6 +40,7 @@ class RetrievalService(rgrpc.RetrievalServicer):
 
     @rpc()
     def Ask(self, request, context):
+        self.core.limits.k(request.k or 5)
         col = self.core.collection(request.collection)
         question = request.question
         if not question.strip():

@@ -1,5 +1,6 @@
-"""The gRPC service over one Database: servicers, API keys, the query cache, health checking,
-reflection, and a shutdown that drains in-flight requests before closing the store."""
+"""The gRPC service over one Database: servicers, API keys, limits on the work of one request,
+the query cache, health checking, reflection, and a shutdown that drains in-flight requests and
+ends the rest within a bounded time before the store is closed."""
 
 import hmac
 import logging
@@ -18,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from llm.errors import LlmError
+from vdb import embedding
 from vdb._version import __version__
 from vdb.errors import (
     AuthenticationError,
@@ -26,12 +28,12 @@ from vdb.errors import (
     NotFoundError,
     PermissionDeniedError,
     ReadOnlyError,
+    UnavailableError,
     VdbError,
 )
-from vdb.rpc import convert, status
+from vdb.rpc import convert, prepare, status
 from vdb.rpc._gen import collections_pb2 as cpb
 from vdb.rpc._gen import collections_pb2_grpc as cgrpc
-from vdb.rpc._gen import common_pb2 as pb
 from vdb.rpc._gen import embeddings_pb2 as epb
 from vdb.rpc._gen import embeddings_pb2_grpc as egrpc
 from vdb.rpc._gen import generation_pb2 as gpb
@@ -48,11 +50,12 @@ from vdb.rpc._gen import snapshots_pb2 as snpb
 from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
 from vdb.rpc.cache import QueryCache
 from vdb.rpc.generation import GenerationService, ModelHost
+from vdb.rpc.guard import Guard
 from vdb.rpc.handler import rpc
+from vdb.rpc.limits import Budget, Limits
 from vdb.rpc.memory import MemoryService
+from vdb.rpc.points import PointsService
 from vdb.rpc.retrieval import RetrievalService
-from vdb.storage import keys
-from vdb.storage.codec import decode_id, encode_id
 
 log = logging.getLogger("vdb.server")
 
@@ -71,6 +74,7 @@ SERVICES = tuple(
 )
 READ, WRITE, ADMIN = range(3)
 CHUNK = 1 << 20  # bytes per snapshot FileChunk
+STOP_MARGIN = 10.0  # seconds handlers get to stop after the grace period of a shutdown
 SNAPSHOT_RE = re.compile(r"^snapshot-\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
@@ -97,13 +101,30 @@ class ServerOptions:
     model_ctx: int | None = None  # context length (default: the model's own)
     max_generations: int = 4  # generation streams at once; more get RESOURCE_EXHAUSTED
     prefill_chunk: int = 256  # prompt tokens per turn of a generation stream
+    max_batch_queries: int = Limits.max_batch_queries  # query rows of one SearchBatch
+    max_k: int = Limits.max_k  # k (and ef) of one search, recall or hybrid search
+    max_results: int = Limits.max_results  # queries x k of one SearchBatch
+    max_embed_texts: int = Limits.max_texts  # texts one request has embedded
+    # Convert every embedder the server needs before it listens (the default model, agent
+    # memory's, the collections'), and never inside a request (`vdb serve` does).
+    prepare_models: bool = False
+    prepare: tuple[str, ...] = ()  # more model names to prepare
+
+
+class _Cancelled(UnavailableError):
+    """The call ended (cancelled by the client, or by the server at the end of its grace
+    period) while its handler still ran."""
 
 
 class _Core:
-    """What every servicer shares: the database, keys, cache and request accounting."""
+    """What every servicer shares: the database, keys, limits, cache and request
+    accounting."""
 
     def __init__(self, db, options: ServerOptions):
         self.db, self.options = db, options
+        self.limits = Limits(
+            options.max_batch_queries, options.max_k, options.max_results, options.max_embed_texts
+        )
         self.cache = (
             QueryCache(options.cache_entries, options.cache_ttl, max_bytes=options.cache_bytes)
             if options.cache
@@ -116,16 +137,17 @@ class _Core:
         self._ro = [k.encode() for k in options.read_only_keys]
         self._lock = threading.Lock()
         self.in_flight = 0
+        self.stopping = threading.Event()  # set once the grace period of a shutdown is over
 
     # ------------------------------------------------------------ admission
 
-    def role(self, context) -> int:
-        """READ, WRITE or ADMIN: what the caller's key allows (ADMIN without keys).
-        AuthenticationError when keys are set and the request carries none or an unknown
+    def role_of(self, metadata) -> int:
+        """READ, WRITE or ADMIN: what the key in a call's metadata allows (ADMIN without
+        keys). AuthenticationError when keys are set and the call carries none or an unknown
         one."""
         if not (self._rw or self._ro):
             return ADMIN
-        key = _api_key(context.invocation_metadata())
+        key = _api_key(metadata or ())
         if key is None:
             raise AuthenticationError(
                 "this server requires an API key: send metadata 'authorization: Bearer KEY'"
@@ -139,6 +161,9 @@ class _Core:
             return READ
         raise AuthenticationError("the API key is not valid")
 
+    def role(self, context) -> int:
+        return self.role_of(context.invocation_metadata())
+
     def writable(self, context) -> bool:
         return self.role(context) >= WRITE
 
@@ -148,26 +173,31 @@ class _Core:
             raise ReadOnlyError("this API key may only read")
         if admin and role < ADMIN:
             raise PermissionDeniedError("this request needs an admin API key")
-        self.check_deadline(context)
+        self.check_alive(context)
 
-    @staticmethod
-    def check_deadline(context) -> None:
+    def check_alive(self, context) -> None:
+        """Raise when the call should stop: its deadline passed, the client cancelled, or
+        the server's grace period ended. Long requests call it as they go."""
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceededError("the deadline passed before the server finished")
+        if self.stopping.is_set():
+            raise UnavailableError("the server is shutting down")
+        if not context.is_active():
+            raise _Cancelled("the call was cancelled")
 
     def fail(self, context, exc: Exception):
-        if not context.is_active():  # the client cancelled or went away: nobody to tell
-            return
+        """End the call with the status for exc (a bounded message, and the exception's
+        class in the trailing metadata). A call that already ended (cancelled) ends quietly."""
         code = status.code_for(exc)
         if code is None:
             log.exception("internal error")
             code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
         else:
             message = str(exc)
-        if isinstance(exc, VdbError | LlmError):
+        if isinstance(exc, VdbError | LlmError) and context.is_active():
             context.set_trailing_metadata(((status.ERROR_KEY, type(exc).__name__),))
-        context.abort(code, message)
+        context.abort(code, status.bounded(message))
 
     def enter(self) -> None:
         with self._lock:
@@ -185,6 +215,11 @@ class _Core:
     def wrote(self, col) -> None:
         if self.cache is not None:
             self.cache.invalidate(col.config.cid)
+
+    def budget(self, what: str = "the response") -> Budget:
+        """A running count of a response's bytes against the largest message the server
+        sends."""
+        return Budget(self.options.max_message_bytes, what)
 
 
 def _api_key(metadata) -> str | None:
@@ -246,158 +281,6 @@ class CollectionsService(cgrpc.CollectionsServicer):
         return cpb.CompactResponse(unlinked=self.core.collection(request.name).compact())
 
 
-class PointsService(pgrpc.PointsServicer):
-    def __init__(self, core: _Core):
-        self.core = core
-
-    def _upsert(self, col, request, context) -> pb.WriteResult:
-        vectors = convert.unpack(request.vectors) if request.HasField("vectors") else None
-        ids, payloads, documents = [], [], []
-        for point in request.points:
-            pid, payload, document = convert.point_fields(point)
-            ids.append(pid)
-            payloads.append(payload)
-            documents.append(document)
-        self.core.check_deadline(context)
-        try:
-            result = col.upsert(ids, vectors, payloads, documents)
-        finally:
-            self.core.wrote(col)
-        return pb.WriteResult(lsn=result.lsn, count=result.count)
-
-    @rpc(write=True)
-    def Upsert(self, request, context):
-        return self._upsert(self.core.collection(request.collection), request, context)
-
-    @rpc(write=True)
-    def UpsertStream(self, request_iterator, context):
-        cols = {}
-        for i, request in enumerate(request_iterator):
-            col = cols.get(request.collection)
-            if col is None:
-                col = cols[request.collection] = self.core.collection(request.collection)
-            yield ppb.UpsertAck(batch=i, result=self._upsert(col, request, context))
-
-    @rpc()
-    def Get(self, request, context):
-        col = self.core.collection(request.collection)
-        records = col.get([convert.id_from(m) for m in request.ids], request.with_vectors)
-        resp = ppb.PointsResponse()
-        convert.add_records(resp, records, request.with_vectors, col.dim)
-        return resp
-
-    @rpc(write=True)
-    def Delete(self, request, context):
-        col = self.core.collection(request.collection)
-        selector = request.WhichOneof("selector")
-        try:
-            if selector == "ids":
-                result = col.delete(ids=[convert.id_from(m) for m in request.ids.ids])
-            elif selector == "filter":
-                result = col.delete(filter=convert.filter_from(request.filter))
-            else:
-                raise InvalidArgumentError("delete takes either ids or filter")
-        finally:
-            self.core.wrote(col)
-        return pb.WriteResult(lsn=result.lsn, count=result.count)
-
-    @rpc()
-    def Count(self, request, context):
-        col = self.core.collection(request.collection)
-        return ppb.CountResponse(count=col.count(convert.optional_filter(request)))
-
-    @rpc()
-    def Scroll(self, request, context):
-        col = self.core.collection(request.collection)
-        after = _after(request.page_token)
-        records, next_after = col.scroll(
-            convert.optional_filter(request), request.limit or 100, after, request.with_vectors
-        )
-        resp = ppb.ScrollResponse()
-        convert.add_records(resp, records, request.with_vectors, col.dim)
-        if next_after is not None:
-            resp.next_page_token = encode_id(next_after)
-        return resp
-
-    def _cached(self, col, request, tag: bytes, compute):
-        cache = self.core.cache
-        if cache is None:
-            return compute()
-        key = (col.config.cid, col.lsn, tag + request.SerializeToString(deterministic=True))
-        resp = cache.get(key)
-        if resp is None:
-            resp = compute()
-            cache.put(key, resp, resp.ByteSize())
-        return resp
-
-    @staticmethod
-    def _queries(request, single: bool):
-        """Text queries, or the query vectors."""
-        if request.texts:
-            if single and len(request.texts) != 1:
-                raise InvalidArgumentError(
-                    f"Search takes one text, got {len(request.texts)}; use SearchBatch"
-                )
-            return request.texts[0] if single else list(request.texts)
-        queries = convert.unpack(request.queries, "query")
-        if single:
-            if queries.shape[0] != 1:
-                raise InvalidArgumentError(
-                    f"Search takes one query row, got {queries.shape[0]}; use SearchBatch"
-                )
-            return queries[0]
-        return queries
-
-    def _search(self, col, request, queries):
-        return col.search(
-            queries,
-            k=request.k or 10,
-            filter=convert.optional_filter(request),
-            with_vectors=request.with_vectors,
-            ef=request.ef or None,
-        )
-
-    @rpc()
-    def Search(self, request, context):
-        col = self.core.collection(request.collection)
-
-        def compute():
-            resp = ppb.SearchResponse()
-            hits = self._search(col, request, self._queries(request, single=True))
-            convert.add_hits(resp, hits, request.with_vectors, col.dim)
-            return resp
-
-        return self._cached(col, request, b"1", compute)
-
-    @rpc()
-    def SearchBatch(self, request, context):
-        col = self.core.collection(request.collection)
-
-        def compute():
-            queries = self._queries(request, single=False)
-            resp = ppb.SearchBatchResponse()
-            for hits in self._search(col, request, queries) if len(queries) else []:
-                convert.add_hits(resp.results.add(), hits, request.with_vectors, col.dim)
-            return resp
-
-        return self._cached(col, request, b"n", compute)
-
-
-def _after(token: bytes):
-    """The id a scroll page token stands for (None for the first page)."""
-    if not token:
-        return None
-    ok = (token[:1] == keys.ID_TAG_INT and len(token) == 1 + keys.INT_ID.size) or (
-        token[:1] == keys.ID_TAG_STR and len(token) > 1
-    )
-    try:
-        if ok:
-            return decode_id(token)
-    except UnicodeDecodeError:
-        pass
-    raise InvalidArgumentError("page_token is not one this server issued")
-
-
 class SnapshotsService(sngrpc.SnapshotsServicer):
     def __init__(self, core: _Core):
         self.core = core
@@ -442,7 +325,7 @@ class SnapshotsService(sngrpc.SnapshotsServicer):
     def Download(self, request, context):
         yield from _chunks(self._path(request.name))
 
-    @rpc()
+    @rpc(write=True)  # it writes a snapshot on the server's disk first
     def Stream(self, request, context):
         self.core.snapshot_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.core.snapshot_dir))
@@ -489,8 +372,13 @@ class EmbeddingsService(egrpc.EmbeddingsServicer):
     def Embed(self, request, context):
         from vdb.database import DEFAULT_EMBEDDER
 
+        core = self.core
         model = _model_name(request.model or DEFAULT_EMBEDDER)
-        vectors = self.core.db.embed(list(request.texts), model)
+        core.limits.texts(len(request.texts))
+        embedder = embedding.load(model)
+        core.budget().check(len(request.texts) * 4 * embedder.dim)
+        texts = list(request.texts)
+        vectors = embedder.embed(texts, progress=lambda done: core.check_alive(context))
         return epb.EmbedResponse(vectors=convert.pack(vectors), model=model)
 
 
@@ -515,6 +403,12 @@ class ServerService(sgrpc.ServerServicer):
             in_flight=core.in_flight,
             max_message_bytes=core.options.max_message_bytes,
             workers=core.options.workers,
+            limits=spb.Limits(
+                max_batch_queries=core.limits.max_batch_queries,
+                max_k=core.limits.max_k,
+                max_results=core.limits.max_results,
+                max_embed_texts=core.limits.max_texts,
+            ),
         )
 
 
@@ -552,6 +446,7 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ],
             maximum_concurrent_rpcs=options.max_concurrent,
+            interceptors=[Guard(self.core.role_of)],
         )
         cgrpc.add_CollectionsServicer_to_server(CollectionsService(self.core), self._server)
         pgrpc.add_PointsServicer_to_server(PointsService(self.core), self._server)
@@ -574,8 +469,11 @@ class Server:
         self.port = None
 
     def start(self) -> int:
-        """Bind and start serving; returns the port (useful with port=0)."""
+        """Prepare the models (with prepare_models), bind and start serving; returns the port
+        (useful with port=0)."""
         opts = self.options
+        if opts.prepare_models:
+            prepare.prepare(self.core.db, opts.prepare)
         host = f"[{opts.host}]" if ":" in opts.host else opts.host
         address = f"{host}:{opts.port}"
         try:
@@ -595,18 +493,38 @@ class Server:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
-    def stop(self, grace: float | None = None) -> None:
-        """Refuse new requests, let in-flight ones finish (up to `grace` seconds), stop, and
-        wait for handlers still running (a cancelled call's handler runs on until it next
-        yields or returns), so that the caller may then close the database."""
+    def stop(self, grace: float | None = None) -> bool:
+        """Refuse new requests, let in-flight ones finish (up to `grace` seconds), then end
+        the rest: gRPC cancels their calls, and handlers stop at their next check (searches
+        between chunks of queries, embeddings between batches, generation streams at their
+        next step, a model swap waiting for streams at once). Waits at most grace +
+        STOP_MARGIN seconds in all. Returns True when every handler has returned, so that the
+        caller may close the database; False (logged) when some still run."""
         grace = self.options.grace if grace is None else grace
+        deadline = time.monotonic() + grace + STOP_MARGIN
         self.health.enter_graceful_shutdown()
-        self._server.stop(grace).wait()
-        deadline = time.monotonic() + grace + 10
+        stopped = self._server.stop(grace)
+        stopped.wait(grace)
+        self.core.stopping.set()
+        self.models.close()
+        stopped.wait(max(0.0, deadline - time.monotonic()))
         while self.core.in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.memory.flush()
+        drained = not self.core.in_flight
+        if self.options.prepare_models:
+            from embed.models import convert_on_use
+
+            convert_on_use(True)
+        if drained:
+            self.memory.flush()
+        else:
+            log.warning(
+                "%d request(s) still running %.0f s after the grace period",
+                self.core.in_flight,
+                STOP_MARGIN,
+            )
         self._pool.shutdown(wait=False)
+        return drained
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout)

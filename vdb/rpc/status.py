@@ -7,6 +7,7 @@ from llm import errors as model_errors
 from vdb import errors
 
 ERROR_KEY = "vdb-error"
+MAX_DETAILS = 512  # bytes of UTF-8 in a status message (gRPC's metadata holds 8 KiB in all)
 
 # Most specific first: the first matching class decides the code.
 _CODES = (
@@ -63,3 +64,12 @@ def error_from(exc: grpc.RpcError) -> Exception:
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
             cls = errors.MessageTooLargeError
     return cls(details)
+
+
+def bounded(message: str, limit: int = MAX_DETAILS) -> str:
+    """message cut to at most limit bytes of UTF-8 (at a character boundary), marked with an
+    ellipsis when cut: a status never carries unbounded input back to the client."""
+    data = message.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return message
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."

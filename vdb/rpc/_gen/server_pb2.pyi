@@ -28,7 +28,7 @@ class CacheStats(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., entries: _Optional[int] = ..., capacity: _Optional[int] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "uptime_seconds", "read_only", "collections", "cache", "in_flight", "max_message_bytes", "workers")
+    __slots__ = ("version", "uptime_seconds", "read_only", "collections", "cache", "in_flight", "max_message_bytes", "workers", "limits")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class ServerInfo(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     version: str
     uptime_seconds: float
     read_only: bool
@@ -45,4 +46,17 @@ class ServerInfo(_message.Message):
     in_flight: int
     max_message_bytes: int
     workers: int
-    def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., read_only: _Optional[bool] = ..., collections: _Optional[int] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., in_flight: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., workers: _Optional[int] = ...) -> None: ...
+    limits: Limits
+    def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., read_only: _Optional[bool] = ..., collections: _Optional[int] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., in_flight: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., workers: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("max_batch_queries", "max_k", "max_results", "max_embed_texts")
+    MAX_BATCH_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_K_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EMBED_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    max_batch_queries: int
+    max_k: int
+    max_results: int
+    max_embed_texts: int
+    def __init__(self, max_batch_queries: _Optional[int] = ..., max_k: _Optional[int] = ..., max_results: _Optional[int] = ..., max_embed_texts: _Optional[int] = ...) -> None: ...
