@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,10 +56,11 @@ class Stubs:
 
 
 class ServerProcess:
-    """`vdb serve` in a subprocess on a free port."""
+    """`vdb serve` in a subprocess on a free port. Its stdout and stderr are read all along by
+    background threads (a pipe nobody reads would block the server once full)."""
 
-    def __init__(self, data, *args):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, data, *args, env=None):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vdb", "--data", str(data), "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
@@ -67,16 +69,36 @@ class ServerProcess:
             cwd=ROOT,
             env=env,
         )
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._read_stderr, daemon=True)]
+        self._readers[0].start()
         line = self.proc.stdout.readline()
         match = re.search(r" on (\S+:\d+) ", line)
         if not match:
             self.proc.kill()
-            err = self.proc.stderr.read()
             self.proc.wait(30)
+            self._readers[0].join(30)
             self.proc.stdout.close()
             self.proc.stderr.close()
-            raise RuntimeError(f"server did not start: {line!r} {err}")
+            raise RuntimeError(f"server did not start: {line!r} {self.stderr()}")
         self.address = match.group(1)
+        self._readers.append(threading.Thread(target=self.proc.stdout.read, daemon=True))
+        self._readers[1].start()
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self._err.append(line)
+
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far (all of it once it has exited)."""
+        if self.proc.poll() is not None:
+            self._readers[0].join(30)
+        return "".join(self._err)
+
+    def peak_rss(self) -> int:
+        """The server's peak resident memory so far, in bytes (VmHWM)."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -90,5 +112,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+        for reader in self._readers:
+            reader.join(30)
         self.proc.stdout.close()
         self.proc.stderr.close()

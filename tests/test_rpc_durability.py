@@ -81,7 +81,7 @@ def test_sigterm_drains_the_stream_and_closes_cleanly(tmp_path):
             assert result.count == 20 * BATCH and acked == list(range(20))
         server.proc.wait(60)
         assert exit_code == [0] or server.proc.returncode == 0
-        assert "stopped" in server.proc.stderr.read()
+        assert "stopped" in server.stderr()
     finally:
         server.close()
     with vdb.open(tmp_path / "db") as db:

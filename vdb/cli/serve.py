@@ -1,11 +1,16 @@
 """`vdb serve`: the gRPC service over the database directory."""
 
 import logging
+import os
+import queue
 import signal
 import sys
 import threading
+import time
 
 import click
+
+from vdb.rpc.limits import Limits
 
 SIZE_UNITS = {"": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30}
 
@@ -158,14 +163,57 @@ class ByteSize(click.ParamType):
     show_default=True,
     help="Prompt tokens a generation stream processes per turn.",
 )
+@click.option(
+    "--max-batch-queries",
+    type=click.IntRange(1),
+    default=Limits.max_batch_queries,
+    show_default=True,
+    help="Query rows (or texts) of one SearchBatch; more get RESOURCE_EXHAUSTED.",
+)
+@click.option(
+    "--max-k",
+    type=click.IntRange(1),
+    default=Limits.max_k,
+    show_default=True,
+    help="Largest k (and ef) of a search, recall or hybrid search.",
+)
+@click.option(
+    "--max-results",
+    type=click.IntRange(1),
+    default=Limits.max_results,
+    show_default=True,
+    help="Queries x k of one SearchBatch.",
+)
+@click.option(
+    "--max-embed-texts",
+    type=click.IntRange(1),
+    default=Limits.max_texts,
+    show_default=True,
+    help="Texts one request has embedded: Embed texts, Remember items, Upsert documents "
+    "without vectors, text queries.",
+)
+@click.option(
+    "--prepare-models/--no-prepare-models",
+    default=True,
+    show_default=True,
+    help="Convert every embedder the server needs (the default model, agent memory's, the "
+    "collections') before listening; requests then never convert one.",
+)
+@click.option(
+    "--prepare",
+    multiple=True,
+    metavar="MODEL",
+    help="Another model to prepare at start (NAME or NAME:TYPE); repeat for several.",
+)
 @click.pass_context
 def serve(ctx, **opts):
     """Serve the database over gRPC until SIGTERM or Ctrl-C, then drain in-flight requests
-    and close the store cleanly."""
+    and close the store cleanly. The process ends at most --grace + 25 seconds after the
+    signal (a second signal ends it at once); acknowledged writes are committed either way."""
     import vdb
     from vdb.rpc.server import Server, ServerOptions
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_writer = _log_to_stderr()
     opts["api_keys"] = _split(opts["api_keys"])
     opts["read_only_keys"] = _split(opts["read_only_keys"])
     opts["admin_keys"] = _split(opts["admin_keys"])
@@ -179,26 +227,126 @@ def serve(ctx, **opts):
             "must stay below --workers, so that other requests still get a thread",
             param_hint="--max-generations",
         )
-    with vdb.open(data) as db:
+    db = vdb.open(data)
+    try:
         server = Server(db, options)
-        try:
-            port = server.start()
-        except OSError as exc:
-            raise click.ClickException(str(exc)) from None
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        mode = "tls" if options.tls_cert else "plaintext"
-        keys = options.api_keys or options.read_only_keys or options.admin_keys
-        auth = "api keys" if keys else "no auth"
-        model = f", model {server.models.name}" if server.models.model is not None else ""
-        click.echo(f"vdb serving {data} on {options.host}:{port} ({mode}, {auth}{model})")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-        click.echo("vdb: shutting down, draining in-flight requests", err=True)
-        server.stop()
+        port = server.start()
+    except OSError as exc:
+        db.close()
+        raise click.ClickException(str(exc)) from None
+    except BaseException:
+        db.close()
+        raise
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():  # the second signal: do not wait for the drain
+            _exit(1, "vdb: second signal, exiting without waiting for in-flight requests")
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    mode = "tls" if options.tls_cert else "plaintext"
+    keys = options.api_keys or options.read_only_keys or options.admin_keys
+    auth = "api keys" if keys else "no auth"
+    model = f", model {server.models.name}" if server.models.model is not None else ""
+    click.echo(f"vdb serving {data} on {options.host}:{port} ({mode}, {auth}{model})")
+    sys.stdout.flush()
+    while not stop.wait(0.5):
+        pass
+    closed = threading.Event()
+    _watchdog(options.grace + STOP_WAIT, closed)
+    click.echo("vdb: shutting down, draining in-flight requests", err=True)
+    if not server.stop():
+        _exit(
+            1,
+            "vdb: requests still running after the grace period; exiting without closing the "
+            "store (acknowledged writes are committed; the next open replays the op log)",
+        )
+    db.close()
+    closed.set()
+    log_writer.drain()
     click.echo("vdb: stopped", err=True)
+
+
+STOP_WAIT = 20.0  # seconds past --grace within which a stopping server closes its store
+EXIT_WAIT = 5.0  # seconds the process then has to exit
+QUEUED_LOG_RECORDS = 10_000  # log records waiting for stderr; more are dropped
+
+
+class _LogWriter(logging.Handler):
+    """Log records go into a bounded queue that one background thread writes to stderr;
+    when the thread is behind (stderr not read), records are dropped: a server whose stderr
+    blocks keeps serving (gRPC logs from its polling thread)."""
+
+    def __init__(self, target: logging.Handler, size: int = QUEUED_LOG_RECORDS):
+        super().__init__()
+        self.target = target
+        self.records: queue.Queue = queue.Queue(size)
+        self.thread = threading.Thread(target=self._write, name="vdb-log", daemon=True)
+        self.thread.start()
+
+    def emit(self, record) -> None:
+        try:
+            self.records.put_nowait(record)
+        except queue.Full:
+            pass
+
+    def _write(self) -> None:
+        while (record := self.records.get()) is not None:
+            self.target.handle(record)
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Let the thread write what it holds, waiting at most timeout seconds."""
+        try:
+            self.records.put_nowait(None)
+        except queue.Full:
+            return
+        self.thread.join(timeout)
+
+
+def _log_to_stderr() -> _LogWriter:
+    """Every log line, the libraries' and Python warnings included, formatted one way and
+    written by one background thread. Libraries' progress chatter (gguf) stays out."""
+    target = logging.StreamHandler(sys.stderr)
+    target.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    writer = _LogWriter(target)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(writer)
+    root.setLevel(logging.INFO)
+    logging.getLogger("gguf").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    return writer
+
+
+def _watchdog(seconds: float, closed: threading.Event) -> None:
+    """End the process `seconds` from now if the store is not closed by then (exit 1), or a
+    few seconds after it was closed if the process is still here (exit 0): a shutdown never
+    hangs, whatever a handler or stderr does."""
+
+    def run():
+        if closed.wait(seconds):
+            time.sleep(EXIT_WAIT)
+        _exit(0 if closed.is_set() else 1, f"vdb: exiting; the stop took over {seconds:.0f} s")
+
+    threading.Thread(target=run, name="vdb-watchdog", daemon=True).start()
+
+
+def _exit(code: int, message: str) -> None:
+    """Say why (waiting at most a second for stderr), and end the process now."""
+    writer = threading.Thread(target=_say, args=(message,), daemon=True)
+    writer.start()
+    writer.join(1.0)
+    os._exit(code)
+
+
+def _say(message: str) -> None:
+    try:
+        os.write(2, (message + "\n").encode())
+    except OSError:
+        pass
 
 
 def _split(values) -> tuple[str, ...]:

@@ -415,6 +415,19 @@ class ServerService(sgrpc.ServerServicer):
 # ---------------------------------------------------------------- the server
 
 
+class _Health(health.HealthServicer):
+    """grpc's health servicer, with the List method its proto declares (the library's
+    answers UNKNOWN: not implemented)."""
+
+    def List(self, request, context):
+        resp = health_pb2.HealthListResponse()
+        for name in ("", *SERVICES):
+            check = self.Check(health_pb2.HealthCheckRequest(service=name), context)
+            resp.statuses[name].status = check.status
+        return resp
+
+
+
 class Server:
     """A running gRPC server over an open Database (which the caller owns and closes).
 
@@ -461,7 +474,7 @@ class Server:
         rgrpc.add_RetrievalServicer_to_server(RetrievalService(self.core, generation), self._server)
         self.memory = MemoryService(self.core, self.models, options.prefill_chunk)
         mgrpc.add_MemoryServicer_to_server(self.memory, self._server)
-        self.health = health.HealthServicer()
+        self.health = _Health()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
