@@ -42,8 +42,8 @@ MODEL = SHARED / "models" / "stories260K.gguf"
 class World:
     """The data every call works on, and fresh things for calls that use one up."""
 
-    def __init__(self, address: str, cert):
-        self.db = vdb.connect(address, api_key="ad", tls=str(cert))
+    def __init__(self, db):
+        self.db = db
         col = self.db.create_collection("base", 2)
         col.upsert([1, 2], [[1, 0], [0, 1]], payloads=[{"a": 1}, {"a": 2}])
         docs = self.db.create_collection("docs", embedder="all-MiniLM-L6-v2")
@@ -245,28 +245,29 @@ def _methods():
     }
 
 
+def stub(channel, method, serializer=None, deserializer=None):
+    """A callable for a MethodDescriptor, of the kind its streaming calls for."""
+    request = "stream" if method.client_streaming else "unary"
+    response = "stream" if method.server_streaming else "unary"
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    return getattr(channel, f"{request}_{response}")(path, serializer, deserializer)
+
+
 def _call(channel, method, request, key):
     """The status code of one call (reading one message of an endless stream)."""
-    path = method.full_name.rpartition(".")[0]
-    path = f"/{path}/{method.name}"
     reply = message_factory.GetMessageClass(method.output_type).FromString
-    kind = ("stream" if method.client_streaming else "unary") + "_" + (
-        "stream" if method.server_streaming else "unary"
-    )
-    stub = getattr(channel, kind)(
-        path, request_serializer=type(request).SerializeToString, response_deserializer=reply
-    )
+    call = stub(channel, method, type(request).SerializeToString, reply)
     metadata = (("authorization", f"Bearer {key}"),) if key else ()
     arg = iter([request]) if method.client_streaming else request
     try:
-        result = stub(arg, metadata=metadata, timeout=60)
+        result = call(arg, metadata=metadata, timeout=60)
         if method.server_streaming:
             for _ in result:
                 if method.name == "Watch":  # endless: one status message is the answer
                     result.cancel()
                     break
     except grpc.RpcError as exc:
-        return Code.CANCELLED if exc.code() == Code.CANCELLED else exc.code()
+        return exc.code()
     return Code.OK
 
 
@@ -286,7 +287,7 @@ def test_every_method_for_every_key(tmp_path):
     methods = _methods()
     assert set(table) == set(methods), "every served method needs a row in the table"
     with serving(tmp_path / "db", **options) as (_, address):
-        world = World(address, cert)
+        world = World(vdb.connect(address, api_key="ad", tls=str(cert)))
         creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         channel = grpc.secure_channel(address, creds)
         outcomes = {}

@@ -18,6 +18,7 @@ from vdb.errors import (
     InvalidArgumentError,
     PointNotFoundError,
     ReadOnlyError,
+    shown,
 )
 from vdb.index import checkpoint
 from vdb.index.config import MAX_EF, IndexConfig
@@ -704,7 +705,7 @@ class Collection(ConfigView):
                 out.append(self._record(txn, iid, with_vectors, id_key))
         if single:
             if not out:
-                raise PointNotFoundError(f"no point with id {id_list[0]!r} in {self.name!r}")
+                raise PointNotFoundError(f"no point with id {shown(id_list[0])} in {self.name!r}")
             return out[0]
         return out
 

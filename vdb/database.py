@@ -12,6 +12,7 @@ from vdb.errors import (
     CollectionNotFoundError,
     InvalidArgumentError,
     ReadOnlyError,
+    shown,
 )
 from vdb.index import checkpoint
 from vdb.index.config import IndexConfig
@@ -95,7 +96,7 @@ class Database:
         def create(txn):
             st = self._store
             if txn.get(keys.collection_key(name), db=st.meta) is not None:
-                raise CollectionExistsError(f"collection {name!r} already exists")
+                raise CollectionExistsError(f"collection {shown(name)} already exists")
             cid = values.get_number(txn, st, keys.KEY_NEXT_CID, 1)
             config = CollectionConfig(name, dim, metric, cid, time.time(), index_config, spec)
             values.put_number(txn, st, keys.KEY_NEXT_CID, cid + 1)
@@ -119,7 +120,7 @@ class Database:
             with self._store.read() as txn:
                 raw = values.get_config(txn, self._store, name) if isinstance(name, str) else None
             if raw is None:
-                raise CollectionNotFoundError(f"no collection named {name!r}")
+                raise CollectionNotFoundError(f"no collection named {shown(name)}")
             col = Collection(
                 self._store, CollectionConfig.from_json(raw), self.read_only, self._checkpoint_every
             )
@@ -194,7 +195,7 @@ class Database:
         def drop(txn):
             raw = values.get_config(txn, self._store, name)
             if raw is None:
-                raise CollectionNotFoundError(f"no collection named {name!r}")
+                raise CollectionNotFoundError(f"no collection named {shown(name)}")
             cid = CollectionConfig.from_json(raw).cid
             txn.delete(keys.collection_key(name), db=self._store.meta)
             txn.delete(keys.state_key(cid), db=self._store.meta)
@@ -203,7 +204,7 @@ class Database:
             return cid
 
         if not isinstance(name, str):
-            raise CollectionNotFoundError(f"no collection named {name!r}")
+            raise CollectionNotFoundError(f"no collection named {shown(name)}")
         with self._lock:
             col = self._collections.pop(name, None)
             if col is not None:

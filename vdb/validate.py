@@ -11,6 +11,7 @@ from vdb.errors import (
     InvalidArgumentError,
     InvalidNameError,
     InvalidVectorError,
+    shown,
 )
 from vdb.index import METRICS
 from vdb.storage.codec import encode_id, encode_payload
@@ -22,7 +23,7 @@ MAX_DIM = 65536
 def collection_name(name) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidNameError(
-            f"invalid collection name {name!r}: use 1-63 letters, digits, '_', '-' or '.', "
+            f"invalid collection name {shown(name)}: use 1-63 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit"
         )
     return name
@@ -36,7 +37,9 @@ def dimension(dim) -> int:
 
 def metric(name) -> str:
     if name not in METRICS:
-        raise InvalidArgumentError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
+        raise InvalidArgumentError(
+            f"unknown metric {shown(name)}; expected one of {', '.join(METRICS)}"
+        )
     return name
 
 
@@ -82,7 +85,7 @@ def unique_id_keys(ids: list) -> list[bytes]:
         seen = set()
         for pid, key in zip(ids, keys, strict=True):
             if key in seen:
-                raise DuplicateIdError(f"point id {pid!r} appears more than once in the batch")
+                raise DuplicateIdError(f"point id {shown(pid)} appears more than once in the batch")
             seen.add(key)
     return keys
 

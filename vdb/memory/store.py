@@ -373,7 +373,7 @@ class Memory:
             p = dict(old.payload)
             if not p["current"]:
                 raise InvalidArgumentError(
-                    f"memory {memory_id!r} is not current: update its latest version"
+                    f"memory {shown(memory_id)} is not current: update its latest version"
                 )
             now = self.clock()
             new_id = uuid.uuid4().hex
@@ -619,10 +619,10 @@ class Memory:
 
     def _point(self, memory_id):
         if not isinstance(memory_id, str):
-            raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+            raise MemoryNotFoundError(f"no memory with id {shown(memory_id)}")
         found = self.col.get([memory_id], with_vectors=True)
         if not found:
-            raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+            raise MemoryNotFoundError(f"no memory with id {shown(memory_id)}")
         return found[0]
 
     def _chain_ids(self, memory_id: str) -> list[str]:

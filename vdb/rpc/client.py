@@ -22,6 +22,7 @@ from vdb.errors import (
     InvalidArgumentError,
     PointNotFoundError,
     ReadOnlyError,
+    shown,
 )
 from vdb.index.config import IndexConfig
 from vdb.rpc import convert, status
@@ -179,7 +180,7 @@ class RemoteDatabase(Connection):
 
     def get_collection(self, name: str) -> "RemoteCollection":
         if not isinstance(name, str):
-            raise CollectionNotFoundError(f"no collection named {name!r}")
+            raise CollectionNotFoundError(f"no collection named {shown(name)}")
         info = self._call(self._collections_stub.Get, cpb.CollectionName(name=name))
         return self._remember(convert.info_from(info))
 
@@ -209,7 +210,7 @@ class RemoteDatabase(Connection):
         """Delete a collection and all its points."""
         self._check_writable()
         if not isinstance(name, str):
-            raise CollectionNotFoundError(f"no collection named {name!r}")
+            raise CollectionNotFoundError(f"no collection named {shown(name)}")
         self._call(self._collections_stub.Delete, cpb.CollectionName(name=name))
         with self._lock:
             col = self._collections.pop(name, None)
@@ -475,7 +476,7 @@ class RemoteCollection(ConfigView):
         records = convert.records_from(self._call(self._db._points.Get, request))
         if single:
             if not records:
-                raise PointNotFoundError(f"no point with id {id_list[0]!r} in {self.name!r}")
+                raise PointNotFoundError(f"no point with id {shown(id_list[0])} in {self.name!r}")
             return records[0]
         return records
 

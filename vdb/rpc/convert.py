@@ -17,6 +17,7 @@ from vdb.errors import (
     InvalidIdError,
     InvalidPayloadError,
     InvalidVectorError,
+    shown,
 )
 from vdb.index.config import IndexConfig
 from vdb.index.hnsw import HnswConfig
@@ -58,7 +59,9 @@ def set_id(msg: pb.PointId, pid) -> None:
     elif isinstance(pid, int | np.integer) and not isinstance(pid, bool):
         msg.num = int(pid)
     else:
-        raise InvalidIdError(f"point id {pid!r} must be a str or an int, not {type(pid).__name__}")
+        raise InvalidIdError(
+            f"point id {shown(pid)} must be a str or an int, not {type(pid).__name__}"
+        )
 
 
 def id_from(msg: pb.PointId):

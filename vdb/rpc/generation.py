@@ -14,6 +14,7 @@ from vdb.errors import (
     ModelNotLoadedError,
     ResourceExhaustedError,
     UnavailableError,
+    shown,
 )
 from vdb.rpc import convert
 from vdb.rpc._gen import generation_pb2 as gpb
@@ -162,17 +163,17 @@ class ModelHost:
             )
         if not name or name != Path(name).name or name.startswith(".") or "\0" in name:
             raise InvalidArgumentError(
-                f"{name!r}: name a file in the server's model directory, not a path"
+                f"{shown(name)}: name a file in the server's model directory, not a path"
             )
         if not name.endswith(".gguf"):
-            raise InvalidArgumentError(f"{name!r}: a model file name ends with .gguf")
+            raise InvalidArgumentError(f"{shown(name)}: a model file name ends with .gguf")
         path = self.model_dir / name
         try:
             found = path.is_file() and path.resolve().is_relative_to(self.model_dir.resolve())
         except OSError as exc:
-            raise InvalidArgumentError(f"{name!r}: {exc.strerror or exc}") from None
+            raise InvalidArgumentError(f"{shown(name)}: {exc.strerror or exc}") from None
         if not found:
-            raise ModelNotFoundError(f"no model file {name!r} in the server's model directory")
+            raise ModelNotFoundError(f"no model file {shown(name)} in the server's model directory")
         return path
 
     def swap(self, name: str, drain_timeout: float = DEFAULT_DRAIN) -> None:

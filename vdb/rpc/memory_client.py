@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 
 from vdb import validate
-from vdb.errors import ClosedError, CollectionNotFoundError, InvalidArgumentError
+from vdb.errors import ClosedError, CollectionNotFoundError, InvalidArgumentError, shown
 from vdb.memory import (
     DUPLICATE_COSINE,
     KINDS,
@@ -368,7 +368,7 @@ class RemoteMemory:
 
 def _memory_id(memory_id) -> str:
     if not isinstance(memory_id, str):
-        raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+        raise MemoryNotFoundError(f"no memory with id {shown(memory_id)}")
     return memory_id
 
 

@@ -30,6 +30,7 @@ from vdb.errors import (
     ReadOnlyError,
     UnavailableError,
     VdbError,
+    shown,
 )
 from vdb.rpc import convert, prepare, status
 from vdb.rpc._gen import collections_pb2 as cpb
@@ -287,10 +288,10 @@ class SnapshotsService(sngrpc.SnapshotsServicer):
 
     def _path(self, name: str) -> Path:
         if not SNAPSHOT_RE.match(name):
-            raise InvalidArgumentError(f"invalid snapshot name {name!r}")
+            raise InvalidArgumentError(f"invalid snapshot name {shown(name)}")
         path = self.core.snapshot_dir / name
         if not path.is_dir():
-            raise NotFoundError(f"no snapshot named {name!r}")
+            raise NotFoundError(f"no snapshot named {shown(name)}")
         return path
 
     def _info(self, path: Path) -> snpb.SnapshotInfo:
@@ -357,7 +358,7 @@ def _model_name(name: str) -> str:
 
     if "/" in name or "\\" in name or name.endswith(".gguf"):
         raise ModelNotFoundError(
-            f"{name!r}: over gRPC a model is named as in the server's model cache "
+            f"{shown(name)}: over gRPC a model is named as in the server's model cache "
             "(NAME or NAME:TYPE), not by path"
         )
     split_name(name)
@@ -425,7 +426,6 @@ class _Health(health.HealthServicer):
             check = self.Check(health_pb2.HealthCheckRequest(service=name), context)
             resp.statuses[name].status = check.status
         return resp
-
 
 
 class Server:
