@@ -7,6 +7,7 @@ exception classes of vdb.errors.
 """
 
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import grpc
@@ -36,6 +37,7 @@ from vdb.rpc._gen import server_pb2 as spb
 from vdb.rpc._gen import server_pb2_grpc as sgrpc
 from vdb.rpc._gen import snapshots_pb2 as snpb
 from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
+from vdb.rpc.limits import Limits
 from vdb.storage.codec import decode_id, encode_id
 
 U32_MAX = (1 << 32) - 1
@@ -132,10 +134,12 @@ class RemoteDatabase(Connection):
         self._collections: dict[str, RemoteCollection] = {}
         self._lock = threading.Lock()
         try:
-            self.read_only = self._call(self._server.Info, spb.ServerInfoRequest()).read_only
+            info = self._call(self._server.Info, spb.ServerInfoRequest())
         except BaseException:
             self._channel.close()
             raise
+        self.read_only = info.read_only
+        self.limits = _limits(info)
 
     def __enter__(self) -> "RemoteDatabase":
         return self
@@ -242,6 +246,8 @@ class RemoteDatabase(Connection):
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TokenizerError(f"text {i} is a {type(text).__name__}, not a str")
+        if self.limits is not None:
+            self.limits.texts(len(texts))
         request.texts.extend(texts)
         return convert.unpack(self._call(self._embeddings.Embed, request).vectors).copy()
 
@@ -266,6 +272,7 @@ class RemoteDatabase(Connection):
             "in_flight": msg.in_flight,
             "max_message_bytes": msg.max_message_bytes,
             "workers": msg.workers,
+            "limits": {} if self.limits is None else asdict(self.limits),
             "cache": {
                 "enabled": c.enabled,
                 "hits": c.hits,
@@ -286,6 +293,14 @@ class RemoteDatabase(Connection):
                 col._closed = True
             self._collections.clear()
         self._channel.close()
+
+
+def _limits(info) -> Limits | None:
+    """The limits a server reports in its Info (None from a server that reports none)."""
+    if not info.HasField("limits"):
+        return None
+    msg = info.limits
+    return Limits(msg.max_batch_queries, msg.max_k, msg.max_results, msg.max_embed_texts)
 
 
 class RemoteCollection(ConfigView):
@@ -456,6 +471,12 @@ class RemoteCollection(ConfigView):
             single = np.ndim(queries) == 1
             q = validate.vectors(queries, self.dim, self.metric, what="query")
             request.queries.CopyFrom(convert.pack(q))
+        limits = self._db.limits
+        if limits is not None:  # the server's limits, checked before anything is sent
+            nq = 1 if single else len(texts) if texts is not None else len(q)
+            limits.search(nq, k, ef or 0)
+            if texts is not None:
+                limits.texts(nq, "text queries")
         if filter is not None:
             convert.set_filter(request.filter, filter)
         if single:
