@@ -210,6 +210,11 @@ class RemoteDatabase(Connection):
     def list_collections(self) -> list[str]:
         return list(self._call(self._collections_stub.List, cpb.ListCollectionsRequest()).names)
 
+    def embedders(self) -> list[str]:
+        """The model names the collections embed with."""
+        names = {self.get_collection(name).config.embedder for name in self.list_collections()}
+        return sorted(n for n in names if n)
+
     def drop_collection(self, name: str) -> None:
         """Delete a collection and all its points."""
         self._check_writable()

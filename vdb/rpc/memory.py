@@ -22,6 +22,7 @@ from vdb.rpc.handler import rpc
 log = logging.getLogger("vdb.server")
 
 CACHED = 256  # Memory objects kept (agents times sets of options)
+REMEMBER_BATCH = 16  # memories embedded and written per commit of a Remember
 WEIGHTS = ("relevance", "recency", "importance")
 
 # ---------------------------------------------------------------- records <-> messages
@@ -218,13 +219,14 @@ class MemoryService(mgrpc.MemoryServicer):
                 item["metadata"] = convert.struct_from(m.metadata)
             items.append(item)
         vectors = convert.unpack(request.vectors) if request.HasField("vectors") else None
-        batch = {"batch_size": request.batch_size} if request.HasField("batch_size") else {}
+        # small batches: the deadline and the server's stop are checked between them
+        batch = request.batch_size if request.HasField("batch_size") else REMEMBER_BATCH
         try:
             records = mem.remember_many(
                 items,
                 vectors=vectors,
+                batch_size=min(batch, REMEMBER_BATCH) if batch else batch,  # 0: its error
                 progress=lambda done: self.core.check_alive(context),
-                **batch,
             )
         finally:
             self.core.wrote(mem.col)

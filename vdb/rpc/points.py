@@ -5,6 +5,7 @@ the deadline between chunks."""
 
 import numpy as np
 
+from vdb import validate
 from vdb.errors import InvalidArgumentError
 from vdb.rpc import convert
 from vdb.rpc._gen import common_pb2 as pb
@@ -27,14 +28,17 @@ class PointsService(pgrpc.PointsServicer):
 
     def _upsert(self, col, request, context) -> pb.WriteResult:
         vectors = convert.unpack(request.vectors) if request.HasField("vectors") else None
-        if vectors is None and col.config.embedder is not None:
-            self.core.limits.texts(len(request.points), "documents to embed")
         ids, payloads, documents = [], [], []
         for point in request.points:
             pid, payload, document = convert.point_fields(point)
             ids.append(pid)
             payloads.append(payload)
             documents.append(document)
+        if vectors is None:  # the collection embeds the documents: a slice at a time here
+            texts = validate.texts_to_embed(ids, documents)
+            validate.has_embedder(col.config)
+            self.core.limits.texts(len(texts), "documents to embed")
+            vectors = self.core.embed(col.embedder, texts, context)
         self.core.check_alive(context)
         try:
             result = col.upsert(ids, vectors, payloads, documents)
@@ -152,6 +156,10 @@ class PointsService(pgrpc.PointsServicer):
         hits = nq * min(k, len(col))
         budget.check(hits * (MIN_HIT + (4 * col.dim if request.with_vectors else 0)))
         flt = convert.optional_filter(request)
+        if request.texts:
+            validate.has_embedder(col.config)
+            vectors = self.core.embed(col.embedder, list(request.texts), context)
+            queries = vectors[0] if single else vectors
         resp = ppb.SearchResponse() if single else ppb.SearchBatchResponse()
         step = max(1, CHUNK_RESULTS // k)
         for start in range(0, nq, step):

@@ -7,14 +7,17 @@ import logging
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
+import traceback
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -76,6 +79,9 @@ SERVICES = tuple(
 READ, WRITE, ADMIN = range(3)
 CHUNK = 1 << 20  # bytes per snapshot FileChunk
 STOP_MARGIN = 10.0  # seconds handlers get to stop after the grace period of a shutdown
+EMBED_SLICE = 16  # texts a request embeds between two checks of its deadline
+EMBED_SLOTS = 2  # slices embedding at once in the whole server (the model uses every core)
+POLL = 0.05  # seconds between checks of a call while it waits
 SNAPSHOT_RE = re.compile(r"^snapshot-\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
@@ -139,6 +145,7 @@ class _Core:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.stopping = threading.Event()  # set once the grace period of a shutdown is over
+        self._embed_slots = threading.Semaphore(EMBED_SLOTS)
 
     # ------------------------------------------------------------ admission
 
@@ -216,6 +223,26 @@ class _Core:
     def wrote(self, col) -> None:
         if self.cache is not None:
             self.cache.invalidate(col.config.cid)
+
+    def embed(self, embedder, texts: list[str], context):
+        """(len(texts), dim) vectors, embedded EMBED_SLICE texts at a time with at most
+        EMBED_SLOTS slices running in the whole server: the call's deadline, its cancellation
+        and the server's stop are checked before each slice and while waiting for a slot, so
+        a request stops within one slice's work (a few seconds at most)."""
+        if not texts:
+            return embedder.embed(texts)  # the embedder's own error for no texts
+        out = np.empty((len(texts), embedder.dim), dtype=np.float32)  # (n, dim)
+        for start in range(0, len(texts), EMBED_SLICE):
+            while not self._embed_slots.acquire(timeout=POLL):
+                self.check_alive(context)
+            try:
+                self.check_alive(context)
+                out[start : start + EMBED_SLICE] = embedder.embed(
+                    texts[start : start + EMBED_SLICE]
+                )
+            finally:
+                self._embed_slots.release()
+        return out
 
     def budget(self, what: str = "the response") -> Budget:
         """A running count of a response's bytes against the largest message the server
@@ -378,8 +405,7 @@ class EmbeddingsService(egrpc.EmbeddingsServicer):
         core.limits.texts(len(request.texts))
         embedder = embedding.load(model)
         core.budget().check(len(request.texts) * 4 * embedder.dim)
-        texts = list(request.texts)
-        vectors = embedder.embed(texts, progress=lambda done: core.check_alive(context))
+        vectors = core.embed(embedder, list(request.texts), context)
         return epb.EmbedResponse(vectors=convert.pack(vectors), model=model)
 
 
@@ -414,6 +440,20 @@ class ServerService(sgrpc.ServerServicer):
 
 
 # ---------------------------------------------------------------- the server
+
+
+def _busy_threads(prefix: str):
+    """(name, innermost frames) of the live threads whose name starts with prefix, for a log
+    line that says where a request that would not stop is."""
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident)
+        if thread.name.startswith(prefix) and frame is not None:
+            stack = traceback.extract_stack(frame)[-4:]
+            yield (
+                thread.name,
+                " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(stack)),
+            )
 
 
 class _Health(health.HealthServicer):
@@ -536,6 +576,8 @@ class Server:
                 self.core.in_flight,
                 STOP_MARGIN,
             )
+            for name, where in _busy_threads("vdb-rpc"):
+                log.warning("still running in %s: %s", name, where)
         self._pool.shutdown(wait=False)
         return drained
 
