@@ -27,14 +27,15 @@ def prepare(db, extra=()) -> dict:
 
     ready = {}
     for name in needed(db, extra):
+        cached = set(models.models_dir().glob("*.gguf"))
         try:
             started = time.monotonic()
             ready[name] = path = models.resolve(name)
         except (LlmError, OSError) as exc:
             log.warning("model %s is not available: %s", name, exc)
             continue
-        took = time.monotonic() - started
-        if took >= 0.5:
-            log.info("prepared model %s in %.1f s (%s)", name, took, path)
+        if path not in cached and path.parent == models.models_dir():
+            took = time.monotonic() - started
+            log.info("prepared model %s in %.1f s: %s", name, took, path)
     models.convert_on_use(False)
     return ready
