@@ -51,7 +51,7 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model would see for text, specials included, before truncation."""
-        return len(self.tokenizer.encode_batch([text])[0])
+        return self.tokenizer.count(text)
 
     def embed(self, texts, batch_size: int = 256, progress=None) -> np.ndarray:
         """(len(texts), dim) float32 vectors, row i for texts[i]. Texts over max_tokens are

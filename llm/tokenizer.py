@@ -32,6 +32,7 @@ WORD_START = "\u2581"
 CHARS_PER_TOKEN = 16  # characters of a long text tokenized first, per token kept (see _prefix)
 MAX_CHARS_PER_TOKEN = 1024  # ... and at most this many
 BATCH_TEXTS = 64  # texts the tokenizers library encodes at once
+PIECE_CHARS = 1 << 16  # characters of a long text encoded at once (see _pieces)
 
 
 class TruncationWarning(UserWarning):
@@ -110,8 +111,12 @@ class WordPieceTokenizer:
                     shortened.add(i)
         ids = []
         for start in range(0, len(texts), BATCH_TEXTS):  # the library's work memory stays small
-            part = self._tok.encode_batch(texts[start : start + BATCH_TEXTS], False)
-            ids += [e.ids for e in part]
+            part = texts[start : start + BATCH_TEXTS]
+            short = [t if len(t) <= PIECE_CHARS else "" for t in part]
+            for text, e in zip(
+                part, self._tok.encode_batch(short, add_special_tokens=False), strict=True
+            ):
+                ids.append(e.ids if len(text) <= PIECE_CHARS else self._encode_long(text))
         if special:
             ids = [[self.cls_id, *x, self.sep_id] for x in ids]
         if max_tokens is not None:
@@ -148,13 +153,38 @@ class WordPieceTokenizer:
             n *= 4
         return text
 
+    def _encode_long(self, text: str) -> list[int]:
+        return [
+            i
+            for piece in _pieces(text)
+            for i in self._tok.encode(piece, add_special_tokens=False).ids
+        ]
+
     def count(self, text: str) -> int:
         """Tokens the model sees for text, specials included (before any truncation)."""
-        return len(self.encode(text))
+        _check_texts([text])
+        return 2 + sum(
+            len(self._tok.encode(piece, add_special_tokens=False).ids) for piece in _pieces(text)
+        )
 
     def decode(self, ids) -> str:
         specials = {self.cls_id, self.sep_id, self.pad_id}
         return self._tok.decode([int(i) for i in ids if int(i) not in specials])
+
+
+def _pieces(text: str):
+    """A long text in pieces of about PIECE_CHARS characters cut at spaces, where the
+    pre-tokenizer splits anyway: their tokens, one piece after the other, are the text's (a
+    word longer than a piece, which has no wordpieces anyway, is the exception). Tokenizing
+    tens of megabytes at once takes gigabytes."""
+    start = 0
+    while len(text) - start > PIECE_CHARS:
+        stop = start + PIECE_CHARS
+        space = max(text.rfind(c, start, stop) for c in " \n\t")
+        stop = space if space > start else stop
+        yield text[start:stop]
+        start = stop
+    yield text[start:]
 
 
 def _special(token: str) -> bool:
