@@ -14,12 +14,16 @@ from tests.rpc import ServerProcess, Stubs, serving
 from vdb.rpc import convert
 from vdb.rpc._gen import embeddings_pb2 as epb
 from vdb.rpc._gen import embeddings_pb2_grpc as egrpc
+from vdb.rpc._gen import generation_pb2 as gpb
+from vdb.rpc._gen import generation_pb2_grpc as ggrpc
 from vdb.rpc._gen import memory_pb2 as mpb
 from vdb.rpc._gen import memory_pb2_grpc as mgrpc
 from vdb.rpc._gen import points_pb2 as ppb
 
 Code = grpc.StatusCode
-LIMITS = dict(max_batch_queries=100, max_k=50, max_results=1000, max_embed_texts=8)
+LIMITS = dict(
+    max_batch_queries=100, max_k=50, max_results=1000, max_embed_texts=8, max_text_bytes=1000
+)
 
 
 @pytest.fixture
@@ -40,6 +44,7 @@ def test_limits_are_refused_before_the_work(limited):
             "max_k": 50,
             "max_results": 1000,
             "max_texts": 8,
+            "max_text_bytes": 1000,
         }
         col = db.create_collection("c", 4)
         col.upsert(list(range(20)), _vectors(20, 4))
@@ -72,6 +77,15 @@ def test_limits_are_refused_before_the_work(limited):
     assert stubs.code(memory.Remember, remember) == Code.RESOURCE_EXHAUSTED
     recall = mpb.RecallRequest(agent="a", text="fact", k=51)
     assert stubs.code(memory.Recall, recall) == Code.RESOURCE_EXHAUSTED
+    # texts tokenized whole: at most 1000 bytes (500 two-byte characters)
+    for text, code in (("\u00e9" * 500, Code.OK), ("\u00e9" * 501, Code.RESOURCE_EXHAUSTED)):
+        count = mpb.CountTokensRequest(agent="a", text=text)
+        assert stubs.code(memory.CountTokens, count) == code
+        turn = mpb.AddTurnRequest(agent="a", role="user", text=text, session_id="s")
+        assert stubs.code(memory.AddTurn, turn) == code
+    tokenize = ggrpc.GenerationStub(stubs.channel).Tokenize
+    long = gpb.TokenizeRequest(text="x" * 1001)
+    assert stubs.code(tokenize, long) == Code.RESOURCE_EXHAUSTED  # before the model is sought
     stubs.close()
 
 

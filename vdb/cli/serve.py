@@ -193,6 +193,15 @@ class ByteSize(click.ParamType):
     "without vectors, text queries.",
 )
 @click.option(
+    "--max-text-size",
+    "max_text_bytes",
+    type=ByteSize(),
+    default="4M",
+    show_default=True,
+    help="Largest text the server tokenizes whole: a prompt, a chat, a turn, a token count, a "
+    "question (texts only embedded are cut to the model's length instead).",
+)
+@click.option(
     "--prepare-models/--no-prepare-models",
     default=True,
     show_default=True,

@@ -305,7 +305,13 @@ def _limits(info) -> Limits | None:
     if not info.HasField("limits"):
         return None
     msg = info.limits
-    return Limits(msg.max_batch_queries, msg.max_k, msg.max_results, msg.max_embed_texts)
+    return Limits(
+        msg.max_batch_queries,
+        msg.max_k,
+        msg.max_results,
+        msg.max_embed_texts,
+        msg.max_text_bytes or Limits.max_text_bytes,
+    )
 
 
 class RemoteCollection(ConfigView):

@@ -274,12 +274,14 @@ class GenerationService(ggrpc.GenerationServicer):
     def Generate(self, request, context):
         if request.prompt and request.prompt_ids:
             raise InvalidArgumentError("give either prompt or prompt_ids, not both")
+        self.core.limits.text(request.prompt, "prompt")
         prompt = list(request.prompt_ids) or request.prompt
         yield from self._stream(context, request, "generate", prompt, 128)
 
     @rpc()
     def Chat(self, request, context):
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        self.core.limits.text("".join(m["content"] for m in messages), "chat")
         yield from self._stream(context, request, "chat", messages, 256)
 
     def _model(self):
@@ -289,6 +291,7 @@ class GenerationService(ggrpc.GenerationServicer):
 
     @rpc()
     def Tokenize(self, request, context):
+        self.core.limits.text(request.text)
         bos = request.bos if request.HasField("bos") else None
         ids = self._model().tokenize(request.text, bos=bos, special=request.special)
         return gpb.TokenizeResponse(ids=ids)

@@ -24,6 +24,7 @@ class Limits:
     max_k: int = 10_000  # k of a search, recall or hybrid search; also ef
     max_results: int = 1_000_000  # queries x k of one SearchBatch
     max_texts: int = 4_096  # texts one request has embedded: Embed, Remember, Upsert, queries
+    max_text_bytes: int = 4 << 20  # a text tokenized whole: prompts, turns, token counts
 
     def __post_init__(self):
         for f in fields(self):
@@ -58,6 +59,16 @@ class Limits:
             raise LimitExceededError(
                 f"{n} {what} in one request; this server embeds at most {self.max_texts} per "
                 "request (--max-embed-texts): send several requests"
+            )
+
+    def text(self, text: str, what: str = "text") -> None:
+        """A text that is tokenized whole (tokenizers take tens of bytes of memory per byte
+        of text; texts only embedded are cut to the model's length first and need no
+        limit)."""
+        if len(text) > self.max_text_bytes // 4 and len(text.encode()) > self.max_text_bytes:
+            raise LimitExceededError(
+                f"the {what} is {len(text.encode())} bytes; this server tokenizes at most "
+                f"{self.max_text_bytes} bytes of one text (--max-text-size)"
             )
 
 

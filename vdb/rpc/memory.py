@@ -316,6 +316,7 @@ class MemoryService(mgrpc.MemoryServicer):
 
     @rpc(write=True)
     def AddTurn(self, request, context):
+        self.core.limits.text(request.text, "turn")
         mem = self._memory(request, context)
         try:
             turn, summaries = mem.add_turn(
@@ -358,6 +359,7 @@ class MemoryService(mgrpc.MemoryServicer):
 
     @rpc()
     def CountTokens(self, request, context):
+        self.core.limits.text(request.text)
         tokens = self._memory(request, context).count_tokens(request.text)
         return mpb.CountTokensResponse(tokens=tokens)
 

@@ -24,6 +24,7 @@ class RetrievalService(rgrpc.RetrievalServicer):
     @rpc()
     def HybridSearch(self, request, context):
         self.core.limits.k(request.k or 10)
+        self.core.limits.text(request.query, "query")
         col = self.core.collection(request.collection)
         weight = request.dense_weight if request.HasField("dense_weight") else None
         hits = rag.search(
@@ -41,6 +42,8 @@ class RetrievalService(rgrpc.RetrievalServicer):
     @rpc()
     def Ask(self, request, context):
         self.core.limits.k(request.k or 5)
+        self.core.limits.text(request.question, "question")
+        self.core.limits.text(request.memory, "memory block")
         col = self.core.collection(request.collection)
         question = request.question
         if not question.strip():

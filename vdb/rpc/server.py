@@ -112,6 +112,7 @@ class ServerOptions:
     max_k: int = Limits.max_k  # k (and ef) of one search, recall or hybrid search
     max_results: int = Limits.max_results  # queries x k of one SearchBatch
     max_embed_texts: int = Limits.max_texts  # texts one request has embedded
+    max_text_bytes: int = Limits.max_text_bytes  # a text tokenized whole (prompts, turns)
     # Convert every embedder the server needs before it listens (the default model, agent
     # memory's, the collections'), and never inside a request (`vdb serve` does).
     prepare_models: bool = False
@@ -130,7 +131,11 @@ class _Core:
     def __init__(self, db, options: ServerOptions):
         self.db, self.options = db, options
         self.limits = Limits(
-            options.max_batch_queries, options.max_k, options.max_results, options.max_embed_texts
+            options.max_batch_queries,
+            options.max_k,
+            options.max_results,
+            options.max_embed_texts,
+            options.max_text_bytes,
         )
         self.cache = (
             QueryCache(options.cache_entries, options.cache_ttl, max_bytes=options.cache_bytes)
@@ -435,6 +440,7 @@ class ServerService(sgrpc.ServerServicer):
                 max_k=core.limits.max_k,
                 max_results=core.limits.max_results,
                 max_embed_texts=core.limits.max_texts,
+                max_text_bytes=core.limits.max_text_bytes,
             ),
         )
 

@@ -50,13 +50,15 @@ class ServerInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., read_only: _Optional[bool] = ..., collections: _Optional[int] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., in_flight: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., workers: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_batch_queries", "max_k", "max_results", "max_embed_texts")
+    __slots__ = ("max_batch_queries", "max_k", "max_results", "max_embed_texts", "max_text_bytes")
     MAX_BATCH_QUERIES_FIELD_NUMBER: _ClassVar[int]
     MAX_K_FIELD_NUMBER: _ClassVar[int]
     MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
     MAX_EMBED_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_batch_queries: int
     max_k: int
     max_results: int
     max_embed_texts: int
-    def __init__(self, max_batch_queries: _Optional[int] = ..., max_k: _Optional[int] = ..., max_results: _Optional[int] = ..., max_embed_texts: _Optional[int] = ...) -> None: ...
+    max_text_bytes: int
+    def __init__(self, max_batch_queries: _Optional[int] = ..., max_k: _Optional[int] = ..., max_results: _Optional[int] = ..., max_embed_texts: _Optional[int] = ..., max_text_bytes: _Optional[int] = ...) -> None: ...
