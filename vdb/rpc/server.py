@@ -486,7 +486,8 @@ class Server:
         >>> with vdb.connect(f"127.0.0.1:{port}") as remote:
         ...     remote.list_collections()
         []
-        >>> server.stop(grace=1)
+        >>> server.stop(grace=1)  # True: every request finished
+        True
         >>> db.close()
     """
 
