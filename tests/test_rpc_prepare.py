@@ -46,7 +46,8 @@ def test_a_model_not_prepared_is_refused_not_converted(tmp_path):
     (home / "models").mkdir(parents=True)
     for name in ("f32", "q8_0"):  # what a server over an empty database prepares
         path = resolve(f"all-MiniLM-L6-v2:{name}")
-        (home / "models" / path.name).write_bytes(path.read_bytes())
+        for file in path.parent.glob(f"{path.name}*"):  # with its checksum record
+            (home / "models" / file.name).write_bytes(file.read_bytes())
     server = ServerProcess(tmp_path / "db", env={"VDB_HOME": str(home)})
     try:
         with vdb.connect(server.address) as db:

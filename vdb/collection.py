@@ -612,7 +612,7 @@ class Collection(ConfigView):
         server, which counts a response's bytes as it builds it): yields (single, scores,
         rows, read) with scores and rows (nq, k') arrays, best first, and read(row,
         with_vectors) the Record at a row (None if gone) as it stood when the search ran (one
-        read transaction, open until the block ends)."""
+        read transaction, open until the block ends; damage raises DataCorruptedError)."""
         self._check_open()
         k = validate.top_k(k)
         if ef is not None:
@@ -634,11 +634,9 @@ class Collection(ConfigView):
                 else:
                     scores, rows = self._index.search(q, k, mask)
                 txn = stack.enter_context(self._store.read())
-            cid, dim, records = self.config.cid, self.dim, self._store.records
 
             def read(row: int, with_vectors: bool) -> Record | None:
-                raw = txn.get(keys.record_key(cid, row), db=records)
-                return None if raw is None else decode_record(raw, dim, with_vectors)
+                return self._record(txn, row, with_vectors, missing_ok=True)
 
             yield single, scores, rows, read
 

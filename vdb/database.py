@@ -10,6 +10,7 @@ from vdb.errors import (
     ClosedError,
     CollectionExistsError,
     CollectionNotFoundError,
+    DataCorruptedError,
     InvalidArgumentError,
     ReadOnlyError,
     shown,
@@ -173,19 +174,18 @@ class Database:
 
     def embedders(self) -> list[str]:
         """The model names the collections embed with, read from their configs (the
-        collections are not loaded)."""
-        self._check_open()
-        prefix = keys.PREFIX_COLLECTION
+        collections are not loaded; a config that fails its checksum is left out)."""
+        collections = self.list_collections()
         names = set()
         with self._store.read() as txn:
-            cursor = txn.cursor(db=self._store.meta)
-            if cursor.set_range(prefix):
-                for key, raw in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    spec = CollectionConfig.from_json(raw).embedder
-                    if spec:
-                        names.add(spec)
+            for name in collections:
+                try:
+                    raw = values.get_config(txn, self._store, name)
+                except DataCorruptedError:
+                    continue
+                spec = None if raw is None else CollectionConfig.from_json(raw).embedder
+                if spec:
+                    names.add(spec)
         return sorted(names)
 
     def drop_collection(self, name: str) -> None:
