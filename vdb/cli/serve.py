@@ -222,7 +222,6 @@ def serve(ctx, **opts):
     import vdb
     from vdb.rpc.server import Server, ServerOptions
 
-    log_writer = _log_to_stderr()
     opts["api_keys"] = _split(opts["api_keys"])
     opts["read_only_keys"] = _split(opts["read_only_keys"])
     opts["admin_keys"] = _split(opts["admin_keys"])
@@ -236,6 +235,9 @@ def serve(ctx, **opts):
             "must stay below --workers, so that other requests still get a thread",
             param_hint="--max-generations",
         )
+    if bool(options.tls_cert) != bool(options.tls_key):
+        raise click.UsageError("TLS needs both a certificate and a key file: --tls-cert, --tls-key")
+    log_writer = _log_to_stderr()
     db = vdb.open(data)
     try:
         server = Server(db, options)

@@ -532,21 +532,24 @@ class Server:
         """Prepare the models (with prepare_models), bind and start serving; returns the port
         (useful with port=0)."""
         opts = self.options
-        if opts.prepare_models:
-            prepare.prepare(self.core.db, opts.prepare)
         host = f"[{opts.host}]" if ":" in opts.host else opts.host
         address = f"{host}:{opts.port}"
+        creds = None
+        if opts.tls_cert or opts.tls_key:
+            if not (opts.tls_cert and opts.tls_key):
+                raise InvalidArgumentError("TLS needs both a certificate and a key file")
+            creds = grpc.ssl_server_credentials(
+                [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
+            )
+        if opts.prepare_models:
+            prepare.prepare(self.core.db, opts.prepare)
         try:
-            if opts.tls_cert or opts.tls_key:
-                if not (opts.tls_cert and opts.tls_key):
-                    raise InvalidArgumentError("TLS needs both a certificate and a key file")
-                creds = grpc.ssl_server_credentials(
-                    [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
-                )
+            if creds is not None:
                 self.port = self._server.add_secure_port(address, creds)
             else:
                 self.port = self._server.add_insecure_port(address)
         except RuntimeError as exc:
+            self._allow_conversion()
             raise OSError(f"cannot listen on {address}: {exc}") from None
         self._server.start()
         for name in ("", *SERVICES):
@@ -571,10 +574,7 @@ class Server:
         while self.core.in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
         drained = not self.core.in_flight
-        if self.options.prepare_models:
-            from embed.models import convert_on_use
-
-            convert_on_use(True)
+        self._allow_conversion()
         if drained:
             self.memory.flush()
         else:
@@ -587,6 +587,13 @@ class Server:
                 log.warning("still running in %s: %s", name, where)
         self._pool.shutdown(wait=False)
         return drained
+
+    def _allow_conversion(self) -> None:
+        """Undo what preparing the models turned off in this process."""
+        if self.options.prepare_models:
+            from embed.models import convert_on_use
+
+            convert_on_use(True)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout)
