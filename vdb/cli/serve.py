@@ -130,7 +130,8 @@ class ByteSize(click.ParamType):
     type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
-    help="Seconds in-flight requests get to finish on SIGTERM or Ctrl-C.",
+    help="Seconds in-flight requests get to finish on SIGTERM or Ctrl-C; the rest are then "
+    "stopped, and the process ends at most 25 s after that (a second signal: at once).",
 )
 @click.option(
     "--model",
