@@ -70,6 +70,14 @@ def _agent(cls, **fields):
     return lambda w: cls(agent="a", **fields)
 
 
+def _upsert(w):
+    return ppb.UpsertRequest(
+        collection="base",
+        vectors=convert.pack([[0.5, 0.5]]),
+        points=[pb.Point(id=pb.PointId(num=100 + next(w.n)))],
+    )
+
+
 def _table(has_model: bool):
     """{"/service/method": (who may call, request factory, code of an allowed call)}."""
     gen_ok = Code.OK if has_model else Code.FAILED_PRECONDITION
@@ -94,24 +102,8 @@ def _table(has_model: bool):
             Code.OK,
         ),
         "/vdb.v1.Collections/Compact": (WRITE, lambda w: cpb.CollectionName(name="base"), Code.OK),
-        "/vdb.v1.Points/Upsert": (
-            WRITE,
-            lambda w: ppb.UpsertRequest(
-                collection="base",
-                vectors=convert.pack([[0.5, 0.5]]),
-                points=[pb.Point(id=pb.PointId(num=100 + next(w.n)))],
-            ),
-            Code.OK,
-        ),
-        "/vdb.v1.Points/UpsertStream": (
-            WRITE,
-            lambda w: ppb.UpsertRequest(
-                collection="base",
-                vectors=convert.pack([[0.5, 0.5]]),
-                points=[pb.Point(id=pb.PointId(num=100 + next(w.n)))],
-            ),
-            Code.OK,
-        ),
+        "/vdb.v1.Points/Upsert": (WRITE, _upsert, Code.OK),
+        "/vdb.v1.Points/UpsertStream": (WRITE, _upsert, Code.OK),
         "/vdb.v1.Points/Get": (
             READ,
             lambda w: ppb.GetRequest(collection="base", ids=[pb.PointId(num=1)]),

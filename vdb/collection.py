@@ -645,17 +645,6 @@ class Collection(ConfigView):
         n = self._index.size
         return self._payloads.mask(node, n) & self._index.alive[:n]
 
-    def _fetch(self, rows, with_vectors: bool) -> dict[int, Record]:
-        """{iid: Record} of the rows a search found (a row another process deleted since
-        this handle's last refresh is left out)."""
-        out = {}
-        with self._store.read() as txn:
-            for iid in rows.tolist():
-                rec = self._record(txn, iid, with_vectors, missing_ok=True)
-                if rec is not None:
-                    out[iid] = rec
-        return out
-
     def _record(self, txn, iid: int, with_vectors: bool, id_key=None, missing_ok=False):
         """The checked record in slot iid (that must hold id_key when given). Damage raises
         DataCorruptedError, and the collection is read-only from then on."""
