@@ -35,6 +35,7 @@ class Guard(grpc.ServerInterceptor):
 
     def __init__(self, authenticate):
         self.authenticate = authenticate
+        self._wrapped: dict[str, tuple] = {}  # method -> (its handler, the guarded one)
 
     def intercept_service(self, continuation, details):
         handler = continuation(details)
@@ -45,7 +46,10 @@ class Guard(grpc.ServerInterceptor):
                 self.authenticate(details.invocation_metadata)
             except AuthenticationError as exc:
                 return _refused(handler, grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        return _guarded(handler, details.method)
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None or wrapped[0] is not handler:  # wrapped once per method
+            wrapped = self._wrapped[details.method] = (handler, _guarded(handler, details.method))
+        return wrapped[1]
 
 
 def _kind(handler) -> str:
