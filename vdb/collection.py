@@ -593,9 +593,15 @@ class Collection(ConfigView):
         ef: HNSW search breadth for this call (higher is slower and more exact); ignored while
         the collection searches exactly.
         """
-        with self._searched(queries, k, filter, ef) as (single, scores, rows, read):
-            found = ((r, read(r, with_vectors)) for r in np.unique(rows).tolist())
-            records = {r: rec for r, rec in found if rec is not None}
+        single, q, k, node, ef = self._query(queries, k, filter, ef)
+        with self._lock.read():
+            scores, rows = self._top(q, k, node, ef)
+            with self._store.read() as txn:
+                records = {}
+                for r in np.unique(rows).tolist():
+                    rec = self._record(txn, r, with_vectors, missing_ok=True)
+                    if rec is not None:
+                        records[r] = rec
         hits = [
             [
                 Hit(rec.id, float(s), rec.payload, rec.document, rec.vector)
@@ -613,6 +619,20 @@ class Collection(ConfigView):
         rows, read) with scores and rows (nq, k') arrays, best first, and read(row,
         with_vectors) the Record at a row (None if gone) as it stood when the search ran (one
         read transaction, open until the block ends; damage raises DataCorruptedError)."""
+        single, q, k, node, ef = self._query(queries, k, filter, ef)
+        with ExitStack() as stack:
+            with self._lock.read():
+                scores, rows = self._top(q, k, node, ef)
+                txn = stack.enter_context(self._store.read())
+
+            def read(row: int, with_vectors: bool) -> Record | None:
+                return self._record(txn, row, with_vectors, missing_ok=True)
+
+            yield single, scores, rows, read
+
+    def _query(self, queries, k, filter, ef):
+        """The checked arguments of a search: (single, query rows (n, dim) float32 normalized
+        for cosine, k, parsed filter, ef). Text queries are embedded here."""
         self._check_open()
         k = validate.top_k(k)
         if ef is not None:
@@ -626,19 +646,15 @@ class Collection(ConfigView):
             q = validate.normalized(q)
         node = filters.parse(filter)
         self._maybe_refresh()
-        with ExitStack() as stack:
-            with self._lock.read():
-                mask = None if node is None else self._payloads.mask(node, self._index.size)
-                if isinstance(self._index, HnswIndex):
-                    scores, rows = self._index.search(q, k, mask, ef=ef)
-                else:
-                    scores, rows = self._index.search(q, k, mask)
-                txn = stack.enter_context(self._store.read())
+        return single, q, k, node, ef
 
-            def read(row: int, with_vectors: bool) -> Record | None:
-                return self._record(txn, row, with_vectors, missing_ok=True)
-
-            yield single, scores, rows, read
+    def _top(self, q, k: int, node, ef):
+        """(scores, rows), each (nq, k'), of the index for checked queries. Call under the
+        lock."""
+        mask = None if node is None else self._payloads.mask(node, self._index.size)
+        if isinstance(self._index, HnswIndex):
+            return self._index.search(q, k, mask, ef=ef)
+        return self._index.search(q, k, mask)
 
     def _matching(self, node) -> np.ndarray:
         """(size,) bool: live points that pass the parsed filter. Call under the lock."""

@@ -16,13 +16,14 @@ DataCorruptedError, never a wrong record.
 
 import json
 import struct
+import zlib
 
 import numpy as np
 import orjson
 
 from vdb.errors import DataCorruptedError, InvalidIdError, InvalidPayloadError
 from vdb.storage import keys
-from vdb.storage.seal import unseal
+from vdb.storage.seal import CRC
 
 RECORD_VERSION = 2
 HEADER = struct.Struct("<BHII")
@@ -59,7 +60,6 @@ def decode_id(raw: bytes) -> PointId:
 
 def stored_id(raw: bytes) -> PointId:
     """An encoded id read from the database: DataCorruptedError when it does not decode."""
-    raw = bytes(raw)
     tag, body = raw[:1], raw[1:]
     try:
         if tag == keys.ID_TAG_INT and len(body) == keys.INT_ID.size:
@@ -144,39 +144,43 @@ class Record:
         ) and same_vec
 
 
-def open_record(key: bytes, raw, dim: int) -> memoryview:
-    """The checked body of a stored record: checksum, version and lengths agree with a
-    collection of dimension dim. DataCorruptedError otherwise."""
-    what = keys.describe_record(key)
-    body = unseal(key, raw, what)
-    if len(body) < HEADER.size:
-        raise DataCorruptedError(f"{what} is cut short ({len(body)} bytes)")
-    version, id_len, payload_len, doc_len = HEADER.unpack_from(body, 0)
+def open_record(key: bytes, raw, dim: int):
+    """A stored record after its checks: checksum, version and lengths agree with a
+    collection of dimension dim (DataCorruptedError otherwise). Returns raw itself: the
+    fields sit at the same offsets, the 4-byte checksum after them."""
+    n = len(raw) - CRC.size
+    if (
+        n < HEADER.size
+        or zlib.crc32(memoryview(raw)[:n], zlib.crc32(key)) != CRC.unpack_from(raw, n)[0]
+    ):
+        raise DataCorruptedError(f"{keys.describe_record(key)} fails its checksum")
+    version, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
     size = HEADER.size + 4 * dim + id_len + payload_len + max(doc_len - 1, 0)
-    if version != RECORD_VERSION or size != len(body) or id_len == 0:
+    if version != RECORD_VERSION or size != n or id_len == 0:
         raise DataCorruptedError(
-            f"{what} has a bad header (version {version}, {len(body)} bytes for {size})"
+            f"{keys.describe_record(key)} has a bad header (version {version}, {n} bytes "
+            f"for {size})"
         )
-    return body
+    return raw
 
 
 def decode_record(key: bytes, raw, dim: int, with_vector: bool = True) -> Record:
     """A stored record, checked (see open_record)."""
-    body = open_record(key, raw, dim)
-    _, id_len, payload_len, doc_len = HEADER.unpack_from(body, 0)
+    raw = open_record(key, raw, dim)
+    _, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
     pos = HEADER.size
     vector = None
     if with_vector:
-        vector = np.frombuffer(body, dtype="<f4", count=dim, offset=pos).astype(np.float32)
+        vector = np.frombuffer(raw, dtype="<f4", count=dim, offset=pos).astype(np.float32)
     pos += 4 * dim
-    pid = stored_id(body[pos : pos + id_len])
+    pid = stored_id(raw[pos : pos + id_len])
     pos += id_len
-    payload = _payload(body[pos : pos + payload_len], key) if payload_len else None
+    payload = _payload(raw[pos : pos + payload_len], key) if payload_len else None
     pos += payload_len
     document = None
     if doc_len:
         try:
-            document = str(body[pos : pos + doc_len - 1], "utf-8")
+            document = str(raw[pos : pos + doc_len - 1], "utf-8")
         except UnicodeDecodeError:
             raise DataCorruptedError(
                 f"{keys.describe_record(key)}: its document is not UTF-8"
@@ -195,7 +199,7 @@ def _payload(raw, key: bytes):
 
 
 def record_vector(body, dim: int) -> np.ndarray:
-    """The vector of a checked record body (open_record), as a zero-copy float32 view."""
+    """The vector of a checked record (open_record), as a zero-copy float32 view."""
     return np.frombuffer(body, dtype="<f4", count=dim, offset=HEADER.size)
 
 
