@@ -37,7 +37,7 @@ def numpy_search(Xn, Q, k, mask=None):
 def upsert_ours(path, X, payloads) -> float:
     def run():
         with vdb.open(path) as db:
-            col = db.create_collection("bench", dim=DIM)
+            col = db.create_collection("bench", dim=DIM, index="flat")
             for s in range(0, len(X), BATCH):
                 col.upsert(list(range(s, s + BATCH)), X[s : s + BATCH], payloads[s : s + BATCH])
 
@@ -76,7 +76,7 @@ def main() -> None:
     try:
         lines = []
         db = vdb.open(tmp / "search")
-        col = db.create_collection("bench", dim=DIM)
+        col = db.create_collection("bench", dim=DIM, index="flat")
         for s in range(0, n_search, 10_000):
             col.upsert(list(range(s, s + 10_000)), X[s : s + 10_000], payloads[s : s + 10_000])
         Xn = X / np.linalg.norm(X, axis=1, keepdims=True)

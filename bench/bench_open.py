@@ -4,7 +4,8 @@
     python bench/bench_open.py --quick    # 200,000 x 128
 
 Ours: a collection built with index="hnsw" (M=16, ef_construction=200) is closed, which writes
-its checkpoint; opening maps the checkpoint, checks its checksums and replays the op log.
+its checkpoint; opening maps the checkpoint, verifies it whole (checksums, stamps, shapes, graph
+bounds) and replays the op log.
 hnswlib: the same data, saved with save_index and read back with load_index.
 """
 
