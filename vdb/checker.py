@@ -25,10 +25,10 @@ from pathlib import Path
 from vdb.collection import CHECKPOINT_DIR, CollectionConfig
 from vdb.errors import DataCorruptedError, StorageError
 from vdb.index import checkpoint
-from vdb.storage import keys, lmdbfile, oplog, values
+from vdb.storage import keys, oplog, values
 from vdb.storage.codec import decode_record, encode_id
 from vdb.storage.env import Store, take_writer_lock
-from vdb.storage.seal import is_sound
+from vdb.storage.seal import is_sound, unseal
 
 
 @dataclass
@@ -71,7 +71,6 @@ def check(path, repair: bool = False) -> CheckReport:
     report = CheckReport(str(path))
     lock = None
     try:
-        lmdbfile.check(path)
         if not (path / "data.mdb").exists():
             raise StorageError(f"no database at {str(path)!r}")
         if repair:
@@ -178,9 +177,8 @@ class _Scan:
     def read_configs(self) -> None:
         for key, raw in self.entries(self.store.meta, keys.PREFIX_COLLECTION, None):
             try:
-                if not is_sound(key, raw):
-                    raise DataCorruptedError(f"the config {key[:40]!r} fails its checksum")
-                config = CollectionConfig.from_json(bytes(raw[:-4]))
+                body = unseal(key, raw, f"the config {bytes(key[:40])!r}")
+                config = CollectionConfig.from_json(bytes(body))
             except DataCorruptedError as exc:
                 _unrepairable(self.report, f"{exc} (its records cannot be read without it)")
                 continue

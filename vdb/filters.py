@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from vdb.errors import FilterError
+from vdb.errors import FilterError, shown
 
 FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
@@ -71,7 +71,7 @@ def _parse(flt, where, budget, depth=0):
             parts.append(_parse_logic(key, value, budget, depth + 1))
         elif key.startswith("$"):
             raise FilterError(
-                f"unknown operator {_cut(key)!r} at the top of {where}; "
+                f"unknown operator {shown(key)} at the top of {where}; "
                 f"expected a key or one of {', '.join(LOGIC_OPS)}"
             )
         else:
@@ -94,22 +94,22 @@ def _parse_logic(op, value, budget, depth):
 def _parse_field(path, value, budget):
     budget.spend(1)
     if not path or any(not seg for seg in path.split(".")):
-        raise FilterError(f"invalid key {_cut(path)!r}: dotted keys need non-empty segments")
+        raise FilterError(f"invalid key {shown(path)}: dotted keys need non-empty segments")
     if not isinstance(value, dict):
         _check_scalar(path, "$eq", value)
         return [("cmp", path, "$eq", value)]
     if not value:
-        raise FilterError(f"key {_cut(path)!r} has an empty operator object")
+        raise FilterError(f"key {shown(path)} has an empty operator object")
     out = []
     for op, operand in value.items():
         if op not in FIELD_OPS:
             if isinstance(op, str) and not op.startswith("$"):
                 raise FilterError(
-                    f"key {_cut(path)!r} is compared with an object; use dotted keys such as "
-                    f"'{_cut(path)}.{_cut(op)}' to reach into nested payloads"
+                    f"key {shown(path)} is compared with an object; use dotted keys such as "
+                    f"{shown(f'{path}.{op}')} to reach into nested payloads"
                 )
             raise FilterError(
-                f"unknown operator {_show(op)} for key {_cut(path)!r}; expected one of "
+                f"unknown operator {_show(op)} for key {shown(path)}; expected one of "
                 f"{', '.join(FIELD_OPS)}"
             )
         if op in ("$in", "$nin") and isinstance(operand, list | tuple):
@@ -124,12 +124,10 @@ def _check_scalar(path, op, value):
         return
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
-            raise FilterError(
-                f"{op} on {_cut(path)!r} compares with {value!r}, which is not finite"
-            )
+            raise FilterError(f"{op} on {shown(path)} compares with {value!r}, which is not finite")
         return
     raise FilterError(
-        f"{op} on {_cut(path)!r} takes a string, number, boolean or null, got {_show(value)}"
+        f"{op} on {shown(path)} takes a string, number, boolean or null, got {_show(value)}"
         + ("; use $in for a list of values" if isinstance(value, list | tuple) else "")
     )
 
@@ -140,32 +138,23 @@ def _check_operand(path, op, operand):
     elif op in RANGE_OPS:
         if isinstance(operand, bool) or not isinstance(operand, int | float | str):
             raise FilterError(
-                f"{op} on {_cut(path)!r} takes a number or a string, got {_show(operand)}"
+                f"{op} on {shown(path)} takes a number or a string, got {_show(operand)}"
             )
         _check_scalar(path, op, operand)
     elif op in ("$in", "$nin"):
         if not isinstance(operand, list | tuple):
-            raise FilterError(
-                f"{op} on {_cut(path)!r} takes a list of values, got {_show(operand)}"
-            )
+            raise FilterError(f"{op} on {shown(path)} takes a list of values, got {_show(operand)}")
         for item in operand:
             _check_scalar(path, op, item)
     elif op == "$exists":
         if not isinstance(operand, bool):
-            raise FilterError(
-                f"$exists on {_cut(path)!r} takes true or false, got {_show(operand)}"
-            )
+            raise FilterError(f"$exists on {shown(path)} takes true or false, got {_show(operand)}")
 
 
 def _show(value) -> str:
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     return f"{text} ({type(value).__name__})"
-
-
-def _cut(text: str, limit: int = 60) -> str:
-    """A key as error messages show it: at most `limit` characters."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- columns

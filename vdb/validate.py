@@ -51,13 +51,8 @@ def top_k(k, name: str = "k", high: int | None = None) -> int:
         or (high is not None and k > high)
     ):
         span = "a positive integer" if high is None else f"an integer from 1 to {high}"
-        raise InvalidArgumentError(f"{name} must be {span}, got {_short(k)}")
+        raise InvalidArgumentError(f"{name} must be {span}, got {shown(k)}")
     return int(k)
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def limit(value) -> int:

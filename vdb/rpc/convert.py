@@ -164,13 +164,6 @@ def set_vectors(msg: pb.Vectors, items, with_vectors: bool, dim: int) -> None:
             msg.data = np.stack([item.vector for item in items]).astype("<f4").tobytes()
 
 
-def add_records(msg, records, with_vectors: bool, dim: int) -> None:
-    """Fill a message with `records` (repeated Point) and `vectors` fields."""
-    for rec in records:
-        set_point(msg.records.add(), rec.id, rec.payload, rec.document)
-    set_vectors(msg.vectors, records, with_vectors, dim)
-
-
 def records_from(msg) -> list[Record]:
     vecs = unpack(msg.vectors) if msg.vectors.data else None
     out = []
@@ -178,15 +171,6 @@ def records_from(msg) -> list[Record]:
         pid, payload, document = point_fields(point)
         out.append(Record(pid, payload, document, None if vecs is None else vecs[i].copy()))
     return out
-
-
-def add_hits(msg, hits, with_vectors: bool, dim: int) -> None:
-    """Fill a SearchResponse from a list of Hit."""
-    for hit in hits:
-        item = msg.hits.add()
-        item.score = hit.score
-        set_point(item.point, hit.id, hit.payload, hit.document)
-    set_vectors(msg.vectors, hits, with_vectors, dim)
 
 
 def hits_from(msg) -> list[Hit]:

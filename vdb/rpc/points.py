@@ -3,18 +3,15 @@ response's bytes, so a response too large to send is refused as soon as it would
 server's message limit, never built whole; searches run a chunk of queries at a time, checking
 the deadline between chunks."""
 
-import numpy as np
-
 from vdb import validate
-from vdb.errors import InvalidArgumentError
+from vdb.errors import DataCorruptedError, InvalidArgumentError
 from vdb.rpc import convert
 from vdb.rpc._gen import common_pb2 as pb
 from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc._gen import points_pb2_grpc as pgrpc
 from vdb.rpc.handler import rpc
 from vdb.rpc.limits import FRAME, MIN_HIT
-from vdb.storage import keys
-from vdb.storage.codec import decode_id, encode_id
+from vdb.storage.codec import encode_id, stored_id
 
 CHUNK_RESULTS = 16_384  # hits (queries x k) searched at once
 PIECE = 256  # records read at once by Get and Scroll, at most
@@ -184,7 +181,7 @@ class PointsService(pgrpc.PointsServicer):
 
 def _add_hits(msg, scores, rows, read, with_vectors: bool, dim: int, budget) -> None:
     """Fill a SearchResponse with the hits of one query, a record at a time."""
-    vectors = []
+    records = []
     for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
         rec = read(row, with_vectors)
         if rec is None:
@@ -192,14 +189,9 @@ def _add_hits(msg, scores, rows, read, with_vectors: bool, dim: int, budget) -> 
         hit = msg.hits.add()
         hit.score = score
         convert.set_point(hit.point, rec.id, rec.payload, rec.document)
-        budget.add(hit.ByteSize() + FRAME)
-        if with_vectors:
-            budget.add(4 * dim)
-            vectors.append(rec.vector)
-    if with_vectors:
-        msg.vectors.dim = dim
-        if vectors:
-            msg.vectors.data = np.stack(vectors).astype("<f4").tobytes()
+        budget.add(hit.ByteSize() + FRAME + (4 * dim if with_vectors else 0))
+        records.append(rec)
+    convert.set_vectors(msg.vectors, records, with_vectors, dim)
     budget.add(3 * FRAME)
 
 
@@ -234,12 +226,7 @@ def _after(token: bytes):
     """The id a scroll page token stands for (None for the first page)."""
     if not token:
         return None
-    ok = (token[:1] == keys.ID_TAG_INT and len(token) == 1 + keys.INT_ID.size) or (
-        token[:1] == keys.ID_TAG_STR and len(token) > 1
-    )
     try:
-        if ok:
-            return decode_id(token)
-    except UnicodeDecodeError:
-        pass
-    raise InvalidArgumentError("page_token is not one this server issued")
+        return stored_id(token)
+    except DataCorruptedError:
+        raise InvalidArgumentError("page_token is not one this server issued") from None

@@ -16,14 +16,13 @@ DataCorruptedError, never a wrong record.
 
 import json
 import struct
-import zlib
 
 import numpy as np
 import orjson
 
 from vdb.errors import DataCorruptedError, InvalidIdError, InvalidPayloadError
 from vdb.storage import keys
-from vdb.storage.seal import CRC
+from vdb.storage.seal import CRC, is_sound
 
 RECORD_VERSION = 2
 HEADER = struct.Struct("<BHII")
@@ -148,12 +147,11 @@ def open_record(key: bytes, raw, dim: int):
     """A stored record after its checks: checksum, version and lengths agree with a
     collection of dimension dim (DataCorruptedError otherwise). Returns raw itself: the
     fields sit at the same offsets, the 4-byte checksum after them."""
-    n = len(raw) - CRC.size
-    if (
-        n < HEADER.size
-        or zlib.crc32(memoryview(raw)[:n], zlib.crc32(key)) != CRC.unpack_from(raw, n)[0]
-    ):
+    if not is_sound(key, raw):
         raise DataCorruptedError(f"{keys.describe_record(key)} fails its checksum")
+    n = len(raw) - CRC.size
+    if n < HEADER.size:
+        raise DataCorruptedError(f"{keys.describe_record(key)} is cut short ({n} bytes)")
     version, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
     size = HEADER.size + 4 * dim + id_len + payload_len + max(doc_len - 1, 0)
     if version != RECORD_VERSION or size != n or id_len == 0:

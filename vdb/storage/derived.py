@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vdb.errors import shown
+
 HEAD = struct.Struct("<QI")  # header length, header CRC-32
 ALIGN = 64
 MAX_HEADER = 64 << 20
@@ -107,7 +109,7 @@ def read(path: Path, magic: bytes, expect: dict) -> tuple[dict, dict] | None:
         raise Unsound("its header does not parse") from None
     for name, want in expect.items():
         if fields.get(name) != want:
-            raise Unsound(f"its {name} is {_short(fields.get(name))}, not {_short(want)}")
+            raise Unsound(f"its {name} is {shown(fields.get(name))}, not {shown(want)}")
     base = _pad(len(magic) + HEAD.size + length)
     return fields, {e["name"]: _section(path, size, base, e) for e in table}
 
@@ -129,9 +131,9 @@ def _section(path: Path, size: int, base: int, entry: dict):
         try:
             dt = np.dtype(dtype)
         except TypeError:
-            raise Unsound(f"section {name} has dtype {_short(dtype)}") from None
+            raise Unsound(f"section {name} has dtype {shown(dtype)}") from None
         if dt.kind not in NUMERIC or any(not isinstance(d, int) or d < 0 for d in shape):
-            raise Unsound(f"section {name} has dtype {dt.str} and shape {_short(shape)}")
+            raise Unsound(f"section {name} has dtype {dt.str} and shape {shown(shape)}")
         if int(np.prod(shape, dtype=np.int64)) * dt.itemsize != nbytes:
             raise Unsound(f"section {name}: shape {shape} of {dt.str} is not {nbytes} bytes")
         if nbytes:
@@ -145,8 +147,3 @@ def _section(path: Path, size: int, base: int, entry: dict):
 
 def _pad(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

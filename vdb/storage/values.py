@@ -4,7 +4,7 @@ Every read checks the value's checksum (seal.py) and raises DataCorruptedError o
 
 import os
 
-from vdb.errors import DataCorruptedError
+from vdb.errors import DataCorruptedError, shown
 from vdb.storage import keys
 from vdb.storage.seal import seal, unseal
 
@@ -15,7 +15,7 @@ def get_config(txn, store, name: str) -> bytes | None:
     raw = txn.get(key, db=store.meta)
     if raw is None:
         return None
-    return bytes(unseal(key, raw, f"the config of collection {_short(name)}"))
+    return bytes(unseal(key, raw, f"the config of collection {shown(name)}"))
 
 
 def put_config(txn, store, name: str, config_json: bytes) -> None:
@@ -89,7 +89,3 @@ def iid_of(id_key: bytes, raw) -> int:
 
 def put_iid(txn, store, id_key: bytes, iid: int) -> None:
     txn.put(id_key, seal(id_key, keys.U64.pack(iid)), db=store.ids)
-
-
-def _short(name: str) -> str:
-    return repr(name if len(name) <= 64 else name[:61] + "...")
