@@ -50,33 +50,31 @@ def _fields(data: bytes) -> list[tuple[int, bytes]]:
     """(field number, encoded field) of a message's top-level fields (a valid message)."""
     out, pos = [], 0
     while pos < len(data):
-        start, tag, shift = pos, 0, 0
-        while True:
-            byte = data[pos]
-            tag |= (byte & 0x7F) << shift
-            pos, shift = pos + 1, shift + 7
-            if not byte & 0x80:
-                break
+        start = pos
+        tag, pos = _read_varint(data, pos)
         wire = tag & 7
         if wire == 0:
-            while data[pos] & 0x80:
-                pos += 1
-            pos += 1
+            pos = _read_varint(data, pos)[1]
         elif wire == 1:
             pos += 8
         elif wire == 5:
             pos += 4
         else:  # 2: length-delimited
-            length, shift = 0, 0
-            while True:
-                byte = data[pos]
-                length |= (byte & 0x7F) << shift
-                pos, shift = pos + 1, shift + 7
-                if not byte & 0x80:
-                    break
+            length, pos = _read_varint(data, pos)
             pos += length
         out.append((tag >> 3, data[start:pos]))
     return out
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the base-128 varint at pos."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
 
 
 def _mutants(valid: bytes, rng: random.Random, n: int):
