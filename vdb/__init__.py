@@ -9,7 +9,7 @@
 """
 
 from vdb._version import __version__ as __version__
-from vdb.collection import Collection, CollectionConfig, Hit, WriteResult
+from vdb.collection import Collection, CollectionConfig, WriteResult
 from vdb.database import Database
 from vdb.errors import (
     AbortedError,
@@ -41,6 +41,7 @@ from vdb.errors import (
     UnavailableError,
     VdbError,
 )
+from vdb.results import Hit, SearchResults
 from vdb.storage.codec import Record
 from vdb.storage.env import DatabaseNotFoundError
 
@@ -109,6 +110,7 @@ __all__ = [
     "StorageError",
     "UnavailableError",
     "Record",
+    "SearchResults",
     "VdbError",
     "WriteResult",
     "check",

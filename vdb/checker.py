@@ -241,8 +241,8 @@ class _Scan:
             return str(exc)
         if loaded is None:
             return "missing"
-        if loaded[2] > lsn:
-            return f"it covers LSN {loaded[2]}, beyond the collection's {lsn}"
+        if loaded[-1] > lsn:
+            return f"it covers LSN {loaded[-1]}, beyond the collection's {lsn}"
         return "sound"
 
 

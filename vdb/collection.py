@@ -20,9 +20,11 @@ from vdb.errors import (
     ReadOnlyError,
     shown,
 )
+from vdb.ids import IdArray
 from vdb.index import checkpoint
 from vdb.index.config import MAX_EF, IndexConfig
 from vdb.index.hnsw import HnswIndex
+from vdb.results import SearchResults, Selection
 from vdb.storage import keys, oplog, values
 from vdb.storage.codec import (
     Record,
@@ -33,6 +35,7 @@ from vdb.storage.codec import (
     record_id_key,
     record_payload,
     record_vector,
+    stored_id,
 )
 from vdb.storage.seal import is_sound, seal
 
@@ -66,18 +69,6 @@ class CollectionConfig:
         except (ValueError, TypeError, KeyError) as exc:
             raise DataCorruptedError(f"a stored collection config is damaged: {exc}") from None
         return config
-
-
-@dataclass(slots=True)
-class Hit:
-    """One search result. score: similarity (higher is better) for cosine and dot, Euclidean
-    distance (lower is better) for l2."""
-
-    id: int | str
-    score: float
-    payload: dict | None
-    document: str | None
-    vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +227,7 @@ class Collection(ConfigView):
     def _from_checkpoint(self, txn, ckpt, lsn: int, count: int) -> None:
         """Adopt a verified checkpoint and replay the op log over it; checkpoint.Unsound when
         its stamps or the result disagree with LMDB (the caller then rebuilds)."""
-        index, payloads, ckpt_lsn = ckpt
+        index, payloads, ids, ckpt_lsn = ckpt
         if ckpt_lsn > lsn:
             raise checkpoint.Unsound(f"it covers LSN {ckpt_lsn}, beyond the collection's {lsn}")
         if index.size > self._next_iid:
@@ -244,6 +235,7 @@ class Collection(ConfigView):
                 f"it holds {index.size} slots where the collection has used {self._next_iid}"
             )
         self._index, self._payloads, self._lsn = index, payloads, ckpt_lsn
+        self._ids = self._ids_from_table(txn, index.size) if ids is None else ids
         self._ckpt_lsn = ckpt_lsn
         if not self._replay_log(txn, lsn):
             raise checkpoint.Unsound(
@@ -260,7 +252,8 @@ class Collection(ConfigView):
         cid, dim = self.config.cid, self.dim
         self._index = self.config.index.make(dim, self.metric)
         self._payloads = filters.PayloadIndex()
-        iids, vecs, pays = [], [], []
+        self._ids = IdArray()
+        iids, vecs, pays, ids = [], [], [], []
         prefix = keys.cid_prefix(cid)
         cursor = txn.cursor(db=self._store.records)
         if cursor.set_range(prefix):
@@ -283,12 +276,14 @@ class Collection(ConfigView):
                             f"{self._next_iid} slots"
                         )
                     pay = record_payload(body, dim, key)
+                    pid = stored_id(record_id_key(body, dim))
                 except DataCorruptedError as exc:
                     self._note_damage(exc)
                     continue
                 iids.append(iid)
                 vecs.append(record_vector(body, dim))
                 pays.append(pay)
+                ids.append(pid)
         if len(iids) != count and not self._damage:
             self._note_damage(
                 DataCorruptedError(
@@ -298,6 +293,24 @@ class Collection(ConfigView):
         rows = np.array(iids, dtype=np.int64)
         vectors = np.array(vecs, dtype=np.float32).reshape(len(iids), dim)  # (n, dim)
         self._apply(rows, vectors, pays)
+        self._ids.set(rows, ids)
+
+    def _ids_from_table(self, txn, size: int) -> IdArray:
+        """The id array from the id map (for a checkpoint written before checkpoints held
+        it)."""
+        prefix = keys.cid_prefix(self.config.cid)
+        rows, ids = [], []
+        cursor = txn.cursor(db=self._store.ids)
+        if cursor.set_range(prefix):
+            for key, raw in cursor:
+                if key[:4] != prefix:
+                    self._past_the_end(key, raw)
+                    break
+                rows.append(self._iid(key, raw))
+                ids.append(stored_id(key[4:]))
+        out = IdArray(size)
+        out.set(np.array(rows, dtype=np.int64), ids)
+        return out
 
     def _past_the_end(self, key: bytes, raw) -> None:
         """A scan of this collection's keys met a key of another collection: that must be a
@@ -376,7 +389,7 @@ class Collection(ConfigView):
             lsn = self._lsn
             if lsn != self._ckpt_lsn:
                 owner = checkpoint.stamp(self._store.db_id, self.config)
-                checkpoint.save(self._ckpt_path, self._index, self._payloads, lsn, owner)
+                checkpoint.save(self._ckpt_path, self._index, self._payloads, self._ids, lsn, owner)
                 self._ckpt_lsn = lsn
                 self._written_since_ckpt = 0
         self._store.transact(
@@ -405,10 +418,11 @@ class Collection(ConfigView):
             )
         self._index.remove(iids)
         self._payloads.clear(iids)
+        self._ids.clear(iids)
         if op != oplog.OP_UPSERT:
             return
         cid, dim = self.config.cid, self.dim
-        rows, vecs, pays = [], [], []
+        rows, vecs, pays, ids = [], [], [], []
         for iid in iids.tolist():
             key = keys.record_key(cid, iid)
             raw = txn.get(key, db=self._store.records)
@@ -418,8 +432,11 @@ class Collection(ConfigView):
             rows.append(iid)
             vecs.append(record_vector(body, dim))
             pays.append(record_payload(body, dim, key))
+            ids.append(stored_id(record_id_key(body, dim)))
         vectors = np.array(vecs, np.float32).reshape(-1, dim)  # (n, dim)
-        self._apply(np.array(rows, dtype=np.int64), vectors, pays)
+        rows = np.array(rows, dtype=np.int64)
+        self._apply(rows, vectors, pays)
+        self._ids.set(rows, ids)
 
     # ------------------------------------------------------------ writes
 
@@ -447,6 +464,7 @@ class Collection(ConfigView):
                 self._give_back(taken)
                 raise
             self._lsn, self._next_iid, self._count = lsn, next_iid, count
+            self._ids.set_keys(rows, id_keys)
             kept = self._unchanged(rows, vecs)
             self._payloads.set(rows[kept], [p for p, k in zip(pay_items, kept, strict=True) if k])
             moved = ~kept
@@ -541,6 +559,7 @@ class Collection(ConfigView):
                 self._count -= len(rows)
                 self._index.remove(rows)
                 self._payloads.clear(rows)
+                self._ids.clear(rows)
                 for iid in rows.tolist():
                     heapq.heappush(self._free, iid)
         return WriteResult(self._lsn, len(rows))
@@ -584,33 +603,102 @@ class Collection(ConfigView):
     # ------------------------------------------------------------ reads
 
     def search(
-        self, queries, k: int = 10, filter=None, with_vectors: bool = False, ef: int | None = None
+        self,
+        queries,
+        k: int = 10,
+        filter=None,
+        with_vectors: bool = False,
+        ef: int | None = None,
+        with_payload: bool | list = True,
+        with_document: bool = True,
     ):
-        """Top-k points for one query (a list of Hit) or a batch (a list of lists), best first.
-        A query is a vector, or a text when the collection has an embedder.
+        """Top-k points for one query (a list of Hit) or a batch (SearchResults: a list of
+        lists of Hit that also holds ids and scores as arrays), best first. A query is a
+        vector, or a text when the collection has an embedder.
 
         Fewer than k hits come back when fewer points match; an empty collection gives [].
         ef: HNSW search breadth for this call (higher is slower and more exact); ignored while
-        the collection searches exactly.
+        the collection searches exactly. with_payload (True, False, or a list of top-level
+        payload keys to keep), with_document and with_vectors say what comes back beside ids
+        and scores; records are read only when one of them asks for it.
         """
+        want = Selection.parse(with_payload, with_document, with_vectors)
         single, q, k, node, ef = self._query(queries, k, filter, ef)
         with self._lock.read():
             scores, rows = self._top(q, k, node, ef)
-            with self._store.read() as txn:
-                records = {}
-                for r in np.unique(rows).tolist():
-                    rec = self._record(txn, r, with_vectors, missing_ok=True)
-                    if rec is not None:
-                        records[r] = rec
-        hits = [
-            [
-                Hit(rec.id, float(s), rec.payload, rec.document, rec.vector)
-                for s, r in zip(srow, rrow, strict=True)
-                if (rec := records.get(int(r))) is not None
-            ]
-            for srow, rrow in zip(scores, rows, strict=True)
-        ]
-        return hits[0] if single else hits
+            ids = self._ids.lookup(rows)
+            raws = self._read_rows(rows) if want.reads else None
+        results = self._results(rows, ids, scores, raws, want)
+        return results[0] if single else results
+
+    def _read_rows(self, rows: np.ndarray) -> dict:
+        """The stored bytes of the records at rows (nq, k), -1 for none: {row: bytes}, in one
+        read transaction; rows whose record is gone (a read-only handle behind its writer) are
+        left out. Checks wait for the decoding (_fields). Call under the lock."""
+        uniq = np.unique(rows[rows >= 0]).tolist()
+        prefix = keys.cid_prefix(self.config.cid)
+        packed = np.array(uniq, dtype=">u8").tobytes()
+        db = self._store.records
+        with self._store.read() as txn:
+            get = txn.get
+            found = {
+                row: raw
+                for i, row in enumerate(uniq)
+                if (raw := get(prefix + packed[8 * i : 8 * i + 8], db=db)) is not None
+            }
+        if self._read_only:  # the writer may have given a slot to another id since our refresh
+            for row, raw in list(found.items()):
+                key = prefix + keys.U64.pack(row)
+                try:
+                    id_key = record_id_key(open_record(key, raw, self.dim), self.dim)
+                except DataCorruptedError as exc:
+                    self._note_damage(exc)
+                    raise
+                if id_key != encode_id(self._ids.one(row)):
+                    del found[row]
+        return found
+
+    def _results(self, rows, ids, scores, raws, want: Selection) -> SearchResults:
+        found = rows >= 0
+        if raws is not None and len(raws) < len(np.unique(rows[found])):
+            found &= np.isin(rows, np.fromiter(raws, np.int64, len(raws)))
+            order = np.argsort(~found, axis=1, kind="stable")  # hits first in every row
+            rows, ids, scores, found = (
+                np.take_along_axis(a, order, axis=1) for a in (rows, ids, scores, found)
+            )
+            ids[~found] = None if ids.dtype == object else -1
+        counts = found.sum(axis=1).astype(np.int64)
+        scores = np.where(found, scores, np.float32(np.nan)).astype(np.float32, copy=False)
+        fields = None if raws is None else self._fields(rows, counts, raws, want)
+        return SearchResults(ids, scores, counts, fields)
+
+    def _fields(self, rows, counts, raws: dict, want: Selection):
+        """fields(q) for SearchResults: the payloads, documents and vectors of query q's hits,
+        each record checked and decoded once (damage raises DataCorruptedError)."""
+        decoded: dict = {}
+        cid, dim = self.config.cid, self.dim
+
+        def one(row: int):
+            rec = decoded.get(row)
+            if rec is None:
+                key = keys.record_key(cid, row)
+                try:
+                    rec = decode_record(key, raws[row], dim, want.vectors)
+                except DataCorruptedError as exc:
+                    self._note_damage(exc)
+                    raise
+                rec = decoded[row] = (want.cut(rec.payload), rec.document, rec.vector)
+            return rec
+
+        def fields(q: int):
+            recs = [one(row) for row in rows[q, : counts[q]].tolist()]
+            return (
+                [r[0] for r in recs] if want.payload else None,
+                [r[1] for r in recs] if want.document else None,
+                [r[2] for r in recs] if want.vectors else None,
+            )
+
+        return fields
 
     @contextmanager
     def _searched(self, queries, k: int, filter=None, ef: int | None = None):

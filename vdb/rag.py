@@ -14,8 +14,9 @@ import threading
 import weakref
 from dataclasses import asdict, dataclass, field
 
-from vdb.collection import Hit, scan
+from vdb.collection import scan
 from vdb.errors import InvalidArgumentError
+from vdb.results import Hit
 from vdb.text import bm25, extract, hybrid
 
 POOL = 100  # candidates from each retriever before fusion

@@ -1,4 +1,5 @@
-"""Index checkpoints: the arena, the graph and the payload columns of one collection in one
+"""Index checkpoints: the arena, the graph, the payload columns and the id array of one
+collection in one
 derived file (vdb/storage/derived.py), stamped with the op-log sequence number (LSN) they
 cover and with what they belong to (database id, collection number and creation time,
 dimension, metric).
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vdb.filters import PayloadIndex
+from vdb.ids import IdArray
 from vdb.index.flat import FlatIndex
 from vdb.index.hnsw import HnswIndex
 from vdb.storage import derived
@@ -43,16 +45,18 @@ def stamp(db_id: bytes, config) -> dict:
     }
 
 
-def save(path: Path, index: FlatIndex, payloads, lsn: int, owner: dict) -> None:
+def save(path: Path, index: FlatIndex, payloads, ids: IdArray, lsn: int, owner: dict) -> None:
     meta, arrays = index.state()
     sections = {f"a.{name}": arr for name, arr in arrays.items()}
+    sections.update(ids.state(index.size))
     sections[PAYLOADS] = pickle.dumps(payloads, protocol=5)
     derived.write(path, MAGIC, {**owner, "lsn": lsn, "meta": meta}, sections)
 
 
 def load(path: Path, owner: dict):
-    """(index, payloads, lsn) from a checkpoint, None when there is none, Unsound(reason)
-    when there is one that must not be used."""
+    """(index, payloads, ids, lsn) from a checkpoint, None when there is none, Unsound(reason)
+    when there is one that must not be used. ids is None in a checkpoint written before
+    checkpoints held them."""
     found = derived.read(path, MAGIC, owner)
     if found is None:
         return None
@@ -72,13 +76,14 @@ def load(path: Path, owner: dict):
             raise Unsound("its HNSW parameters are not the collection's")
         index = kind.restore(meta, arrays)
         payloads = pickle.loads(sections[PAYLOADS])
+        ids = IdArray.restore(sections, index.size) if "id_kind" in sections else None
     except Unsound:
         raise
     except Exception as exc:  # a field of the wrong type or missing: the file is not sound
         raise Unsound(f"its contents do not fit together ({type(exc).__name__}: {exc})") from None
     if not isinstance(payloads, PayloadIndex) or payloads.capacity < index.size:
         raise Unsound("its payload columns do not cover its points")
-    return index, payloads, lsn
+    return index, payloads, ids, lsn
 
 
 def remove(directory: Path, cid: int) -> None:

@@ -9,7 +9,6 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from vdb import filters
-from vdb.collection import Hit
 from vdb.errors import (
     DimensionError,
     FilterError,
@@ -21,6 +20,7 @@ from vdb.errors import (
 )
 from vdb.index.config import IndexConfig
 from vdb.index.hnsw import HnswConfig
+from vdb.results import Hit
 from vdb.rpc._gen import collections_pb2 as cpb
 from vdb.rpc._gen import common_pb2 as pb
 from vdb.storage.codec import Record

@@ -100,6 +100,6 @@ class RetrievalService(rgrpc.RetrievalServicer):
 
 
 def rag_hit(source):
-    from vdb.collection import Hit
+    from vdb.results import Hit
 
     return Hit(source.id, source.score, source.payload, source.text)

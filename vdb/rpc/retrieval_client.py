@@ -2,7 +2,7 @@
 
 import grpc
 
-from vdb.collection import Hit
+from vdb.results import Hit
 from vdb.rpc import convert, model_client, status
 from vdb.rpc._gen import retrieval_pb2 as rpb
 from vdb.rpc._gen import retrieval_pb2_grpc as rgrpc
