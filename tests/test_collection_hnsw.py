@@ -83,15 +83,18 @@ def test_payload_only_upsert_leaves_the_graph_alone(tmp_path, monkeypatch, metri
     with vdb.open(tmp_path / "db") as db:
         col = db.create_collection("c", dim=8, metric=metric, index="hnsw")
         col.upsert(list(range(2000)), X, payloads=[{"g": 0}] * 2000)
+        col._linker.wait()
         linked = []
         link = HnswIndex._link
         monkeypatch.setattr(HnswIndex, "_link", lambda self, n: linked.append(n) or link(self, n))
         stored = col.get([5, 6, 7], with_vectors=True)
         col.upsert([5, 6, 7], [p.vector for p in stored], payloads=[{"g": 1}] * 3)
+        col._linker.wait()
         assert not linked  # the same vectors: only the payloads changed
         hits = col.search(X[5], k=3, filter={"g": 1})
         assert sorted(h.id for h in hits) == [5, 6, 7]
         col.upsert([5, 8], [X[6], X[8] + 1], payloads=[{"g": 2}] * 2)  # moved: relinked
+        col._linker.wait()
         assert len(np.concatenate(linked)) == 2
         assert col.search(X[6], k=1, filter={"g": 2})[0].id == 5
     with vdb.open(tmp_path / "db") as db:

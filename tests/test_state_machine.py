@@ -12,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import vdb
 from tests import reference, strategies
 from tests.reference import assert_hits_exact
+from vdb.storage import codec, keys, values
 
 DIM = 4
 point_ids = st.one_of(st.integers(0, 12), st.sampled_from(["a", "b", "c", "d"]))
@@ -71,6 +72,12 @@ class StoreMachine(RuleBasedStateMachine):
         assert_hits_exact(hits, ids, X, query, self.metric, k, allowed=allowed)
         for h in hits:
             assert h.payload == self.model[h.id][1]
+        bare = self.col.search([query], k=k, filter=flt, with_payload=False, with_document=False)
+        n = int(bare.counts[0])
+        assert bare.ids[0, :n].tolist() == [h.id for h in hits]
+        np.testing.assert_array_equal(bare.scores[0, :n], [h.score for h in hits])
+        assert np.isnan(bare.scores[0, n:]).all()
+        assert [(h.id, h.payload) for h in bare[0]] == [(h.id, None) for h in hits]
 
     @rule(flt=strategies.filters)
     def count(self, flt):
@@ -98,6 +105,21 @@ class StoreMachine(RuleBasedStateMachine):
         self.db._store.close()
         self.db = vdb.open(self.path)
         self.col = self.db.get_collection("c")
+
+    @invariant()
+    def id_array_is_the_id_map(self):
+        """The in-memory id of every slot is what LMDB's id map says."""
+        if not hasattr(self, "col"):
+            return
+        col = self.col
+        prefix = keys.cid_prefix(col.config.cid)
+        mapped = {}
+        with col._store.read() as txn:
+            for key, raw in txn.cursor(db=col._store.ids):
+                if key[:4] == prefix:
+                    mapped[values.iid_of(key, raw)] = codec.decode_id(key[4:])
+        held = np.flatnonzero(col._ids.kind)
+        assert {int(r): col._ids.one(int(r)) for r in held} == mapped
 
     @invariant()
     def same_points(self):

@@ -5,7 +5,7 @@ import heapq
 import json
 import threading
 import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ from vdb.ids import IdArray
 from vdb.index import checkpoint
 from vdb.index.config import MAX_EF, IndexConfig
 from vdb.index.hnsw import HnswIndex
+from vdb.linker import Linker
 from vdb.results import SearchResults, Selection
 from vdb.storage import keys, oplog, values
 from vdb.storage.codec import (
@@ -138,6 +139,7 @@ class Collection(ConfigView):
         self._written_since_ckpt = 0
         self._damage: list[str] = []  # what reads found damaged; writes are refused then
         self._damage_count = 0
+        self._linker = Linker(config.name)  # links buffered points into the HNSW graph
         if not read_only:
             for stale in self._ckpt_path.parent.glob(f"{self._ckpt_path.name}.tmp-*"):
                 stale.unlink(missing_ok=True)  # left by a writer killed mid-checkpoint
@@ -172,12 +174,14 @@ class Collection(ConfigView):
         self._check_open()
         with self._lock.read():
             count = len(self._index)
-        kind = "hnsw" if isinstance(self._index, HnswIndex) else "flat"
+            hnsw = isinstance(self._index, HnswIndex)
+            buffered = self._index.n_buffered if hnsw else 0
         return {
             **asdict(self.config),
             "count": count,
             "lsn": self._lsn,
-            "index_in_use": kind,
+            "index_in_use": "hnsw" if hnsw else "flat",
+            "buffered": buffered,  # points searched exactly until linked into the graph
             "loaded_from": self.loaded_from,  # "checkpoint" (+ op-log replay) or "records"
             "damage": list(self._damage),  # damaged records found (then the handle is read-only)
         }
@@ -223,6 +227,12 @@ class Collection(ConfigView):
         self._free = np.flatnonzero(~used).tolist()  # a heap of reusable internal ids
         if self.config.index.wants_hnsw(self._index):
             self._index = _to_hnsw(self._index, self.config.index.hnsw)
+        self._link_later()
+
+    def _link_later(self) -> None:
+        """Have the linker link what the HNSW index holds buffered."""
+        if isinstance(self._index, HnswIndex) and self._index.n_buffered:
+            self._linker.wake(self._index)
 
     def _from_checkpoint(self, txn, ckpt, lsn: int, count: int) -> None:
         """Adopt a verified checkpoint and replay the op log over it; checkpoint.Unsound when
@@ -349,10 +359,14 @@ class Collection(ConfigView):
         top = int(rows.max()) + 1
         self._index.reserve(top)
         self._payloads.reserve(self._index.capacity)
-        self._index.set(rows, vectors)
+        if isinstance(self._index, HnswIndex):
+            self._index.set(rows, vectors, link=False)
+        else:
+            self._index.set(rows, vectors)
         self._payloads.set(rows, payloads)
         if self.config.index.wants_hnsw(self._index):
             self._index = _to_hnsw(self._index, self.config.index.hnsw)
+        self._link_later()
 
     def refresh(self) -> None:
         """Bring a read-only handle up to date with writes made by the writer since it opened,
@@ -389,7 +403,11 @@ class Collection(ConfigView):
             lsn = self._lsn
             if lsn != self._ckpt_lsn:
                 owner = checkpoint.stamp(self._store.db_id, self.config)
-                checkpoint.save(self._ckpt_path, self._index, self._payloads, self._ids, lsn, owner)
+                hnsw = isinstance(self._index, HnswIndex)
+                with self._index.paused() if hnsw else nullcontext():  # one state of the graph
+                    checkpoint.save(
+                        self._ckpt_path, self._index, self._payloads, self._ids, lsn, owner
+                    )
                 self._ckpt_lsn = lsn
                 self._written_since_ckpt = 0
         self._store.transact(
@@ -865,6 +883,7 @@ class Collection(ConfigView):
 
     def _close(self, save: bool = True) -> None:
         """Checkpoint what the log holds beyond the last checkpoint (save=True), then close."""
+        self._linker.stop()
         if (
             save
             and not (self._read_only or self._closed or self._damage)
@@ -887,8 +906,9 @@ def scan(col, filter=None, with_vectors: bool = False, page: int = 1000):
 
 
 def _to_hnsw(flat, config) -> HnswIndex:
-    """The same rows in an HNSW index (the flat arena is copied, then linked)."""
+    """The same rows in an HNSW index (the flat arena is copied; the rows are buffered for
+    the linker)."""
     index = HnswIndex(flat.dim, flat.metric, config)
     rows = np.flatnonzero(flat.alive[: flat.size]).astype(np.int64)
-    index.set(rows, flat.vectors[rows])
+    index.set(rows, flat.vectors[rows], link=False)
     return index

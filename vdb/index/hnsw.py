@@ -7,6 +7,15 @@ The vectors stay in FlatIndex's aligned arena, in internal-id order; the graph s
   links_up  (MAX_LEVEL, upper_cap, M)   neighbours on levels 1..;  counts_up (MAX_LEVEL, upper_cap)
 Nodes are inserted in batches of doubling size (prefix doubling); see hnsw_kernels.insert_batch.
 Deleted nodes stay in the graph as waypoints and are never returned.
+
+Write buffer: set(..., link=False) stores the vectors and marks the rows buffered (searched
+exactly, beside the graph walk) without linking them; link_pending() links them later, from
+another thread while searches go on (the collection's linker). The graph lock serializes the
+linker with whatever reallocates or rewrites the graph (reserve, compact, a checkpoint).
+Searches read the graph while it is linked: every neighbour id written is a node id in
+range and no array they hold is reallocated meanwhile, so a search racing the linker may miss
+a node still being linked (it is still buffered, so the exact part finds it), never reads out
+of bounds.
 """
 
 import math
@@ -72,11 +81,16 @@ class HnswIndex(FlatIndex):
         self.code_hi = np.zeros(dim, np.float32)  # (dim,) (lo == hi everywhere: no codes yet)
         self._free_upper: list[int] = []  # upper-level rows freed by compaction
         self._scratch = _Scratch()
+        self.buffer = np.zeros(0, np.bool_)  # (capacity,) rows not linked yet: searched exactly
+        self._dirty = np.zeros(0, np.bool_)  # (capacity,) ... written since the linker took them
+        self.n_buffered = 0  # rows set in buffer
+        self._graph_lock = threading.RLock()  # held while the graph is linked or reallocated
+        self._flags_lock = threading.Lock()  # buffer, _dirty and n_buffered change together
         super().__init__(dim, metric, capacity)
 
     # ------------------------------------------------------------ storage
 
-    GRAPH_ARRAYS = ("levels", "links0", "counts0", "upper_row", "codes")
+    GRAPH_ARRAYS = ("levels", "links0", "counts0", "upper_row", "codes", "buffer")
 
     def state(self) -> tuple[dict, dict]:
         meta, arrays = super().state()
@@ -99,8 +113,11 @@ class HnswIndex(FlatIndex):
     def restore(cls, meta: dict, arrays: dict) -> "HnswIndex":
         """From a checkpoint's metadata and arrays, after checking that the graph fits its
         arena: shapes and dtypes, levels, counts, and every neighbour id in range, so the
-        kernels never follow an edge out of bounds (ValueError if not)."""
+        kernels never follow an edge out of bounds (ValueError if not). A checkpoint without
+        a buffer array buffers the live rows that are not in the graph."""
         config = HnswConfig(**meta["config"])
+        if "buffer" not in arrays and "levels" in arrays and "alive" in arrays:
+            arrays = {**arrays, "buffer": arrays["alive"] & (arrays["levels"] < 0)}
         index = cls(meta["dim"], meta["metric"], config)
         index._restore(meta, arrays)
         n, dim, M, u = index.size, index.dim, config.M, meta["n_upper"]
@@ -113,6 +130,7 @@ class HnswIndex(FlatIndex):
             ("counts0", np.int32, (n,)),
             ("upper_row", np.int32, (n,)),
             ("codes", np.int8, (n, dim)),
+            ("buffer", np.bool_, (n,)),
             ("links_up", np.int32, (hk.MAX_LEVEL, u, M)),
             ("counts_up", np.int32, (hk.MAX_LEVEL, u)),
         ):
@@ -141,14 +159,25 @@ class HnswIndex(FlatIndex):
         index.code_lo = _floats(meta["code_lo"], dim)
         index.code_hi = _floats(meta["code_hi"], dim)
         index._free_upper = list(free)
+        index.buffer &= index.alive[:n]
+        index._dirty = index.buffer.copy()
+        index.n_buffered = int(np.count_nonzero(index.buffer))
         return index
 
     def reserve(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        with self._graph_lock:
+            self._grow_to(capacity)
+
+    def _grow_to(self, capacity: int) -> None:
         old = self.capacity
         super().reserve(capacity)
         new = self.capacity
         if new == old:
             return
+        self.buffer = _grow(self.buffer, new, False)
+        self._dirty = _grow(self._dirty, new, False)
         self.levels = _grow(self.levels, new, -1)
         self.links0 = _grow(self.links0, new, 0)
         self.counts0 = _grow(self.counts0, new, 0)
@@ -174,12 +203,52 @@ class HnswIndex(FlatIndex):
 
     # ------------------------------------------------------------ writes
 
-    def set(self, iids: np.ndarray, vectors: np.ndarray) -> None:
+    def set(self, iids: np.ndarray, vectors: np.ndarray, link: bool = True) -> None:
+        """Insert or replace rows. link=False buffers them (searched exactly) for
+        link_pending() to link later."""
         super().set(iids, vectors)
         iids = np.asarray(iids, dtype=np.int64)
         if self.config.int8 is not False:
             self._encode(iids, vectors)
-        self._link(iids)
+        if not link:
+            with self._flags_lock:
+                self.n_buffered += int(np.count_nonzero(~self.buffer[iids]))
+                self.buffer[iids] = True
+                self._dirty[iids] = True
+            return
+        with self._graph_lock:
+            self._link(iids)
+            with self._flags_lock:  # rows linked now need no buffering
+                self.n_buffered -= int(np.count_nonzero(self.buffer[iids]))
+                self.buffer[iids] = False
+                self._dirty[iids] = False
+
+    def link_pending(self, limit: int | None = None) -> int:
+        """Link buffered rows into the graph (at most limit of them; all when None), while
+        searches go on. Returns how many were linked. Rows written again meanwhile stay
+        buffered for the next call."""
+        with self._graph_lock:
+            n = self.size
+            with self._flags_lock:
+                rows = np.flatnonzero(self._dirty[:n])
+                gone = rows[~self.alive[rows]]  # deleted before they were linked
+                self._dirty[gone] = False
+                self.n_buffered -= int(np.count_nonzero(self.buffer[gone]))
+                self.buffer[gone] = False
+                batch = rows[self.alive[rows]][:limit].astype(np.int64)
+                self._dirty[batch] = False
+            if not len(batch):
+                return 0
+            self._link(batch)
+            with self._flags_lock:
+                done = batch[~self._dirty[batch]]
+                self.n_buffered -= len(done)
+                self.buffer[done] = False
+            return len(batch)
+
+    def paused(self):
+        """A context in which the graph does not change (for a consistent checkpoint)."""
+        return self._graph_lock
 
     def _encode(self, iids: np.ndarray, vectors: np.ndarray) -> None:
         """int8 codes of the rows, per dimension over [code_lo, code_hi]. When new data falls
@@ -248,13 +317,15 @@ class HnswIndex(FlatIndex):
             self.top_level = int(self.levels[self.entry])
             nodes = nodes[1:]
         cfg = self.config
-        start, size = 0, 1
+        # prefix doubling: a batch is no larger than the graph it links into
+        linked = int(np.count_nonzero(self.levels[: self.size] >= 0)) - len(nodes)
+        start = 0
         while start < len(nodes):
             limit = max(1, min(cfg.max_batch, int(cfg.batch_fraction * self.count)))
-            batch = nodes[start : start + min(size, limit)]
+            batch = nodes[start : start + min(max(1, linked), limit)]
             self._insert_batch(batch)
             start += len(batch)
-            size *= 2
+            linked += len(batch)
 
     def remove(self, iids: np.ndarray) -> None:
         super().remove(iids)
@@ -273,6 +344,10 @@ class HnswIndex(FlatIndex):
         """Unlink deleted nodes: repair the neighbour lists that point at them, free their
         upper-level rows, and move the entry point if it was deleted. Their slots become fresh
         nodes when reused. Returns how many nodes were unlinked."""
+        with self._graph_lock:
+            return self._compact()
+
+    def _compact(self) -> int:
         n = self.size
         dead = self._tombstones()
         if not len(dead):
@@ -425,12 +500,18 @@ class HnswIndex(FlatIndex):
         # walk's random accesses costing several times the scan's sequential ones.
         if matching * matching <= WALK_COST * ef * M0 * n or self.entry < 0:
             return super().search(queries, k, mask)
+        buffered = None  # read before the walk: a row the linker finishes later is in the graph
+        if self.n_buffered:
+            buffered = self.buffer[:n] & (self.alive[:n] if live is None else live)
         scores, ids = self._graph_search(queries, k, ef, live)
         if self._l2:
             scores = np.sqrt(np.maximum(-scores, 0.0))  # Euclidean distance, as the scan gives
         short = (ids < 0).any(axis=1)
         if short.any():  # the walk found fewer than k matching nodes: scan those queries
             scores[short], ids[short] = super().search(queries[short], k, mask)
+        if buffered is not None and buffered.any():
+            more = super().search(queries, k, buffered)
+            scores, ids = _merged((scores, ids), more, k, self._l2)
         return scores, ids
 
     def _graph_search(self, queries, k, ef, live):
@@ -473,6 +554,27 @@ class HnswIndex(FlatIndex):
             use_codes,
         )
         return out_s, out_i
+
+
+def _merged(a, b, k: int, lower_better: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The best k of two (scores, ids) results per query, each id once (the walk and the
+    exact scan of the buffer may both find a row), -1 padded."""
+    S = np.concatenate((a[0], b[0]), axis=1)  # (nq, ka + kb)
+    ids = np.concatenate((a[1], b[1]), axis=1)
+    key = S if lower_better else -S
+    key = np.where(ids < 0, np.inf, key)
+    by_id = np.argsort(ids, axis=1, kind="stable")
+    sorted_ids = np.take_along_axis(ids, by_id, axis=1)
+    repeat = np.zeros(ids.shape, np.bool_)
+    repeat[:, 1:] = sorted_ids[:, 1:] == sorted_ids[:, :-1]
+    dup = np.empty_like(repeat)
+    np.put_along_axis(dup, by_id, repeat, axis=1)
+    key = np.where(dup, np.inf, key)
+    order = np.argsort(key, axis=1, kind="stable")[:, :k]
+    scores = np.take_along_axis(S, order, axis=1)
+    out = np.take_along_axis(ids, order, axis=1)
+    out[np.take_along_axis(key, order, axis=1) == np.inf] = -1
+    return scores, out
 
 
 def _grow(arr: np.ndarray, capacity: int, fill) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""The background thread that links a collection's buffered points into its HNSW graph.
+
+A write is acknowledged once LMDB holds it and the index holds its vectors as buffered rows
+(searched exactly); this thread then links them in large parallel batches, a round at a time,
+so that writes never wait for the graph.
+"""
+
+import logging
+import threading
+
+log = logging.getLogger("vdb.linker")
+
+ROUND = 1 << 15  # rows linked per round; stop() waits for at most one round
+
+
+class Linker:
+    def __init__(self, name: str):
+        self._name = name
+        self._cond = threading.Condition()
+        self._index = None  # the index with rows to link
+        self._busy = False  # a round is running or about to
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None  # what stopped the linking, if anything
+
+    def wake(self, index) -> None:
+        """index has buffered rows: link them."""
+        with self._cond:
+            if self._stopped or self.error is not None:
+                return
+            self._index, self._busy = index, True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"vdb-linker-{self._name}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._index is None and not self._stopped:
+                    self._busy = False
+                    self._cond.notify_all()
+                    self._cond.wait()
+                if self._stopped:
+                    self._busy = False
+                    self._cond.notify_all()
+                    return
+                index, self._index = self._index, None
+            try:
+                while not self._stopped and index.link_pending(ROUND):
+                    pass
+            except Exception as exc:  # the rows stay buffered, so searches stay exact
+                log.exception("linking the HNSW graph of collection %r failed", self._name)
+                with self._cond:
+                    self.error = exc
+                    self._stopped = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no linking is running or asked for; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy or self._stopped, timeout)
+
+    def stop(self) -> None:
+        """Stop after the current round (the rows left stay buffered)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
