@@ -25,7 +25,7 @@ from vdb.index import checkpoint
 from vdb.index.config import MAX_EF, IndexConfig
 from vdb.index.hnsw import HnswIndex
 from vdb.linker import Linker
-from vdb.results import SearchResults, Selection
+from vdb.results import Hit, SearchResults, Selection
 from vdb.storage import keys, oplog, values
 from vdb.storage.codec import (
     Record,
@@ -137,6 +137,9 @@ class Collection(ConfigView):
         self._ckpt_path = checkpoint.path_for(store.path / CHECKPOINT_DIR, config.cid)
         self._checkpoint_every = checkpoint_every  # points written between automatic ones
         self._written_since_ckpt = 0
+        self._ckpt_lock = threading.RLock()  # held while a checkpoint is taken
+        self._ckpt_start = threading.Lock()  # held while an automatic one is started
+        self._ckpt_thread: threading.Thread | None = None
         self._damage: list[str] = []  # what reads found damaged; writes are refused then
         self._damage_count = 0
         self._linker = Linker(config.name)  # links buffered points into the HNSW graph
@@ -396,27 +399,40 @@ class Collection(ConfigView):
             return self._index.compact() if isinstance(self._index, HnswIndex) else 0
 
     def checkpoint(self) -> int:
-        """Write the index and payload columns to a checkpoint file, then drop the op-log
-        entries it covers. Returns the LSN covered. Searches go on meanwhile; writes wait."""
+        """Write the index, payload columns and id array to a checkpoint file, then drop the
+        op-log entries it covers. Returns the LSN covered. Writes wait only while the state is
+        copied, not while the file is written."""
         self._check_writable()
-        with self._lock.read():
-            lsn = self._lsn
+        with self._ckpt_lock:  # one checkpoint at a time
+            with self._lock.read():
+                lsn = self._lsn
+                if lsn != self._ckpt_lsn:
+                    hnsw = isinstance(self._index, HnswIndex)
+                    with self._index.paused() if hnsw else nullcontext():  # one graph state
+                        taken = checkpoint.snapshot(self._index, self._payloads, self._ids)
+                    self._written_since_ckpt = 0
             if lsn != self._ckpt_lsn:
                 owner = checkpoint.stamp(self._store.db_id, self.config)
-                hnsw = isinstance(self._index, HnswIndex)
-                with self._index.paused() if hnsw else nullcontext():  # one state of the graph
-                    checkpoint.save(
-                        self._ckpt_path, self._index, self._payloads, self._ids, lsn, owner
-                    )
+                checkpoint.save(self._ckpt_path, taken, lsn, owner)
                 self._ckpt_lsn = lsn
-                self._written_since_ckpt = 0
-        self._store.transact(
-            lambda txn: oplog.truncate(txn, self._store.oplog, self.config.cid, lsn)
-        )
+            self._store.transact(
+                lambda txn: oplog.truncate(txn, self._store.oplog, self.config.cid, lsn)
+            )
         return lsn
 
+    def _checkpoint_later(self) -> None:
+        """An automatic checkpoint on a thread of its own, so the write that asked for it is
+        acknowledged without waiting for the file."""
+        with self._ckpt_start:
+            if self._ckpt_thread is not None and self._ckpt_thread.is_alive():
+                return
+            self._ckpt_thread = threading.Thread(
+                target=self._checkpoint_quietly, name=f"vdb-checkpoint-{self.name}", daemon=True
+            )
+            self._ckpt_thread.start()
+
     def _checkpoint_quietly(self) -> None:
-        """A checkpoint after an acknowledged write or on close: failing to write it (a full
+        """A checkpoint after acknowledged writes or on close: failing to write it (a full
         disk) loses nothing, since LMDB holds every write, so it warns instead of raising."""
         try:
             self.checkpoint()
@@ -427,6 +443,8 @@ class Collection(ConfigView):
                 RuntimeWarning,
                 stacklevel=3,
             )
+        except (ClosedError, DataCorruptedError):
+            pass  # closed or damaged meanwhile: nothing to checkpoint
 
     def _replay(self, txn, op: int, iids: np.ndarray) -> None:
         if len(iids) and (iids.min() < 0 or iids.max() >= self._next_iid):
@@ -493,7 +511,7 @@ class Collection(ConfigView):
             )
             self._written_since_ckpt += n
         if self._written_since_ckpt >= self._checkpoint_every:
-            self._checkpoint_quietly()
+            self._checkpoint_later()
         return WriteResult(lsn, n)
 
     def bulk_upsert(self, batches, on_batch=None) -> WriteResult:
@@ -644,8 +662,15 @@ class Collection(ConfigView):
         single, q, k, node, ef = self._query(queries, k, filter, ef)
         with self._lock.read():
             scores, rows = self._top(q, k, node, ef)
-            ids = self._ids.lookup(rows)
-            raws = self._read_rows(rows) if want.reads else None
+            if single and not want.reads:  # the common one-query call: no columns to build
+                n = int(np.count_nonzero(rows[0] >= 0))  # hits come first
+                ids = self._ids.take(rows[0, :n])
+            else:
+                ids = self._ids.lookup(rows)
+                raws = self._read_rows(rows) if want.reads else None
+        if single and not want.reads:
+            pairs = zip(ids.tolist(), scores[0, :n].tolist(), strict=True)
+            return [Hit(i, s, None, None) for i, s in pairs]
         results = self._results(rows, ids, scores, raws, want)
         return results[0] if single else results
 
@@ -749,7 +774,7 @@ class Collection(ConfigView):
             queries = self._embed(texts)
         q = validate.vectors(queries, self.dim, self.metric, what="query")
         if self.metric == "cosine":
-            q = validate.normalized(q)
+            q = q / np.sqrt(np.vecdot(q, q))[:, None]  # (nq, dim), non-zero rows checked
         node = filters.parse(filter)
         self._maybe_refresh()
         return single, q, k, node, ef
@@ -884,6 +909,9 @@ class Collection(ConfigView):
     def _close(self, save: bool = True) -> None:
         """Checkpoint what the log holds beyond the last checkpoint (save=True), then close."""
         self._linker.stop()
+        thread = self._ckpt_thread
+        if thread is not None:
+            thread.join()
         if (
             save
             and not (self._read_only or self._closed or self._damage)

@@ -77,6 +77,12 @@ class IdArray:
         out[~valid] = None
         return out
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """As lookup, for rows that all hold a point."""
+        if not self.n_str:
+            return self.ints[rows]
+        return self.lookup(rows)
+
     def one(self, row: int):
         """The id at one slot (None when free)."""
         kind = self.kind[row]

@@ -1,8 +1,9 @@
 """The background thread that links a collection's buffered points into its HNSW graph.
 
 A write is acknowledged once LMDB holds it and the index holds its vectors as buffered rows
-(searched exactly); this thread then links them in large parallel batches, a round at a time,
-so that writes never wait for the graph.
+(searched exactly); this thread then links them in large parallel batches,
+so that writes never wait for the graph. Between batches it lets go of the graph, so a
+writer that grows the index, a checkpoint or stop() waits for one batch at most.
 """
 
 import logging
@@ -10,15 +11,13 @@ import threading
 
 log = logging.getLogger("vdb.linker")
 
-ROUND = 1 << 15  # rows linked per round; stop() waits for at most one round
-
 
 class Linker:
     def __init__(self, name: str):
         self._name = name
         self._cond = threading.Condition()
         self._index = None  # the index with rows to link
-        self._busy = False  # a round is running or about to
+        self._busy = False  # linking is running or about to
         self._stopped = False
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None  # what stopped the linking, if anything
@@ -49,7 +48,7 @@ class Linker:
                     return
                 index, self._index = self._index, None
             try:
-                while not self._stopped and index.link_pending(ROUND):
+                while not self._stopped and index.link_pending():
                     pass
             except Exception as exc:  # the rows stay buffered, so searches stay exact
                 log.exception("linking the HNSW graph of collection %r failed", self._name)
@@ -63,7 +62,7 @@ class Linker:
             return self._cond.wait_for(lambda: not self._busy or self._stopped, timeout)
 
     def stop(self) -> None:
-        """Stop after the current round (the rows left stay buffered)."""
+        """Stop after the current batch (the rows left stay buffered)."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()

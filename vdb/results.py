@@ -34,6 +34,12 @@ class Selection:
     def parse(cls, with_payload=True, with_document=True, with_vectors=False) -> "Selection":
         """Checked arguments: InvalidArgumentError (a ValueError) for anything but a bool
         (or, for with_payload, a list of key strings)."""
+        if (
+            type(with_payload) is bool
+            and type(with_document) is bool
+            and type(with_vectors) is bool
+        ):
+            return _PLAIN[with_payload, with_document, with_vectors]
         for name, value in (("with_document", with_document), ("with_vectors", with_vectors)):
             if not isinstance(value, bool | np.bool_):
                 raise InvalidArgumentError(f"{name} must be true or false, got {shown(value)}")
@@ -63,6 +69,14 @@ class Selection:
         if not self.payload:
             return None
         return {key: payload[key] for key in self.payload if key in payload}
+
+
+_PLAIN = {
+    (p, d, v): Selection(p, d, v)
+    for p in (True, False)
+    for d in (True, False)
+    for v in (True, False)
+}
 
 
 class SearchResults(Sequence):

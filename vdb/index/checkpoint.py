@@ -15,6 +15,8 @@ import pickle
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from vdb.filters import PayloadIndex
 from vdb.ids import IdArray
 from vdb.index.flat import FlatIndex
@@ -45,11 +47,19 @@ def stamp(db_id: bytes, config) -> dict:
     }
 
 
-def save(path: Path, index: FlatIndex, payloads, ids: IdArray, lsn: int, owner: dict) -> None:
+def snapshot(index: FlatIndex, payloads, ids: IdArray) -> tuple[dict, dict]:
+    """A copy of what a checkpoint holds, (meta, sections), so that the file can be written
+    while the collection changes."""
     meta, arrays = index.state()
-    sections = {f"a.{name}": arr for name, arr in arrays.items()}
-    sections.update(ids.state(index.size))
+    sections = {f"a.{name}": np.array(arr) for name, arr in arrays.items()}
+    sections.update({name: np.array(arr) for name, arr in ids.state(index.size).items()})
     sections[PAYLOADS] = pickle.dumps(payloads, protocol=5)
+    return meta, sections
+
+
+def save(path: Path, taken: tuple[dict, dict], lsn: int, owner: dict) -> None:
+    """Write a snapshot() covering LSN lsn."""
+    meta, sections = taken
     derived.write(path, MAGIC, {**owner, "lsn": lsn, "meta": meta}, sections)
 
 

@@ -224,11 +224,16 @@ class HnswIndex(FlatIndex):
                 self._dirty[iids] = False
 
     def link_pending(self, limit: int | None = None) -> int:
-        """Link buffered rows into the graph (at most limit of them; all when None), while
-        searches go on. Returns how many were linked. Rows written again meanwhile stay
-        buffered for the next call."""
+        """Link buffered rows into the graph, while searches go on: at most limit of them,
+        by default one insertion batch (so that whatever waits for the graph lock waits for
+        one batch). Returns how many were linked. Rows written again meanwhile stay buffered
+        for the next call."""
         with self._graph_lock:
             n = self.size
+            if limit is None:
+                cfg = self.config
+                linked = max(1, int(np.count_nonzero(self.levels[:n] >= 0)))
+                limit = max(1, min(cfg.max_batch, int(cfg.batch_fraction * self.count), linked))
             with self._flags_lock:
                 rows = np.flatnonzero(self._dirty[:n])
                 gone = rows[~self.alive[rows]]  # deleted before they were linked
@@ -252,20 +257,26 @@ class HnswIndex(FlatIndex):
 
     def _encode(self, iids: np.ndarray, vectors: np.ndarray) -> None:
         """int8 codes of the rows, per dimension over [code_lo, code_hi]. When new data falls
-        outside that range by more than 10% of its width, the range widens and every row is
-        encoded again."""
+        outside a dimension's range by more than 10% of its width, that range widens (with
+        10% to spare) and the dimension is encoded again for every row."""
         lo, hi = vectors.min(axis=0), vectors.max(axis=0)  # (dim,)
         width = self.code_hi - self.code_lo
-        slack = 0.1 * width
-        if (
-            (lo < self.code_lo - slack).any()
-            or (hi > self.code_hi + slack).any()
-            or not width.any()
-        ):
-            self.code_lo = np.minimum(lo, self.code_lo) if width.any() else lo
-            self.code_hi = np.maximum(hi, self.code_hi) if width.any() else hi
+        if not width.any():
+            self.code_lo, self.code_hi = lo, hi
             rows = np.flatnonzero(self.alive[: self.size])
             self.codes[rows] = self._quantize(self.vectors[rows])
+        else:
+            slack = 0.1 * width
+            grow_lo, grow_hi = lo < self.code_lo - slack, hi > self.code_hi + slack
+            dims = np.flatnonzero(grow_lo | grow_hi)
+            if len(dims):
+                self.code_lo = np.where(grow_lo, lo - slack, self.code_lo).astype(np.float32)
+                self.code_hi = np.where(grow_hi, hi + slack, self.code_hi).astype(np.float32)
+                rows = np.flatnonzero(self.alive[: self.size])
+                mid, step = self._code_frame()
+                part = self.vectors[np.ix_(rows, dims)]  # (rows, dims)
+                codes = np.clip(np.rint((part - mid[dims]) / step[dims]), -127, 127)
+                self.codes[np.ix_(rows, dims)] = codes.astype(np.int8)
         self.codes[iids] = self._quantize(vectors)
 
     def _use_codes(self) -> bool:
