@@ -1,0 +1,183 @@
+"""Search results from the id array and the column path against the record-by-record path they
+replace (the reference twin below): same ids, scores, payloads, documents and order, for flat
+and HNSW, integer, string and mixed ids, filters, deletes, compaction, replay after a crash,
+a checkpoint written before checkpoints held ids, and a schema-1 database."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vdb
+from vdb.index import checkpoint
+from vdb.results import Hit, SearchResults
+
+FIXTURE = Path(__file__).parent / "fixtures" / "db-schema1"
+DIM = 8
+
+
+def reference(col, queries, k, flt=None, with_vectors=False, ef=None):
+    """The old read path: the index's rows, then every record read and decoded."""
+    _, q, k, node, ef = col._query(queries, k, flt, ef)
+    with col._lock.read():
+        scores, rows = col._top(q, k, node, ef)
+        with col._store.read() as txn:
+            records = {
+                r: col._record(txn, r, with_vectors, missing_ok=True)
+                for r in np.unique(rows[rows >= 0]).tolist()
+            }
+    return [
+        [
+            Hit(rec.id, float(s), rec.payload, rec.document, rec.vector)
+            for s, r in zip(srow, rrow, strict=True)
+            if r >= 0 and (rec := records.get(int(r))) is not None
+        ]
+        for srow, rrow in zip(scores, rows, strict=True)
+    ]
+
+
+def settle(col):
+    """Wait for the linker, so that two searches see the same graph."""
+    col._linker.wait()
+
+
+def check(col, Q, k=5, flt=None):
+    settle(col)
+    want = reference(col, Q, k, flt, ef=64)
+    got = col.search(Q, k=k, filter=flt, ef=64)
+    assert isinstance(got, SearchResults)
+    assert got == want and list(got) == want
+    counts = [len(hits) for hits in want]
+    assert got.counts.tolist() == counts
+    for q, hits in enumerate(want):
+        assert got.ids[q, : counts[q]].tolist() == [h.id for h in hits]
+        np.testing.assert_array_equal(got.scores[q, : counts[q]], [h.score for h in hits])
+        assert np.isnan(got.scores[q, counts[q] :]).all()
+    bare = col.search(Q, k=k, filter=flt, ef=64, with_payload=False, with_document=False)
+    assert [[(h.id, h.score, h.payload, h.document) for h in r] for r in bare] == [
+        [(h.id, h.score, None, None) for h in r] for r in want
+    ]
+    np.testing.assert_array_equal(bare.scores, got.scores)
+    assert (bare.ids == got.ids).all()
+    keys = col.search(Q, k=k, filter=flt, ef=64, with_payload=["g", "none"], with_document=False)
+    assert [[h.payload for h in r] for r in keys] == [
+        [
+            None if h.payload is None else {n: h.payload[n] for n in ("g",) if n in h.payload}
+            for h in r
+        ]
+        for r in want
+    ]
+    with_vectors = col.search(Q, k=k, filter=flt, ef=64, with_vectors=True)
+    vec_want = reference(col, Q, k, flt, with_vectors=True, ef=64)
+    for a, b in zip(with_vectors, vec_want, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert (x.id, x.payload, x.document) == (y.id, y.payload, y.document)
+            np.testing.assert_array_equal(x.vector, y.vector)
+    single = col.search(Q[0], k=k, filter=flt, ef=64)
+    assert single == want[0]
+    assert col.search(Q[0], k=k, filter=flt, ef=64, with_payload=False, with_document=False) == [
+        Hit(h.id, h.score, None, None) for h in want[0]
+    ]
+
+
+def ids_for(kind, n):
+    if kind == "int":
+        return [i * 7 - 50 for i in range(n)]
+    if kind == "str":
+        return [f"p-{i}-\u00e9" * (1 + i % 3) for i in range(n)]
+    return [i if i % 2 else f"s{i}" for i in range(n)]
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["int", "str", "mixed"])
+def test_results_match_the_record_path(tmp_path, index, kind):
+    rng = np.random.default_rng(0)
+    n = 600
+    X = rng.standard_normal((n, DIM)).astype(np.float32)
+    Q = rng.standard_normal((7, DIM)).astype(np.float32)
+    ids = ids_for(kind, n)
+    payloads = [{"g": i % 5, "name": f"n{i}"} if i % 9 else None for i in range(n)]
+    documents = [f"doc {i}" if i % 4 else None for i in range(n)]
+    path = tmp_path / "db"
+    db = vdb.open(path)
+    col = db.create_collection("c", dim=DIM, metric="cosine", index=index)
+    col.upsert(ids, X, payloads, documents)
+    check(col, Q)
+    check(col, Q, k=50, flt={"g": {"$in": [1, 3]}})
+    check(col, Q, k=700)  # more than the collection holds
+    col.delete(ids=ids[::3])
+    col.upsert(ids[1:30], X[200:229], [{"g": 9}] * 29)  # moved points, reused slots
+    col.upsert([ids[0], ids[3]], X[:2] + 0.5)  # deleted ids come back
+    check(col, Q, k=20)
+    check(col, Q, k=20, flt={"g": 9})
+    col.compact()
+    check(col, Q, k=20)
+    # a crash: no closing checkpoint, the op log is replayed over the last checkpoint
+    col.checkpoint()
+    col.delete(filter={"g": 1})
+    col.upsert(ids[600 - 40 :], X[:40])
+    for c in db._collections.values():
+        c._closed = True
+    db._collections.clear()
+    db._store.close()
+    db = vdb.open(path)
+    col = db.get_collection("c")
+    assert col.info()["loaded_from"] == "checkpoint"
+    check(col, Q, k=20)
+    check(col, Q, k=20, flt={"g": {"$in": [0, 9]}})
+    db.close()
+    with vdb.open(path) as db:  # from the closing checkpoint
+        col = db.get_collection("c")
+        check(col, Q, k=10)
+    with vdb.open(path, read_only=True) as db:
+        check(db.get_collection("c"), Q, k=10)
+
+
+def test_a_checkpoint_without_ids_fills_them_from_the_id_map(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, DIM)).astype(np.float32)
+    path = tmp_path / "db"
+    with vdb.open(path) as db:
+        col = db.create_collection("c", dim=DIM, index="hnsw")
+        col.upsert(ids_for("mixed", 300), X, [{"g": i % 3} for i in range(300)])
+        col.delete(ids=[1, "s2"])
+        settle(col)
+        taken = checkpoint.snapshot
+
+        def without_ids(*args):
+            meta, sections = taken(*args)
+            return meta, {n: s for n, s in sections.items() if not n.startswith("id_")}
+
+        monkeypatch.setattr(checkpoint, "snapshot", without_ids)
+    monkeypatch.undo()
+    with vdb.open(path) as db:
+        col = db.get_collection("c")
+        assert col.info()["loaded_from"] == "checkpoint"
+        check(col, X[:6], k=8)
+        assert col._ids.n_str == 149
+
+
+def test_a_schema_1_database_searches_the_same(tmp_path):
+    path = tmp_path / "db"
+    shutil.copytree(FIXTURE, path)
+    with vdb.open(path) as db:
+        for name in ("notes", "graph"):
+            col = db.get_collection(name)
+            Q = np.random.default_rng(2).standard_normal((5, col.dim)).astype(np.float32)
+            check(col, Q, k=6)
+            check(col, Q, k=100)
+
+
+def test_bad_selections_are_refused(tmp_path):
+    with vdb.open(tmp_path / "db") as db:
+        col = db.create_collection("c", dim=2)
+        col.upsert([1], [[1.0, 0.0]], [{"a": 1}])
+        for bad in ("a", 1, None, ["a", 2], {"a": True}, [b"a"]):
+            with pytest.raises(ValueError, match="with_payload"):
+                col.search([1.0, 0.0], with_payload=bad)
+        for name in ("with_document", "with_vectors"):
+            with pytest.raises(ValueError, match=name):
+                col.search([1.0, 0.0], **{name: "yes"})
+        assert col.search([1.0, 0.0], with_payload=("a",))[0].payload == {"a": 1}
+        assert col.search([1.0, 0.0], with_payload=[])[0].payload is None
