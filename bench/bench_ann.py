@@ -1,8 +1,17 @@
 """HNSW against hnswlib and faiss-cpu (IndexHNSWFlat) from one run: recall@10 and QPS across ef,
-build time at 1 and 2 threads, and memory.
+build time at 1 and 2 threads, and memory; then the same graph through the public API.
 
     python bench/bench_ann.py              # clustered 100,000 x 128 and SIFT 4,000 + 1,000
     python bench/bench_ann.py --quick      # clustered 20,000 x 128 only
+    python bench/bench_ann.py --dataset clustered --public-only   # the public API rows only
+
+Index level: HnswIndex.search (the index alone, no collection around it). Public API: a
+collection built through col.upsert in batches of 10,000 (payload {"n": i, "tag": str},
+200-byte documents) at 2 threads, timed until the graph holds every point (info()["buffered"]
+is 0), beside HnswIndex.set and hnswlib at 2 threads; then col.search at one thread without
+payloads, with payloads and documents (the call, and the call plus reading every hit's
+payload), and vdb.connect(...).search against a local `vdb serve` (NUMBA_NUM_THREADS=1),
+each with all 1,000 queries in one call; and single-query latency p50.
 
 Datasets: (1) 1,000 Gaussian centres from N(0, I) in 128-d, each point a centre plus noise of
 spread U(1.0, 1.6) per cluster, seed 0, 1,000 queries from the same mixture; (2) the real SIFT
@@ -66,7 +75,7 @@ class Ours:
 
     def query(self, Q, ef):
         numba.set_num_threads(1)
-        return self.index._graph_search(Q, K, max(ef, K), None)[1]
+        return self.index.search(Q, K, None, ef=max(ef, K))[1]
 
     def memory(self):
         ix = self.index
@@ -99,7 +108,7 @@ class OursFloat(Ours):
         saved = self.index.config
         self.index.config = replace(saved, int8=False)
         try:
-            return self.index._graph_search(Q, K, max(ef, K), None)[1]
+            return self.index.search(Q, K, None, ef=max(ef, K))[1]
         finally:
             self.index.config = saved
 
@@ -223,7 +232,7 @@ def run(name, X, Q, systems, repeats):
     print(f"{name}: best recall@10 reached by vdb: {max(r for r, _ in ours[1]):.4f}")
     ef95 = next((ef for ef, (r, _) in zip(EFS, ours[1], strict=True) if r >= 0.95), EFS[-1])
     filtered(name, systems[0].index, X, Q, ef95)
-    return systems[0].index, gt
+    return systems[0].index, gt, results
 
 
 def filtered(name, index, X, Q, ef) -> None:
@@ -245,6 +254,144 @@ def filtered(name, index, X, Q, ef) -> None:
             f"{name}: filtered search at ef={ef}, {share:.0%} of points match: recall@10 "
             f"{recall(ids, gt):.4f}, {qps:,.0f} QPS, share of queries with k hits {full:.2f}"
         )
+
+
+def public(name, X, Q, gt, results, repeats, systems) -> None:
+    """The public API on the same data: built through col.upsert, searched through col.search
+    and through vdb.connect(...).search against a local server."""
+    import os
+    import shutil
+    import tempfile
+
+    import vdb
+    from bench.bench_grpc import start_server
+
+    n, dim = X.shape
+    tmp = Path(tempfile.mkdtemp(prefix="vdb-bench-ann-"))
+    payloads = [{"n": i, "tag": f"t{i % 10}"} for i in range(n)]
+    documents = [f"document {i} ".ljust(200, "x") for i in range(n)]
+    print(f"\n== {name} through the public API")
+    try:
+        numba.set_num_threads(2)
+        db = vdb.open(tmp / "db")
+        col = db.create_collection(
+            "ann", dim=dim, metric="l2", index={"kind": "hnsw", "M": M, "ef_construction": EFC}
+        )
+        start = time.perf_counter()
+        for s in range(0, n, 10_000):
+            part = slice(s, s + 10_000)
+            col.upsert(list(range(s, min(n, s + 10_000))), X[part], payloads[part], documents[part])
+        acked = time.perf_counter() - start
+        while col.info()["buffered"]:
+            time.sleep(0.005)
+        built = time.perf_counter() - start
+        line = (
+            f"{name}: build through col.upsert in batches of 10,000 at 2 threads: {built:.2f} s "
+            f"until the graph holds every point (writes acknowledged after {acked:.2f} s)"
+        )
+        for peer in ("vdb", "hnswlib"):
+            if peer in results:
+                t = results[peer][0][2]  # build seconds at 2 threads
+                label = "HnswIndex.set" if peer == "vdb" else peer
+                line += f" | {label} {t:.2f} s (time ratio {built / t:.2f})"
+        print(line)
+
+        numba.set_num_threads(1)
+        curves = {"col.search, no payloads": [], "col.search, payloads + documents": []}
+        curves["the same, every hit's payload read"] = []
+        bare = dict(with_payload=False, with_document=False)
+        col.search(Q[:5], k=K, **bare)
+        for ef in EFS:
+            ids = col.search(Q, k=K, ef=ef, **bare).ids
+            r = recall(ids, gt)
+            calls = (
+                lambda ef=ef: col.search(Q, k=K, ef=ef, **bare),
+                lambda ef=ef: col.search(Q, k=K, ef=ef),
+                lambda ef=ef: [h.payload for hits in col.search(Q, k=K, ef=ef) for h in hits],
+            )
+            for curve, call in zip(curves.values(), calls, strict=True):
+                curve.append((r, len(Q) / min(_timed(call) for _ in range(repeats))))
+        ef95 = next(
+            (
+                ef
+                for ef, (r, _) in zip(EFS, curves["col.search, no payloads"], strict=True)
+                if r >= 0.95
+            ),
+            EFS[-1],
+        )
+        peer = next((s for s in systems if isinstance(s, Hnswlib) and s.name in results), None)
+        single = latency_p50(col, Q, ef95, peer)
+        db.close()
+
+        os.environ["NUMBA_NUM_THREADS"] = "1"
+        try:
+            proc, address = start_server(tmp / "db")
+        finally:
+            del os.environ["NUMBA_NUM_THREADS"]
+        try:
+            rcol = vdb.connect(address).get_collection("ann")
+            rcol.search(Q[:5], k=K, **bare)
+            curve = curves["vdb.connect search, no payloads"] = []
+            for ef in EFS:
+                ids = rcol.search(Q, k=K, ef=ef, **bare).ids
+                best = min(
+                    _timed(lambda ef=ef: rcol.search(Q, k=K, ef=ef, **bare)) for _ in range(repeats)
+                )
+                curve.append((recall(ids, gt), len(Q) / best))
+        finally:
+            proc.terminate()
+            proc.wait()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for label, curve in curves.items():
+        print(f"  {label}")
+        print("    recall  " + " ".join(f"{r:7.4f}" for r, _ in curve))
+        print("    QPS     " + " ".join(f"{q:7.0f}" for _, q in curve))
+    index = results.get("vdb")
+    for target in (0.9, 0.95, 0.99):
+        for label, curve in curves.items():
+            q = qps_at(curve, target)
+            parts = [f"{name}: QPS at recall@10={target}, {label}: {q:,.0f}"]
+            for peer in ("hnswlib", "faiss"):
+                if peer in results:
+                    pq = qps_at(results[peer][1], target)
+                    parts.append(f"{peer} {pq:,.0f} (ratio {q / pq:.2f}x)")
+            if index is not None:
+                iq = qps_at(index[1], target)
+                parts.append(f"index alone {iq:,.0f} (ratio {q / iq:.2f}x)")
+            print(" | ".join(parts))
+    print(
+        f"{name}: one query at ef={ef95}, p50: "
+        + " | ".join(f"{label} {us:.1f} us" for label, us in single.items())
+    )
+
+
+def latency_p50(col, Q, ef, hnsw_peer) -> dict:
+    """Median microseconds of one-query calls (each of the 1,000 queries once, three passes),
+    hnswlib's knn_query beside when given."""
+    index = col._index
+    Qn = np.ascontiguousarray(Q, dtype=np.float32)
+    calls = {
+        "HnswIndex.search (index alone)": lambda q: index.search(Qn[q : q + 1], K, None, ef=ef),
+        "col.search, no payloads": lambda q: col.search(
+            Q[q], k=K, ef=ef, with_payload=False, with_document=False
+        ),
+        "col.search, payloads + documents": lambda q: col.search(Q[q], k=K, ef=ef),
+    }
+    if hnsw_peer is not None:
+        hnsw_peer.index.set_ef(ef)
+        hnsw_peer.index.set_num_threads(1)
+        calls["hnswlib knn_query"] = lambda q: hnsw_peer.index.knn_query(Qn[q : q + 1], k=K)
+    out = {}
+    for label, call in calls.items():
+        times = []
+        for _ in range(3):
+            for q in range(len(Q)):
+                start = time.perf_counter()
+                call(q)
+                times.append(time.perf_counter() - start)
+        out[label] = 1e6 * float(np.median(times))
+    return out
 
 
 def renumber_experiment(index, Q, gt) -> None:
@@ -306,21 +453,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dataset", choices=("all", "clustered", "sift"), default="all")
     parser.add_argument(
+        "--public-only",
+        action="store_true",
+        help="only the public-API rows (with hnswlib and the index alone beside them)",
+    )
+    parser.add_argument(
         "--renumber",
         action="store_true",
         help="also measure a BFS renumbering of the clustered graph",
     )
     args = parser.parse_args()
     ours = Ours()
-    systems = [ours, OursFloat(ours), Hnswlib(), Faiss()]
+    systems = [ours, Hnswlib()] if args.public_only else [ours, OursFloat(ours), Hnswlib(), Faiss()]
     n = 20_000 if args.quick else 100_000
     if args.dataset in ("all", "clustered"):
         X, Q = clustered(n, 1000)
-        index, gt = run("clustered", X, Q, systems, args.repeats)
+        index, gt, results = run("clustered", X, Q, systems, args.repeats)
+        public("clustered", X, Q, gt, results, args.repeats, systems)
         if args.renumber:
             renumber_experiment(index, Q, gt)
     if args.dataset in ("all", "sift") and not args.quick and SIFT.exists():
-        run("sift", *sift(), systems, args.repeats)
+        _, gt, results = run("sift", *sift(), systems, args.repeats)
+        if not args.public_only:
+            public("sift", *sift(), gt, results, args.repeats, systems)
 
 
 if __name__ == "__main__":

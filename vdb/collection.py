@@ -500,7 +500,7 @@ class Collection(ConfigView):
                 self._give_back(taken)
                 raise
             self._lsn, self._next_iid, self._count = lsn, next_iid, count
-            self._ids.set_keys(rows, id_keys)
+            self._ids.set(rows, [pid if isinstance(pid, str) else int(pid) for pid in batch.ids])
             kept = self._unchanged(rows, vecs)
             self._payloads.set(rows[kept], [p for p, k in zip(pay_items, kept, strict=True) if k])
             moved = ~kept
@@ -536,8 +536,10 @@ class Collection(ConfigView):
         self._give_back(taken)
         next_iid, count = self._next_iid, self._count
         rows = np.empty(len(id_keys), dtype=np.int64)
+        new_ids, puts = [], []  # (key, sealed value) for the id map and the records
         for i, (id_key, record) in enumerate(zip(id_keys, records, strict=True)):
-            iid = values.get_iid(txn, st, prefix + id_key)
+            full = prefix + id_key
+            iid = values.get_iid(txn, st, full)
             if iid is None:
                 if self._free:
                     iid = heapq.heappop(self._free)
@@ -546,10 +548,12 @@ class Collection(ConfigView):
                     iid = next_iid
                     next_iid += 1
                 count += 1
-                values.put_iid(txn, st, prefix + id_key, iid)
+                new_ids.append(values.iid_entry(full, iid))
             rows[i] = iid
-            key = keys.record_key(cid, iid)
-            txn.put(key, seal(key, record), db=st.records)
+            key = prefix + keys.U64.pack(iid)
+            puts.append((key, seal(key, record)))
+        txn.cursor(db=st.ids).putmulti(new_ids)
+        txn.cursor(db=st.records).putmulti(puts)
         lsn = self._lsn + 1
         oplog.append(txn, st.oplog, cid, lsn, oplog.OP_UPSERT, rows)
         values.put_state(txn, st, cid, lsn, next_iid, count)

@@ -88,4 +88,10 @@ def iid_of(id_key: bytes, raw) -> int:
 
 
 def put_iid(txn, store, id_key: bytes, iid: int) -> None:
-    txn.put(id_key, seal(id_key, keys.U64.pack(iid)), db=store.ids)
+    key, value = iid_entry(id_key, iid)
+    txn.put(key, value, db=store.ids)
+
+
+def iid_entry(id_key: bytes, iid: int) -> tuple[bytes, bytes]:
+    """(key, sealed value) of an id-map entry, for a batch of puts."""
+    return id_key, seal(id_key, keys.U64.pack(iid))
