@@ -181,3 +181,26 @@ def test_bad_selections_are_refused(tmp_path):
                 col.search([1.0, 0.0], **{name: "yes"})
         assert col.search([1.0, 0.0], with_payload=("a",))[0].payload == {"a": 1}
         assert col.search([1.0, 0.0], with_payload=[])[0].payload is None
+
+
+def test_hits_whose_record_is_gone_are_left_out(tmp_path):
+    """A read-only handle behind its writer may find a record gone: its hit is dropped and the
+    columns close up, hits first."""
+    from vdb.results import Selection
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((20, DIM)).astype(np.float32)
+    with vdb.open(tmp_path / "db") as db:
+        col = db.create_collection("c", dim=DIM)
+        col.upsert([f"p{i}" for i in range(20)], X, [{"i": i} for i in range(20)])
+        _, q, k, node, ef = col._query(X[:3], 5, None, None)
+        scores, rows = col._top(q, k, node, ef)
+        raws, missing = col._read_rows(rows)
+        assert not missing
+        gone = int(rows[0, 1])
+        del raws[gone]
+        res = col._results(rows, col._ids.lookup(rows), scores, raws, True, Selection.parse())
+        assert res.counts.tolist() == [4 if gone in r else 5 for r in rows.tolist()]
+        assert res.ids[0, :4].tolist() == [f"p{r}" for r in rows[0].tolist() if r != gone]
+        assert res.ids[0, 4] is None and np.isnan(res.scores[0, 4])
+        assert [h.payload["i"] for h in res[0]] == [r for r in rows[0].tolist() if r != gone]

@@ -671,28 +671,30 @@ class Collection(ConfigView):
                 ids = self._ids.take(rows[0, :n])
             else:
                 ids = self._ids.lookup(rows)
-                raws = self._read_rows(rows) if want.reads else None
+                raws, missing = self._read_rows(rows) if want.reads else (None, False)
         if single and not want.reads:
             pairs = zip(ids.tolist(), scores[0, :n].tolist(), strict=True)
             return [Hit(i, s, None, None) for i, s in pairs]
-        results = self._results(rows, ids, scores, raws, want)
+        results = self._results(rows, ids, scores, raws, missing, want)
         return results[0] if single else results
 
-    def _read_rows(self, rows: np.ndarray) -> dict:
-        """The stored bytes of the records at rows (nq, k), -1 for none: {row: bytes}, in one
-        read transaction; rows whose record is gone (a read-only handle behind its writer) are
-        left out. Checks wait for the decoding (_fields). Call under the lock."""
-        uniq = np.unique(rows[rows >= 0]).tolist()
+    def _read_rows(self, rows: np.ndarray) -> tuple[dict, bool]:
+        """The stored bytes of the records at rows (nq, k), -1 for none: ({row: bytes},
+        whether any is missing), in one read transaction; rows whose record is gone (a
+        read-only handle behind its writer) are left out. Checks wait for the decoding
+        (_fields). Call under the lock."""
+        uniq = np.unique(rows[rows >= 0])
         prefix = keys.cid_prefix(self.config.cid)
-        packed = np.array(uniq, dtype=">u8").tobytes()
+        packed = uniq.astype(">u8").tobytes()
         db = self._store.records
+        found = {}
         with self._store.read() as txn:
             get = txn.get
-            found = {
-                row: raw
-                for i, row in enumerate(uniq)
-                if (raw := get(prefix + packed[8 * i : 8 * i + 8], db=db)) is not None
-            }
+            for i, row in enumerate(uniq.tolist()):
+                raw = get(prefix + packed[8 * i : 8 * i + 8], db=db)
+                if raw is not None:
+                    found[row] = raw
+        missing = len(found) < len(uniq)
         if self._read_only:  # the writer may have given a slot to another id since our refresh
             for row, raw in list(found.items()):
                 key = prefix + keys.U64.pack(row)
@@ -703,11 +705,12 @@ class Collection(ConfigView):
                     raise
                 if id_key != encode_id(self._ids.one(row)):
                     del found[row]
-        return found
+                    missing = True
+        return found, missing
 
-    def _results(self, rows, ids, scores, raws, want: Selection) -> SearchResults:
+    def _results(self, rows, ids, scores, raws, missing: bool, want: Selection) -> SearchResults:
         found = rows >= 0
-        if raws is not None and len(raws) < len(np.unique(rows[found])):
+        if missing:
             found &= np.isin(rows, np.fromiter(raws, np.int64, len(raws)))
             order = np.argsort(~found, axis=1, kind="stable")  # hits first in every row
             rows, ids, scores, found = (
