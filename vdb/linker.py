@@ -8,8 +8,13 @@ writer that grows the index, a checkpoint or stop() waits for one batch at most.
 
 import logging
 import threading
+import time
+
+import numba
 
 log = logging.getLogger("vdb.linker")
+
+WRITING = 0.25  # seconds after a write during which the linker leaves a core to the writer
 
 
 class Linker:
@@ -20,6 +25,7 @@ class Linker:
         self._busy = False  # linking is running or about to
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._written = 0.0  # time.monotonic() of the last wake
         self.error: BaseException | None = None  # what stopped the linking, if anything
 
     def wake(self, index) -> None:
@@ -28,6 +34,7 @@ class Linker:
             if self._stopped or self.error is not None:
                 return
             self._index, self._busy = index, True
+            self._written = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name=f"vdb-linker-{self._name}", daemon=True
@@ -48,13 +55,27 @@ class Linker:
                     return
                 index, self._index = self._index, None
             try:
-                while not self._stopped and index.link_pending():
-                    pass
+                while not self._stopped:
+                    numba.set_num_threads(self._threads())
+                    if not index.link_pending():
+                        break
             except Exception as exc:  # the rows stay buffered, so searches stay exact
                 log.exception("linking the HNSW graph of collection %r failed", self._name)
                 with self._cond:
                     self.error = exc
                     self._stopped = True
+
+    @staticmethod
+    def _all_threads() -> int:
+        return numba.config.NUMBA_NUM_THREADS
+
+    def _threads(self) -> int:
+        """Every numba thread, but one fewer while writes keep arriving: the writer's own
+        work (checks, encoding, LMDB) then keeps a core and acknowledges at full speed."""
+        total = self._all_threads()
+        if total > 1 and time.monotonic() - self._written < WRITING:
+            return total - 1
+        return total
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no linking is running or asked for; False on timeout."""
