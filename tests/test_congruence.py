@@ -6,6 +6,7 @@ import math
 import shutil
 import tempfile
 
+import grpc
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +16,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 import vdb
 from tests import strategies
 from tests.rpc import serving
+from vdb.results import SearchResults
+from vdb.rpc import convert
+from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc.client import RemoteCollection, RemoteDatabase
 
 DIM = 4
@@ -32,6 +36,19 @@ bad_filters = st.sampled_from(
     [[1], {"a": {"$gt": [1]}}, {"$or": []}, {"a": {"$bogus": 1}}, {"a": {"b": 1}}, {1: 2}]
 )
 bad_ids = st.sampled_from([None, 1.5, True, "", [1, 1], 1 << 70, {"a": 1}])
+payload_selections = st.one_of(
+    st.booleans(), st.lists(st.sampled_from(strategies.KEYS + ["n", "zz"]), max_size=3)
+)
+BAD_SELECTIONS = [
+    {"with_payload": "a"},
+    {"with_payload": 1},
+    {"with_payload": ["a", 2]},
+    {"with_payload": None},
+    {"with_payload": {"a"}},
+    {"with_document": "yes"},
+    {"with_document": None},
+    {"with_vectors": 1},
+]
 documents = st.one_of(st.none(), st.text(max_size=12))
 
 
@@ -44,8 +61,20 @@ def outcome(fn):
 
 
 def same(a, b) -> None:
-    """Deep equality of results: Hits, Records, WriteResults, lists, tuples, arrays."""
-    if isinstance(a, vdb.Hit):
+    """Deep equality of results: SearchResults (their columns too), Hits, Records,
+    WriteResults, lists, tuples, arrays."""
+    if isinstance(a, SearchResults):
+        assert isinstance(b, SearchResults)
+        assert (a.ids.dtype, a.scores.dtype, a.counts.dtype) == (
+            b.ids.dtype,
+            b.scores.dtype,
+            b.counts.dtype,
+        )
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.counts, b.counts)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6, atol=1e-6)
+        same(list(a), list(b))
+    elif isinstance(a, vdb.Hit):
         assert isinstance(b, vdb.Hit)
         assert (a.id, a.payload, a.document) == (b.id, b.payload, b.document)
         assert a.score == pytest.approx(b.score, rel=1e-6, abs=1e-6)
@@ -148,10 +177,26 @@ class Congruence(RuleBasedStateMachine):
         k=st.integers(1, 8),
         flt=st.one_of(st.none(), strategies.filters, bad_filters),
         with_vectors=st.booleans(),
+        with_payload=payload_selections,
+        with_document=st.booleans(),
     )
-    def search(self, queries, k, flt, with_vectors):
+    def search(self, queries, k, flt, with_vectors, with_payload, with_document):
         q = np.array(queries, np.float32)
-        self.both(lambda c: c.search(q, k=k, filter=flt, with_vectors=with_vectors))
+        self.both(
+            lambda c: c.search(
+                q,
+                k=k,
+                filter=flt,
+                with_vectors=with_vectors,
+                with_payload=with_payload,
+                with_document=with_document,
+            )
+        )
+
+    @rule(bad=st.sampled_from(BAD_SELECTIONS), batch=st.booleans())
+    def search_bad_selection(self, bad, batch):
+        q = [[1] * DIM] * 2 if batch else [1] * DIM
+        self.both(lambda c: c.search(q, k=2, **bad))
 
     @rule(k=st.sampled_from([0, -1, 1.5, None]))
     def search_bad_k(self, k):
@@ -264,3 +309,107 @@ def test_same_methods_and_signatures():
         if name != "path":
             assert sig == remote_db[name], name
     assert _public(vdb.Collection) == _public(RemoteCollection)
+
+
+# ---------------------------------------------------------------- what a search returns
+
+SELECTIONS = [
+    {"with_payload": payload, "with_document": document, "with_vectors": vectors}
+    for payload in (True, False, ["a"], ["b", "zz", "b"], [])
+    for document in (True, False)
+    for vectors in (False, True)
+]
+ID_KINDS = {
+    "int": [3 * i - 7 for i in range(12)],
+    "str": [f"p{i}" for i in range(12)],
+    "mixed": [i if i % 3 else f"p{i}" for i in range(12)],
+}
+
+
+def _twin_collections(db, remote, ids, index):
+    """The same 12 points, some without payload or document, in a local and a remote
+    collection; and an empty collection on each side."""
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((len(ids), DIM)).astype(np.float32)
+    payloads = [None if i % 4 == 0 else {"a": i, "b": [i, "x"], "n": {"x": i}} for i in range(12)]
+    documents = [None if i % 5 == 0 else f"doc {i}" for i in range(12)]
+    cols, empties = [], []
+    for handle in (db, remote):
+        col = handle.create_collection("s", DIM, "l2", index=index)
+        col.upsert(ids, vecs, payloads, documents)
+        cols.append(col)
+        empties.append(handle.create_collection("e", DIM, index=index))
+    return cols, empties, rng.standard_normal((3, DIM)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", list(ID_KINDS))
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_every_selection_agrees(db, remote, kind, index):
+    """Every with_payload / with_document / with_vectors combination, single and batch, with
+    and without a filter, k below and above the collection's size, and an empty collection:
+    the same Hits and the same ids, scores and counts arrays on both backends."""
+    cols, empties, queries = _twin_collections(db, remote, ID_KINDS[kind], index)
+    for want in SELECTIONS:
+        for flt in (None, {"a": {"$gte": 5}}):
+            for k in (3, 20):
+                for q in (queries, queries[0]):
+                    a, b = (c.search(q, k=k, filter=flt, **want) for c in cols)
+                    same(a, b)
+        for q in (queries, queries[0]):
+            a, b = (c.search(q, k=4, **want) for c in empties)
+            same(a, b)
+            assert len(a) == (3 if q.ndim == 2 else 0)
+    results = cols[1].search(queries, k=20, with_payload=False, with_document=False)
+    assert results.ids.shape == results.scores.shape == (3, 12)
+    assert results.ids.dtype == (np.int64 if kind == "int" else object)
+    assert results.counts.tolist() == [12, 12, 12]
+    assert set(results.ids[0].tolist()) == set(ID_KINDS[kind])
+    assert all(h.payload is None and h.document is None for h in results[0])
+    keys = cols[1].search(queries[0], k=20, with_payload=["a", "zz"], with_document=False)
+    by_id = {h.id: h for h in keys}
+    assert [by_id[i].payload for i in ID_KINDS[kind]] == [
+        None if i % 4 == 0 else {"a": i} for i in range(12)
+    ]
+    assert all(h.document is None and h.vector is None for h in keys)
+
+
+def test_bad_selections_are_refused_alike(db, remote, server):
+    """A with_payload that is not a bool or a list of strings (and a with_document or
+    with_vectors that is not a bool): the same InvalidArgumentError (a ValueError) embedded and
+    remote, from the client's own check; a raw request that says it is refused with
+    INVALID_ARGUMENT and a message naming the field."""
+    cols = [h.create_collection("c", DIM) for h in (db, remote)]
+    for col in cols:
+        col.upsert([1, "b"], np.eye(2, DIM, dtype=np.float32), [{"a": 1}, None])
+    for bad in BAD_SELECTIONS:
+        for q in ([1] * DIM, [[1] * DIM] * 2):
+            a, b = (outcome(lambda c=c, q=q, bad=bad: c.search(q, k=2, **bad)) for c in cols)
+            assert a == b and a[:2] == ("error", "InvalidArgumentError"), (bad, a, b)
+            with pytest.raises(ValueError):
+                cols[1].search(q, k=2, **bad)
+    channel = grpc.insecure_channel(server[1])
+    search = channel.unary_unary("/vdb.v1.Points/SearchBatch")
+    base = ppb.SearchRequest(collection="c", queries=convert.pack(np.ones((1, DIM))), k=2)
+    assert _status(search, base.SerializeToString())[0] == grpc.StatusCode.OK
+    contradiction = ppb.SearchRequest()
+    contradiction.CopyFrom(base)
+    contradiction.with_payload = False
+    contradiction.payload_keys.append("a")
+    for body, field in [
+        (contradiction.SerializeToString(), "payload_keys"),
+        (base.SerializeToString() + b"\x42\x03yes", "with_payload (field 8)"),  # a string
+        (base.SerializeToString() + b"\x48\x05", "payload_keys (field 9)"),  # a number
+        (base.SerializeToString() + b"\x52\x01x", "with_document (field 10)"),
+        (base.SerializeToString() + b"\x2a\x01x", "with_vectors (field 5)"),
+    ]:
+        code, details = _status(search, body)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and field in details, (code, details)
+    channel.close()
+
+
+def _status(call, body: bytes):
+    try:
+        call(body, timeout=30)
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details()
+    return grpc.StatusCode.OK, ""

@@ -14,12 +14,15 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import vdb
 from tests.rpc import Stubs, serving
+from vdb.results import SearchResults, Selection
 from vdb.rpc import convert
 from vdb.rpc._gen import collections_pb2 as cpb
 from vdb.rpc._gen import common_pb2 as pb
 from vdb.rpc._gen import points_pb2 as ppb
 from vdb.rpc._gen import server_pb2 as spb
 from vdb.rpc._gen import snapshots_pb2 as snpb
+from vdb.rpc.limits import Budget
+from vdb.rpc.points import _Gathered
 
 Code = grpc.StatusCode
 
@@ -59,10 +62,12 @@ def test_points_rpcs(remote, stubs):
     vecs = _vectors(5, 3)
     col.upsert(list(range(5)), vecs, payloads=[{"i": i} for i in range(5)])
     req = ppb.SearchRequest(collection="p", queries=convert.pack(vecs[:2]), k=1)
-    results = stubs.points.SearchBatch(req).results
-    assert [r.hits[0].point.id.num for r in results] == [0, 1]
+    batch = stubs.points.SearchBatch(req)
+    assert list(batch.counts) == [1, 1] and list(batch.int_ids) == [0, 1]
+    assert np.frombuffer(batch.scores, "<f4").tolist() == [0, 0]  # l2: each finds itself
+    assert [d.payload.fields["i"].int_value for d in batch.data] == [0, 1]
     one = stubs.points.Search(ppb.SearchRequest(collection="p", queries=convert.pack(vecs[3:4])))
-    assert one.hits[0].point.id.num == 3 and len(one.hits) == 5  # k=0 means 10
+    assert list(one.counts) == [5] and one.int_ids[0] == 3  # k=0 means 10
     got = stubs.points.Get(ppb.GetRequest(collection="p", ids=convert.id_list([4, 9])))
     assert [p.id.num for p in got.records] == [4] and not got.vectors.data
     count = ppb.CountRequest(collection="p")
@@ -77,6 +82,69 @@ def test_points_rpcs(remote, stubs):
         ppb.DeleteRequest(collection="p", ids=pb.PointIdList(ids=convert.id_list([0, 1])))
     )
     assert deleted.count == 2 and col.count() == 3
+
+
+def _chunk(ids, counts, width, dim=2):
+    """SearchResults of queries with counts hits each, rows of ids padded to width, and the
+    payload, document and vector of each hit derived from its id."""
+    nq = len(counts)
+    object_ids = any(isinstance(i, str) for i in ids)
+    padded = np.full((nq, width), None if object_ids else -1, object if object_ids else np.int64)
+    scores = np.full((nq, width), np.nan, np.float32)
+    found = np.arange(width) < np.array(counts)[:, None]
+    padded[found] = ids
+    scores[found] = np.arange(len(ids), dtype=np.float32) / 4
+    starts = np.cumsum([0, *counts]).tolist()
+
+    def fields(q):
+        mine = ids[starts[q] : starts[q + 1]]
+        return (
+            [None if i == 3 else {"id": str(i)} for i in mine],
+            [None if i == 1 else f"doc {i}" for i in mine],
+            [np.full(dim, len(str(i)), np.float32) for i in mine],
+        )
+
+    return SearchResults(padded, scores, np.array(counts, np.int64), fields)
+
+
+@pytest.mark.parametrize("want", [Selection(), Selection(("id",), False, True), Selection(False)])
+def test_search_columns_read_back_as_the_results_they_came_from(want):
+    """The columns the server sends (chunk after chunk: int ids, then a mix of int and string
+    ids, rows of different widths, a point found by two queries) read back by the client as
+    the same SearchResults: ids padded with None once a string id is in, scores with NaN."""
+    chunks = [_chunk([7, 3], [2, 0], 2), _chunk(["a", 1, "b", "a"], [1, 3], 3)]
+    out = _Gathered(want, 2, Budget(1 << 20))
+    for chunk in chunks:
+        out.add(chunk)
+    msg = out.message()
+    assert list(msg.counts) == [2, 0, 1, 3] and msg.width == 3 and msg.string_ids
+    assert list(msg.int_ids) == [7, 3, 1] and list(msg.str_ids) == ["a", "b", "a"]
+    assert len(msg.data) == (6 if want.payload or want.document else 0)
+    got = convert.results_from(ppb.SearchResponse.FromString(msg.SerializeToString()), want)
+    assert got.ids.dtype == object and got.ids.shape == (4, 3)
+    assert got.ids.tolist() == [
+        [7, 3, None],
+        [None, None, None],
+        ["a", None, None],
+        [1, "b", "a"],
+    ]
+    np.testing.assert_array_equal(got.scores[3], np.float32([0.25, 0.5, 0.75]))
+    assert np.isnan(got.scores[1]).all() and np.isnan(got.scores[0, 2])
+    assert got.counts.tolist() == [2, 0, 1, 3]
+    hits = [h for chunk in chunks for h in chunk]
+    for g, w in zip(got, hits, strict=True):
+        assert [(h.id, h.score) for h in g] == [(h.id, h.score) for h in w]
+        assert [h.payload for h in g] == [want.cut(h.payload) if want.payload else None for h in w]
+        assert [h.document for h in g] == [h.document if want.document else None for h in w]
+        for a, b in zip(g, w, strict=True):
+            if want.vectors:
+                np.testing.assert_array_equal(a.vector, b.vector)
+            else:
+                assert a.vector is None
+    int_only = _Gathered(Selection(False, False), 2, Budget(1 << 20))
+    int_only.add(_chunk([-5, 1 << 40], [1, 1, 0], 1))
+    back = convert.results_from(int_only.message(), Selection(False, False))
+    assert back.ids.dtype == np.int64 and back.ids.tolist() == [[-5], [1 << 40], [-1]]
 
 
 def test_snapshot_rpcs(remote, stubs, tmp_path):

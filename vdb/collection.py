@@ -5,7 +5,7 @@ import heapq
 import json
 import threading
 import warnings
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,7 +28,6 @@ from vdb.linker import Linker
 from vdb.results import Hit, SearchResults, Selection
 from vdb.storage import keys, oplog, values
 from vdb.storage.codec import (
-    Record,
     decode_record,
     encode_id,
     encode_record,
@@ -749,24 +748,6 @@ class Collection(ConfigView):
             )
 
         return fields
-
-    @contextmanager
-    def _searched(self, queries, k: int, filter=None, ef: int | None = None):
-        """search() up to the records, for a caller that reads them one at a time (the
-        server, which counts a response's bytes as it builds it): yields (single, scores,
-        rows, read) with scores and rows (nq, k') arrays, best first, and read(row,
-        with_vectors) the Record at a row (None if gone) as it stood when the search ran (one
-        read transaction, open until the block ends; damage raises DataCorruptedError)."""
-        single, q, k, node, ef = self._query(queries, k, filter, ef)
-        with ExitStack() as stack:
-            with self._lock.read():
-                scores, rows = self._top(q, k, node, ef)
-                txn = stack.enter_context(self._store.read())
-
-            def read(row: int, with_vectors: bool) -> Record | None:
-                return self._record(txn, row, with_vectors, missing_ok=True)
-
-            yield single, scores, rows, read
 
     def _query(self, queries, k, filter, ef):
         """The checked arguments of a search: (single, query rows (n, dim) float32 normalized

@@ -26,6 +26,7 @@ from vdb.errors import (
     shown,
 )
 from vdb.index.config import IndexConfig
+from vdb.results import Selection
 from vdb.rpc import convert, status
 from vdb.rpc._gen import collections_pb2 as cpb
 from vdb.rpc._gen import collections_pb2_grpc as cgrpc
@@ -460,20 +461,29 @@ class RemoteCollection(ConfigView):
     # ------------------------------------------------------------ reads
 
     def search(
-        self, queries, k: int = 10, filter=None, with_vectors: bool = False, ef: int | None = None
+        self,
+        queries,
+        k: int = 10,
+        filter=None,
+        with_vectors: bool = False,
+        ef: int | None = None,
+        with_payload: bool | list = True,
+        with_document: bool = True,
     ):
-        """Top-k points for one query (a list of Hit) or a batch (a list of lists), best first."""
+        """Top-k points for one query (a list of Hit) or a batch (SearchResults: a list of
+        lists of Hit that also holds ids and scores as arrays), best first; see
+        Collection.search. Ids and scores travel as packed columns; payloads, documents and
+        vectors only when asked for."""
+        want = Selection.parse(with_payload, with_document, with_vectors)
         self._check_open()
         k = validate.top_k(k)
         if ef is not None:
             ef = validate.top_k(ef, "ef")
         texts = embedding.texts(queries)
         request = ppb.SearchRequest(
-            collection=self.name,
-            k=min(k, U32_MAX),
-            with_vectors=with_vectors,
-            ef=min(ef or 0, U32_MAX),
+            collection=self.name, k=min(k, U32_MAX), ef=min(ef or 0, U32_MAX)
         )
+        convert.set_selection(request, want)
         if texts is not None:
             validate.has_embedder(self.config)
             single = isinstance(queries, str)
@@ -490,10 +500,9 @@ class RemoteCollection(ConfigView):
                 limits.texts(nq, "text queries")
         if filter is not None:
             convert.set_filter(request.filter, filter)
-        if single:
-            return convert.hits_from(self._call(self._db._points.Search, request))
-        resp = self._call(self._db._points.SearchBatch, request)
-        return [convert.hits_from(r) for r in resp.results]
+        method = self._db._points.Search if single else self._db._points.SearchBatch
+        results = convert.results_from(self._call(method, request), want)
+        return results[0] if single else results
 
     def get(self, ids, with_vectors: bool = True):
         """Records by id. One id gives a Record (PointNotFoundError if absent); a list gives the

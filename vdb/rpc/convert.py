@@ -5,8 +5,11 @@ payloads and filter operands as Value messages that keep integers and floats apa
 """
 
 from dataclasses import asdict, fields
+from itertools import repeat
 
 import numpy as np
+from google.protobuf import unknown_fields
+from google.protobuf.descriptor import FieldDescriptor
 
 from vdb import filters
 from vdb.errors import (
@@ -16,11 +19,12 @@ from vdb.errors import (
     InvalidIdError,
     InvalidPayloadError,
     InvalidVectorError,
+    ServerError,
     shown,
 )
 from vdb.index.config import IndexConfig
 from vdb.index.hnsw import HnswConfig
-from vdb.results import Hit
+from vdb.results import SearchResults, Selection
 from vdb.rpc._gen import collections_pb2 as cpb
 from vdb.rpc._gen import common_pb2 as pb
 from vdb.storage.codec import Record
@@ -173,14 +177,152 @@ def records_from(msg) -> list[Record]:
     return out
 
 
-def hits_from(msg) -> list[Hit]:
-    vecs = unpack(msg.vectors) if msg.vectors.data else None
-    out = []
-    for i, item in enumerate(msg.hits):
-        pid, payload, document = point_fields(item.point)
-        vector = None if vecs is None else vecs[i].copy()
-        out.append(Hit(pid, item.score, payload, document, vector))
-    return out
+# ---------------------------------------------------------------- search results
+
+_WIRE_TYPES = {
+    0: "a varint",
+    1: "a 64-bit value",
+    2: "a length-delimited value",
+    5: "a 32-bit value",
+}
+_TYPE_NAMES = {
+    FieldDescriptor.TYPE_BOOL: "a bool",
+    FieldDescriptor.TYPE_STRING: "a string",
+    FieldDescriptor.TYPE_BYTES: "bytes",
+    FieldDescriptor.TYPE_MESSAGE: "a message",
+    FieldDescriptor.TYPE_UINT32: "a uint32",
+}
+
+
+def check_wire_types(msg) -> None:
+    """InvalidArgumentError when a message carries one of its own fields with another wire
+    type than the field's (a string where a bool belongs, a number in a list of strings):
+    protobuf would set it aside as unknown and leave the field at its default, silently
+    changing what the request asks for."""
+    by_number = msg.DESCRIPTOR.fields_by_number
+    for item in unknown_fields.UnknownFieldSet(msg):
+        field = by_number.get(item.field_number)
+        if field is not None:
+            raise InvalidArgumentError(
+                f"{msg.DESCRIPTOR.name}.{field.name} (field {field.number}) must be "
+                f"{_TYPE_NAMES.get(field.type, 'of its declared type')}, got "
+                f"{_WIRE_TYPES.get(item.wire_type, f'wire type {item.wire_type}')}"
+            )
+
+
+def set_selection(msg, want: Selection) -> None:
+    """What a search returns, into a SearchRequest; the defaults (whole payloads, documents)
+    are left unset."""
+    if want.payload is not True:
+        if want.payload:
+            msg.payload_keys.extend(want.payload)
+        else:
+            msg.with_payload = False
+    if not want.document:
+        msg.with_document = False
+    msg.with_vectors = want.vectors
+
+
+def selection_from(msg) -> Selection:
+    """The Selection a SearchRequest asks for (InvalidArgumentError for a contradiction or a
+    field of the wrong type)."""
+    check_wire_types(msg)
+    payload = msg.with_payload if msg.HasField("with_payload") else True
+    if msg.payload_keys:
+        if not payload:
+            raise InvalidArgumentError(
+                f"with_payload is false but payload_keys names {len(msg.payload_keys)} key(s); "
+                "leave with_payload unset (or true) to keep only those keys"
+            )
+        payload = list(msg.payload_keys)
+    document = msg.with_document if msg.HasField("with_document") else True
+    return Selection.parse(payload, document, msg.with_vectors)
+
+
+def set_ids(msg, ids: np.ndarray) -> None:
+    """Ids (n,) into a SearchResponse's id columns: int64 ids packed at once; an object array
+    of ints and strs split by kind (isinstance mapped in C, no Python loop per id)."""
+    if ids.dtype != object:
+        msg.int_ids.extend(ids.tolist())
+        return
+    is_str = np.fromiter(map(isinstance, ids, repeat(str)), np.bool_, len(ids))  # (n,)
+    if is_str.all():
+        msg.str_ids.extend(ids.tolist())
+    elif not is_str.any():
+        msg.int_ids.extend(ids.tolist())
+    else:
+        msg.str_ids.extend(ids[is_str].tolist())
+        msg.int_ids.extend(ids[~is_str].tolist())
+        msg.id_kinds = is_str.astype(np.uint8).tobytes()
+
+
+def ids_from(msg, n: int) -> np.ndarray:
+    """A SearchResponse's n ids: int64 when all are integers, else an object array."""
+    if msg.id_kinds:
+        is_str = np.frombuffer(msg.id_kinds, np.uint8).astype(np.bool_)  # (n,)
+        n_str = int(np.count_nonzero(is_str))
+        if len(is_str) != n or n_str != len(msg.str_ids) or n - n_str != len(msg.int_ids):
+            raise ServerError(f"a search response's id columns do not hold {n} ids")
+        out = np.empty(n, object)
+        out[~is_str] = np.array(msg.int_ids, np.int64).astype(object)
+        out[is_str] = list(msg.str_ids)
+        return out
+    if msg.str_ids:
+        if len(msg.str_ids) != n:
+            raise ServerError(f"a search response holds {len(msg.str_ids)} ids for {n} hits")
+        out = np.empty(n, object)
+        out[:] = list(msg.str_ids)
+        return out
+    if len(msg.int_ids) != n:
+        raise ServerError(f"a search response holds {len(msg.int_ids)} ids for {n} hits")
+    return np.array(msg.int_ids, np.int64)
+
+
+def results_from(msg, want: Selection) -> SearchResults:
+    """A SearchResponse as the SearchResults the embedded search returns: ids and scores
+    padded to (queries, width) from the packed columns; Hits (with payloads decoded) built
+    when a query's list is first read."""
+    counts = np.array(msg.counts, np.int64)  # (nq,)
+    n = int(counts.sum())
+    if len(msg.scores) != 4 * n or np.any(counts > msg.width):
+        raise ServerError(f"a search response holds {len(msg.scores)} score bytes for {n} hits")
+    scores = np.frombuffer(msg.scores, "<f4")  # (n,)
+    found = np.arange(msg.width) < counts[:, None]  # (nq, width): hits first in every row
+    if msg.string_ids:
+        ids = np.full(found.shape, None, object)
+    else:
+        ids = np.full(found.shape, -1, np.int64)
+    ids[found] = ids_from(msg, n)
+    padded = np.full(found.shape, np.nan, np.float32)
+    padded[found] = scores
+    fields = _fields(msg, counts, want) if want.reads else None
+    return SearchResults(ids, padded, counts, fields)
+
+
+def _fields(msg, counts: np.ndarray, want: Selection):
+    """fields(q) for SearchResults: the payloads, documents and vectors of query q's hits."""
+    starts = [0, *np.cumsum(counts).tolist()]
+    n = starts[-1]
+    if (want.payload or want.document) and len(msg.data) != n:
+        raise ServerError(f"a search response holds {len(msg.data)} payloads for {n} hits")
+    vectors = unpack(msg.vectors) if want.vectors else None  # (n, dim)
+    if vectors is not None and len(vectors) != n:
+        raise ServerError(f"a search response holds {len(vectors)} vectors for {n} hits")
+
+    def fields(q: int):
+        a, b = starts[q], starts[q + 1]
+        items = msg.data[a:b] if want.payload or want.document else ()
+        return (
+            [struct_from(d.payload) if d.HasField("payload") else None for d in items]
+            if want.payload
+            else None,
+            [d.document if d.HasField("document") else None for d in items]
+            if want.document
+            else None,
+            list(vectors[a:b].copy()) if want.vectors else None,
+        )
+
+    return fields
 
 
 # ---------------------------------------------------------------- filters

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from vdb.errors import LimitExceededError, MessageTooLargeError
 
 FRAME = 6  # bytes of a field's tag and length around an embedded message, at most
-MIN_HIT = 12  # bytes of the smallest Hit on the wire (score and an integer id), framed
+MIN_HIT = 5  # bytes of the smallest search hit on the wire: a float32 score, a 1-byte id
 
 
 @dataclass(frozen=True)

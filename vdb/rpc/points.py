@@ -1,10 +1,14 @@
-"""The Points service. Reads are built a record at a time with a running count of the
-response's bytes, so a response too large to send is refused as soon as it would pass the
-server's message limit, never built whole; searches run a chunk of queries at a time, checking
-the deadline between chunks."""
+"""The Points service. Reads are built in pieces with a running count of the response's
+bytes, so a response too large to send is refused as soon as it would pass the server's message
+limit, never built whole. Searches run a chunk of queries at a time through the embedded
+search, checking the deadline between chunks; their ids and scores go out as packed columns
+converted from the result arrays, payloads and documents only when asked for."""
+
+import numpy as np
 
 from vdb import validate
 from vdb.errors import DataCorruptedError, InvalidArgumentError
+from vdb.results import SearchResults, Selection
 from vdb.rpc import convert
 from vdb.rpc._gen import common_pb2 as pb
 from vdb.rpc._gen import points_pb2 as ppb
@@ -14,6 +18,7 @@ from vdb.rpc.limits import FRAME, MIN_HIT
 from vdb.storage.codec import encode_id, stored_id
 
 CHUNK_RESULTS = 16_384  # hits (queries x k) searched at once
+READ_RESULTS = 256  # hits of the first chunk that reads records (payloads, documents, vectors)
 PIECE = 256  # records read at once by Get and Scroll, at most
 
 
@@ -125,48 +130,44 @@ class PointsService(pgrpc.PointsServicer):
 
     @staticmethod
     def _queries(request, single: bool):
-        """Text queries, or the query vectors."""
-        if request.texts:
-            if single and len(request.texts) != 1:
-                raise InvalidArgumentError(
-                    f"Search takes one text, got {len(request.texts)}; use SearchBatch"
-                )
-            return request.texts[0] if single else list(request.texts)
-        queries = convert.unpack(request.queries, "query")
-        if single:
-            if queries.shape[0] != 1:
-                raise InvalidArgumentError(
-                    f"Search takes one query row, got {queries.shape[0]}; use SearchBatch"
-                )
-            return queries[0]
+        """Text queries (a list), or the query vectors (n, dim)."""
+        n = len(request.texts) if request.texts else None
+        queries = list(request.texts) if n is not None else convert.unpack(request.queries, "query")
+        if single and len(queries) != 1:
+            what = f"{n} texts" if n is not None else f"{len(queries)} query rows"
+            raise InvalidArgumentError(f"Search takes one query, got {what}; use SearchBatch")
         return queries
 
-    def _search(self, col, request, context, single: bool):
-        """The SearchResponse (single) or SearchBatchResponse of a request."""
+    def _search(self, col, request, context, single: bool) -> ppb.SearchResponse:
+        """The SearchResponse of a Search (one query) or SearchBatch request, searched a chunk
+        of queries at a time (the deadline checked between chunks) and refused as soon as its
+        bytes would pass the server's message limit."""
+        want = convert.selection_from(request)
         queries = self._queries(request, single)
-        nq, k = 1 if single else len(queries), request.k or 10
+        nq, k = len(queries), request.k or 10
         limits = self.core.limits
         limits.search(nq, k, request.ef)
         if request.texts:
             limits.texts(nq, "text queries")
         budget = self.core.budget()
         hits = nq * min(k, len(col))
-        budget.check(hits * (MIN_HIT + (4 * col.dim if request.with_vectors else 0)))
+        budget.check(hits * (MIN_HIT + (4 * col.dim if want.vectors else 0)))
         flt = convert.optional_filter(request)
         if request.texts:
             validate.has_embedder(col.config)
-            vectors = self.core.embed(col.embedder, list(request.texts), context)
-            queries = vectors[0] if single else vectors
-        resp = ppb.SearchResponse() if single else ppb.SearchBatchResponse()
-        step = max(1, CHUNK_RESULTS // k)
-        for start in range(0, nq, step):
+            queries = self.core.embed(col.embedder, queries, context)
+        out = _Gathered(want, col.dim, budget)
+        start = 0
+        while start < nq:
             self.core.check_alive(context)
-            part = queries if single else queries[start : start + step]
-            with col._searched(part, k, flt, request.ef or None) as (_, scores, rows, read):
-                for srow, rrow in zip(scores, rows, strict=True):
-                    msg = resp if single else resp.results.add()
-                    _add_hits(msg, srow, rrow, read, request.with_vectors, col.dim, budget)
-        return resp
+            step = out.step(k)
+            part = queries[start : start + step]
+            found = col.search(
+                part, k, flt, want.vectors, request.ef or None, want.payload, want.document
+            )
+            out.add(found)
+            start += step
+        return out.message()
 
     @rpc()
     def Search(self, request, context):
@@ -179,20 +180,98 @@ class PointsService(pgrpc.PointsServicer):
         return self._cached(col, request, b"n", lambda: self._search(col, request, context, False))
 
 
-def _add_hits(msg, scores, rows, read, with_vectors: bool, dim: int, budget) -> None:
-    """Fill a SearchResponse with the hits of one query, a record at a time."""
-    records = []
-    for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
-        rec = read(row, with_vectors)
-        if rec is None:
-            continue
-        hit = msg.hits.add()
-        hit.score = score
-        convert.set_point(hit.point, rec.id, rec.payload, rec.document)
-        budget.add(hit.ByteSize() + FRAME + (4 * dim if with_vectors else 0))
-        records.append(rec)
-    convert.set_vectors(msg.vectors, records, with_vectors, dim)
-    budget.add(3 * FRAME)
+class _Gathered:
+    """A SearchResponse gathered a chunk of queries at a time: each chunk's ids and scores as
+    arrays, its payloads and documents as one HitData message per point, its bytes counted
+    against the budget before the chunk is kept."""
+
+    def __init__(self, want: Selection, dim: int, budget):
+        self.want, self.dim, self.budget = want, dim, budget
+        self.counts: list[np.ndarray] = []  # (nq_chunk,) int64 per chunk
+        self.scores: list[bytes] = []  # little-endian float32, a chunk's hits each
+        self.ids: list[np.ndarray] = []  # (n_chunk,) int64 or object per chunk
+        self.vectors: list[bytes] = []  # little-endian float32 rows, a chunk's hits each
+        self.data: list = []  # HitData per hit (shared by the hits of one point)
+        self.width, self.string_ids, self.hits = 0, False, 0
+
+    def step(self, k: int) -> int:
+        """Queries to search next: CHUNK_RESULTS hits' worth; when records are read,
+        READ_RESULTS hits' worth first, then as many as the bytes left hold at the size per
+        hit seen so far (so that records too large to send are not all read first)."""
+        if not self.want.reads:
+            return max(1, CHUNK_RESULTS // k)
+        if not self.hits:
+            return max(1, READ_RESULTS // k)
+        per_hit = max(1, self.budget.used // self.hits)
+        return max(1, min(CHUNK_RESULTS, self.budget.left // per_hit) // k)
+
+    def add(self, results: SearchResults) -> None:
+        counts = results.counts  # (nq,)
+        found = np.arange(results.ids.shape[1]) < counts[:, None]  # (nq, width)
+        ids = results.ids[found]  # (n,) in query order, best first
+        n = len(ids)
+        nbytes = 4 * n + _id_bytes(ids) + 5 * len(counts) + FRAME
+        data = []
+        if self.want.payload or self.want.document:
+            nbytes += _hit_data(results, data)
+        if self.want.vectors:
+            nbytes += 4 * self.dim * n + FRAME
+        self.budget.add(nbytes)
+        if self.want.vectors and n:
+            rows = [hit.vector for hits in results for hit in hits]
+            self.vectors.append(np.stack(rows).astype("<f4", copy=False).tobytes())
+        self.data.extend(data)
+        self.counts.append(counts)
+        self.scores.append(results.scores[found].astype("<f4", copy=False).tobytes())
+        self.ids.append(ids)
+        self.width = max(self.width, results.ids.shape[1])
+        self.string_ids |= results.ids.dtype == object
+        self.hits += n
+
+    def message(self) -> ppb.SearchResponse:
+        resp = ppb.SearchResponse(width=self.width, string_ids=self.string_ids)
+        if self.counts:
+            resp.counts.extend(np.concatenate(self.counts).tolist())
+            convert.set_ids(resp, np.concatenate(self.ids))
+        resp.scores = b"".join(self.scores)
+        if self.data:
+            resp.data.extend(self.data)
+        if self.want.vectors:
+            resp.vectors.dim = self.dim
+            resp.vectors.data = b"".join(self.vectors)
+        return resp
+
+
+_VARINT_STEPS = np.array([1 << (7 * i) for i in range(1, 10)], np.uint64)  # 2 bytes from 2^7
+
+
+def _id_bytes(ids: np.ndarray) -> int:
+    """Bytes of ids (n,) in a SearchResponse: exact for int64 (zigzag varints); for an
+    object array of ints and strs, a bound (each id's decimal or UTF-8 text, plus 3)."""
+    if ids.dtype != object:
+        zigzag = ((ids << 1) ^ (ids >> 63)).view(np.uint64)
+        return len(ids) + int(np.searchsorted(_VARINT_STEPS, zigzag, side="right").sum())
+    return len("".join(map(str, ids)).encode("utf-8", "surrogatepass")) + 3 * len(ids)
+
+
+def _hit_data(results: SearchResults, out: list) -> int:
+    """Append the HitData of every hit of results to out, one message per point (the hits of a
+    point found by several queries share it); returns their bytes on the wire."""
+    made: dict = {}  # id -> (HitData, framed bytes)
+    nbytes = 0
+    for hits in results:
+        for hit in hits:
+            entry = made.get(hit.id)
+            if entry is None:
+                msg = ppb.HitData()
+                if hit.payload is not None:
+                    convert.set_struct(msg.payload, hit.payload)
+                if hit.document is not None:
+                    msg.document = hit.document
+                entry = made[hit.id] = (msg, msg.ByteSize() + FRAME)
+            out.append(entry[0])
+            nbytes += entry[1]
+    return nbytes
 
 
 def _add_records(msg, page, records: list, budget) -> None:

@@ -92,7 +92,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[_common_pb2.Point, _Mapping]]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., next_page_token: _Optional[bytes] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "texts", "k", "filter", "with_vectors", "ef")
+    __slots__ = ("collection", "queries", "texts", "k", "filter", "with_vectors", "ef", "with_payload", "payload_keys", "with_document")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,9 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
     EF_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_KEYS_FIELD_NUMBER: _ClassVar[int]
+    WITH_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _common_pb2.Vectors
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -107,26 +110,37 @@ class SearchRequest(_message.Message):
     filter: _common_pb2.Filter
     with_vectors: bool
     ef: int
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., with_vectors: _Optional[bool] = ..., ef: _Optional[int] = ...) -> None: ...
+    with_payload: bool
+    payload_keys: _containers.RepeatedScalarFieldContainer[str]
+    with_document: bool
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., with_vectors: _Optional[bool] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., payload_keys: _Optional[_Iterable[str]] = ..., with_document: _Optional[bool] = ...) -> None: ...
 
-class Hit(_message.Message):
-    __slots__ = ("score", "point")
-    SCORE_FIELD_NUMBER: _ClassVar[int]
-    POINT_FIELD_NUMBER: _ClassVar[int]
-    score: float
-    point: _common_pb2.Point
-    def __init__(self, score: _Optional[float] = ..., point: _Optional[_Union[_common_pb2.Point, _Mapping]] = ...) -> None: ...
+class HitData(_message.Message):
+    __slots__ = ("payload", "document")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    payload: _common_pb2.Struct
+    document: str
+    def __init__(self, payload: _Optional[_Union[_common_pb2.Struct, _Mapping]] = ..., document: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "vectors")
-    HITS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("vectors", "counts", "scores", "int_ids", "str_ids", "id_kinds", "width", "string_ids", "data")
     VECTORS_FIELD_NUMBER: _ClassVar[int]
-    hits: _containers.RepeatedCompositeFieldContainer[Hit]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    INT_IDS_FIELD_NUMBER: _ClassVar[int]
+    STR_IDS_FIELD_NUMBER: _ClassVar[int]
+    ID_KINDS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    STRING_IDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     vectors: _common_pb2.Vectors
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ...) -> None: ...
-
-class SearchBatchResponse(_message.Message):
-    __slots__ = ("results",)
-    RESULTS_FIELD_NUMBER: _ClassVar[int]
-    results: _containers.RepeatedCompositeFieldContainer[SearchResponse]
-    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    scores: bytes
+    int_ids: _containers.RepeatedScalarFieldContainer[int]
+    str_ids: _containers.RepeatedScalarFieldContainer[str]
+    id_kinds: bytes
+    width: int
+    string_ids: bool
+    data: _containers.RepeatedCompositeFieldContainer[HitData]
+    def __init__(self, vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., counts: _Optional[_Iterable[int]] = ..., scores: _Optional[bytes] = ..., int_ids: _Optional[_Iterable[int]] = ..., str_ids: _Optional[_Iterable[str]] = ..., id_kinds: _Optional[bytes] = ..., width: _Optional[int] = ..., string_ids: _Optional[bool] = ..., data: _Optional[_Iterable[_Union[HitData, _Mapping]]] = ...) -> None: ...

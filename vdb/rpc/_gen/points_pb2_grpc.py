@@ -73,7 +73,7 @@ class PointsStub:
         self.SearchBatch = channel.unary_unary(
                 '/vdb.v1.Points/SearchBatch',
                 request_serializer=vdb_dot_v1_dot_points__pb2.SearchRequest.SerializeToString,
-                response_deserializer=vdb_dot_v1_dot_points__pb2.SearchBatchResponse.FromString,
+                response_deserializer=vdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
                 _registered_method=True)
 
 
@@ -134,7 +134,7 @@ class PointsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SearchBatch(self, request, context):
-        """Top-k points for each of several query vectors.
+        """Top-k points for each of several query vectors: the same response, one count per query.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,7 +181,7 @@ def add_PointsServicer_to_server(servicer, server):
             'SearchBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchBatch,
                     request_deserializer=vdb_dot_v1_dot_points__pb2.SearchRequest.FromString,
-                    response_serializer=vdb_dot_v1_dot_points__pb2.SearchBatchResponse.SerializeToString,
+                    response_serializer=vdb_dot_v1_dot_points__pb2.SearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,7 +399,7 @@ class Points:
             target,
             '/vdb.v1.Points/SearchBatch',
             vdb_dot_v1_dot_points__pb2.SearchRequest.SerializeToString,
-            vdb_dot_v1_dot_points__pb2.SearchBatchResponse.FromString,
+            vdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
