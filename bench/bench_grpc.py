@@ -11,6 +11,12 @@ concurrent clients; then the same queries again, served from the cache. An empty
 and 16 clients shows what the transport alone costs there. Upsert: 1,000-point
 batches through the streaming RPC beside Collection.bulk_upsert in-process, both into an
 empty collection of the same index kind. Ratios > 1 mean the in-process figure is better.
+
+SearchBatch: one client sends batches of 100 new queries (k=10) beside the same call
+in-process, one batch after the other on each side: without payloads
+(with_payload=False, with_document=False: ids and scores as columns), and with payloads, where
+both sides also read every Hit. These rows print grpc / in-process throughput (higher is
+better for the service; the floor is 0.5x without payloads).
 """
 
 import argparse
@@ -33,6 +39,7 @@ import vdb  # noqa: E402
 from vdb.rpc._gen import server_pb2 as spb  # noqa: E402
 
 BATCH, K = 1000, 10
+SEARCH_BATCH = 100  # queries of one SearchBatch
 
 
 def start_server(path) -> tuple[subprocess.Popen, str]:
@@ -94,6 +101,25 @@ def latencies(make_search, queries, clients: int) -> tuple[np.ndarray, float]:
     return np.concatenate([np.array(t) for t in out]), len(queries) / wall
 
 
+def batch_rates(remote_col, local_col, batches, **want) -> tuple[float, float]:
+    """Queries/s of col.search(batch, k=K, **want) over gRPC and in-process (median batch
+    times, the two sides taking turns batch by batch). With payloads, both read every Hit."""
+    reads = want.get("with_payload", True) or want.get("with_document", True)
+
+    def once(col, batch) -> float:
+        start = time.perf_counter()
+        results = col.search(batch, k=K, **want)
+        if reads:
+            sum(len(hits) for hits in results)  # builds the Hits, their payloads decoded
+        return time.perf_counter() - start
+
+    once(remote_col, batches[-1])  # warm both paths
+    once(local_col, batches[-1])
+    times = np.array([(once(remote_col, b), once(local_col, b)) for b in batches[:-1]])
+    remote_time, local_time = np.median(times, axis=0)
+    return len(batches[0]) / remote_time, len(batches[0]) / local_time
+
+
 def row(label, ours, peer) -> str:
     (lat_r, qps_r), (lat_l, qps_l) = ours, peer
     p50r, p99r = np.percentile(lat_r, [50, 99]) * 1e3
@@ -131,6 +157,19 @@ def main() -> None:
                 f"bulk upsert into {kind} ({BATCH}-point batches): grpc stream "
                 f"{rate_remote:,.0f} vectors/s | in-process {rate_local:,.0f} vectors/s | "
                 f"ratio {rate_remote / rate_local:.2f} of in-process"
+            )
+        batches = rng.standard_normal((21, SEARCH_BATCH, args.dim)).astype(np.float32)
+        for label, want in (
+            ("no payloads", {"with_payload": False, "with_document": False}),
+            ("with payloads, every Hit read", {}),
+        ):
+            grpc_qps, local_qps = batch_rates(
+                remote.get_collection("c"), local.get_collection("c"), batches, **want
+            )
+            print(
+                f"SearchBatch of {SEARCH_BATCH} queries, k={K}, {label}: grpc {grpc_qps:,.0f} "
+                f"q/s | in-process {local_qps:,.0f} q/s | grpc / in-process "
+                f"{grpc_qps / local_qps:.2f}x"
             )
         empty = spb.ServerInfoRequest()
         for _ in range(100):

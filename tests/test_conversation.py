@@ -13,8 +13,8 @@ from tests.conftest import shared_file
 from tests.test_memory import Clock
 from vdb import rag
 from vdb.cli.main import main as cli
-from vdb.collection import Hit
 from vdb.memory import Memory
+from vdb.results import Hit
 
 CHAT = [
     ("user", "Hi, I am Alice and I live in Lisbon. I love green tea."),

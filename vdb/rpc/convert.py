@@ -292,34 +292,43 @@ def results_from(msg, want: Selection) -> SearchResults:
         ids = np.full(found.shape, None, object)
     else:
         ids = np.full(found.shape, -1, np.int64)
-    ids[found] = ids_from(msg, n)
+    flat = ids_from(msg, n)  # (n,)
+    ids[found] = flat
     padded = np.full(found.shape, np.nan, np.float32)
     padded[found] = scores
-    fields = _fields(msg, counts, want) if want.reads else None
+    fields = _fields(msg, flat, counts, want) if want.reads else None
     return SearchResults(ids, padded, counts, fields)
 
 
-def _fields(msg, counts: np.ndarray, want: Selection):
-    """fields(q) for SearchResults: the payloads, documents and vectors of query q's hits."""
+def _fields(msg, ids: np.ndarray, counts: np.ndarray, want: Selection):
+    """fields(q) for SearchResults: the payloads, documents and vectors of query q's hits.
+    A point found by several queries has its payload decoded once (its Hits share the dict,
+    as the embedded search's do)."""
     starts = [0, *np.cumsum(counts).tolist()]
     n = starts[-1]
-    if (want.payload or want.document) and len(msg.data) != n:
-        raise ServerError(f"a search response holds {len(msg.data)} payloads for {n} hits")
+    data = msg.data if want.payload or want.document else None
+    if data is not None and len(data) != n:
+        raise ServerError(f"a search response holds {len(data)} payloads for {n} hits")
     vectors = unpack(msg.vectors) if want.vectors else None  # (n, dim)
     if vectors is not None and len(vectors) != n:
         raise ServerError(f"a search response holds {len(vectors)} vectors for {n} hits")
+    decoded: dict = {}  # id -> (payload, document)
+
+    def one(pid, item) -> tuple:
+        got = decoded.get(pid)
+        if got is None:
+            payload = struct_from(item.payload) if item.HasField("payload") else None
+            document = item.document if item.HasField("document") else None
+            got = decoded[pid] = (payload, document)
+        return got
 
     def fields(q: int):
         a, b = starts[q], starts[q + 1]
-        items = msg.data[a:b] if want.payload or want.document else ()
+        recs = list(map(one, ids[a:b].tolist(), data[a:b])) if data is not None else ()
         return (
-            [struct_from(d.payload) if d.HasField("payload") else None for d in items]
-            if want.payload
-            else None,
-            [d.document if d.HasField("document") else None for d in items]
-            if want.document
-            else None,
-            list(vectors[a:b].copy()) if want.vectors else None,
+            [r[0] for r in recs] if want.payload else None,
+            [r[1] for r in recs] if want.document else None,
+            list(vectors[a:b].copy()) if vectors is not None else None,
         )
 
     return fields
