@@ -20,6 +20,7 @@ from vdb.storage.codec import encode_id, stored_id
 CHUNK_RESULTS = 16_384  # hits (queries x k) searched at once
 READ_RESULTS = 256  # hits of the first chunk that reads records (payloads, documents, vectors)
 PIECE = 256  # records read at once by Get and Scroll, at most
+DATA_TAG = bytes([ppb.SearchResponse.DATA_FIELD_NUMBER << 3 | 2])  # a length-delimited field
 
 
 class PointsService(pgrpc.PointsServicer):
@@ -182,8 +183,8 @@ class PointsService(pgrpc.PointsServicer):
 
 class _Gathered:
     """A SearchResponse gathered a chunk of queries at a time: each chunk's ids and scores as
-    arrays, its payloads and documents as one HitData message per point, its bytes counted
-    against the budget before the chunk is kept."""
+    arrays, its payloads and documents encoded once per point, its bytes counted against the
+    budget before the chunk is kept."""
 
     def __init__(self, want: Selection, dim: int, budget):
         self.want, self.dim, self.budget = want, dim, budget
@@ -191,14 +192,14 @@ class _Gathered:
         self.scores: list[bytes] = []  # little-endian float32, a chunk's hits each
         self.ids: list[np.ndarray] = []  # (n_chunk,) int64 or object per chunk
         self.vectors: list[bytes] = []  # little-endian float32 rows, a chunk's hits each
-        self.data: list = []  # HitData per hit (shared by the hits of one point)
-        self.width, self.string_ids, self.hits = 0, False, 0
+        self.data: list[bytes] = []  # an encoded HitData field per hit
+        self.width, self.string_ids, self.queries, self.hits = 0, False, 0, 0
 
     def step(self, k: int) -> int:
         """Queries to search next: CHUNK_RESULTS hits' worth; when records are read,
         READ_RESULTS hits' worth first, then as many as the bytes left hold at the size per
         hit seen so far (so that records too large to send are not all read first)."""
-        if not self.want.reads:
+        if not self.want.reads or (self.queries and not self.hits):
             return max(1, CHUNK_RESULTS // k)
         if not self.hits:
             return max(1, READ_RESULTS // k)
@@ -226,6 +227,7 @@ class _Gathered:
         self.ids.append(ids)
         self.width = max(self.width, results.ids.shape[1])
         self.string_ids |= results.ids.dtype == object
+        self.queries += len(counts)
         self.hits += n
 
     def message(self) -> ppb.SearchResponse:
@@ -234,8 +236,8 @@ class _Gathered:
             resp.counts.extend(np.concatenate(self.counts).tolist())
             convert.set_ids(resp, np.concatenate(self.ids))
         resp.scores = b"".join(self.scores)
-        if self.data:
-            resp.data.extend(self.data)
+        if self.data:  # the encoded HitData fields, read in at C speed
+            resp.MergeFromString(b"".join(self.data))
         if self.want.vectors:
             resp.vectors.dim = self.dim
             resp.vectors.data = b"".join(self.vectors)
@@ -255,23 +257,34 @@ def _id_bytes(ids: np.ndarray) -> int:
 
 
 def _hit_data(results: SearchResults, out: list) -> int:
-    """Append the HitData of every hit of results to out, one message per point (the hits of a
-    point found by several queries share it); returns their bytes on the wire."""
-    made: dict = {}  # id -> (HitData, framed bytes)
+    """Append the HitData of every hit of results to out, as the encoded field of a
+    SearchResponse (one encoding per point: the hits of a point found by several queries share
+    it); returns their bytes."""
+    made: dict = {}  # id -> encoded field
     nbytes = 0
     for hits in results:
         for hit in hits:
-            entry = made.get(hit.id)
-            if entry is None:
+            field = made.get(hit.id)
+            if field is None:
                 msg = ppb.HitData()
                 if hit.payload is not None:
                     convert.set_struct(msg.payload, hit.payload)
                 if hit.document is not None:
                     msg.document = hit.document
-                entry = made[hit.id] = (msg, msg.ByteSize() + FRAME)
-            out.append(entry[0])
-            nbytes += entry[1]
+                body = msg.SerializeToString()
+                field = made[hit.id] = DATA_TAG + _varint(len(body)) + body
+            out.append(field)
+            nbytes += len(field)
     return nbytes
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _add_records(msg, page, records: list, budget) -> None:
