@@ -42,9 +42,12 @@ BATCH, K = 1000, 10
 SEARCH_BATCH = 100  # queries of one SearchBatch
 
 
-def start_server(path) -> tuple[subprocess.Popen, str]:
+def start_server(path, cache: bool = True) -> tuple[subprocess.Popen, str]:
+    """`vdb serve` on a free port: (process, address). cache=False turns the query-result cache
+    off, for benchmarks that repeat the same request."""
+    flag = "--cache" if cache else "--no-cache"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vdb", "--data", str(path), "serve", "--port", "0"],
+        [sys.executable, "-m", "vdb", "--data", str(path), "serve", "--port", "0", flag],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
