@@ -325,7 +325,7 @@ def public(name, X, Q, gt, results, repeats, systems) -> None:
 
         os.environ["NUMBA_NUM_THREADS"] = "1"
         try:
-            proc, address = start_server(tmp / "db")
+            proc, address = start_server(tmp / "db", cache=False)  # repeats must miss
         finally:
             del os.environ["NUMBA_NUM_THREADS"]
         try:
