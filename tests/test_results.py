@@ -140,3 +140,19 @@ def test_long_bad_values_are_not_echoed_whole():
     with pytest.raises(vdb.InvalidArgumentError) as info:
         Selection.parse("x" * 10_000)
     assert len(str(info.value)) < 200
+
+
+def test_hits_with_vectors_compare_by_value():
+    a = Hit(1, 0.5, {"k": 1}, "d", np.array([1.0, 2.0], np.float32))
+    assert a == Hit(1, 0.5, {"k": 1}, "d", np.array([1.0, 2.0], np.float32))
+    assert a != Hit(1, 0.5, {"k": 1}, "d", np.array([1.0, 3.0], np.float32))
+    assert a != Hit(1, 0.5, {"k": 1}, "d", None)
+    assert Hit(1, 0.5, None, None) == Hit(1, 0.5, None, None)
+    ids = np.array([[1]])
+    res = SearchResults(
+        ids,
+        np.array([[0.5]], np.float32),
+        np.array([1]),
+        lambda q: ([{"k": 1}], ["d"], [np.array([1.0, 2.0], np.float32)]),
+    )
+    assert res == [[a]]

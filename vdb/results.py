@@ -9,7 +9,7 @@ import numpy as np
 from vdb.errors import InvalidArgumentError, shown
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Hit:
     """One search result. score: similarity (higher is better) for cosine and dot, Euclidean
     distance (lower is better) for l2."""
@@ -19,6 +19,18 @@ class Hit:
     payload: dict | None
     document: str | None
     vector: np.ndarray | None = None
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Hit):
+            return NotImplemented
+        if (self.vector is None) != (other.vector is None):
+            return False
+        return (self.id, self.score, self.payload, self.document) == (
+            other.id,
+            other.score,
+            other.payload,
+            other.document,
+        ) and (self.vector is None or np.array_equal(self.vector, other.vector))
 
 
 @dataclass(frozen=True, slots=True)
