@@ -478,6 +478,10 @@ class Collection(ConfigView):
     def upsert(self, ids, vectors=None, payloads=None, documents=None) -> WriteResult:
         """Insert or replace points. All or nothing: a bad item rejects the whole batch.
         Without vectors, a collection with an embedder embeds the documents."""
+        with self._linker.writing():  # linking leaves this call a core
+            return self._upsert(ids, vectors, payloads, documents)
+
+    def _upsert(self, ids, vectors, payloads, documents) -> WriteResult:
         self._check_writable()
         if vectors is None:
             vectors = self._embed(validate.texts_to_embed(ids, documents))

@@ -9,12 +9,13 @@ writer that grows the index, a checkpoint or stop() waits for one batch at most.
 import logging
 import threading
 import time
+from contextlib import contextmanager
 
 import numba
 
 log = logging.getLogger("vdb.linker")
 
-WRITING = 0.25  # seconds after a write during which the linker leaves a core to the writer
+BETWEEN_WRITES = 0.25  # seconds after an upsert during which the next is expected
 
 
 class Linker:
@@ -25,7 +26,8 @@ class Linker:
         self._busy = False  # linking is running or about to
         self._stopped = False
         self._thread: threading.Thread | None = None
-        self._written = 0.0  # time.monotonic() of the last wake
+        self._writers = 0  # upserts running now
+        self._last_write = 0.0  # time.monotonic() when the last one ended
         self.error: BaseException | None = None  # what stopped the linking, if anything
 
     def wake(self, index) -> None:
@@ -34,7 +36,6 @@ class Linker:
             if self._stopped or self.error is not None:
                 return
             self._index, self._busy = index, True
-            self._written = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name=f"vdb-linker-{self._name}", daemon=True
@@ -70,12 +71,24 @@ class Linker:
         return numba.config.NUMBA_NUM_THREADS
 
     def _threads(self) -> int:
-        """Every numba thread, but one fewer while writes keep arriving: the writer's own
-        work (checks, encoding, LMDB) then keeps a core and acknowledges at full speed."""
+        """Every numba thread, but one fewer while upserts keep coming (one runs, or one ended
+        less than BETWEEN_WRITES ago): the writer's own work (checks, encoding, LMDB) then
+        keeps a core and acknowledges at full speed."""
         total = self._all_threads()
-        if total > 1 and time.monotonic() - self._written < WRITING:
-            return total - 1
-        return total
+        writing = self._writers or time.monotonic() - self._last_write < BETWEEN_WRITES
+        return total - 1 if total > 1 and writing else total
+
+    @contextmanager
+    def writing(self):
+        """Around an upsert, so that linking leaves it a core (see _threads)."""
+        with self._cond:
+            self._writers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writers -= 1
+                self._last_write = time.monotonic()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no linking is running or asked for; False on timeout."""
