@@ -236,3 +236,28 @@ def test_results_after_kill_9_of_an_hnsw_writer(tmp_path):
         Q = np.random.default_rng(6).standard_normal((6, 16)).astype(np.float32)
         check(col, Q, k=10)
         check(col, Q, k=10, flt={"batch": {"$in": sorted(present)[:5]}})
+
+
+def test_a_damaged_record_found_by_a_search_raises_when_read(tmp_path):
+    """The records a search reads are checked when their hits are built: damage raises
+    DataCorruptedError (and is listed), never a wrong payload or document."""
+    path = tmp_path / "db"
+    with vdb.open(path) as db:
+        col = db.create_collection("c", dim=3)
+        col.upsert(["a", "b", "c"], np.eye(3), documents=["alpha text", "bravo text", "charlie"])
+    data = path / "data.mdb"
+    raw = bytearray(data.read_bytes())
+    raw[raw.find(b"bravo text") + 2] ^= 0x10
+    data.write_bytes(bytes(raw))
+    with vdb.open(path) as db:  # from the checkpoint: no record is read on open
+        col = db.get_collection("c")
+        assert col.info()["loaded_from"] == "checkpoint" and not col.info()["damage"]
+        bare = col.search(np.eye(3), k=1, with_payload=False, with_document=False)
+        assert bare.ids[:, 0].tolist() == ["a", "b", "c"]
+        results = col.search(np.eye(3), k=1)
+        assert results[0][0].document == "alpha text"
+        with pytest.raises(vdb.DataCorruptedError, match="fails its checksum"):
+            results[1]
+        assert len(col.info()["damage"]) == 1
+        with pytest.raises(vdb.DataCorruptedError, match="fails its checksum"):
+            col.search(np.eye(3)[1], k=1)

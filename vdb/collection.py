@@ -32,6 +32,7 @@ from vdb.storage.codec import (
     encode_id,
     encode_record,
     open_record,
+    record_fields,
     record_id_key,
     record_payload,
     record_vector,
@@ -736,11 +737,11 @@ class Collection(ConfigView):
             if rec is None:
                 key = keys.record_key(cid, row)
                 try:
-                    rec = decode_record(key, raws[row], dim, want.vectors)
+                    payload, document, vector = record_fields(key, raws[row], dim, want.vectors)
                 except DataCorruptedError as exc:
                     self._note_damage(exc)
                     raise
-                rec = decoded[row] = (want.cut(rec.payload), rec.document, rec.vector)
+                rec = decoded[row] = (want.cut(payload), document, vector)
             return rec
 
         def fields(q: int):

@@ -164,15 +164,20 @@ def open_record(key: bytes, raw, dim: int):
 
 def decode_record(key: bytes, raw, dim: int, with_vector: bool = True) -> Record:
     """A stored record, checked (see open_record)."""
-    raw = open_record(key, raw, dim)
-    _, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
-    pos = HEADER.size
-    vector = None
-    if with_vector:
-        vector = np.frombuffer(raw, dtype="<f4", count=dim, offset=pos).astype(np.float32)
-    pos += 4 * dim
-    pid = stored_id(raw[pos : pos + id_len])
-    pos += id_len
+    payload, document, vector = record_fields(key, raw, dim, with_vector)
+    return Record(stored_id(record_id_key(raw, dim)), payload, document, vector)
+
+
+def record_fields(key: bytes, raw, dim: int, with_vector: bool = False):
+    """(payload, document, vector or None) of a stored record, checked as open_record does;
+    the id is left undecoded (a search knows it already)."""
+    n = len(raw) - CRC.size
+    if not is_sound(key, raw) or n < HEADER.size:
+        open_record(key, raw, dim)  # raises, saying what is wrong
+    version, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
+    pos = HEADER.size + 4 * dim + id_len
+    if version != RECORD_VERSION or pos + payload_len + max(doc_len - 1, 0) != n or not id_len:
+        open_record(key, raw, dim)
     payload = _payload(raw[pos : pos + payload_len], key) if payload_len else None
     pos += payload_len
     document = None
@@ -183,7 +188,10 @@ def decode_record(key: bytes, raw, dim: int, with_vector: bool = True) -> Record
             raise DataCorruptedError(
                 f"{keys.describe_record(key)}: its document is not UTF-8"
             ) from None
-    return Record(pid, payload, document, vector)
+    vector = None
+    if with_vector:
+        vector = np.frombuffer(raw, dtype="<f4", count=dim, offset=HEADER.size).astype(np.float32)
+    return payload, document, vector
 
 
 def _payload(raw, key: bytes):
