@@ -16,6 +16,7 @@ import numba
 log = logging.getLogger("vdb.linker")
 
 BETWEEN_WRITES = 0.25  # seconds after an upsert during which the next is expected
+WRITING_BATCH = 256  # rows linked per batch meanwhile
 
 
 class Linker:
@@ -57,8 +58,12 @@ class Linker:
                 index, self._index = self._index, None
             try:
                 while not self._stopped:
-                    numba.set_num_threads(self._threads())
-                    if not index.link_pending():
+                    threads = self._threads()
+                    numba.set_num_threads(threads)
+                    # while upserts come, small batches: a writer that must grow the index
+                    # waits for the batch in hand (and one thread gains nothing from size)
+                    limit = WRITING_BATCH if threads < self._all_threads() else None
+                    if not index.link_pending(limit):
                         break
             except Exception as exc:  # the rows stay buffered, so searches stay exact
                 log.exception("linking the HNSW graph of collection %r failed", self._name)
