@@ -15,7 +15,7 @@ from numba import njit, prange
 
 # fastmath without the no-NaN/no-Inf assumptions: heaps start at -inf and must compare right.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-MIN_CHUNK = 256  # rows per parallel chunk at least: fewer are not worth a thread
+MIN_CHUNK_WORK = 1 << 21  # multiply-adds per parallel chunk at least (~25 us on one core)
 TILE_BYTES = 24 << 10  # rows per tile: as many as fit here, so they stay in L1 while queries pass
 
 
@@ -240,7 +240,7 @@ def topk(Q, X, k, *, bias=None, scale=1.0, mask=None, rows=None, threads=None):
     n = len(rows) if rows is not None else X.shape[0]
     threads = threads or numba.get_num_threads()
     tile = tile_rows(X.shape[1])
-    nchunks = max(1, min(threads, n // MIN_CHUNK))
+    nchunks = max(1, min(threads, n // 4, n * nq * X.shape[1] // MIN_CHUNK_WORK))
     empty_f = np.zeros(0, dtype=np.float32)
     args = (
         Q,
