@@ -130,7 +130,8 @@ def vectors(values, dim: int, metric_name: str, ids: list | None = None, what="v
         )
     arr = np.ascontiguousarray(arr)
     if metric_name == "cosine":
-        norms = np.linalg.norm(arr, axis=1)
+        # zero exactly where np.linalg.norm is: sums of squares, which are never negative
+        norms = np.einsum("ij,ij->i", arr, arr)  # (n,)
         if (norms == 0).any():
             row = int(np.flatnonzero(norms == 0)[0])
             raise InvalidVectorError(

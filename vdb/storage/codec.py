@@ -82,7 +82,8 @@ def encode_payload(payload) -> bytes:
     The bytes are json.dumps(payload, separators=(",", ":"), ensure_ascii=False) in UTF-8.
     Payloads of plain types only (dict, list, tuple, str, int, finite float, bool, None; str
     keys) are written by orjson, which gives those same bytes; anything else goes through
-    json.dumps and its checks, so what is refused and the messages stay those of json."""
+    json.dumps and its checks, so what is refused and the messages stay those of json.
+    JSON that would not read back (an integer beyond a double's range) is refused too."""
     if type(payload) is dict and _plain(payload, 0):
         try:
             return orjson.dumps(payload)
@@ -133,7 +134,12 @@ def _encode_payload_json(payload) -> bytes:
         raise InvalidPayloadError(f"payload {_short(payload)} is not JSON: {exc}") from None
     # json.dumps turns non-str keys (ints, bools) into strings silently; refuse them instead.
     _check_keys(payload, payload)
-    return text.encode("utf-8")
+    raw = text.encode("utf-8")
+    try:  # what is stored must read back: integers beyond a double's range would not
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayloadError(f"payload {_short(payload)} cannot be stored: {exc}") from None
+    return raw
 
 
 def _check_keys(value, root) -> None:

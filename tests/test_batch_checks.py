@@ -1,5 +1,5 @@
-"""Payload JSON and id keys written in bulk are those of the item-by-item encoders, and what
-those refuse is refused with the same error and message."""
+"""The checks and encodings of an upsert batch, done in bulk, give what the item-by-item
+versions gave: payload JSON, id keys, unit vectors, and the same errors and messages."""
 
 import enum
 import json
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vdb import validate
-from vdb.errors import DuplicateIdError, InvalidIdError, InvalidPayloadError
+from vdb.errors import DuplicateIdError, InvalidIdError, InvalidPayloadError, InvalidVectorError
 from vdb.storage import codec
 
 
@@ -117,6 +117,7 @@ for _ in range(100):
         {Name("n"): 1},
         OrderedDict(a=1),
         {"k": 2**64},
+        {"k": [10**400]},
         {"k": -(2**63) - 1},
         {"k": "\ud800"},
         {"\udfff": 1},
@@ -163,3 +164,29 @@ def test_bad_int_ids_are_refused_as_before(ids, error, fragment):
     with pytest.raises(error) as info:
         validate.unique_id_keys(ids)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-21, 1e-3, 1.0, 1e18])
+def test_normalized_rows_are_those_of_linalg_norm(scale, rng):
+    arr = (rng.standard_normal((300, 37)) * scale).astype(np.float32)
+    with np.errstate(all="ignore"):
+        expected = (arr / np.linalg.norm(arr, axis=1, keepdims=True)).astype(np.float32)
+        got = validate.normalized(arr)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.array_equal(got, expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("row", [[0.0, 0.0, 0.0], [1e-30, 0.0, -1e-25]])  # squares underflow
+def test_vectors_without_a_norm_are_refused_under_cosine(row):
+    with pytest.raises(InvalidVectorError, match="for id 'b' is all zeros"):
+        validate.vectors([[1.0, 2.0, 3.0], row], 3, "cosine", ["a", "b"])
+    assert validate.vectors([row], 3, "dot").shape == (1, 3)
+
+
+def test_payload_that_would_not_read_back_is_refused_and_nothing_written(db):
+    col = db.create_collection("c", dim=3)
+    with pytest.raises(InvalidPayloadError, match="cannot be stored"):
+        col.upsert(["a", "b"], [[1, 2, 3], [3, 2, 1]], [{"x": 1}, {"x": [-(10**400)]}])
+    assert col.count() == 0 and col.lsn == 0
+    col.upsert(["a"], [[1, 2, 3]], [{"big": 2**64, "n": 10**300}])  # these read back
+    assert col.count() == 1 and set(col.get("a").payload) == {"big", "n"}
