@@ -419,11 +419,9 @@ class PayloadIndex:
                 self._add_payload(row, payload)
             return
         self.clear(rows)
-        if all(not p or (type(p) is dict and _flat(p)) for p in payloads):
-            self._set_flat(rows, payloads)
-            return
-        for row, payload in zip(rows, payloads, strict=True):
-            self._add_payload(row, payload)
+        if not self._set_flat(rows, payloads):
+            for row, payload in zip(rows, payloads, strict=True):
+                self._add_payload(row, payload)
 
     def _add_payload(self, row: int, payload) -> None:
         """Index one payload at a cleared row, key by key."""
@@ -432,22 +430,36 @@ class PayloadIndex:
             _index(self, row, payload, "", paths, in_list=False)
             self.paths_of[row] = paths
 
-    def _set_flat(self, rows: list, payloads) -> None:
-        """Index flat payloads (see _flat) at distinct cleared rows: the values are gathered per
-        key, then written column by column. Fields are created and strings coded in the order
-        a row-by-row pass would meet them."""
+    def _set_flat(self, rows: list, payloads) -> bool:
+        """Index payloads at distinct cleared rows if every one is flat: a dict (or None)
+        whose keys are plain names (str, not empty, no dot) holding a str, int, float, bool
+        or None. The values are gathered per key, then written column by column; fields are
+        created and strings coded in the order a row-by-row pass would meet them. False,
+        with nothing written, when some payload is not flat."""
         columns: dict[str, tuple[list, list]] = {}  # key -> (rows, values)
+        for row, payload in zip(rows, payloads, strict=True):
+            if not payload:
+                continue
+            if type(payload) is not dict:
+                return False
+            for key, value in payload.items():
+                column = columns.get(key)
+                if column is None:
+                    if type(key) is not str or not key or "." in key:
+                        return False
+                    column = columns[key] = ([], [])
+                kind = type(value)
+                if not (kind is str or kind is int or kind is float or kind is bool):
+                    if value is not None:
+                        return False
+                column[0].append(row)
+                column[1].append(value)
         for row, payload in zip(rows, payloads, strict=True):
             if payload:
                 self.paths_of[row] = list(payload)
-                for key, value in payload.items():
-                    column = columns.get(key)
-                    if column is None:
-                        column = columns[key] = ([], [])
-                    column[0].append(row)
-                    column[1].append(value)
         for key, (key_rows, values) in columns.items():
             self._field(key).set_scalars(key_rows, values)
+        return True
 
     def clear(self, rows) -> None:
         """Forget the payloads of rows: one write per column of each key path they set."""
@@ -499,18 +511,6 @@ class PayloadIndex:
 def _int_list(rows) -> list[int]:
     """Row numbers (a numpy array or any iterable of ints) as a list of Python ints."""
     return rows.tolist() if isinstance(rows, np.ndarray) else [int(row) for row in rows]
-
-
-def _flat(payload: dict) -> bool:
-    """Whether every key is a plain name (no dot, not empty) holding a str, int, float, bool
-    or None, which set_scalar would write to the key's own column."""
-    for key, value in payload.items():
-        kind = type(value)
-        if not (kind is str or kind is int or kind is float or kind is bool or value is None):
-            return False
-        if type(key) is not str or not key or "." in key:
-            return False
-    return True
 
 
 def _index(index: PayloadIndex, row: int, value, path: str, paths: list, in_list: bool) -> None:
