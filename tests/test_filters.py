@@ -81,3 +81,48 @@ def test_malformed_filters_raise(flt, fragment):
         filters.parse(flt)
     assert fragment in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def columns(index: filters.PayloadIndex) -> dict:
+    """Everything a PayloadIndex holds, in comparable form (field and vocabulary order too)."""
+    out = {"paths_of": {row: list(paths) for row, paths in index.paths_of.items() if paths}}
+    for path, field in index.fields.items():
+        arrays = [field.present, field.num, field.sid, field.bval, field.null]
+        pairs = [g.view() for g in (field.p_row, field.p_num, field.p_sid, field.p_bval)]
+        out[path] = (
+            [a.tobytes() for a in arrays + pairs],
+            list(field.words),
+            {row: list(pos) for row, pos in field.pairs_of.items() if pos},
+        )
+    return out
+
+
+flat_payloads = st.one_of(
+    st.none(),
+    st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), strategies.scalars, max_size=4),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(flat_payloads, strategies.payloads), min_size=1, max_size=10),
+    st.lists(st.one_of(flat_payloads, strategies.payloads), max_size=10),
+    st.lists(st.integers(0, 9), max_size=10),
+    st.data(),
+)
+def test_batch_writes_equal_row_by_row_writes(first, second, rows2, data):
+    """set() of a batch (columns written at once when every payload is flat) and clear()
+    leave exactly the state of the row-at-a-time path, duplicates in a batch included."""
+    second = second[: len(rows2)]
+    rows2 = rows2[: len(second)]
+    cleared = data.draw(st.lists(st.integers(0, 12), max_size=5))
+    batch, single = filters.PayloadIndex(12), filters.PayloadIndex(12)
+    batch.set(np.arange(len(first)), first)
+    batch.set(rows2, second)
+    batch.clear(np.array(cleared, dtype=np.int64))
+    for row, payload in [*enumerate(first), *zip(rows2, second, strict=True)]:
+        single.clear([row])
+        single._add_payload(row, payload)
+    for row in cleared:
+        single.clear([row])
+    assert columns(batch) == columns(single)

@@ -76,3 +76,47 @@ def test_ties_resolve_to_lower_id():
     X = np.ones((600, 4), np.float32)
     scores, ids = kernels.topk(np.ones((1, 4), np.float32), X, 5)
     assert ids[0].tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("dim", [8, 384, 1100])  # tiles of 256, 16 and 4 rows
+@pytest.mark.parametrize("layout", ["spread", "clustered", "all"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_tiles_and_chunks_match_numpy(metric, dim, layout, threads, rng):
+    """Many tiles per chunk, partial tiles, query blocks with a remainder, matches that all
+    fall in one chunk: the scan keeps the exact top k whatever the split."""
+    n, nq, k = 1500, 7, 9
+    X = rng.standard_normal((n, dim)).astype(np.float32)
+    if metric == "cosine":
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q = rng.standard_normal((nq, dim)).astype(np.float32)
+    allowed = {
+        "spread": rng.random(n) < 0.3,
+        "clustered": np.arange(n) >= n - 301,  # 301 rows, all in the last chunk
+        "all": np.ones(n, bool),
+    }[layout]
+    bias, scale = (np.einsum("ij,ij->i", X, X), 2.0) if metric == "l2" else (None, 1.0)
+    rows = np.flatnonzero(allowed).astype(np.int64)
+    results = [
+        kernels.topk(Q, X, k, bias=bias, scale=scale, rows=rows, threads=threads),
+        kernels.topk(Q, X, k, bias=bias, scale=scale, mask=allowed, threads=threads),
+    ]
+    ref_scores, ref_ids = numpy_topk(Q, X, k, metric, allowed)
+    if metric == "l2":  # the kernel's score is |q|^2 - |q - x|^2
+        ref_scores = (Q * Q).sum(1, keepdims=True) - ref_scores**2
+    gaps = np.abs(np.diff(ref_scores, axis=1)) > 1e-3
+    clear = np.concatenate([gaps[:, :1], gaps[:, 1:] & gaps[:, :-1], gaps[:, -1:]], axis=1)
+    for scores, ids in results:
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-4, atol=1e-3)
+        assert (ids[clear] == ref_ids[clear]).all()
+        assert allowed[ids].all() and (np.diff(scores, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("path", ["rows", "mask"])
+def test_ties_resolve_to_lower_id_when_filtered(path, rng):
+    X = np.ones((3000, 4), np.float32)
+    allowed = rng.random(3000) < 0.3  # ~900 rows: several chunks either way
+    rows = np.flatnonzero(allowed).astype(np.int64)
+    args = {"rows": rows} if path == "rows" else {"mask": allowed}
+    scores, ids = kernels.topk(np.ones((6, 4), np.float32), X, 5, threads=2, **args)
+    assert (ids == rows[:5]).all()

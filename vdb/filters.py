@@ -239,6 +239,33 @@ class _Field:
         elif isinstance(value, str):
             self.sid[row] = self.code(value, add=True)
 
+    def set_scalars(self, rows: list, values: list) -> None:
+        """set_scalar(row, value) for each pair, of distinct rows and values of type str,
+        int, float, bool or None, one numpy write per column."""
+        num_rows, nums, sid_rows, sids, bool_rows, bools, nulls = [], [], [], [], [], [], []
+        for row, value in zip(rows, values, strict=True):
+            kind = type(value)
+            if kind is str:
+                sid_rows.append(row)
+                sids.append(self.code(value, add=True))
+            elif kind is int or kind is float:
+                num_rows.append(row)
+                nums.append(float(value))
+            elif kind is bool:
+                bool_rows.append(row)
+                bools.append(value)
+            else:
+                nulls.append(row)
+        self.present[rows] = True
+        if num_rows:
+            self.num[num_rows] = np.array(nums, dtype=np.float64)
+        if sid_rows:
+            self.sid[sid_rows] = np.array(sids, dtype=np.int32)
+        if bool_rows:
+            self.bval[bool_rows] = np.array(bools, dtype=np.int8)
+        if nulls:
+            self.null[nulls] = True
+
     def add_element(self, row: int, value) -> None:
         self.present[row] = True
         pos = self.p_row.append(row)
@@ -256,14 +283,17 @@ class _Field:
             self.p_sid.data[pos] = self.code(value, add=True)
         self.pairs_of.setdefault(row, []).append(pos)
 
-    def clear(self, row: int) -> None:
-        self.present[row] = False
-        self.num[row] = np.nan
-        self.sid[row] = -1
-        self.bval[row] = -1
-        self.null[row] = False
-        for pos in self.pairs_of.pop(row, ()):
-            self.p_row.data[pos] = -1
+    def clear(self, rows: list) -> None:
+        """Forget the values of distinct rows: scalars and list elements."""
+        self.present[rows] = False
+        self.num[rows] = np.nan
+        self.sid[rows] = -1
+        self.bval[rows] = -1
+        self.null[rows] = False
+        if self.pairs_of:
+            for row in rows:
+                for pos in self.pairs_of.pop(row, ()):
+                    self.p_row.data[pos] = -1
 
     # -- evaluation: each returns a bool mask of length n, True where some value matches
 
@@ -382,21 +412,66 @@ class PayloadIndex:
 
     def set(self, rows, payloads) -> None:
         """Index payloads (dict or None) at rows, replacing what those rows held."""
+        rows = _int_list(rows)
+        if len(set(rows)) < len(rows):  # a later payload of a row replaces an earlier one
+            for row, payload in zip(rows, payloads, strict=True):
+                self.clear([row])
+                self._add_payload(row, payload)
+            return
+        self.clear(rows)
+        if not self._set_flat(rows, payloads):
+            for row, payload in zip(rows, payloads, strict=True):
+                self._add_payload(row, payload)
+
+    def _add_payload(self, row: int, payload) -> None:
+        """Index one payload at a cleared row, key by key."""
+        if payload:
+            paths = []
+            _index(self, row, payload, "", paths, in_list=False)
+            self.paths_of[row] = paths
+
+    def _set_flat(self, rows: list, payloads) -> bool:
+        """Index payloads at distinct cleared rows if every one is flat: a dict (or None)
+        whose keys are plain names (str, not empty, no dot) holding a str, int, float, bool
+        or None. The values are gathered per key, then written column by column; fields are
+        created and strings coded in the order a row-by-row pass would meet them. False,
+        with nothing written, when some payload is not flat."""
+        columns: dict[str, tuple[list, list]] = {}  # key -> (rows, values)
         for row, payload in zip(rows, payloads, strict=True):
-            row = int(row)
-            self.clear_row(row)
+            if not payload:
+                continue
+            if type(payload) is not dict:
+                return False
+            for key, value in payload.items():
+                column = columns.get(key)
+                if column is None:
+                    if type(key) is not str or not key or "." in key:
+                        return False
+                    column = columns[key] = ([], [])
+                kind = type(value)
+                if not (kind is str or kind is int or kind is float or kind is bool):
+                    if value is not None:
+                        return False
+                column[0].append(row)
+                column[1].append(value)
+        for row, payload in zip(rows, payloads, strict=True):
             if payload:
-                paths = []
-                _index(self, row, payload, "", paths, in_list=False)
-                self.paths_of[row] = paths
+                self.paths_of[row] = list(payload)
+        for key, (key_rows, values) in columns.items():
+            self._field(key).set_scalars(key_rows, values)
+        return True
 
     def clear(self, rows) -> None:
-        for row in rows:
-            self.clear_row(int(row))
-
-    def clear_row(self, row: int) -> None:
-        for path in self.paths_of.pop(row, ()):
-            self.fields[path].clear(row)
+        """Forget the payloads of rows: one write per column of each key path they set."""
+        by_path: dict[str, list[int]] = {}
+        for row in _int_list(rows):
+            for path in self.paths_of.pop(row, ()):
+                cleared = by_path.get(path)
+                if cleared is None:
+                    cleared = by_path[path] = []
+                cleared.append(row)
+        for path, cleared in by_path.items():
+            self.fields[path].clear(cleared)
 
     def mask(self, node, n: int) -> np.ndarray:
         """Evaluate a parsed filter over rows [0, n): (n,) bool."""
@@ -431,6 +506,11 @@ class PayloadIndex:
         else:
             hit = field.match(op, operand, n)
         return ~hit if negate else hit
+
+
+def _int_list(rows) -> list[int]:
+    """Row numbers (a numpy array or any iterable of ints) as a list of Python ints."""
+    return rows.tolist() if isinstance(rows, np.ndarray) else [int(row) for row in rows]
 
 
 def _index(index: PayloadIndex, row: int, value, path: str, paths: list, in_list: bool) -> None:

@@ -127,7 +127,7 @@ class FlatIndex:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         rows = None
         if mask is not None and matching < GATHER_BELOW * n:
-            rows = np.flatnonzero(mask).astype(np.int64)
+            rows = np.flatnonzero(mask).astype(np.int64, copy=False)
             mask = None
         X = self.vectors[:n]
         if self.metric == "l2":

@@ -15,7 +15,8 @@ from numba import njit, prange
 
 # fastmath without the no-NaN/no-Inf assumptions: heaps start at -inf and must compare right.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-TILE = 64  # rows per tile: 64 x 384 x 4 bytes = 96 KiB, resident in L2 while every query passes
+MIN_CHUNK_WORK = 1 << 21  # multiply-adds per parallel chunk at least (~25 us on one core)
+TILE_BYTES = 24 << 10  # rows per tile: as many as fit here, so they stay in L1 while queries pass
 
 
 def _choose_threading_layer() -> bool:
@@ -55,99 +56,114 @@ def _push(hs, hi, k, s, i):
     hi[pos] = i
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
-def _scan_tile(Q, Xt, m, tid, tb, scale, hs, hi, k):
-    """Score m tile rows Xt[:m] against every query; push into the per-query heaps.
+@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
+def _offer(hs, hi, q, k, s, i):
+    """Keep score s of row i for query q if it beats the worst score kept so far."""
+    if s > hs[q, 0]:
+        _push(hs[q], hi[q], k, s, i)
 
-    Hot spot of exact search. Register-blocked 4 queries x 2 rows: each pass over the
-    dimension loads 6 vectors for 8 fused multiply-adds. Rows with tid < 0 are skipped.
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _scan_tile(Q, X, src, tid, tb, m, scale, hs, hi, k):
+    """Score the m tile rows X[src[:m]] against every query; push into the per-query heaps.
+
+    Hot spot of exact search. Rows are read in place through src (no copy); m is a multiple of
+    4, and padding rows carry tid -1 (scored, never pushed). Register-blocked 4 queries x 4
+    rows: each pass over the dimension loads 8 vectors for 16 fused multiply-adds, and the 4
+    rows (4 x dim floats) stay in L1 while every query block passes.
     """
     nq, d = Q.shape
     q = 0
     while q + 4 <= nq:
-        r = 0
-        while r + 2 <= m:
-            a00 = np.float32(0.0)
-            a01 = np.float32(0.0)
-            a10 = np.float32(0.0)
-            a11 = np.float32(0.0)
-            a20 = np.float32(0.0)
-            a21 = np.float32(0.0)
-            a30 = np.float32(0.0)
-            a31 = np.float32(0.0)
+        for r in range(0, m, 4):
+            s0, s1, s2, s3 = src[r], src[r + 1], src[r + 2], src[r + 3]
+            a00 = a01 = a02 = a03 = np.float32(0.0)
+            a10 = a11 = a12 = a13 = np.float32(0.0)
+            a20 = a21 = a22 = a23 = np.float32(0.0)
+            a30 = a31 = a32 = a33 = np.float32(0.0)
             for j in range(d):
-                x0 = Xt[r, j]
-                x1 = Xt[r + 1, j]
+                x0 = X[s0, j]
+                x1 = X[s1, j]
+                x2 = X[s2, j]
+                x3 = X[s3, j]
                 q0 = Q[q, j]
                 q1 = Q[q + 1, j]
                 q2 = Q[q + 2, j]
                 q3 = Q[q + 3, j]
                 a00 += q0 * x0
                 a01 += q0 * x1
+                a02 += q0 * x2
+                a03 += q0 * x3
                 a10 += q1 * x0
                 a11 += q1 * x1
+                a12 += q1 * x2
+                a13 += q1 * x3
                 a20 += q2 * x0
                 a21 += q2 * x1
+                a22 += q2 * x2
+                a23 += q2 * x3
                 a30 += q3 * x0
                 a31 += q3 * x1
-            i0 = tid[r]
-            i1 = tid[r + 1]
-            if i0 >= 0:
-                b0 = tb[r]
-                s = scale * a00 - b0
-                if s > hs[q, 0]:
-                    _push(hs[q], hi[q], k, s, i0)
-                s = scale * a10 - b0
-                if s > hs[q + 1, 0]:
-                    _push(hs[q + 1], hi[q + 1], k, s, i0)
-                s = scale * a20 - b0
-                if s > hs[q + 2, 0]:
-                    _push(hs[q + 2], hi[q + 2], k, s, i0)
-                s = scale * a30 - b0
-                if s > hs[q + 3, 0]:
-                    _push(hs[q + 3], hi[q + 3], k, s, i0)
-            if i1 >= 0:
-                b1 = tb[r + 1]
-                s = scale * a01 - b1
-                if s > hs[q, 0]:
-                    _push(hs[q], hi[q], k, s, i1)
-                s = scale * a11 - b1
-                if s > hs[q + 1, 0]:
-                    _push(hs[q + 1], hi[q + 1], k, s, i1)
-                s = scale * a21 - b1
-                if s > hs[q + 2, 0]:
-                    _push(hs[q + 2], hi[q + 2], k, s, i1)
-                s = scale * a31 - b1
-                if s > hs[q + 3, 0]:
-                    _push(hs[q + 3], hi[q + 3], k, s, i1)
-            r += 2
-        while r < m:
-            if tid[r] >= 0:
-                for qq in range(q, q + 4):
-                    acc = np.float32(0.0)
-                    for j in range(d):
-                        acc += Q[qq, j] * Xt[r, j]
-                    s = scale * acc - tb[r]
-                    if s > hs[qq, 0]:
-                        _push(hs[qq], hi[qq], k, s, tid[r])
-            r += 1
+                a32 += q3 * x2
+                a33 += q3 * x3
+            i = tid[r]
+            if i >= 0:
+                b = tb[r]
+                _offer(hs, hi, q, k, scale * a00 - b, i)
+                _offer(hs, hi, q + 1, k, scale * a10 - b, i)
+                _offer(hs, hi, q + 2, k, scale * a20 - b, i)
+                _offer(hs, hi, q + 3, k, scale * a30 - b, i)
+            i = tid[r + 1]
+            if i >= 0:
+                b = tb[r + 1]
+                _offer(hs, hi, q, k, scale * a01 - b, i)
+                _offer(hs, hi, q + 1, k, scale * a11 - b, i)
+                _offer(hs, hi, q + 2, k, scale * a21 - b, i)
+                _offer(hs, hi, q + 3, k, scale * a31 - b, i)
+            i = tid[r + 2]
+            if i >= 0:
+                b = tb[r + 2]
+                _offer(hs, hi, q, k, scale * a02 - b, i)
+                _offer(hs, hi, q + 1, k, scale * a12 - b, i)
+                _offer(hs, hi, q + 2, k, scale * a22 - b, i)
+                _offer(hs, hi, q + 3, k, scale * a32 - b, i)
+            i = tid[r + 3]
+            if i >= 0:
+                b = tb[r + 3]
+                _offer(hs, hi, q, k, scale * a03 - b, i)
+                _offer(hs, hi, q + 1, k, scale * a13 - b, i)
+                _offer(hs, hi, q + 2, k, scale * a23 - b, i)
+                _offer(hs, hi, q + 3, k, scale * a33 - b, i)
         q += 4
-    while q < nq:
-        for r in range(m):
+    while q < nq:  # the last nq % 4 queries, one at a time against 4 rows
+        for r in range(0, m, 4):
+            s0, s1, s2, s3 = src[r], src[r + 1], src[r + 2], src[r + 3]
+            a0 = a1 = a2 = a3 = np.float32(0.0)
+            for j in range(d):
+                qj = Q[q, j]
+                a0 += qj * X[s0, j]
+                a1 += qj * X[s1, j]
+                a2 += qj * X[s2, j]
+                a3 += qj * X[s3, j]
             if tid[r] >= 0:
-                acc = np.float32(0.0)
-                for j in range(d):
-                    acc += Q[q, j] * Xt[r, j]
-                s = scale * acc - tb[r]
-                if s > hs[q, 0]:
-                    _push(hs[q], hi[q], k, s, tid[r])
+                _offer(hs, hi, q, k, scale * a0 - tb[r], tid[r])
+            if tid[r + 1] >= 0:
+                _offer(hs, hi, q, k, scale * a1 - tb[r + 1], tid[r + 1])
+            if tid[r + 2] >= 0:
+                _offer(hs, hi, q, k, scale * a2 - tb[r + 2], tid[r + 2])
+            if tid[r + 3] >= 0:
+                _offer(hs, hi, q, k, scale * a3 - tb[r + 3], tid[r + 3])
         q += 1
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True, parallel=True)
-def _scan(Q, X, bias, use_bias, scale, mask, use_mask, rows, use_rows, k, nchunks):
-    """Per-chunk top-k heaps over all rows (or the listed rows) of X: (nchunks, nq, k) each."""
-    nq, d = Q.shape
+def _scan(Q, X, bias, use_bias, scale, mask, use_mask, rows, use_rows, k, nchunks, tile):
+    """Per-chunk top-k heaps over all rows (or the listed rows) of X: (nchunks, nq, k) each.
+
+    Each chunk collects up to `tile` qualifying rows (live under the mask, or listed) into a
+    tile of row numbers and scores them in place; skipped rows cost one mask read.
+    """
+    nq = Q.shape[0]
     n = rows.shape[0] if use_rows else X.shape[0]
     HS = np.full((nchunks, nq, k), -np.inf, dtype=np.float32)
     HI = np.full((nchunks, nq, k), -1, dtype=np.int64)
@@ -155,31 +171,29 @@ def _scan(Q, X, bias, use_bias, scale, mask, use_mask, rows, use_rows, k, nchunk
     for c in prange(nchunks):
         lo = c * per
         hi_ = min(n, lo + per)
-        tid = np.empty(TILE, dtype=np.int64)
-        tb = np.zeros(TILE, dtype=np.float32)
-        buf = np.empty((TILE, d), dtype=np.float32)
-        for t0 in range(lo, hi_, TILE):
-            m = min(TILE, hi_ - t0)
-            if use_rows:
-                for i in range(m):
-                    r = rows[t0 + i]
-                    tid[i] = r
-                    for j in range(d):
-                        buf[i, j] = X[r, j]
-                    if use_bias:
-                        tb[i] = bias[r]
-                _scan_tile(Q, buf, m, tid, tb, scale, HS[c], HI[c], k)
-            else:
-                any_live = False
-                for i in range(m):
-                    r = t0 + i
-                    live = (not use_mask) or mask[r]
-                    tid[i] = r if live else -1
-                    any_live = any_live or live
-                    if use_bias:
-                        tb[i] = bias[r]
-                if any_live:
-                    _scan_tile(Q, X[t0 : t0 + m], m, tid, tb, scale, HS[c], HI[c], k)
+        src = np.empty(tile, dtype=np.int64)  # rows of X to read
+        tid = np.empty(tile, dtype=np.int64)  # ids to report, -1 for padding
+        tb = np.zeros(tile, dtype=np.float32)
+        m = 0
+        for p in range(lo, hi_):
+            r = rows[p] if use_rows else p
+            if use_mask and not mask[r]:
+                continue
+            src[m] = r
+            tid[m] = r
+            if use_bias:
+                tb[m] = bias[r]
+            m += 1
+            if m == tile:
+                _scan_tile(Q, X, src, tid, tb, m, scale, HS[c], HI[c], k)
+                m = 0
+        if m > 0:
+            while m % 4:  # pad to whole blocks with a real row that is never reported
+                src[m] = src[0]
+                tid[m] = -1
+                tb[m] = 0.0
+                m += 1
+            _scan_tile(Q, X, src, tid, tb, m, scale, HS[c], HI[c], k)
     return HS, HI
 
 
@@ -208,6 +222,11 @@ def _merge(HS, HI, k):
     return out_s, out_i
 
 
+def tile_rows(dim: int) -> int:
+    """Rows per tile for vectors of dim floats: a multiple of 4 from 4 to 256."""
+    return max(4, min(256, TILE_BYTES // (4 * max(dim, 1)) // 4 * 4))
+
+
 def topk(Q, X, k, *, bias=None, scale=1.0, mask=None, rows=None, threads=None):
     """Best-first top-k by score = scale * <q, x> - bias over rows of X.
 
@@ -220,7 +239,8 @@ def topk(Q, X, k, *, bias=None, scale=1.0, mask=None, rows=None, threads=None):
     nq = Q.shape[0]
     n = len(rows) if rows is not None else X.shape[0]
     threads = threads or numba.get_num_threads()
-    nchunks = max(1, min(threads, n // (4 * TILE)))
+    tile = tile_rows(X.shape[1])
+    nchunks = max(1, min(threads, n // 4, n * nq * X.shape[1] // MIN_CHUNK_WORK))
     empty_f = np.zeros(0, dtype=np.float32)
     args = (
         Q,
@@ -234,6 +254,7 @@ def topk(Q, X, k, *, bias=None, scale=1.0, mask=None, rows=None, threads=None):
         rows is not None,
         k,
         nchunks,
+        tile,
     )
     if nq == 0 or k == 0:
         return np.zeros((nq, k), np.float32), np.full((nq, k), -1, np.int64)

@@ -70,8 +70,57 @@ def stored_id(raw: bytes) -> PointId:
     raise DataCorruptedError(f"a stored point id does not decode ({bytes(raw[:24])!r})")
 
 
+# Floats whose repr has no exponent: orjson writes these exactly as json.dumps does (it writes
+# some exponents differently: 1e-05 as 0.00001, 1e-07 as 1e-7).
+PLAIN_FLOATS = (1e-4, 1e16)
+PLAIN_DEPTH = 32  # nesting the fast path walks; deeper payloads take json.dumps
+
+
 def encode_payload(payload) -> bytes:
-    """A payload (dict or None) -> compact JSON bytes (empty for None)."""
+    """A payload (dict or None) -> compact JSON bytes (empty for None).
+
+    The bytes are json.dumps(payload, separators=(",", ":"), ensure_ascii=False) in UTF-8.
+    Payloads of plain types only (dict, list, tuple, str, int, finite float, bool, None; str
+    keys) are written by orjson, which gives those same bytes; anything else goes through
+    json.dumps and its checks, so what is refused and the messages stay those of json.
+    JSON that would not read back (an integer beyond a double's range) is refused too."""
+    if type(payload) is dict and _plain(payload, 0):
+        try:
+            return orjson.dumps(payload)
+        except orjson.JSONEncodeError:  # ints beyond 64 bits, surrogates in strings
+            pass
+    return _encode_payload_json(payload)
+
+
+def _plain(value, depth: int) -> bool:
+    """Whether a dict or list holds only values that orjson and json.dumps write alike."""
+    if depth > PLAIN_DEPTH:
+        return False
+    if type(value) is dict:
+        for key in value:
+            if type(key) is not str:
+                return False
+        items = value.values()
+    else:
+        items = value
+    low, high = PLAIN_FLOATS
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if not (low <= abs(item) < high or item == 0.0):  # also refuses NaN
+                return False
+        elif kind is dict or kind is list or kind is tuple:
+            if not _plain(item, depth + 1):
+                return False
+        else:
+            return False
+    return True
+
+
+def _encode_payload_json(payload) -> bytes:
+    """encode_payload through json.dumps, for any value."""
     if payload is None:
         return b""
     if not isinstance(payload, dict):
@@ -85,7 +134,12 @@ def encode_payload(payload) -> bytes:
         raise InvalidPayloadError(f"payload {_short(payload)} is not JSON: {exc}") from None
     # json.dumps turns non-str keys (ints, bools) into strings silently; refuse them instead.
     _check_keys(payload, payload)
-    return text.encode("utf-8")
+    raw = text.encode("utf-8")
+    try:  # what is stored must read back: integers beyond a double's range would not
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayloadError(f"payload {_short(payload)} cannot be stored: {exc}") from None
+    return raw
 
 
 def _check_keys(value, root) -> None:
