@@ -137,6 +137,7 @@ def test_failed_checkpoint_never_fails_an_acknowledged_write(tmp_path, monkeypat
         monkeypatch.setattr(checkpoint, "save", disk_full)
         with pytest.warns(RuntimeWarning, match="No space left"):
             assert col.upsert(list(range(150)), np.ones((150, DIM))).count == 150
+            col._ckpt_thread.join()  # automatic checkpoints run on a thread of their own
         assert col.count() == 150
         monkeypatch.undo()
     with vdb.open(tmp_path / "db") as db:
