@@ -152,3 +152,22 @@ def test_acknowledged_points_are_found_while_the_linker_runs(tmp_path, metric):
             t.join()
         assert not failures
         assert col.info()["buffered"] == 0
+
+
+def test_close_saves_what_was_linked_since_the_last_checkpoint(tmp_path):
+    """A checkpoint taken while points were buffered is written again on close once they are
+    linked, so the next open does not link them again."""
+    X = clustered(1500, DIM, seed=6)
+    path = tmp_path / "db"
+    with vdb.open(path) as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", index="hnsw")
+        with col._index.paused():
+            col.upsert(list(range(1500)), X)
+            col.checkpoint()  # holds 1,500 buffered points
+        col._linker.wait()
+        assert col.info()["buffered"] == 0
+    with vdb.open(path) as db:
+        col = db.get_collection("c")
+        assert col.info()["loaded_from"] == "checkpoint"
+        assert col.info()["buffered"] == 0
+        _exact_top1(col, X, range(1500))

@@ -215,7 +215,7 @@ class Collection(ConfigView):
                     why = f"replaying the op log over it failed ({type(exc).__name__}: {exc})"
             if self.loaded_from == "records":
                 self._rebuild(txn, count)
-                self._ckpt_lsn = -1
+                self._ckpt_lsn, self._ckpt_buffered = -1, 0
                 self._lsn = lsn
         if why is not None:
             warnings.warn(
@@ -250,6 +250,7 @@ class Collection(ConfigView):
         self._index, self._payloads, self._lsn = index, payloads, ckpt_lsn
         self._ids = self._ids_from_table(txn, index.size) if ids is None else ids
         self._ckpt_lsn = ckpt_lsn
+        self._ckpt_buffered = index.n_buffered if isinstance(index, HnswIndex) else 0
         if not self._replay_log(txn, lsn):
             raise checkpoint.Unsound(
                 f"the op log does not continue it (from LSN {ckpt_lsn + 1} to {lsn})"
@@ -405,20 +406,27 @@ class Collection(ConfigView):
         self._check_writable()
         with self._ckpt_lock:  # one checkpoint at a time
             with self._lock.read():
-                lsn = self._lsn
-                if lsn != self._ckpt_lsn:
+                lsn, stale = self._lsn, self._stale()
+                if stale:
                     hnsw = isinstance(self._index, HnswIndex)
                     with self._index.paused() if hnsw else nullcontext():  # one graph state
                         taken = checkpoint.snapshot(self._index, self._payloads, self._ids)
+                        buffered = self._index.n_buffered if hnsw else 0
                     self._written_since_ckpt = 0
-            if lsn != self._ckpt_lsn:
+            if stale:
                 owner = checkpoint.stamp(self._store.db_id, self.config)
                 checkpoint.save(self._ckpt_path, taken, lsn, owner)
-                self._ckpt_lsn = lsn
+                self._ckpt_lsn, self._ckpt_buffered = lsn, buffered
             self._store.transact(
                 lambda txn: oplog.truncate(txn, self._store.oplog, self.config.cid, lsn)
             )
         return lsn
+
+    def _stale(self) -> bool:
+        """Whether the checkpoint on disk lags: writes since, or points the linker has linked
+        since (a checkpoint taken while they were buffered would have them linked again)."""
+        buffered = self._index.n_buffered if isinstance(self._index, HnswIndex) else 0
+        return self._lsn != self._ckpt_lsn or buffered < self._ckpt_buffered
 
     def _checkpoint_later(self) -> None:
         """An automatic checkpoint on a thread of its own, so the write that asked for it is
@@ -905,11 +913,7 @@ class Collection(ConfigView):
         thread = self._ckpt_thread
         if thread is not None:
             thread.join()
-        if (
-            save
-            and not (self._read_only or self._closed or self._damage)
-            and self._lsn != self._ckpt_lsn
-        ):
+        if save and not (self._read_only or self._closed or self._damage) and self._stale():
             self._checkpoint_quietly()
         with self._lock.write():
             self._closed = True
