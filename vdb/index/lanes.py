@@ -162,6 +162,36 @@ def _lowest_bit(typingctx, bits):
     return types.uint32(types.uint32), codegen
 
 
+@intrinsic
+def _prefetch(typingctx, X, row, col):
+    """Ask for the cache line holding X[row, col] to be brought into L2, without waiting."""
+
+    def codegen(context, builder, sig, args):
+        xa = context.make_array(sig.args[0])(context, builder, args[0])
+        d = cgutils.unpack_tuple(builder, xa.shape)[1]
+        ptr = builder.gep(xa.data, [builder.add(builder.mul(args[1], d), args[2])])
+        byte_ptr = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [byte_ptr, _I32, _I32, _I32]),
+            "llvm.prefetch.p0",
+        )
+        read, keep_in_l2, data = (ir.Constant(_I32, v) for v in (0, 2, 1))
+        builder.call(fn, [builder.bitcast(ptr, byte_ptr), read, keep_in_l2, data])
+        return context.get_dummy_value()
+
+    return types.void(X, row, col), codegen
+
+
+@njit(nogil=True, cache=True, inline="always")
+def prefetch_row(X, row):
+    """Start loading row X[row] (every 64-byte line of it) into L2."""
+    d = X.shape[1]
+    for col in range(0, d, 16):
+        _prefetch(X, row, col)
+    _prefetch(X, row, d - 1)
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _keep(S, M, panels, p0, lanes, src, r0, worst, hs, hi, k):
     """Push the block's flagged scores (M) into the heaps, rows in order."""
@@ -214,6 +244,10 @@ def scan(Qp, nq, X, bias, use_bias, scale, mask, use_mask, rows, use_rows, k, nc
         M = np.zeros(2 * ROWS, dtype=np.uint32)  # a block's lanes that beat worst
         m = 0
         for p in range(lo, hi_):
+            if p + TILE < hi_:  # the row that comes a tile later: in L2 by the time it is read
+                ahead = rows[p + TILE] if use_rows else p + TILE
+                if not use_mask or mask[ahead]:
+                    prefetch_row(X, ahead)
             r = rows[p] if use_rows else p
             if use_mask and not mask[r]:
                 continue
