@@ -3,6 +3,12 @@
 Scores are maximized: score = scale * dot(q, x) - bias[x]. With scale 1 and no bias this is the
 dot product (cosine on normalized rows); with scale 2 and bias |x|^2 it is |q|^2 - |q - x|^2,
 so the best l2 neighbours have the highest score.
+
+Two scans keep the best k per query in per-chunk heaps, merged at the end: batches of at
+least lanes.LANES queries go through lanes.py (the queries in vector lanes); smaller ones
+through _scan below, 4 queries x 4 rows per pass with dot products along the dimension.
+Either reads the rows it scores where they lie (all rows, the rows a mask lets through, or
+listed rows), so a filtered scan costs what an unfiltered one costs per scanned row.
 """
 
 import importlib
