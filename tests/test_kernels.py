@@ -20,7 +20,7 @@ def numpy_topk(Q, X, k, metric, allowed):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-@pytest.mark.parametrize("nq", [1, 2, 5, 8])
+@pytest.mark.parametrize("nq", [1, 2, 5, 8, 20])
 @pytest.mark.parametrize("dim", [1, 3, 17, 64])
 @pytest.mark.parametrize("path", ["all", "mask", "rows"])
 def test_flat_index_matches_numpy(metric, nq, dim, path, rng):
@@ -82,10 +82,11 @@ def test_ties_resolve_to_lower_id():
 @pytest.mark.parametrize("dim", [8, 384, 1100])  # tiles of 256, 16 and 4 rows
 @pytest.mark.parametrize("layout", ["spread", "clustered", "all"])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_tiles_and_chunks_match_numpy(metric, dim, layout, threads, rng):
-    """Many tiles per chunk, partial tiles, query blocks with a remainder, matches that all
-    fall in one chunk: the scan keeps the exact top k whatever the split."""
-    n, nq, k = 1500, 7, 9
+@pytest.mark.parametrize("width, nq", [(0, 7), (8, 7), (8, 37), (16, 37)])
+def test_tiles_and_chunks_match_numpy(metric, dim, layout, threads, width, nq, rng):
+    """Many tiles per chunk, partial tiles, query blocks or panels with a remainder, matches
+    that all fall in one chunk: either scan keeps the exact top k whatever the split."""
+    n, k = 1500, 9
     X = rng.standard_normal((n, dim)).astype(np.float32)
     if metric == "cosine":
         X /= np.linalg.norm(X, axis=1, keepdims=True)
@@ -97,9 +98,10 @@ def test_tiles_and_chunks_match_numpy(metric, dim, layout, threads, rng):
     }[layout]
     bias, scale = (np.einsum("ij,ij->i", X, X), 2.0) if metric == "l2" else (None, 1.0)
     rows = np.flatnonzero(allowed).astype(np.int64)
+    args = dict(bias=bias, scale=scale, threads=threads, width=width)
     results = [
-        kernels.topk(Q, X, k, bias=bias, scale=scale, rows=rows, threads=threads),
-        kernels.topk(Q, X, k, bias=bias, scale=scale, mask=allowed, threads=threads),
+        kernels.topk(Q, X, k, rows=rows, **args),
+        kernels.topk(Q, X, k, mask=allowed, **args),
     ]
     ref_scores, ref_ids = numpy_topk(Q, X, k, metric, allowed)
     if metric == "l2":  # the kernel's score is |q|^2 - |q - x|^2
@@ -113,10 +115,11 @@ def test_tiles_and_chunks_match_numpy(metric, dim, layout, threads, rng):
 
 
 @pytest.mark.parametrize("path", ["rows", "mask"])
-def test_ties_resolve_to_lower_id_when_filtered(path, rng):
+@pytest.mark.parametrize("width", [0, 8, 16])
+def test_ties_resolve_to_lower_id_when_filtered(path, width, rng):
     X = np.ones((3000, 4), np.float32)
     allowed = rng.random(3000) < 0.3  # ~900 rows: several chunks either way
     rows = np.flatnonzero(allowed).astype(np.int64)
     args = {"rows": rows} if path == "rows" else {"mask": allowed}
-    scores, ids = kernels.topk(np.ones((6, 4), np.float32), X, 5, threads=2, **args)
+    scores, ids = kernels.topk(np.ones((20, 4), np.float32), X, 5, threads=2, width=width, **args)
     assert (ids == rows[:5]).all()

@@ -3,6 +3,12 @@
 Scores are maximized: score = scale * dot(q, x) - bias[x]. With scale 1 and no bias this is the
 dot product (cosine on normalized rows); with scale 2 and bias |x|^2 it is |q|^2 - |q - x|^2,
 so the best l2 neighbours have the highest score.
+
+Two scans keep the best k per query in per-chunk heaps, merged at the end: batches of at
+least lanes.LANES queries go through lanes.py (the queries in vector lanes); smaller ones
+through _scan below, 4 queries x 4 rows per pass with dot products along the dimension.
+Either reads the rows it scores where they lie (all rows, the rows a mask lets through, or
+listed rows), so a filtered scan costs what an unfiltered one costs per scanned row.
 """
 
 import importlib
@@ -13,8 +19,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-# fastmath without the no-NaN/no-Inf assumptions: heaps start at -inf and must compare right.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from vdb.index import lanes
+from vdb.index.heaps import FASTMATH, _push
+
 MIN_CHUNK_WORK = 1 << 21  # multiply-adds per parallel chunk at least (~25 us on one core)
 TILE_BYTES = 24 << 10  # rows per tile: as many as fit here, so they stay in L1 while queries pass
 
@@ -35,25 +42,6 @@ def _choose_threading_layer() -> bool:
 
 _NEEDS_LOCK = _choose_threading_layer()
 _call_lock = threading.Lock()
-
-
-@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
-def _push(hs, hi, k, s, i):
-    """Replace the root of a size-k min-heap (hs[0] is the worst kept score) and sift down."""
-    pos = 0
-    while True:
-        c = 2 * pos + 1
-        if c >= k:
-            break
-        if c + 1 < k and hs[c + 1] < hs[c]:
-            c += 1
-        if hs[c] >= s:
-            break
-        hs[pos] = hs[c]
-        hi[pos] = hi[c]
-        pos = c
-    hs[pos] = s
-    hi[pos] = i
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
@@ -227,25 +215,26 @@ def tile_rows(dim: int) -> int:
     return max(4, min(256, TILE_BYTES // (4 * max(dim, 1)) // 4 * 4))
 
 
-def topk(Q, X, k, *, bias=None, scale=1.0, mask=None, rows=None, threads=None):
+def topk(Q, X, k, *, bias=None, scale=1.0, mask=None, rows=None, threads=None, width=None):
     """Best-first top-k by score = scale * <q, x> - bias over rows of X.
 
     Q: (nq, d) float32; X: (n, d) float32; bias: (n,) float32 or None; mask: (n,) bool, rows
     whose mask is False are skipped; rows: (m,) int64 row numbers to scan instead of all rows.
     Returns (scores (nq, k) float32, ids (nq, k) int64), padded with -inf / -1 where fewer than
-    k rows qualify.
+    k rows qualify. width: queries per vector for a scan with the queries in vector lanes
+    (lanes.py; 8 or 16), 0 for the scan a block of 4 queries at a time; None picks lanes.LANES
+    for batches of at least that many queries, else the blocks.
     """
     Q = np.ascontiguousarray(Q, dtype=np.float32)
     nq = Q.shape[0]
+    if nq == 0 or k == 0:
+        return np.zeros((nq, k), np.float32), np.full((nq, k), -1, np.int64)
     n = len(rows) if rows is not None else X.shape[0]
     threads = threads or numba.get_num_threads()
-    tile = tile_rows(X.shape[1])
     nchunks = max(1, min(threads, n // 4, n * nq * X.shape[1] // MIN_CHUNK_WORK))
-    empty_f = np.zeros(0, dtype=np.float32)
-    args = (
-        Q,
+    common = (
         X,
-        bias if bias is not None else empty_f,
+        bias if bias is not None else np.zeros(0, dtype=np.float32),
         bias is not None,
         np.float32(scale),
         mask if mask is not None else np.zeros(0, dtype=np.bool_),
@@ -254,11 +243,14 @@ def topk(Q, X, k, *, bias=None, scale=1.0, mask=None, rows=None, threads=None):
         rows is not None,
         k,
         nchunks,
-        tile,
     )
-    if nq == 0 or k == 0:
-        return np.zeros((nq, k), np.float32), np.full((nq, k), -1, np.int64)
+    if width is None:
+        width = lanes.LANES if nq >= lanes.LANES else 0
+    if width:
+        run, args = lanes.scan, (lanes.pack(Q, width), nq, *common, lanes.width(width))
+    else:
+        run, args = _scan, (Q, *common, tile_rows(X.shape[1]))
     if _NEEDS_LOCK:
         with _call_lock:
-            return _merge(*_scan(*args), k)
-    return _merge(*_scan(*args), k)
+            return _merge(*run(*args), k)
+    return _merge(*run(*args), k)
