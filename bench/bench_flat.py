@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import vdb  # noqa: E402
-from bench.common import median_time, summary  # noqa: E402
+from bench.common import median_time, settled_time, summary  # noqa: E402
 
 DIM, NQ, K, BATCH = 384, 100, 10, 1000
 
@@ -107,9 +107,9 @@ def main() -> None:
         bare = dict(with_payload=False, with_document=False)
         mask = bucket == 3
         for what, flt, m in (("", None, None), (" with 10% filter", {"bucket": 3}, mask)):
-            peer = median_time(lambda flt=flt, m=m: numpy_search(Xn, Q, K, m), args.repeats)
+            peer = settled_time(lambda flt=flt, m=m: numpy_search(Xn, Q, K, m), args.repeats)
             for how, kw in (("ids and scores", bare), ("with payloads", {})):
-                ours = median_time(
+                ours = settled_time(
                     lambda flt=flt, kw=kw: col.search(Q, k=K, filter=flt, **kw), args.repeats
                 )
                 lines.append(

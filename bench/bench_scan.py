@@ -16,7 +16,6 @@ the ratio of each round is shown. Ratios > 1 mean we are faster.
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_flat import numpy_search  # noqa: E402
-from bench.common import median_time, summary  # noqa: E402
+from bench.common import settled_time, summary  # noqa: E402
 from vdb.filters import PayloadIndex, parse  # noqa: E402
 from vdb.index import FlatIndex  # noqa: E402
 
 DIM, NQ, K = 384, 100, 10
-SETTLE = 0.5  # seconds of quiet before each engine is timed
 
 
 def setup(n: int, rng):
@@ -47,14 +45,6 @@ def setup(n: int, rng):
         range(n), [{"bucket": int(b), "shard": int(s)} for b, s in zip(bucket, shard, strict=True)]
     )
     return index, payloads, Xn, Q, bucket, shard
-
-
-def settled_time(fn, repeats: int) -> float:
-    """median_time(fn) after a pause and one untimed call: OpenBLAS's threads spin for a while
-    after numpy's matmul and would otherwise take the cores from the next engine timed."""
-    time.sleep(SETTLE)
-    fn()
-    return median_time(fn, repeats)
 
 
 def ours(index, payloads, Q, node, n):

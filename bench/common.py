@@ -13,6 +13,17 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+SETTLE = 0.5  # seconds of quiet before each engine is timed
+
+
+def settled_time(fn, repeats: int) -> float:
+    """median_time(fn) after a pause and one untimed call: OpenBLAS's threads spin for a while
+    after numpy's matmul and would otherwise take the cores from the next engine timed."""
+    time.sleep(SETTLE)
+    fn()
+    return median_time(fn, repeats)
+
+
 def summary(
     name: str, ours: float, peer: float, peer_name: str, unit: str, higher_is_better: bool
 ) -> str:
