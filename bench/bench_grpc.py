@@ -161,6 +161,9 @@ def main() -> None:
                 f"{rate_remote:,.0f} vectors/s | in-process {rate_local:,.0f} vectors/s | "
                 f"ratio {rate_remote / rate_local:.2f} of in-process"
             )
+        for col in (local.get_collection("c"), remote.get_collection("c")):
+            while col.info()["buffered"]:  # searches below time the graph, not its linking
+                time.sleep(0.05)
         batches = rng.standard_normal((21, SEARCH_BATCH, args.dim)).astype(np.float32)
         for label, want in (
             ("no payloads", {"with_payload": False, "with_document": False}),

@@ -425,6 +425,7 @@ def index_from(msg: cpb.IndexParams) -> dict:
 def set_info(msg: cpb.CollectionInfo, info: dict) -> None:
     msg.name, msg.dim, msg.metric = info["name"], info["dim"], info["metric"]
     msg.count, msg.lsn, msg.cid = info["count"], info["lsn"], info["cid"]
+    msg.buffered = info["buffered"]
     msg.index_in_use, msg.loaded_from = info["index_in_use"], info["loaded_from"]
     msg.created_at = info["created_at"]
     msg.embedder = info.get("embedder") or ""
@@ -446,6 +447,7 @@ def info_from(msg: cpb.CollectionInfo) -> dict:
         "count": msg.count,
         "lsn": msg.lsn,
         "index_in_use": msg.index_in_use,
+        "buffered": msg.buffered,
         "loaded_from": msg.loaded_from,
         "damage": list(msg.damage),
     }

@@ -51,7 +51,7 @@ class CreateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., embedder: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid", "embedder", "damage")
+    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid", "embedder", "damage", "buffered")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class CollectionInfo(_message.Message):
     CID_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_FIELD_NUMBER: _ClassVar[int]
     DAMAGE_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -76,7 +77,8 @@ class CollectionInfo(_message.Message):
     cid: int
     embedder: str
     damage: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ..., embedder: _Optional[str] = ..., damage: _Optional[_Iterable[str]] = ...) -> None: ...
+    buffered: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ..., embedder: _Optional[str] = ..., damage: _Optional[_Iterable[str]] = ..., buffered: _Optional[int] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
