@@ -12,6 +12,7 @@ import pytest
 import vdb
 from vdb.index import checkpoint
 from vdb.results import Hit, SearchResults
+from vdb.storage import keys
 
 FIXTURE = Path(__file__).parent / "fixtures" / "db-schema1"
 DIM = 8
@@ -24,8 +25,9 @@ def reference(col, queries, k, flt=None, with_vectors=False, ef=None):
         scores, rows = col._top(q, k, node, ef)
         with col._store.read() as txn:
             records = {
-                r: col._record(txn, r, with_vectors, missing_ok=True)
+                r: col._record(txn, r, with_vectors)
                 for r in np.unique(rows[rows >= 0]).tolist()
+                if txn.get(keys.record_key(col.config.cid, r), db=col._store.records) is not None
             }
     return [
         [

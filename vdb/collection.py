@@ -793,15 +793,13 @@ class Collection(ConfigView):
         n = self._index.size
         return self._payloads.mask(node, n) & self._index.alive[:n]
 
-    def _record(self, txn, iid: int, with_vectors: bool, id_key=None, missing_ok=False):
+    def _record(self, txn, iid: int, with_vectors: bool, id_key=None):
         """The checked record in slot iid (that must hold id_key when given). Damage raises
         DataCorruptedError, and the collection is read-only from then on."""
         key = keys.record_key(self.config.cid, iid)
         raw = txn.get(key, db=self._store.records)
         try:
             if raw is None:
-                if missing_ok:
-                    return None
                 raise DataCorruptedError(
                     f"the id map points at {keys.describe_record(key)}, missing"
                 )

@@ -7,8 +7,6 @@ inline, longer ones in one arena); a kind byte per slot says which, or that the 
 
 import numpy as np
 
-from vdb.storage.codec import decode_id
-
 EMPTY, INT, STR = 0, 1, 2
 STRINGS = np.dtypes.StringDType()
 
@@ -51,10 +49,6 @@ class IdArray:
             i_rows = rows[~is_str]
             self.ints[i_rows] = [i for i in ids if not isinstance(i, str)]
             self.kind[i_rows] = INT
-
-    def set_keys(self, rows: np.ndarray, id_keys: list[bytes]) -> None:
-        """As set, from encoded ids (codec.encode_id)."""
-        self.set(rows, [decode_id(key) for key in id_keys])
 
     def clear(self, rows: np.ndarray) -> None:
         rows = rows[rows < self.capacity]
