@@ -141,12 +141,3 @@ class SearchResults(Sequence):
 
     def __repr__(self) -> str:
         return f"SearchResults({len(self)} queries, {int(self.counts.sum())} hits)"
-
-
-def columns(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(scores padded with NaN, counts) from an index's (nq, k) scores and -1-padded ids whose
-    hits come first in each row."""
-    found = ids >= 0 if ids.dtype != object else ids != None  # noqa: E711
-    counts = found.sum(axis=1).astype(np.int64)
-    scores = np.where(found, scores, np.float32(np.nan)).astype(np.float32, copy=False)
-    return scores, counts
