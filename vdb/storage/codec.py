@@ -225,13 +225,9 @@ def decode_record(key: bytes, raw, dim: int, with_vector: bool = True) -> Record
 def record_fields(key: bytes, raw, dim: int, with_vector: bool = False):
     """(payload, document, vector or None) of a stored record, checked as open_record does;
     the id is left undecoded (a search knows it already)."""
-    n = len(raw) - CRC.size
-    if not is_sound(key, raw) or n < HEADER.size:
-        open_record(key, raw, dim)  # raises, saying what is wrong
-    version, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
+    raw = open_record(key, raw, dim)
+    _, id_len, payload_len, doc_len = HEADER.unpack_from(raw, 0)
     pos = HEADER.size + 4 * dim + id_len
-    if version != RECORD_VERSION or pos + payload_len + max(doc_len - 1, 0) != n or not id_len:
-        open_record(key, raw, dim)
     payload = _payload(raw[pos : pos + payload_len], key) if payload_len else None
     pos += payload_len
     document = None
