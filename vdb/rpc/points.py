@@ -20,7 +20,6 @@ from vdb.storage.codec import encode_id, stored_id
 CHUNK_RESULTS = 16_384  # hits (queries x k) searched at once
 READ_RESULTS = 256  # hits of the first chunk that reads records (payloads, documents, vectors)
 PIECE = 256  # records read at once by Get and Scroll, at most
-DATA_TAG = bytes([ppb.SearchResponse.DATA_FIELD_NUMBER << 3 | 2])  # a length-delimited field
 
 
 class PointsService(pgrpc.PointsServicer):
@@ -266,25 +265,16 @@ def _hit_data(results: SearchResults, out: list) -> int:
         for hit in hits:
             field = made.get(hit.id)
             if field is None:
-                msg = ppb.HitData()
+                one = ppb.SearchResponse()  # serialized alone: just the encoded data field
+                msg = one.data.add()
                 if hit.payload is not None:
                     convert.set_struct(msg.payload, hit.payload)
                 if hit.document is not None:
                     msg.document = hit.document
-                body = msg.SerializeToString()
-                field = made[hit.id] = DATA_TAG + _varint(len(body)) + body
+                field = made[hit.id] = one.SerializeToString()
             out.append(field)
             nbytes += len(field)
     return nbytes
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _add_records(msg, page, records: list, budget) -> None:
