@@ -190,3 +190,30 @@ def test_payload_that_would_not_read_back_is_refused_and_nothing_written(db):
     assert col.count() == 0 and col.lsn == 0
     col.upsert(["a"], [[1, 2, 3]], [{"big": 2**64, "n": 10**300}])  # these read back
     assert col.count() == 1 and set(col.get("a").payload) == {"big", "n"}
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize(
+    "row",
+    [
+        [1.0, 2.0, 3.0],
+        [0.0, 0.0, 0.0],
+        [1e-30, 0.0, -1e-25],
+        [3e38, -3e38, 1.0],  # finite, though its float32 sum of squares is not
+        [np.nan, 1.0, 1.0],
+        [np.inf, 1.0, 1.0],
+        [1.0, -np.inf, 0.0],
+    ],
+)
+def test_one_vector_query_is_checked_as_a_row_of_a_batch(metric, row):
+    """A 1-D float32 query takes a shortcut; it must accept and refuse what the batch path
+    does, with the same message, and return a C-contiguous (1, dim) row."""
+    one = np.array(row, np.float32)
+    strided = np.array([[v, 0.0] for v in row], np.float32)[:, 0]  # the same row, not contiguous
+    expected = outcome(lambda v: validate.vectors(v, 3, metric, what="query"), one[None, :])
+    for query in (one, strided):
+        got = outcome(lambda v: validate.vectors(v, 3, metric, what="query"), query)
+        assert (got[1] is None) == (expected[1] is None) and got[1] == expected[1]
+        if got[0] is not None:
+            assert got[0].shape == (1, 3) and got[0].flags.c_contiguous
+            assert np.array_equal(got[0], expected[0])

@@ -8,7 +8,8 @@ class RWLock:
     """Many readers or one writer. Waiting writers block new readers, so writes cannot starve."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -18,18 +19,6 @@ class RWLock:
         """A context holding the lock for reading (a plain object rather than a generator: it
         is taken once per search)."""
         return self._reading
-
-    def _acquire_read(self) -> None:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-
-    def _release_read(self) -> None:
-        with self._cond:
-            self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
 
     @contextmanager
     def write(self):
@@ -54,7 +43,15 @@ class _Reading:
         self._lock = lock
 
     def __enter__(self) -> None:
-        self._lock._acquire_read()
+        lock = self._lock
+        with lock._mutex:  # the condition's own lock, without its Python-level wrapper
+            while lock._writer or lock._writers_waiting:
+                lock._cond.wait()
+            lock._readers += 1
 
     def __exit__(self, *exc) -> None:
-        self._lock._release_read()
+        lock = self._lock
+        with lock._mutex:
+            lock._readers -= 1
+            if not lock._readers and lock._writers_waiting:  # only writers wait on readers
+                lock._cond.notify_all()

@@ -679,14 +679,17 @@ class Collection(ConfigView):
         with self._lock.read():
             scores, rows = self._top(q, k, node, ef)
             if single and not want.reads:  # the common one-query call: no columns to build
-                n = int(np.count_nonzero(rows[0] >= 0))  # hits come first
-                ids = self._ids.take(rows[0, :n])
+                row = rows[0]
+                n = len(row)
+                if n and row[-1] < 0:  # fewer hits than k: they come first
+                    n = int(np.count_nonzero(row >= 0))
+                ids = self._ids.take(row[:n])
             else:
                 ids = self._ids.lookup(rows)
                 raws, missing = self._read_rows(rows) if want.reads else (None, False)
         if single and not want.reads:
-            pairs = zip(ids.tolist(), scores[0, :n].tolist(), strict=True)
-            return [Hit(i, s, None, None) for i, s in pairs]
+            nones = (None,) * n
+            return list(map(Hit, ids.tolist(), scores[0, :n].tolist(), nones, nones))
         results = self._results(rows, ids, scores, raws, missing, want)
         return results[0] if single else results
 
@@ -769,15 +772,19 @@ class Collection(ConfigView):
         k = validate.top_k(k)
         if ef is not None:
             ef = validate.top_k(ef, "ef", MAX_EF)
-        texts = embedding.texts(queries)
-        single = isinstance(queries, str) if texts is not None else np.ndim(queries) == 1
+        if type(queries) is np.ndarray:
+            texts, single = None, queries.ndim == 1
+        else:
+            texts = embedding.texts(queries)
+            single = isinstance(queries, str) if texts is not None else np.ndim(queries) == 1
         if texts is not None:
             queries = self._embed(texts)
         q = validate.vectors(queries, self.dim, self.metric, what="query")
         if self.metric == "cosine":
             q = q / np.sqrt(np.vecdot(q, q))[:, None]  # (nq, dim), non-zero rows checked
-        node = filters.parse(filter)
-        self._maybe_refresh()
+        node = None if filter is None else filters.parse(filter)
+        if self._read_only:
+            self.refresh()
         return single, q, k, node, ef
 
     def _top(self, q, k: int, node, ef):

@@ -5,6 +5,7 @@ import re
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from vdb.errors import (
     DimensionError,
@@ -46,6 +47,8 @@ def metric(name) -> str:
 
 
 def top_k(k, name: str = "k", high: int | None = None) -> int:
+    if type(k) is int and 0 < k and (high is None or k <= high):
+        return k
     if (
         isinstance(k, bool)
         or not isinstance(k, int | np.integer)
@@ -111,6 +114,14 @@ def _int_id_keys(ids: list) -> list[bytes] | None:
 
 def vectors(values, dim: int, metric_name: str, ids: list | None = None, what="vector"):
     """(n, dim) float32 C-contiguous rows, checked finite (and non-zero under cosine)."""
+    if (
+        type(values) is np.ndarray
+        and values.dtype == np.float32
+        and values.shape == (dim,)
+        and values.flags.c_contiguous
+        and _plain_row(values)
+    ):  # one query as a vector: the common call, checked in one dot product
+        return values.reshape(1, dim)
     many = what[:-1] + "ies" if what.endswith("y") else what + "s"
     if isinstance(values, np.ndarray) and values.dtype == np.float32:
         arr = values
@@ -158,6 +169,16 @@ def _plain(arr: np.ndarray, nonzero: bool) -> bool:
     else:
         total, least = float(sq.sum()), float(sq.min()) if nonzero else 1.0
     return math.isfinite(total) and (not nonzero or least > 1e-30)
+
+
+@njit(cache=True)
+def _plain_row(row: np.ndarray) -> bool:
+    """True when a row's float64 sum of squares (no finite float32 row overflows it) is
+    finite and clearly non-zero; False sends the caller through the full checks."""
+    total = 0.0
+    for x in row:
+        total += np.float64(x) * x
+    return 1e-30 < total < np.inf
 
 
 def _label(row: int, ids) -> str:
