@@ -36,16 +36,18 @@ def llama_cpp_model(path, **kwargs):
     llama.cpp crashes on Q4_0/Q8_0 models unless model params set use_extra_bufts=False,
     which llama-cpp-python does not expose."""
     import llama_cpp
+    import llama_cpp.llama
 
-    default = llama_cpp.llama_model_default_params
+    bindings = llama_cpp.llama.llama_cpp  # the module Llama() reads its defaults from
+    default = bindings.llama_model_default_params
 
     def params():
         p = default()
         p.use_extra_bufts = False
         return p
 
-    llama_cpp.llama_model_default_params = params
+    bindings.llama_model_default_params = params
     try:
         return llama_cpp.Llama(model_path=str(path), verbose=False, **kwargs)
     finally:
-        llama_cpp.llama_model_default_params = default
+        bindings.llama_model_default_params = default

@@ -15,8 +15,9 @@ from llm.qdot import _half_f32, _round_half
 
 
 @njit(cache=True, parallel=True, fastmath=True, error_model="numpy")  # NaN, not an exception
-def decode(q, k, v, end, scale, out):
-    """out[h] = softmax(q[h] . k[h // group, :end] * scale) . v[h // group, :end].
+def decode(q, k, v, start, end, scale, out):
+    """out[h] = softmax(q[h] . k[h // group, start:end] * scale) . v[h // group, start:end]
+    (start > 0: a sliding window).
 
     q: (heads, head_dim) float32; k, v: (kv_heads, n_ctx, head_dim) uint16, the bits of the
     float16 cache; out: (heads, head_dim) float32."""
@@ -24,9 +25,9 @@ def decode(q, k, v, end, scale, out):
     group = heads // k.shape[0]
     for h in prange(heads):
         kh = h // group
-        scores = np.empty(end, np.float32)
-        bits = np.empty(end, np.int32)
-        p = 0
+        scores = np.empty(end - start, np.float32)
+        bits = np.empty(end - start, np.int32)
+        p = start
         while p + 4 <= end:  # four positions at once: independent sums overlap
             s0 = s1 = s2 = s3 = np.float32(0.0)
             for d in range(hd):
@@ -35,25 +36,26 @@ def decode(q, k, v, end, scale, out):
                 s1 += qd * _half_f32(np.uint32(k[kh, p + 1, d]))
                 s2 += qd * _half_f32(np.uint32(k[kh, p + 2, d]))
                 s3 += qd * _half_f32(np.uint32(k[kh, p + 3, d]))
-            scores[p], scores[p + 1] = s0 * scale, s1 * scale
-            scores[p + 2], scores[p + 3] = s2 * scale, s3 * scale
+            i = p - start
+            scores[i], scores[i + 1] = s0 * scale, s1 * scale
+            scores[i + 2], scores[i + 3] = s2 * scale, s3 * scale
             p += 4
         while p < end:
             s = np.float32(0.0)
             for d in range(hd):
                 s += q[h, d] * _half_f32(np.uint32(k[kh, p, d]))
-            scores[p] = s * scale
+            scores[p - start] = s * scale
             p += 1
         top = scores.max()
-        for p in range(end):
-            scores[p] -= top
+        for i in range(end - start):
+            scores[i] -= top
         exp_neg_inplace(scores, bits)  # vectorized, where np.exp calls libm per element
         inv = np.float32(1.0) / scores.sum()
-        for p in range(end):
-            scores[p] = _round_half(scores[p] * inv)
+        for i in range(end - start):
+            scores[i] = _round_half(scores[i] * inv)
         acc = np.zeros(hd, np.float32)
-        for p in range(end):
-            w = scores[p]
+        for p in range(start, end):
+            w = scores[p - start]
             for d in range(hd):
                 acc[d] += w * _half_f32(np.uint32(v[kh, p, d]))
         for d in range(hd):

@@ -17,6 +17,7 @@ MAX_CONTEXT = 1 << 24  # positions (Llama 4 Scout: 10,485,760)
 MAX_WIDTH = 1 << 20  # embedding and feed-forward lengths
 MAX_LAYERS = 1 << 12
 MAX_TOKEN_TYPES = 1 << 16
+OWN_HEAD_SIZE = ("gemma3", "qwen3", "qwen2", "llama", "phi3")  # may set attention.key_length
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,12 @@ class ModelConfig:
     token_type_count: int
     rope_base: float | None = None
     rope_dim: int | None = None  # rotated dimensions of each head (llama family)
+    head_size: int | None = None  # attention.key_length when it differs from d_model / heads
+    sliding_window: int = 0  # attention.sliding_window (0: none)
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.head_size or self.d_model // self.n_heads
 
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> "ModelConfig":
@@ -54,16 +57,25 @@ class ModelConfig:
         if pooling not in POOLING:
             raise UnsupportedModelError(f"{name}: unknown pooling_type {pooling}")
         d_model = f.integer(key("embedding_length"), low=1, high=MAX_WIDTH)
-        n_heads = f.integer(key("attention.head_count"), low=1, high=d_model)
-        if d_model % n_heads:
+        n_heads = f.integer(key("attention.head_count"), low=1, high=MAX_WIDTH)
+        k_len, v_len = key("attention.key_length"), key("attention.value_length")
+        head_size = None
+        if f.architecture in OWN_HEAD_SIZE and k_len in f.metadata:
+            # heads of their own size: q and k project to n_heads * key_length
+            head_size = f.integer(k_len, low=1, high=MAX_WIDTH // n_heads)
+            if f.integer(v_len, head_size, low=1, high=MAX_WIDTH) != head_size:
+                raise UnsupportedModelError(
+                    f"{name}: {v_len} = {f.get(v_len)} differs from {k_len} = {head_size}; "
+                    "not supported"
+                )
+        elif n_heads > d_model or d_model % n_heads:
             f.malformed(
                 key("attention.head_count"),
                 n_heads,
                 f"does not divide embedding_length {d_model}",
             )
-        head_dim = d_model // n_heads
-        for dim in ("key_length", "value_length"):
-            k = key(f"attention.{dim}")
+        head_dim = head_size or d_model // n_heads
+        for k in (k_len, v_len):
             if f.integer(k, head_dim, low=1, high=MAX_WIDTH) != head_dim:
                 raise UnsupportedModelError(
                     f"{name}: {k} = {f.get(k)} differs from the head size {head_dim} "
@@ -81,8 +93,7 @@ class ModelConfig:
             f.malformed(
                 key("rope.dimension_count"),
                 rope_dim,
-                f"must be even, at least 2 and at most the head size {head_dim} "
-                f"(embedding_length {d_model} / head_count {n_heads})",
+                f"must be even, at least 2 and at most the head size {head_dim}",
             )
         tokens = f.get("tokenizer.ggml.tokens", [])
         if not isinstance(tokens, list):
@@ -111,4 +122,6 @@ class ModelConfig:
             ),
             rope_base=rope_base,
             rope_dim=rope_dim,
+            head_size=head_size,
+            sliding_window=f.integer(key("attention.sliding_window"), 0, high=MAX_CONTEXT),
         )

@@ -1,5 +1,6 @@
-"""The llama-family decoder forward pass on GGUF weights: llama, qwen2 (q/k/v biases) and
-bitnet (BitNet b1.58: ternary weights, per-matrix scales, sub-norms).
+"""The llama-family decoder forward pass on GGUF weights: llama, qwen2 (q/k/v biases),
+qwen3 (q/k norms), gemma3, phi3 (fused matrices) and bitnet (BitNet b1.58: ternary weights,
+per-matrix scales, sub-norms).
 
 Per layer (pre-norm):  h = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n)  with n = RMSNorm(x)
                        x = h + W_down (SiLU(W_gate m) * W_up m)           with m = RMSNorm(h)
@@ -8,10 +9,19 @@ RoPE rotates the first rope_dim dimensions of each head: adjacent pairs (2i, 2i+
 halves (i, i + rope_dim/2) for NeoX-style architectures (qwen2, bitnet). bitnet also
 RMS-normalizes the attention output before W_o and the SwiGLU output before W_down (the
 sub-norms), multiplies each matrix product by the matrix's scale when the file has one, and
-always uses the token embedding as the output matrix. Prefill runs the prompt as
-matrix products; each generated token is a matrix-vector step against the KV cache.
+always uses the token embedding as the output matrix. qwen3 and gemma3 RMS-normalize each
+head of q and k (before RoPE). gemma3 (as llama.cpp runs it) scales the token embedding by
+sqrt(embedding_length), scales q by 1/sqrt(key_length) before it meets the keys, normalizes
+the attention and feed-forward outputs before their residual adds, uses a GELU-gated
+feed-forward (GELU through llama.cpp's float16 table), and attends within a sliding window
+on five layers of every six (RoPE base 10,000 there, the file's base on the others). phi3
+stores q, k and v in one matrix and the gate and up matrices in another; they are split at
+load. Prefill runs the prompt as matrix products; each generated token is a matrix-vector
+step against the KV cache.
 """
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +39,10 @@ from llm.gguf_file import GGUFFile
 from llm.validate import LLAMA_MATRICES as MATRICES
 from llm.validate import TIED_OUTPUT
 
-ARCHITECTURES = ("llama", "qwen2", "bitnet")
-NEOX_ROPE = ("qwen2", "bitnet")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3", "phi3", "bitnet")
+NEOX_ROPE = ("qwen2", "qwen3", "gemma3", "phi3", "bitnet")
+GEMMA3_PATTERN = 6  # gemma3: every 6th layer attends globally, the others in a window
+GEMMA3_LOCAL_BASE = 10000.0  # ... with this RoPE base on the windowed layers
 PREFILL_ROWS = 64  # prompt tokens per forward pass when every matrix is integer (forward)
 CHECKED_PASS_BYTES = 1 << 26  # passes that may need more are checked against memory first
 
@@ -60,7 +72,7 @@ class KVCache:
 
 
 class _Layer:
-    def __init__(self, f: GGUFFile, i: int):
+    def __init__(self, f: GGUFFile, i: int, cfg: ModelConfig):
         def t(name, required=True):
             full = f"blk.{i}.{name}"
             if not required and full not in f.tensors:
@@ -80,29 +92,42 @@ class _Layer:
 
         self.attn_norm, self.ffn_norm = vec("attn_norm.weight"), vec("ffn_norm.weight")
 
-        def matrix(name):
-            tensor = quants.interleave(t(name))
+        def matrix(name, tensor=None):
+            tensor = quants.interleave(tensor if tensor is not None else t(name))
             if tensor.packed is not None:
                 self.copied.append(tensor)
             return tensor
 
-        self.q, self.k, self.v = (
-            matrix("attn_q.weight"),
-            matrix("attn_k.weight"),
-            matrix("attn_v.weight"),
-        )
+        if f.architecture in validate.FUSED:  # split by rows: q | k | v and gate | up
+            qkv, up = t("attn_qkv.weight"), t("ffn_up.weight")
+            q, kv, ff = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.d_ff
+            self.q, self.k, self.v = (
+                matrix(None, _rows(qkv, a, b, name))
+                for a, b, name in ((0, q, "q"), (q, q + kv, "k"), (q + kv, q + 2 * kv, "v"))
+            )
+            self.gate = matrix(None, _rows(up, 0, ff, "gate"))
+            self.up = matrix(None, _rows(up, ff, 2 * ff, "up"))
+        else:
+            self.q, self.k, self.v = (
+                matrix("attn_q.weight"),
+                matrix("attn_k.weight"),
+                matrix("attn_v.weight"),
+            )
+            self.gate, self.up = matrix("ffn_gate.weight"), matrix("ffn_up.weight")
         self.q_bias = vec("attn_q.bias", False)
         self.k_bias = vec("attn_k.bias", False)
         self.v_bias = vec("attn_v.bias", False)
         self.o = matrix("attn_output.weight")
-        self.gate, self.up, self.down = (
-            matrix("ffn_gate.weight"),
-            matrix("ffn_up.weight"),
-            matrix("ffn_down.weight"),
-        )
+        self.down = matrix("ffn_down.weight")
         self.attn_sub_norm = vec("attn_sub_norm.weight", False)
         self.ffn_sub_norm = vec("ffn_sub_norm.weight", False)
+        self.q_norm = vec("attn_q_norm.weight", False)
+        self.k_norm = vec("attn_k_norm.weight", False)
+        self.post_attn_norm = vec("post_attention_norm.weight", False)
+        self.post_ffn_norm = vec("post_ffw_norm.weight", False)
         self.scale = {name: vec(f"{name}.scale", False) for name in MATRICES}
+        self.window = 0  # attend to this many latest positions (0: all)
+        self.rope = (10000.0, 1.0)  # this layer's RoPE (base, position scale)
 
 
 class LlamaModel:
@@ -115,9 +140,30 @@ class LlamaModel:
         self.config = cfg = ModelConfig.from_gguf(f)
         validate.check_tensors(f, validate.llama_tensors(cfg, f.architecture))
         self.name = f.path.name
+        self.arch = arch = f.architecture
+        for name in ("rope_factors_long.weight", "rope_factors_short.weight", "rope_freqs.weight"):
+            if name in f.tensors:
+                raise UnsupportedModelError(
+                    f"{self.name}: RoPE frequency factors ({name}, long-context scaling) are not "
+                    "supported"
+                )
+        if arch == "gemma3" and cfg.sliding_window < 1:
+            f.malformed(f.arch_key("attention.sliding_window"), cfg.sliding_window, "is missing")
         self.rope_dim = cfg.rope_dim
         self.rope_base = float(cfg.rope_base or 10000.0)
-        self.neox = f.architecture in NEOX_ROPE
+        self.neox = arch in NEOX_ROPE
+        self.gelu = arch == "gemma3"  # GELU-gated feed-forward, else SwiGLU
+        # the token embedding's scale (gemma3), and where 1/sqrt(head size) meets attention:
+        # on q before it is rounded to float16 (q_scale: gemma3, phi3), or on the scores
+        self.embed_scale = np.float32(np.sqrt(np.float32(cfg.d_model))) if self.gelu else None
+        self.q_scale = None
+        if arch == "gemma3":  # 27B (62 layers) scales by the embedding per head instead
+            size = cfg.d_model // cfg.n_heads if cfg.n_layers == 62 else cfg.head_dim
+            self.q_scale = np.float32(1.0 / np.sqrt(np.float32(size)))
+        elif arch == "phi3":
+            self.q_scale = np.float32(1.0 / np.sqrt(np.float32(cfg.head_dim)))
+        kq = 1.0 if self.q_scale is not None else 1.0 / np.sqrt(cfg.head_dim)
+        self.kq_scale = np.float32(kq)
         self.tok_embd = f.tensor("token_embd.weight")
         quants.check(self.tok_embd)
         self.output = self.tok_embd  # tied when output.weight is absent
@@ -125,7 +171,13 @@ class LlamaModel:
             self.output = f.tensors.get("output.weight", self.tok_embd)
         self.output = quants.interleave(self.output)
         self.output_norm = np.array(quants.dequantize(f.tensor("output_norm.weight"))[0])
-        self.layers = [_Layer(f, i) for i in range(cfg.n_layers)]
+        self.layers = [_Layer(f, i, cfg) for i in range(cfg.n_layers)]
+        full = (self.rope_base, _rope_freq_scale(f))
+        local = (GEMMA3_LOCAL_BASE, 1.0)
+        for i, layer in enumerate(self.layers):
+            windowed = arch == "gemma3" and i % GEMMA3_PATTERN < GEMMA3_PATTERN - 1
+            layer.window = cfg.sliding_window if windowed else 0
+            layer.rope = local if windowed else full
         # The file's pages of copied vectors and regrouped matrices are never read again; the
         # kernel maps several around each read, so pages released early may have come back.
         done = [t for layer in self.layers for t in layer.copied]
@@ -134,8 +186,6 @@ class LlamaModel:
         # The token table is then read only a row per token: its pages go after each lookup.
         self.lookup_only = self.output is not self.tok_embd
         self.integer = all(t.packed is not None for t in [self.output, *self._matrices()])
-        half = self.rope_dim // 2
-        self.inv_freq = self.rope_base ** (-np.arange(half, dtype=np.float64) * 2 / self.rope_dim)
 
     def cache_bytes(self, n_ctx: int) -> int:
         """Bytes of the KV cache for n_ctx positions (keys and values, float16)."""
@@ -216,39 +266,45 @@ class LlamaModel:
         x = quants.dequantize(self.tok_embd, tokens)  # (n, d)
         if self.lookup_only:
             quants.release_pages(self.tok_embd.raw)
-        cos, sin = self._rope(np.arange(start, start + n))
+        if self.embed_scale is not None:
+            x *= self.embed_scale
+        positions = np.arange(start, start + n)
         heads, kv_heads, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         group = heads // kv_heads
-        scale = np.float32(1.0 / np.sqrt(hd))
         end = start + n
-        # causal mask over the positions seen so far: query i (absolute start + i) sees <= it;
-        # a single new token sees every position, so it needs none
-        mask = (
-            None
-            if n == 1
-            else np.where(
-                np.arange(end)[None, :] <= np.arange(start, end)[:, None], 0, -np.inf
-            ).astype(np.float32)
-        )
+        ropes: dict[tuple, tuple] = {}  # (base, scale) -> (cos, sin), (n, rope_dim / 2)
+        masks: dict[int, np.ndarray | None] = {}  # window -> (n, end) mask
         for li, layer in enumerate(self.layers):
             h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
             sc = layer.scale
             q = _linear(h, layer.q, layer.q_bias, sc["attn_q"]).reshape(n, heads, hd)
             k = _linear(h, layer.k, layer.k_bias, sc["attn_k"]).reshape(n, kv_heads, hd)
             v = _linear(h, layer.v, layer.v_bias, sc["attn_v"]).reshape(n, kv_heads, hd)
+            if layer.q_norm is not None:  # each head normalized over its own dimensions
+                q = _rms_norm(q, layer.q_norm, cfg.norm_eps)
+                k = _rms_norm(k, layer.k_norm, cfg.norm_eps)
+            if layer.rope not in ropes:
+                ropes[layer.rope] = _rope(positions, *layer.rope, self.rope_dim)
+            cos, sin = ropes[layer.rope]
             ops.rope(q, cos, sin, self.neox)
             ops.rope(k, cos, sin, self.neox)
+            if self.q_scale is not None:
+                q *= self.q_scale
             cache.k[li, :, start:end] = k.transpose(1, 0, 2)
             cache.v[li, :, start:end] = v.transpose(1, 0, 2)
             q = q.astype(np.float16).astype(np.float32)  # as llama.cpp multiplies by f16 keys
             if n == 1:
                 ctx = np.empty((heads, hd), np.float32)
-                attention.decode(q[0], cache.k16[li], cache.v16[li], end, scale, ctx)
+                first = max(0, end - layer.window) if layer.window else 0
+                k16, v16 = cache.k16[li], cache.v16[li]
+                attention.decode(q[0], k16, v16, first, end, self.kq_scale, ctx)
                 x = self._after_attention(x, ctx.reshape(1, heads * hd), layer)
                 continue
+            if layer.window not in masks:
+                masks[layer.window] = _mask(start, end, layer.window)
             qg = q.transpose(1, 0, 2).reshape(kv_heads, group * n, hd)  # heads grouped by kv head
             ctx = np.empty((kv_heads, group * n, hd), np.float32)
-            self._prefill_attention(qg, cache, li, end, mask, ctx)
+            self._prefill_attention(qg, cache, li, end, masks[layer.window], ctx)
             attn = ctx.reshape(heads, n, hd).transpose(1, 0, 2).reshape(n, heads * hd)
             del h, q, k, v, qg, ctx  # a long prompt's activations, freed before the FFN
             x = self._after_attention(x, attn, layer)
@@ -267,7 +323,7 @@ class LlamaModel:
         kernel too, not BLAS: BLAS's idle workers, spinning after each call, took the cores
         from the numba kernels that follow (TinyLlama Q4_0 prefill ran 1.3-2x slower)."""
         cfg = self.config
-        scale = np.float32(1.0 / np.sqrt(cfg.head_dim))
+        scale = self.kq_scale
         group = cfg.n_heads // cfg.n_kv_heads
         n = qg.shape[1] // group
         for g in range(qg.shape[0]):
@@ -296,26 +352,98 @@ class LlamaModel:
         eps, sc = self.config.norm_eps, layer.scale
         if layer.attn_sub_norm is not None:
             attn = _rms_norm(attn, layer.attn_sub_norm, eps)
-        x += _linear(attn, layer.o, None, sc["attn_output"])
+        out = _linear(attn, layer.o, None, sc["attn_output"])
         del attn
+        if layer.post_attn_norm is not None:
+            out = _rms_norm(out, layer.post_attn_norm, eps)
+        x += out
         h = _rms_norm(x, layer.ffn_norm, eps)
         act = _linear(h, layer.gate, None, sc["ffn_gate"])
         up = _linear(h, layer.up, None, sc["ffn_up"])
         del h
-        t = np.negative(act)  # SwiGLU in place: act = act / (1 + exp(-act)) * up
-        np.exp(t, out=t)
-        t += 1.0
-        act /= t
-        act *= up
-        del t, up
+        if self.gelu:
+            act = _geglu(act, up)
+        else:
+            t = np.negative(act)  # SwiGLU in place: act = act / (1 + exp(-act)) * up
+            np.exp(t, out=t)
+            t += 1.0
+            act /= t
+            act *= up
+            del t
+        del up
         if layer.ffn_sub_norm is not None:
             act = _rms_norm(act, layer.ffn_sub_norm, eps)
-        x += _linear(act, layer.down, None, sc["ffn_down"])
+        out = _linear(act, layer.down, None, sc["ffn_down"])
+        if layer.post_ffn_norm is not None:
+            out = _rms_norm(out, layer.post_ffn_norm, eps)
+        x += out
         return x
 
-    def _rope(self, positions: np.ndarray):
-        angles = positions[:, None].astype(np.float64) * self.inv_freq[None, :]  # (n, half)
-        return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+def _rope(positions: np.ndarray, base: float, freq_scale: float, rope_dim: int):
+    """(cos, sin), each (n, rope_dim / 2) float32, of the angles scale * p * base^(-2i / d)
+    computed as llama.cpp does: in float32, each dimension's angle the previous one's times
+    base^(-2 / d); the cosines and sines then correctly rounded."""
+    step = np.float32(base) ** np.float32(-2.0 / rope_dim)
+    theta = positions.astype(np.float32)  # (n,)
+    angles = np.empty((len(positions), rope_dim // 2), np.float32)
+    for i in range(rope_dim // 2):
+        angles[:, i] = np.float32(freq_scale) * theta
+        theta = theta * step
+    wide = angles.astype(np.float64)
+    return np.cos(wide).astype(np.float32), np.sin(wide).astype(np.float32)
+
+
+def _rope_freq_scale(f: GGUFFile) -> float:
+    """The RoPE position scale of {arch}.rope.scaling: 1 / factor for linear scaling, 1 for
+    none; any other kind is refused."""
+    kind = f.text(f.arch_key("rope.scaling.type"), "none")
+    if kind == "none":
+        return 1.0
+    if kind != "linear":
+        raise UnsupportedModelError(f"{f.path.name}: RoPE scaling {kind!r} is not supported")
+    return 1.0 / f.number(f.arch_key("rope.scaling.factor"), 1.0, low=1e-6, high=1e6)
+
+
+def _mask(start: int, end: int, window: int) -> np.ndarray:
+    """(end - start, end) float32, 0 where query start + i sees key j, -inf elsewhere: the keys
+    up to the query (causal), and within window positions of it when window > 0."""
+    keys = np.arange(end)[None, :]
+    queries = np.arange(start, end)[:, None]
+    seen = keys <= queries
+    if window:
+        seen &= queries - keys < window
+    return np.where(seen, 0, -np.inf).astype(np.float32)
+
+
+@functools.cache
+def _gelu_table() -> np.ndarray:
+    """(65536,) float32: GELU (tanh form) of every float16 value, rounded to float16, as
+    llama.cpp tabulates it (ggml_table_gelu_f16)."""
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    with np.errstate(all="ignore"):  # the table's infinities and NaNs are never looked up
+        # 1 + a x x with the multiply-add fused, as llama.cpp's build does; tanh rounded once
+        cubic = (np.float32(0.044715) * x).astype(np.float64) * x + 1.0
+        inner = np.float32(0.7978845608028654) * x * cubic.astype(np.float32)
+        tanh = np.tanh(inner.astype(np.float64)).astype(np.float32)
+        y = np.float32(0.5) * x * (np.float32(1.0) + tanh)
+    return y.astype(np.float16).astype(np.float32)
+
+
+def _geglu(x: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """GELU(x) * gate as llama.cpp computes it: GELU looked up by x rounded to float16, x
+    itself from 10 up, 0 at -10 and below."""
+    y = _gelu_table()[x.astype(np.float16).view(np.uint16)]
+    y = np.where(x >= 10, x, np.where(x <= -10, np.float32(0), y))
+    y *= gate
+    return y
+
+
+def _rows(t, a: int, b: int, part: str):
+    """Rows a..b of a matrix, as a tensor of its own (a part of a fused matrix)."""
+    return dataclasses.replace(
+        t, name=f"{t.name}[{part}]", shape=(b - a, t.shape[1]), raw=t.raw[a:b]
+    )
 
 
 def _int8(n, w) -> bool:
@@ -334,12 +462,15 @@ def _linear(x, w, bias, scale=None):
 
 
 def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    # numpy's pairwise float32 sum: with a float64 or a sequential float32 sum, norms one ulp
-    # apart moved stories260K's logits by 1.4e-3 (through the float16 and 8-bit roundings)
+    """RMSNorm over the last axis as ggml computes it: float32 squares summed in float64, the
+    mean rounded to float32, x times 1 / sqrt(mean + eps), then times weight. Gemma 3 turns
+    a last-bit difference here into logits a whole unit apart (measured), so the order of
+    operations is llama.cpp's own."""
     x = np.asarray(x, dtype=np.float32)
-    ms = np.add.reduce(np.square(x), axis=-1, keepdims=True)
-    ms /= np.float32(x.shape[-1])
-    ms += np.float32(eps)
-    out = x / np.sqrt(ms, out=ms)
+    sums = np.add.reduce(np.square(x), axis=-1, keepdims=True, dtype=np.float64)
+    mean = (sums / x.shape[-1]).astype(np.float32)
+    mean += np.float32(eps)
+    scale = np.float32(1.0) / np.sqrt(mean)
+    out = x * scale
     out *= weight
     return out

@@ -150,18 +150,24 @@ def softmax(x: np.ndarray) -> None:
     _softmax_rows(x.reshape(-1, x.shape[-1]))
 
 
-@njit(cache=True)  # no fused multiply-adds: one rounding per product, as numpy's
+@njit(cache=True)  # no fastmath: the roundings below are llama.cpp's
 def rope(x, cos, sin, neox):
     """Rotary embedding in place on the first 2 * cos.shape[1] dimensions of each head.
     x: (n, heads, head_dim); cos, sin: (n, half). neox: dimension i pairs with i + half (the
-    NeoX layout), else 2i pairs with 2i + 1."""
+    NeoX layout), else 2i pairs with 2i + 1.
+
+    Rounded as llama.cpp's compiled kernel rounds a * c - b * s and a * s + b * c: the second
+    product rounded to float32, the first fused into the sum (a float32 product is exact in
+    float64; checked bit for bit against llama.cpp's rotated q and k of Gemma 3)."""
     n, heads, _ = x.shape
     half = cos.shape[1]
     for t in range(n):
         for h in range(heads):
             for i in range(half):
                 a_i, b_i = (i, i + half) if neox else (2 * i, 2 * i + 1)
-                a, b = x[t, h, a_i], x[t, h, b_i]
-                c, s = cos[t, i], sin[t, i]
-                x[t, h, a_i] = a * c - b * s
-                x[t, h, b_i] = a * s + b * c
+                a, b = np.float64(x[t, h, a_i]), np.float64(x[t, h, b_i])
+                c, s = np.float64(cos[t, i]), np.float64(sin[t, i])
+                bs = np.float64(np.float32(b * s))
+                bc = np.float64(np.float32(b * c))
+                x[t, h, a_i] = np.float32(a * c - bs)
+                x[t, h, b_i] = np.float32(a * s + bc)

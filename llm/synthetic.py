@@ -14,7 +14,14 @@ from gguf import GGUFReader, GGUFValueType, GGUFWriter, PoolingType, quants
 
 from llm.errors import UnsupportedModelError
 
-ARCHITECTURES = ("llama", "qwen2", "bitnet")
+ARCHITECTURES = ("llama", "qwen2", "bitnet", "qwen3", "gemma3", "phi3")
+# per architecture: heads of their own size (attention.key_length), more layers (gemma3: five
+# windowed, one global), a short sliding window so a 12-token prompt crosses it, tied output
+ARCH_SHAPES = {
+    "qwen3": dict(head_size=128),
+    "gemma3": dict(head_size=128, n_layers=6, sliding_window=4),
+}
+TIED = ("bitnet", "gemma3")
 SHAPES = {
     # TinyLlama-1.1B
     "tinyllama": dict(
@@ -45,13 +52,15 @@ def write(
     no output.weight, the token embedding serves as the output matrix (bitnet always ties)."""
     if arch not in ARCHITECTURES:
         raise UnsupportedModelError(f"architecture {arch!r}: choose one of {ARCHITECTURES}")
-    dims = SHAPES[shape] if isinstance(shape, str) else dict(shape)
+    dims = dict(SHAPES[shape] if isinstance(shape, str) else shape)
+    if isinstance(shape, str):
+        dims.update(ARCH_SHAPES.get(arch, {}))
     kind = _qtype(qtype)
     embd_kind = _qtype(embd_qtype or qtype)
     rng = np.random.default_rng(seed)
     d, ff = dims["d_model"], dims["d_ff"]
-    hd = d // dims["n_heads"]
-    kv = dims["n_kv_heads"] * hd
+    hd = dims.get("head_size") or d // dims["n_heads"]
+    q, kv = dims["n_heads"] * hd, dims["n_kv_heads"] * hd
 
     path = Path(path)
     w = GGUFWriter(str(path), arch)
@@ -63,8 +72,13 @@ def write(
     w.add_head_count(dims["n_heads"])
     w.add_head_count_kv(dims["n_kv_heads"])
     w.add_rope_dimension_count(hd)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
+    w.add_layer_norm_rms_eps(1e-6 if arch == "gemma3" else 1e-5)
+    if dims.get("head_size"):
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+    if dims.get("sliding_window"):
+        w.add_sliding_window(dims["sliding_window"])
     n_vocab = _copy_tokenizer(vocab, w)
 
     def matrix(name, rows, cols, k=kind, std=None):
@@ -76,24 +90,28 @@ def write(
 
     matrix("token_embd.weight", n_vocab, d, embd_kind, std=1.0)
     vector("output_norm.weight", d)
-    if not tied and arch != "bitnet":
+    if not tied and arch not in TIED:
         matrix("output.weight", n_vocab, d, embd_kind)
+    if arch == "phi3":  # q, k, v in one matrix; the gate and up matrices in another
+        matrices = [("attn_qkv", q + 2 * kv, d), ("attn_output", d, q), ("ffn_up", 2 * ff, d)]
+    else:
+        matrices = [("attn_q", q, d), ("attn_k", kv, d), ("attn_v", kv, d)]
+        matrices += [("attn_output", d, q), ("ffn_gate", ff, d), ("ffn_up", ff, d)]
+    matrices.append(("ffn_down", d, ff))
     for i in range(dims["n_layers"]):
         b = f"blk.{i}."
         vector(b + "attn_norm.weight", d)
         vector(b + "ffn_norm.weight", d)
-        for name, rows, cols in (
-            ("attn_q", d, d),
-            ("attn_k", kv, d),
-            ("attn_v", kv, d),
-            ("attn_output", d, d),
-            ("ffn_gate", ff, d),
-            ("ffn_up", ff, d),
-            ("ffn_down", d, ff),
-        ):
+        for name, rows, cols in matrices:
             matrix(b + name + ".weight", rows, cols)
             if arch == "bitnet":
                 vector(b + name + ".scale", 1, centre=1.0, spread=0.3)
+        if arch in ("qwen3", "gemma3"):
+            vector(b + "attn_q_norm.weight", hd)
+            vector(b + "attn_k_norm.weight", hd)
+        if arch == "gemma3":
+            vector(b + "post_attention_norm.weight", d)
+            vector(b + "post_ffw_norm.weight", d)
         if arch == "qwen2":
             for name, n in (("attn_q", d), ("attn_k", kv), ("attn_v", kv)):
                 vector(b + name + ".bias", n, centre=0.0, spread=0.5)

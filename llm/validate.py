@@ -21,35 +21,47 @@ from llm.gguf_file import GGUFFile
 Spec = dict[str, tuple[tuple[int, ...], bool]]
 LLAMA_MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 TIED_OUTPUT = ("bitnet",)  # the token embedding is the output matrix even if output.weight exists
+LLAMA_LIKE = ("llama", "qwen2", "bitnet")  # may carry biases, matrix scales and sub-norms
+FUSED = ("phi3",)  # attn_qkv holds q, k and v; ffn_up holds the gate and up matrices
+QK_NORM = ("qwen3", "gemma3")  # attn_q_norm and attn_k_norm, per head
+POST_NORMS = ("gemma3",)  # post_attention_norm and post_ffw_norm
 
 
 def llama_tensors(cfg: ModelConfig, arch: str) -> Spec:
-    """The tensors of a llama-family model (llama, qwen2, bitnet) and their shapes."""
-    d, ff, v = cfg.d_model, cfg.d_ff, cfg.vocab_size
-    q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    """The tensors of a llama-family model (llama, qwen2, qwen3, gemma3, phi3, bitnet) and
+    their shapes. phi3 fuses q, k and v into attn_qkv and the gate and up matrices into
+    ffn_up; qwen3 and gemma3 RMS-normalize each head of q and k; gemma3 also normalizes the
+    attention and feed-forward outputs (post-norms)."""
+    d, ff, v, hd = cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.head_dim
+    q, kv = cfg.n_heads * hd, cfg.n_kv_heads * hd
     spec: Spec = {"token_embd.weight": ((v, d), True), "output_norm.weight": ((d,), True)}
     if arch not in TIED_OUTPUT:
         spec["output.weight"] = ((v, d), False)
-    matrices = {
-        "attn_q": (q, d),
-        "attn_k": (kv, d),
-        "attn_v": (kv, d),
-        "attn_output": (d, q),
-        "ffn_gate": (ff, d),
-        "ffn_up": (ff, d),
-        "ffn_down": (d, ff),
-    }
+    if arch in FUSED:
+        matrices = {"attn_qkv": (q + 2 * kv, d), "ffn_up": (2 * ff, d)}
+    else:
+        matrices = {"attn_q": (q, d), "attn_k": (kv, d), "attn_v": (kv, d)}
+        matrices.update(ffn_gate=(ff, d), ffn_up=(ff, d))
+    matrices.update(attn_output=(d, q), ffn_down=(d, ff))
     for i in range(cfg.n_layers):
         b = f"blk.{i}."
         spec[b + "attn_norm.weight"] = ((d,), True)
         spec[b + "ffn_norm.weight"] = ((d,), True)
         for name, shape in matrices.items():
             spec[b + name + ".weight"] = (shape, True)
-            spec[b + name + ".scale"] = ((1,), False)
-        for name, n in (("attn_q", q), ("attn_k", kv), ("attn_v", kv)):
-            spec[b + name + ".bias"] = ((n,), False)
-        spec[b + "attn_sub_norm.weight"] = ((d,), False)
-        spec[b + "ffn_sub_norm.weight"] = ((ff,), False)
+            if arch in LLAMA_LIKE:
+                spec[b + name + ".scale"] = ((1,), False)
+        if arch in LLAMA_LIKE:
+            for name, n in (("attn_q", q), ("attn_k", kv), ("attn_v", kv)):
+                spec[b + name + ".bias"] = ((n,), False)
+            spec[b + "attn_sub_norm.weight"] = ((d,), False)
+            spec[b + "ffn_sub_norm.weight"] = ((ff,), False)
+        if arch in QK_NORM:
+            spec[b + "attn_q_norm.weight"] = ((hd,), True)
+            spec[b + "attn_k_norm.weight"] = ((hd,), True)
+        if arch in POST_NORMS:
+            spec[b + "post_attention_norm.weight"] = ((d,), True)
+            spec[b + "post_ffw_norm.weight"] = ((d,), True)
     return spec
 
 

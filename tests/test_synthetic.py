@@ -110,3 +110,52 @@ def test_integer_model_prefills_in_passes(models, arch, qtype, monkeypatch):
     # more when a neighbouring tensor is read. Read in place, every page would be mapped.
     edges = 2 * len(mapped)
     assert sum(mapped) <= edges + (pages - edges) // 4, (sum(mapped), pages)
+
+
+def _no_window(net):
+    for layer in net.layers:
+        layer.window = 0
+
+
+def _one_rope_base(net):
+    for layer in net.layers:
+        layer.rope = net.layers[0].rope  # the windowed layers' base everywhere
+
+
+def _no_qk_norm(net):
+    for layer in net.layers:
+        layer.q_norm = None
+
+
+def _swap_gate_up(net):
+    for layer in net.layers:
+        layer.gate, layer.up = layer.up, layer.gate
+
+
+MUTATIONS = {
+    "gemma3 without its sliding window": ("gemma3", _no_window),
+    "gemma3 with one RoPE base": ("gemma3", _one_rope_base),
+    "gemma3 scaling q by 1/sqrt(d / heads)": (
+        "gemma3",
+        lambda net: setattr(net, "q_scale", np.float32(1 / np.sqrt(256 / 4))),
+    ),
+    "gemma3 without its embedding scale": ("gemma3", lambda net: setattr(net, "embed_scale", None)),
+    "gemma3 with SwiGLU": ("gemma3", lambda net: setattr(net, "gelu", False)),
+    "gemma3 without q/k norms": ("gemma3", _no_qk_norm),
+    "qwen3 without q/k norms": ("qwen3", _no_qk_norm),
+    "qwen3 with the llama RoPE layout": ("qwen3", lambda net: setattr(net, "neox", False)),
+    "phi3 with the llama RoPE layout": ("phi3", lambda net: setattr(net, "neox", False)),
+    "phi3 with gate and up swapped": ("phi3", _swap_gate_up),
+}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_a_wrong_architecture_detail_is_caught(models, mutation):
+    """Each detail of the new architectures matters: undo one and the F32 logits leave
+    llama.cpp's by more than 5x the tolerance (2e-3 of their spread)."""
+    arch, mutate = MUTATIONS[mutation]
+    model = llm.load(models(arch, "F32"))
+    mutate(model.net)
+    ours, ref = cases.our_logits(model), GOLDEN[f"{arch}-F32"]
+    err = np.abs(ours - ref).max() / ref.std()
+    assert err > 0.01  # 5x the tolerance; the smallest measured is 0.03 (one RoPE base)
