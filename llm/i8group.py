@@ -202,7 +202,9 @@ def _group(typingctx, kind, acc, packed, pos, spos, mask, xq, xpos, stride, scal
 
 def _rows(builder, xpos, stride, count):
     """Where input rows 0..count-1 start: xpos + k stride."""
-    return [builder.add(xpos, builder.mul(stride, ir.Constant(stride.type, k))) for k in range(count)]
+    return [
+        builder.add(xpos, builder.mul(stride, ir.Constant(stride.type, k))) for k in range(count)
+    ]
 
 
 def _sum(builder, vectors):
@@ -232,7 +234,9 @@ def _k4_sums(builder, load, x4, kind, count):
             for k in range(count):
                 for h in range(2):
                     dot = dots[k][h]
-                    dot[c % chains] = _madd(builder, dot[c % chains], halves[h], x4(k, 64 * p + 32 * h + 4 * c))
+                    dot[c % chains] = _madd(
+                        builder, dot[c % chains], halves[h], x4(k, 64 * p + 32 * h + 4 * c)
+                    )
         for h in range(2):
             sc = builder.zext(load(32 + 8 * (2 * p + h), I8x8), I32x8)
             for k in range(count):
@@ -275,13 +279,17 @@ def _q6_sums(builder, load, x4, bsum16, count):
                     w = builder.or_(lo, hi)
                     for k in range(count):
                         dot = dots[k][q]
-                        dot[cc % chains] = _madd(builder, dot[cc % chains], w, x4(k, 128 * h + 32 * q + 4 * c))
+                        dot[cc % chains] = _madd(
+                            builder, dot[cc % chains], w, x4(k, 128 * h + 32 * q + 4 * c)
+                        )
             for q in range(4):
                 s = 8 * h + 2 * q + half
                 sc = builder.sext(load(16 + 8 * s, I8x8), I32x8)
                 for k in range(count):
                     off = builder.mul(bsum16(k, s), ir.Constant(ir.IntType(32), 32))
-                    dot = builder.sub(_sum(builder, dots[k][q]), _broadcast(builder, [off], I32x8, [0] * 8))
+                    dot = builder.sub(
+                        _sum(builder, dots[k][q]), _broadcast(builder, [off], I32x8, [0] * 8)
+                    )
                     term = builder.mul(dot, sc)
                     sums[k] = term if sums[k] is None else builder.add(sums[k], term)
     return sums
