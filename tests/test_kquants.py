@@ -141,3 +141,21 @@ def test_integer_kinds_without_vnni(tmp_path):
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("qtype", [q.name for q in ALL])
+def test_first_logits_are_llama_cpps(qtype, tmp_path):
+    """End to end: a synthetic llama model in qtype, its logits for the prompt's first token
+    (a 10-token prefill) against llama.cpp's stored ones (tests/golden/synthetic.npz, made by
+    llama.cpp's plain kernels): the same input roundings and integer sums leave only float32
+    summation order (llama.cpp's Q8_0 rounding in place of Q8_K, or the reverse, gives 3e-2)."""
+    import llm
+    from tests.conftest import shared_file
+    from tests.golden import make_synthetic as cases
+
+    golden = np.load(ROOT / "tests" / "golden" / "synthetic.npz")
+    path = cases.model_path(tmp_path, "llama", qtype, shared_file("models", "stories260K.gguf"))
+    ref = golden[f"llama-{qtype}"][0]
+    net = llm.load(path).net
+    ours = net.forward(cases.PROMPT[:10], net.new_cache(16), all_logits=True)[0]
+    assert np.abs(ours - ref).max() / ref.std() < 1e-5
