@@ -52,9 +52,10 @@ DIRECT_ROWS = 32
 
 def _mm(x, w) -> np.ndarray:
     """x @ w.T: float32 weights through our kernel for a question's few rows and BLAS for a
-    batch's many; regrouped Q8_0, Q4_0 and TQ2_0 weights (quants.interleave) in integers at any row
-    count, as llama.cpp computes them (each row rounded to 8 bits on its own, so a text's
-    vector does not depend on its batch)."""
+    batch's many; regrouped weights of the integer kinds (quants.interleave: Q8_0, Q4_0, Q4_1,
+    Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, TQ2_0) in integers at any row count, as llama.cpp computes
+    them (each row rounded to 8 bits on its own, so a text's vector does not depend on its
+    batch)."""
     if isinstance(w, np.ndarray):
         return quants.matmul_f32(np.ascontiguousarray(x, dtype=np.float32), w)
     return quants.matmul(x, w, int8=w.packed is not None, direct_rows=DIRECT_ROWS)

@@ -1,7 +1,9 @@
 """Integer decode kernels for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 weights on x86 CPUs with AVX2
-(regrouped Q4_0, Q8_0 and TQ2_0 matrices: llm/i8group.py), as llama.cpp computes them: the input
-row is rounded to 8 bits per block of 32 (a float16 scale each, quantize()), and each
-block's 32 products are summed in integers by the CPU's byte multiply-add instructions
+(regrouped matrices of every integer kind: llm/i8group.py), as llama.cpp computes them: the
+input row is rounded to 8 bits as llama.cpp rounds it for the weight type (quantize(): Q8_0
+blocks of 32 with a float16 scale; quantize_q8_1(): Q8_1, the same with each block's scaled
+sum; quantize_k(): Q8_K blocks of 256 with a float32 scale and sums per 16), and each
+block's products are summed in integers by the CPU's byte multiply-add instructions
 (vpdpbusd with AVX-VNNI, else vpmaddubsw and vpmaddwd), then scaled and added in float32.
 
 Per 32 weights that is about a dozen instructions where decoding the weights to float32
@@ -195,26 +197,91 @@ def _block_q6(typingctx, acc, lane, row, lo, lo_shift, hi, hi_shift, xq, xpos, s
     return types.void(acc, lane, row, lo, lo_shift, hi, hi_shift, xq, xpos, s1, s2), codegen
 
 
-@njit(cache=True, fastmath=True)  # serial: a few rows, not worth waking the threads
+# The input roundings: llama.cpp's activation blocks, each weight type multiplying against its
+# own (its vec_dot_type): Q8_0 for Q8_0, Q4_0 and Q5_0; Q8_1 for Q4_1 and Q5_1; Q8_K for the
+# K types and TQ2_0. Serial (a few rows are not worth waking the threads) and without
+# fast-math, so that every division and rounding is the one llama.cpp's AVX2 build makes.
+
+
+@njit(cache=True, inline="always")
+def _round_32(x, t, b, xq):
+    """Block b of 32 of row t rounded as llama.cpp's quantize_row_q8_0 (AVX2): q =
+    round-half-even(x 127 / max|x|) into xq; returns (d = max|x| / 127 in float32, sum of q)."""
+    amax = np.float32(0.0)
+    for j in range(32):
+        amax = max(amax, abs(x[t, b * 32 + j]))
+    d = amax / np.float32(127.0)
+    inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
+    total = 0
+    for j in range(32):
+        q = np.int8(np.rint(x[t, b * 32 + j] * inv))
+        xq[t, b * 32 + j] = q
+        total += q
+    return d, total
+
+
+@njit(cache=True)
 def quantize(x, xq, xd, xsum):
-    """Each block of 32 of x's rows rounded to 8 bits: xq = round(x / d), d = max|x| / 127
-    (kept in xd rounded to float16, as llama.cpp's Q8_0 keeps it); xsum: each block's sum
-    of xq."""
-    n, cols = x.shape
-    for t in range(n):
-        for b in range(cols // 32):
-            amax = np.float32(0.0)
-            for j in range(32):
-                amax = max(amax, abs(x[t, b * 32 + j]))
-            d = amax / np.float32(127.0)
-            inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
-            total = 0
-            for j in range(32):
-                q = np.int8(np.rint(x[t, b * 32 + j] * inv))
-                xq[t, b * 32 + j] = q
-                total += q
+    """Q8_0: each block of 32 of x's rows (n, cols) rounded to 8 bits, xq (n, cols) int8; xd
+    (n, cols / 32) float32: each block's scale max|x| / 127 rounded to float16, as the block
+    keeps it; xsum (n, cols / 32) float32: each block's sum of xq."""
+    for t in range(x.shape[0]):
+        for b in range(x.shape[1] // 32):
+            d, total = _round_32(x, t, b, xq)
             xd[t, b] = _round_half(d)
             xsum[t, b] = total
+
+
+@njit(cache=True)
+def quantize_q8_1(x, xq, xd, xs):
+    """Q8_1: as quantize, but xs holds each block's s = d sum(xq) rounded to float16, with d
+    the float32 scale before its own rounding (llama.cpp's quantize_row_q8_1)."""
+    for t in range(x.shape[0]):
+        for b in range(x.shape[1] // 32):
+            d, total = _round_32(x, t, b, xq)
+            xd[t, b] = _round_half(d)
+            xs[t, b] = _round_half(d * np.float32(total))
+
+
+@njit(cache=True)
+def quantize_k(x, xq, xd, bsums):
+    """Q8_K (llama.cpp's quantize_row_q8_K_ref, which its x86 build runs): per block of 256,
+    max is the value of largest magnitude (the first, with its sign), q = min(127,
+    round-half-even(x (-127 / max))) into xq (n, cols) int8; xd (n, cols / 256) float32: d =
+    1 / (-127 / max), kept in float32; bsums (n, cols / 16) int32: sums of q per 16. An
+    all-zero block has d = 0 and q = 0."""
+    for t in range(x.shape[0]):
+        for b in range(x.shape[1] // 256):
+            amax = np.float32(0.0)
+            top = np.float32(0.0)
+            for j in range(256):
+                v = x[t, b * 256 + j]
+                if abs(v) > amax:
+                    amax, top = abs(v), v
+            if amax == 0:
+                xd[t, b] = 0.0
+                for j in range(256):
+                    xq[t, b * 256 + j] = 0
+                for s in range(16):
+                    bsums[t, b * 16 + s] = 0
+                continue
+            iscale = np.float32(-127.0) / top
+            for s in range(16):
+                total = 0
+                for j in range(b * 256 + s * 16, b * 256 + s * 16 + 16):
+                    q = min(127, np.int32(np.rint(iscale * x[t, j])))
+                    xq[t, j] = q
+                    total += q
+                bsums[t, b * 16 + s] = total
+            xd[t, b] = np.float32(1.0) / iscale
+
+
+def k_blocks32(xd, bsums):
+    """Q8_K's scales and sums per block of 32, for kernels that take those: xd (n, cols / 256)
+    repeated, and the sums of pairs of bsums (n, cols / 16), as float32 (n, cols / 32)."""
+    xd32 = np.repeat(xd, 8, axis=1)
+    xsum32 = (bsums[:, 0::2] + bsums[:, 1::2]).astype(np.float32)
+    return xd32, xsum32
 
 
 ACC_FLOATS = 32  # 4 independent sums of 8, so that consecutive blocks do not wait on each other
@@ -337,8 +404,9 @@ def _dot_q6_k(row, xq, xd, xsum, t):
 
 @njit(cache=True, parallel=True, fastmath=True)
 def product(kind, xq, xd, xsum, raw, out):
-    """out[t, r] = x[t] . W[r] for x quantized by quantize() and W in blocks of kind
-    (quants._KIND: Q8_0 2, Q4_0 3, Q4_K 4, Q6_K 9, TQ2_0 10), output rows in parallel."""
+    """out[t, r] = x[t] . W[r] for W in blocks of kind (quants._KIND: Q8_0 2, Q4_0 3, Q4_K 4,
+    Q6_K 9, TQ2_0 10), output rows in parallel; x rounded by quantize() for Q8_0 and Q4_0, by
+    quantize_k() for the others, its scales and sums given per block of 32 (k_blocks32())."""
     for r in prange(raw.shape[0]):
         row = raw[r]
         for t in range(xq.shape[0]):

@@ -5,8 +5,13 @@ Few input rows (decoding) run a numba kernel straight on the blocks, parallel ov
 rows (llm/i8dot.py: integer products for Q8_0, Q4_0, Q4_K, Q6_K and TQ2_0 on AVX2 CPUs;
 llm/qdot.py: float products for every type); many rows (prefill, embedding batches)
 dequantize W a slab of rows at a time into float32 and hand each slab to BLAS, so the block
-decoding is paid once per weight row, not once per input. Q4_0, Q8_0 and TQ2_0 matrices
-that interleave() has regrouped multiply in integers at any row count (llm/i8group.py).
+decoding is paid once per weight row, not once per input. Matrices of the integer kinds
+(Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, TQ2_0) that interleave() has regrouped
+multiply in integers at any row count (llm/i8group.py).
+
+The integer products round the input as llama.cpp rounds it for each weight type (its
+vec_dot_type; llm/i8dot.py): Q8_0 blocks for Q8_0, Q4_0 and Q5_0, Q8_1 for Q4_1 and Q5_1,
+Q8_K (blocks of 256, a float32 scale) for Q4_K, Q5_K, Q6_K and TQ2_0.
 
 Block layouts (llama.cpp's ggml-common.h; d, m: f16 scale and offset):
   F16/BF16  one 16-bit value per weight
@@ -56,7 +61,9 @@ SUPPORTED = (
 _SLABS = ThreadPoolExecutor(1, thread_name_prefix="llm-dequantize")
 DIRECT_MAX_ROWS = 8  # up to this many input rows multiply on the blocks directly
 F32_DIRECT_MAX_ROWS = 64  # float32 weights: our kernel up to this many rows, BLAS beyond
-INT8_KINDS = (2, 3, 4, 9, 10)  # Q8_0, Q4_0, Q4_K, Q6_K, TQ2_0: integer products, 8-bit input
+INT8_KINDS = (2, 3, 4, 9, 10)  # Q8_0, Q4_0, Q4_K, Q6_K, TQ2_0: row-at-a-time integer kernels
+Q8_1_KINDS = (5, 7)  # Q4_1, Q5_1: their input rounded as Q8_1
+Q8_K_KINDS = (4, 8, 9, 10)  # Q4_K, Q5_K, Q6_K, TQ2_0: as Q8_K
 SLAB_BYTES = 8 << 20  # float32 bytes of weight rows dequantized per BLAS call
 
 
@@ -309,7 +316,8 @@ def _bytes(t: Tensor) -> np.ndarray:
 
 
 def interleave(t: Tensor) -> Tensor:
-    """t ready for integer products. A Q4_0, Q8_0 or TQ2_0 matrix whose rows come in groups of 8
+    """t ready for integer products. A matrix of an integer kind (i8group.GROUPED: Q8_0, Q4_0,
+    Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, TQ2_0) whose rows come in groups of 8
     gets its weights regrouped for the 8-row integer kernel (llm/i8group.py) in t.packed, and
     the file's pages it came from leave this process's resident memory (the copy replaces
     them, so memory stays near the file size); products then use only the copy. Any other
@@ -378,6 +386,25 @@ def matmul_f32(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
+def round_input(x: np.ndarray, kind: int, grouped: bool):
+    """x (n, cols) float32 rounded to 8 bits as llama.cpp rounds it for weights of kind:
+    (xq (n, cols) int8, scales, sums) as the kernels of llm/i8dot.py (grouped False) or
+    llm/i8group.py (grouped True) take them (see i8group.product_grouped)."""
+    n, cols = x.shape
+    xq = np.empty((n, cols), dtype=np.int8)
+    if kind in Q8_K_KINDS:
+        xd = np.empty((n, cols // 256), dtype=np.float32)
+        bsums = np.empty((n, cols // 16), dtype=np.int32)
+        i8dot.quantize_k(x, xq, xd, bsums)
+        if grouped and kind in i8group.K_KINDS:
+            return xq, xd, bsums
+        return (xq, *i8dot.k_blocks32(xd, bsums))
+    xd = np.empty((n, cols // 32), dtype=np.float32)
+    sums = np.empty_like(xd)
+    (i8dot.quantize_q8_1 if kind in Q8_1_KINDS else i8dot.quantize)(x, xq, xd, sums)
+    return xq, xd, sums
+
+
 def matmul(
     x: np.ndarray, t: Tensor, int8: bool = False, direct_rows: int = DIRECT_MAX_ROWS
 ) -> np.ndarray:
@@ -400,15 +427,10 @@ def matmul(
     if (packed is not None and integer) or (packed is None and x.shape[0] <= direct_rows):
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         kind = _KIND[t.qtype]
-        if integer and kind in INT8_KINDS:
-            xq = np.empty(x.shape, dtype=np.int8)
-            xd = np.empty((x.shape[0], cols // 32), dtype=np.float32)
-            xsum = np.empty_like(xd)
-            i8dot.quantize(x, xq, xd, xsum)
-            if packed is not None:
-                i8group.product_grouped(kind, xq, xd, xsum, packed, out)
-            else:
-                i8dot.product(kind, xq, xd, xsum, _bytes(t), out)
+        if integer and packed is not None:
+            i8group.product_grouped(kind, *round_input(x, kind, grouped=True), packed, out)
+        elif integer and kind in INT8_KINDS:
+            i8dot.product(kind, *round_input(x, kind, grouped=False), _bytes(t), out)
         else:
             qdot.product(kind, x, _bytes(t), out)
         return out

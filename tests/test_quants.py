@@ -15,6 +15,7 @@ from llm import i8dot, i8group, quants
 from llm.errors import UnsupportedModelError
 from llm.gguf_file import Tensor
 from tests.conftest import ROOT
+from tests.helpers.quant_twins import rounded_input
 
 ROWS, COLS = 40, 512
 
@@ -50,16 +51,6 @@ def test_dequantize_matches_gguf(qtype, rng):
     np.testing.assert_array_equal(quants.dequantize(t, slice(5, 9)), ref[5:9])
 
 
-def _int8_input(x):
-    """The input as the integer kernels see it: blocks of 32 rounded to 8 bits with a
-    float16 scale (llama.cpp's Q8_0)."""
-    blocks = x.reshape(x.shape[0], -1, 32)
-    d = np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(127)
-    inv = np.divide(1, d, out=np.zeros_like(d), where=d > 0)
-    q = np.rint(blocks * inv)
-    return (q * d.astype(np.float16).astype(np.float64)).reshape(x.shape)
-
-
 @pytest.mark.parametrize("qtype", quants.SUPPORTED, ids=lambda q: q.name)
 @pytest.mark.parametrize("n", [1, quants.DIRECT_MAX_ROWS, 33])
 @pytest.mark.parametrize("int8", [True, False], ids=["int8", "float"])
@@ -71,7 +62,10 @@ def test_matmul_matches_numpy(qtype, n, int8, rng, monkeypatch):
     monkeypatch.setattr(i8dot, "AVAILABLE", int8 and i8dot.AVAILABLE)
     t, ref = _tensor(qtype, rng)
     x = rng.standard_normal((n, COLS)).astype(np.float32)
-    xin = _int8_input(x) if integer and n <= quants.DIRECT_MAX_ROWS else x.astype(np.float64)
+    # the input as the integer kernels round it for this type (Q8_0, or Q8_K for Q4_K, Q6_K, TQ2_0)
+    xin = (
+        rounded_input(x, qtype) if integer and n <= quants.DIRECT_MAX_ROWS else x.astype(np.float64)
+    )
     expected = xin @ ref.T.astype(np.float64)
     np.testing.assert_allclose(quants.matmul(x, t, int8=True), expected, rtol=1e-4, atol=1e-3)
     if integer:  # without int8=True the input is used as it is
@@ -97,7 +91,8 @@ def test_int8_input_rounding(rng):
     xq, xd, xsum = np.empty(x.shape, np.int8), np.empty((3, 8), np.float32), np.empty((3, 8))
     i8dot.quantize(x, xq, xd, xsum)
     np.testing.assert_array_equal(xsum, xq.reshape(3, 8, 32).sum(axis=-1))
-    np.testing.assert_array_equal(xq * np.repeat(xd, 32, axis=1).astype(np.float64), _int8_input(x))
+    expected = rounded_input(x, Q.Q8_0)
+    np.testing.assert_array_equal(xq * np.repeat(xd, 32, axis=1).astype(np.float64), expected)
     assert np.abs(xq).max() == 127 and not xq[1, :32].any()
 
 
@@ -128,7 +123,7 @@ def test_interleaved_matches_row_kernels(qtype, n, rng, monkeypatch):
     np.testing.assert_array_equal(back, t.raw)
     x = rng.standard_normal((n, COLS)).astype(np.float32)
     integer = quants.matmul(x, packed, int8=True)  # at every row count
-    expected = _int8_input(x) @ ref.T.astype(np.float64)
+    expected = rounded_input(x, qtype) @ ref.T.astype(np.float64)
     np.testing.assert_allclose(integer, expected, rtol=1e-4, atol=1e-3)
     for i in range(n):  # a row alone gives exactly what it gives among others
         np.testing.assert_array_equal(quants.matmul(x[i : i + 1], packed, int8=True)[0], integer[i])
@@ -156,14 +151,15 @@ def test_integer_kernels_without_vnni(tmp_path):
         i8dot.VNNI = False
         from llm import quants
         from llm.gguf_file import Tensor
-        from tests.test_quants import _int8_input
+        from tests.helpers.quant_twins import rounded_input
         rng = np.random.default_rng(7)
         W = rng.standard_normal((16, 512)).astype(np.float32)
         x = rng.standard_normal((5, 512)).astype(np.float32) * 3
         for q in (Q.Q8_0, Q.Q4_0, Q.TQ2_0):
             raw = gq.quantize(W, q)
             t = Tensor("w", q, W.shape, raw)
-            ref = _int8_input(x) @ gq.dequantize(raw, q).reshape(W.shape).T.astype(np.float64)
+            w = gq.dequantize(raw, q).reshape(W.shape).astype(np.float64)
+            ref = rounded_input(x, q) @ w.T
             grouped = quants.interleave(t)
             assert grouped.packed is not None, q
             for w in (t, grouped):
@@ -180,7 +176,7 @@ def test_integer_kernels_without_vnni(tmp_path):
 
 
 def test_interleave_leaves_other_tensors(rng):
-    for qtype in (Q.Q6_K, Q.Q4_K):
+    for qtype in (Q.F16, Q.BF16, Q.TQ1_0):
         t, _ = _tensor(qtype, rng)
         assert quants.interleave(t) is t
     W = rng.standard_normal((12, 64)).astype(np.float32)  # 12 rows: not groups of 8
