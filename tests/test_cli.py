@@ -6,6 +6,7 @@ import numpy as np
 from click.testing import CliRunner
 
 import vdb
+from tests.conftest import shared_file
 from vdb.cli.main import main
 
 
@@ -146,6 +147,11 @@ def test_help_everywhere_and_demo(tmp_path):
     assert "source: server.md > Running vdb as a server > Security" in out
     again = run(tmp_path, "demo", "--keep", str(tmp_path / "demo"), "-q", "What is vdb?").output
     assert "5 files unchanged" in again and "Q: What is vdb?" in again
+    model = str(shared_file("models", "stories260K.gguf"))
+    written = run(
+        tmp_path, "demo", "--keep", str(tmp_path / "demo"), "-q", "What is vdb?", "--model", model
+    ).output
+    assert "A (generated): " in written and "(extractive)" not in written
 
 
 def test_commands_against_a_server(tmp_path):
@@ -236,6 +242,49 @@ def test_text_collection_commands(tmp_path, minilm, monkeypatch):
     assert "exactly one of" in run(tmp_path, "search", "notes", ok=False).output
     info = json.loads(run(tmp_path, "collection", "info", "notes", "--json").output)
     assert info["dim"] == 384 and info["embedder"] == "mini:q8_0"
+
+
+def test_generation_models_by_name(tmp_path, monkeypatch):
+    """`vdb model pull` from a local HTTP server, then the model by its name: list, info,
+    path, `vdb llm generate|info|bench NAME`, clear errors for unknown names, remove."""
+    from tests.conftest import shared_file
+    from tests.helpers.http_files import FileServer
+
+    monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+
+    def cli(*args, ok=True):
+        result = runner.invoke(main, list(args))
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    data = shared_file("models", "stories260K.gguf").read_bytes()
+    with FileServer() as server:
+        server.files["/stories260K.gguf"] = data
+        out = cli("model", "pull", server.url("/stories260K.gguf"), "--name", "stories", "-q")
+    assert out.startswith("stories: ") and "use it as --model stories" in out
+    listed = json.loads(cli("model", "list", "--json"))
+    assert [(m["spec"], m["kind"], m["architecture"]) for m in listed["models"]] == [
+        ("stories", "generation", "llama")
+    ]
+    assert listed["known"]["gemma3-270m"]["pulled"] is False
+    table = cli("model", "list")
+    assert "stories\tgeneration (llama)\t1.2 MB" in table and "known, not pulled: gemma3" in table
+    path = cli("model", "path", "stories").strip()
+    assert path.endswith("stories.gguf") and open(path, "rb").read() == data
+    info = json.loads(cli("model", "info", "stories", "--json"))
+    assert (info["kind"], info["architecture"], info["layers"]) == ("generation", "llama", 5)
+    assert (info["heads"], info["kv_heads"], info["vocab_size"]) == (8, 4, 512)
+    assert set(info["tensor_types"]) == {"F32"} and info["source"].startswith("http://")
+    out = cli("llm", "generate", "stories", "Once upon a time", "-n", "12", "-t", "0")
+    assert out.startswith(", there was a little girl named Lily")
+    assert json.loads(cli("llm", "info", "stories", "--json"))["architecture"] == "llama"
+    missing = cli("llm", "generate", "nope", "x", ok=False)
+    assert "ModelNotFoundError" in missing and "cached: stories" in missing
+    assert "vdb model pull gemma3-270m" in cli("llm", "bench", "gemma3-270m", ok=False)
+    assert "ModelSourceError" in cli("model", "pull", "no-such-model", ok=False)
+    assert "removed" in cli("model", "remove", "stories", "--yes")
+    assert "ModelNotFoundError" in cli("model", "path", "stories", ok=False)
 
 
 def test_llm_commands():

@@ -122,6 +122,26 @@ def test_cli(tmp_path, corpus):
     assert out.exit_code == 1 and "CollectionNotFoundError" in out.output
 
 
+def test_cli_generates_with_a_model_by_name(tmp_path, corpus):
+    """`vdb ask --model NAME`: a model pulled into the cache, named instead of its path."""
+    from vdb import models
+
+    name = f"stories-ask-{tmp_path.name}"
+    models.pull(str(shared_file("models", "stories260K.gguf")), name=name, progress=False)
+    try:
+        runner = CliRunner()
+        data = ["--data", str(tmp_path / "db")]
+        assert runner.invoke(cli, [*data, "ingest", str(corpus), "-c", "notes"]).exit_code == 0
+        args = [*data, "ask", "What is green tea?", "-c", "notes", "-n", "8", "-t", "0"]
+        out = runner.invoke(cli, [*args, "--model", name])
+        assert out.exit_code == 0, out.output
+        assert "Extractive answer" not in out.output and "Sources" in out.output
+        out = runner.invoke(cli, [*args, "--model", "no-such-model"])
+        assert out.exit_code == 1 and "ModelNotFoundError" in out.output
+    finally:
+        models.remove(name)
+
+
 def test_sentences_span_wrapped_lines_but_not_headings():
     from vdb.text.extract import sentence_spans
 

@@ -81,6 +81,28 @@ class DataCorruptedError(StorageError):
     (DATA_LOSS over gRPC). `vdb check DIR` lists all the damage."""
 
 
+class PullError(VdbError, ValueError):
+    """A model could not be pulled into the model cache (`vdb model pull`)."""
+
+
+class ModelSourceError(PullError):
+    """A model source is malformed or names no known model: not a known short name, a
+    pypi:PACKAGE, an http(s):// or hf:// URL, or a .gguf file; or a bad name or sha256."""
+
+
+class DownloadError(PullError):
+    """The source answered with an error status, could not be reached, or the connection
+    dropped (what arrived is kept, and the same pull resumes from it)."""
+
+
+class ChecksumError(PullError):
+    """What the source gave does not have the expected sha256 (nothing is kept)."""
+
+
+class NotAModelError(PullError):
+    """What the source gave is not a whole GGUF file (nothing is kept)."""
+
+
 # ---------------------------------------------------------------- raised by the remote client
 # for conditions that only exist across the wire
 

@@ -6,6 +6,7 @@ import click
 
 from vdb.cli.llm import sampler_options
 from vdb.cli.main import echo_json, open_db, parse_json
+from vdb.cli.model import model_file
 
 
 def _where(s) -> str:
@@ -23,8 +24,10 @@ def _where(s) -> str:
 @click.option(
     "--model",
     "model_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="A GGUF generation model; without one the answer is extractive.",
+    metavar="NAME|FILE",
+    callback=model_file,
+    help="A generation model: a name from `vdb model list` (see `vdb model pull`) or a .gguf "
+    "file; without one the answer is extractive.",
 )
 @click.option("-k", "k", type=click.IntRange(1), default=5, show_default=True, help="Sources.")
 @click.option("--filter", "filter_json", help="Payload filter (JSON) on the sources.")
@@ -96,8 +99,8 @@ def ask_cmd(
             piece = " ".join(piece.split())
             if not started:
                 click.echo(
-                    "Extractive answer (no generation model; give --model FILE.gguf to "
-                    "generate one):"
+                    "Extractive answer (no generation model; give --model NAME or FILE.gguf "
+                    "to generate one):"
                 )
         started.append(piece)
         sys.stdout.write(piece)

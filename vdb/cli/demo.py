@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from vdb.cli.model import model_file
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 QUESTIONS = (
     "What happens if an ingestion is killed?",
@@ -22,12 +24,27 @@ QUESTIONS = (
     help="Keep the database in this directory instead of a temporary one.",
 )
 @click.option("--question", "-q", multiple=True, help="Ask this instead (repeatable).")
-def demo(keep, question):
+@click.option(
+    "--model",
+    "model_path",
+    metavar="NAME|FILE",
+    callback=model_file,
+    help="A generation model that writes the answers (a name from `vdb model list`, e.g. "
+    "gemma3-270m after `vdb model pull gemma3-270m`, or a .gguf file).",
+)
+def demo(keep, question, model_path):
     """Ingest vdb's own documentation into a database and answer questions about it, with
-    the default embedding model and extractive answers (no generation model needed)."""
+    the default embedding model and extractive answers (no generation model needed), or
+    answers written by --model."""
     import vdb
     from vdb import rag
     from vdb.ingest import ingest
+
+    model = None
+    if model_path:
+        import llm
+
+        model = llm.load(model_path)
 
     path = keep or tempfile.mkdtemp(prefix="vdb-demo-")
     click.echo(f"database: {path}")
@@ -43,10 +60,11 @@ def demo(keep, question):
         )
         col = db.get_collection("vdb-docs")
         for q in question or QUESTIONS:
-            answer = rag.ask(col, q)
+            answer = rag.ask(col, q, model, max_tokens=128, temperature=0)
             top = answer.sources[0] if answer.sources else None
+            how = "extractive" if answer.extractive else "generated"
             click.echo(f"Q: {q}")
-            click.echo(f"A (extractive): {' '.join(answer.text.split())}")
+            click.echo(f"A ({how}): {' '.join(answer.text.split())}")
             if top is not None:
                 where = Path(top.file or "").name + (
                     " > " + " > ".join(top.headings) if top.headings else ""
@@ -56,5 +74,5 @@ def demo(keep, question):
     name = path if keep else "DIR"
     click.echo("Next: your own files, and a generation model for written answers:")
     click.echo(f"  vdb --data {name} ingest ~/notes --collection notes")
-    click.echo(f'  vdb --data {name} ask "a question" --collection notes [--model FILE.gguf]')
+    click.echo(f'  vdb --data {name} ask "a question" --collection notes [--model NAME|FILE]')
     sys.stdout.flush()

