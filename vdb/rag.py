@@ -24,6 +24,28 @@ SYSTEM = (
     "Answer the question using only the numbered sources below. Cite the sources you use "
     "as [1], [2]. If the sources do not hold the answer, say that you do not know."
 )
+# A model without a chat template (a base model) continues a document: worked answers set
+# the pattern, each opening with the number of its source (a small model keeps a citation
+# there, where at the end it drops it), and one without an answer in its sources.
+FEW_SHOT = (
+    "Answer each question from its numbered sources only; an answer starts with the number "
+    "of its source, as [1]. When the sources do not hold the answer, the answer is: I do not "
+    "know.\n\n"
+    "Sources:\n\n[1] (handbook > Backups)\nBackups run every night at 02:00 and are kept for "
+    "30 days.\n\n[2] (handbook > Holidays)\nThe office is closed on public holidays.\n\n"
+    "Question: How long are backups kept?\nAnswer: [1] Backups are kept for 30 days.\n\n"
+    "Sources:\n\n[1] (faq)\nThe cafeteria opens at 8:00 on weekdays.\n\n[2] (faq > Parking)\n"
+    "Visitors park in lot B, next to the main entrance.\n\n"
+    "Question: Where do visitors park?\nAnswer: [2] Visitors park in lot B, next to the main "
+    "entrance.\n\n"
+    "Sources:\n\n[1] (notes.md > Errors)\nError E-17 means the printer is out of paper. Refill "
+    "tray 2.\n\n[2] (notes.md > Network)\nThe guest network is called Lobby.\n\n"
+    "Question: What does error E-17 mean?\nAnswer: [1] Error E-17 means the printer is out of "
+    "paper.\n\n"
+    "Sources:\n\n[1] (faq)\nThe cafeteria opens at 8:00 on weekdays.\n\n"
+    "Question: Who founded the company?\nAnswer: I do not know.\n\n"
+)
+FEW_SHOT_STOP = ("\n\n", "\nQuestion:", "\nSources:")  # the end of one answer
 
 
 @dataclass
@@ -177,11 +199,13 @@ def ask(
         if on_piece:
             on_piece(answer.text)
         return answer
-    used, messages = prompt_messages(model, question, sources, max_tokens, memory)
+    used, stream = start_answer(model, question, sources, max_tokens, memory, **sampler)
     pieces = []
-    for piece in model.chat(messages, max_tokens=max_tokens, stream=True, **sampler):
+    for piece in stream:
+        if not pieces:
+            piece = piece.lstrip()  # after "Answer:"
         pieces.append(piece)
-        if on_piece:
+        if on_piece and piece:
             on_piece(piece)
     text = "".join(pieces)
     return Answer(question, text, False, used, citations(text, used))
@@ -200,12 +224,39 @@ def extractive(col, question: str, sources: list[Source]) -> Answer:
     return Answer(question, sentence, True, sources, [1], (a, b))
 
 
+def start_answer(
+    model, question: str, sources: list[Source], max_tokens: int, memory=None, **kwargs
+):
+    """(the sources used, the streaming generation of the answer) within model's context.
+    A model with a chat template answers a system and a user message; one without (a base
+    model) continues a few-shot document of sources, questions and answers. kwargs go to
+    model.chat or model.generate (sampler settings, cancel, prefill_chunk)."""
+    if has_template(model):
+        used, messages = prompt_messages(model, question, sources, max_tokens, memory)
+        return used, model.chat(messages, max_tokens, stream=True, **kwargs)
+    used = _fit(model, question, sources, max_tokens, memory, chat=False)
+    prompt = completion_prompt(question, used, memory)
+    return used, model.generate(prompt, max_tokens, FEW_SHOT_STOP, stream=True, **kwargs)
+
+
+def has_template(model) -> bool:
+    """Whether model (local, or a server's) has a chat template."""
+    if hasattr(model, "chat_prompt"):
+        return bool(model.chat_template)
+    return bool(model.info()["chat_template"])
+
+
 def prompt_messages(
     model, question: str, sources: list[Source], max_tokens: int, memory: str | None = None
 ):
     """(the sources used, chat messages) for a generated answer within model's context."""
     used = _fit(model, question, sources, max_tokens, memory)
     return used, _messages(question, used, memory)
+
+
+def completion_prompt(question: str, sources: list[Source], memory: str | None = None) -> str:
+    """The few-shot document a base model continues with its answer."""
+    return FEW_SHOT + _prompt(question, sources, memory) + "\nAnswer:"
 
 
 def _messages(question: str, sources: list[Source], memory: str | None) -> list[dict]:
@@ -247,15 +298,20 @@ def _prompt(question: str, sources: list[Source], memory: str | None = None) -> 
 
 
 def _fit(
-    model, question: str, sources: list[Source], max_tokens: int, memory: str | None = None
+    model,
+    question: str,
+    sources: list[Source],
+    max_tokens: int,
+    memory: str | None = None,
+    chat: bool = True,
 ) -> list[Source]:
-    """The best sources whose prompt fits the model's context with max_tokens to spare,
-    counted by the model's own tokenizer."""
+    """The best sources whose prompt (chat messages, or the few-shot document) fits the
+    model's context with max_tokens to spare, counted by the model's own tokenizer."""
     budget = _context(model) - max_tokens
     used = []
     for s in sources:
         trial = [*used, s]
-        if _count(model, _messages(question, trial, memory)) > budget:
+        if prompt_tokens(model, question, trial, memory, chat) > budget:
             continue
         used = trial
     if not used:
@@ -265,6 +321,16 @@ def _fit(
             "max_tokens" + (" or the memory budget" if memory else "")
         )
     return used
+
+
+def prompt_tokens(model, question, sources, memory=None, chat: bool | None = None) -> int:
+    """Tokens of the prompt an answer from sources starts from (chat messages when the model
+    has a chat template, else the few-shot document), by the model's own tokenizer."""
+    if chat is None:
+        chat = has_template(model)
+    if chat:
+        return _count(model, _messages(question, sources, memory))
+    return len(model.tokenize(completion_prompt(question, sources, memory)))
 
 
 def _context(model) -> int:

@@ -65,24 +65,25 @@ class RetrievalService(rgrpc.RetrievalServicer):
         used = []
 
         def start(model, cancel):
-            chosen, messages = rag.prompt_messages(
-                model, question, sources, max_tokens, request.memory or None
-            )
-            used.extend(chosen)
-            return model.chat(
-                messages,
+            chosen, stream = rag.start_answer(
+                model,
+                question,
+                sources,
                 max_tokens,
-                stream=True,
+                request.memory or None,
                 cancel=cancel,
                 prefill_chunk=self.generation.prefill_chunk,
                 **settings,
             )
+            used.extend(chosen)
+            return stream
 
         pieces = []
         for msg in self.generation._serve(context, start):
-            if msg.text:
-                pieces.append(msg.text)
-                yield rpb.AskResponse(text=msg.text)
+            text = msg.text.lstrip() if not pieces else msg.text  # after "Answer:"
+            if text:
+                pieces.append(text)
+                yield rpb.AskResponse(text=text)
             if msg.HasField("finished"):
                 text = "".join(pieces)
                 answer = rag.Answer(question, text, False, used, rag.citations(text, used))
