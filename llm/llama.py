@@ -290,9 +290,9 @@ class LlamaModel:
             ops.rope(k, cos, sin, self.neox)
             if self.q_scale is not None:
                 q *= self.q_scale
-            cache.k[li, :, start:end] = k.transpose(1, 0, 2)
-            cache.v[li, :, start:end] = v.transpose(1, 0, 2)
-            q = q.astype(np.float16).astype(np.float32)  # as llama.cpp multiplies by f16 keys
+            ops.store_half(k, cache.k16[li, :, start:end])
+            ops.store_half(v, cache.v16[li, :, start:end])
+            ops.round_half(q.reshape(n, heads * hd))  # as llama.cpp multiplies by f16 keys
             if n == 1:
                 ctx = np.empty((heads, hd), np.float32)
                 first = max(0, end - layer.window) if layer.window else 0
@@ -326,8 +326,10 @@ class LlamaModel:
         scale = self.kq_scale
         group = cfg.n_heads // cfg.n_kv_heads
         n = qg.shape[1] // group
+        keys = np.empty((end, cfg.head_dim), np.float32)
+        values = np.empty((end, cfg.head_dim), np.float32)
         for g in range(qg.shape[0]):
-            keys = cache.k[li, g, :end].astype(np.float32)  # (end, hd)
+            ops.half_to_f32(cache.k16[li, g, :end], keys)  # (end, hd)
             if self.integer:
                 scores = np.empty((group * n, end), np.float32)
                 qdot.product_f32(qg[g], keys, scores)
@@ -339,8 +341,8 @@ class LlamaModel:
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
-            scores[:] = scores.astype(np.float16)  # rounded as they meet the f16 values
-            values = cache.v[li, g, :end].astype(np.float32)  # (end, hd)
+            ops.round_half(scores)  # rounded as they meet the f16 values
+            ops.half_to_f32(cache.v16[li, g, :end], values)  # (end, hd)
             if self.integer:
                 qdot.product_f32(scores, np.ascontiguousarray(values.T), ctx[g])
             else:
@@ -431,12 +433,10 @@ def _gelu_table() -> np.ndarray:
 
 
 def _geglu(x: np.ndarray, gate: np.ndarray) -> np.ndarray:
-    """GELU(x) * gate as llama.cpp computes it: GELU looked up by x rounded to float16, x
-    itself from 10 up, 0 at -10 and below."""
-    y = _gelu_table()[x.astype(np.float16).view(np.uint16)]
-    y = np.where(x >= 10, x, np.where(x <= -10, np.float32(0), y))
-    y *= gate
-    return y
+    """GELU(x) * gate as llama.cpp computes it (ops.geglu), in x's place."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    ops.geglu(x, np.ascontiguousarray(gate, dtype=np.float32), _gelu_table())
+    return x
 
 
 def _rows(t, a: int, b: int, part: str):
@@ -462,15 +462,11 @@ def _linear(x, w, bias, scale=None):
 
 
 def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """RMSNorm over the last axis as ggml computes it: float32 squares summed in float64, the
-    mean rounded to float32, x times 1 / sqrt(mean + eps), then times weight. Gemma 3 turns
-    a last-bit difference here into logits a whole unit apart (measured), so the order of
+    """RMSNorm over the last axis as ggml computes it (ops.rms_norm). Gemma 3 turns a
+    last-bit difference here into logits a whole unit apart (measured), so the order of
     operations is llama.cpp's own."""
-    x = np.asarray(x, dtype=np.float32)
-    sums = np.add.reduce(np.square(x), axis=-1, keepdims=True, dtype=np.float64)
-    mean = (sums / x.shape[-1]).astype(np.float32)
-    mean += np.float32(eps)
-    scale = np.float32(1.0) / np.sqrt(mean)
-    out = x * scale
-    out *= weight
-    return out
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(flat)
+    ops.rms_norm(flat, weight, np.float32(eps), out)
+    return out.reshape(x.shape)

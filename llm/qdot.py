@@ -61,6 +61,17 @@ def _round_half(typingctx, x):
     return types.float32(types.float32), codegen
 
 
+@intrinsic
+def _half_bits(typingctx, x):
+    """The bit pattern of x rounded to the nearest float16 (the CPU's conversion)."""
+
+    def codegen(context, builder, signature, args):
+        h = builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+        return builder.zext(h, ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
 @njit(cache=True, inline="always")
 def _lanes():
     acc = carray(_stack_f32(LANES), (LANES,))

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from llm import ops
 
@@ -68,3 +69,47 @@ def test_rope_rotates_pairs_in_both_layouts(rng):
         ops.rope(got, cos, sin, neox)
         np.testing.assert_allclose(got, want, atol=1e-6)
         assert np.array_equal(got[..., rope_dim:], x[..., rope_dim:])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # 70000 -> inf, as wanted
+def test_float16_steps_equal_numpys_conversions():
+    from llm import ops
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((7, 33)) * 300).astype(np.float32)
+    x[0, :4] = [np.inf, -np.inf, 70000.0, 1e-8]  # overflow to inf, and a subnormal
+    y = x.copy()
+    ops.round_half(y)
+    np.testing.assert_array_equal(y, x.astype(np.float16).astype(np.float32))
+    bits = x.astype(np.float16).view(np.uint16)
+    out = np.empty_like(x)
+    ops.half_to_f32(bits, out)
+    np.testing.assert_array_equal(out, x.astype(np.float16).astype(np.float32))
+    src = x[:6].reshape(3, 2, 33)  # (n, heads, d)
+    cache = np.zeros((2, 5, 33), np.uint16)  # (heads, n_ctx, d)
+    ops.store_half(src, cache[:, 1:4])
+    np.testing.assert_array_equal(
+        cache[:, 1:4], src.transpose(1, 0, 2).astype(np.float16).view(np.uint16)
+    )
+    assert not cache[:, [0, 4]].any()
+
+
+def test_geglu_and_rms_norm_equal_their_numpy_twins():
+    from llm import llama, ops
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((5, 64)) * 6).astype(np.float32)
+    x[0, :3] = [10.0, -10.0, 12.5]
+    g = rng.standard_normal((5, 64)).astype(np.float32)
+    table = llama._gelu_table()
+    want = np.where(x >= 10, x, np.where(x <= -10, 0, table[x.astype(np.float16).view(np.uint16)]))
+    got = x.copy()
+    ops.geglu(got, g, table)
+    np.testing.assert_array_equal(got, want.astype(np.float32) * g)
+    w = rng.standard_normal(64).astype(np.float32)
+    sums = np.array([sum(float(v) for v in row) for row in np.square(x)])  # float64, in order
+    mean = (sums / 64).astype(np.float32)[:, None] + np.float32(1e-6)
+    want = (x * (np.float32(1) / np.sqrt(mean))) * w
+    out = np.empty_like(x)
+    ops.rms_norm(x, w, np.float32(1e-6), out)
+    np.testing.assert_array_equal(out, want)
