@@ -250,30 +250,48 @@ def quantize_k(x, xq, xd, bsums):
     round-half-even(x (-127 / max))) into xq (n, cols) int8; xd (n, cols / 256) float32: d =
     1 / (-127 / max), kept in float32; bsums (n, cols / 16) int32: sums of q per 16. An
     all-zero block has d = 0 and q = 0."""
+    if x.shape[0] >= PARALLEL_ROWS:
+        _quantize_k_rows(x, xq, xd, bsums)
+        return
     for t in range(x.shape[0]):
-        for b in range(x.shape[1] // 256):
-            amax = np.float32(0.0)
-            top = np.float32(0.0)
+        _quantize_k_row(x, xq, xd, bsums, t)
+
+
+PARALLEL_ROWS = 8  # from this many rows (a prompt pass) on, rows are rounded in parallel
+
+
+@njit(cache=True, parallel=True)
+def _quantize_k_rows(x, xq, xd, bsums):
+    for t in prange(x.shape[0]):
+        _quantize_k_row(x, xq, xd, bsums, t)
+
+
+@njit(cache=True, inline="always")
+def _quantize_k_row(x, xq, xd, bsums, t):
+    """Q8_K of row t of x (quantize_k)."""
+    for b in range(x.shape[1] // 256):
+        amax = np.float32(0.0)
+        top = np.float32(0.0)
+        for j in range(256):
+            v = x[t, b * 256 + j]
+            if abs(v) > amax:
+                amax, top = abs(v), v
+        if amax == 0:
+            xd[t, b] = 0.0
             for j in range(256):
-                v = x[t, b * 256 + j]
-                if abs(v) > amax:
-                    amax, top = abs(v), v
-            if amax == 0:
-                xd[t, b] = 0.0
-                for j in range(256):
-                    xq[t, b * 256 + j] = 0
-                for s in range(16):
-                    bsums[t, b * 16 + s] = 0
-                continue
-            iscale = np.float32(-127.0) / top
+                xq[t, b * 256 + j] = 0
             for s in range(16):
-                total = 0
-                for j in range(b * 256 + s * 16, b * 256 + s * 16 + 16):
-                    q = min(127, np.int32(np.rint(iscale * x[t, j])))
-                    xq[t, j] = q
-                    total += q
-                bsums[t, b * 16 + s] = total
-            xd[t, b] = np.float32(1.0) / iscale
+                bsums[t, b * 16 + s] = 0
+            continue
+        iscale = np.float32(-127.0) / top
+        for s in range(16):
+            total = 0
+            for j in range(b * 256 + s * 16, b * 256 + s * 16 + 16):
+                q = min(127, np.int32(np.rint(iscale * x[t, j])))
+                xq[t, j] = q
+                total += q
+            bsums[t, b * 16 + s] = total
+        xd[t, b] = np.float32(1.0) / iscale
 
 
 def k_blocks32(xd, bsums):

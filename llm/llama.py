@@ -276,10 +276,10 @@ class LlamaModel:
         masks: dict[int, np.ndarray | None] = {}  # window -> (n, end) mask
         for li, layer in enumerate(self.layers):
             h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
-            sc = layer.scale
-            q = _linear(h, layer.q, layer.q_bias, sc["attn_q"]).reshape(n, heads, hd)
-            k = _linear(h, layer.k, layer.k_bias, sc["attn_k"]).reshape(n, kv_heads, hd)
-            v = _linear(h, layer.v, layer.v_bias, sc["attn_v"]).reshape(n, kv_heads, hd)
+            sc, memo = layer.scale, {}
+            q = _linear(h, layer.q, layer.q_bias, sc["attn_q"], memo).reshape(n, heads, hd)
+            k = _linear(h, layer.k, layer.k_bias, sc["attn_k"], memo).reshape(n, kv_heads, hd)
+            v = _linear(h, layer.v, layer.v_bias, sc["attn_v"], memo).reshape(n, kv_heads, hd)
             if layer.q_norm is not None:  # each head normalized over its own dimensions
                 q = _rms_norm(q, layer.q_norm, cfg.norm_eps)
                 k = _rms_norm(k, layer.k_norm, cfg.norm_eps)
@@ -360,8 +360,9 @@ class LlamaModel:
             out = _rms_norm(out, layer.post_attn_norm, eps)
         x += out
         h = _rms_norm(x, layer.ffn_norm, eps)
-        act = _linear(h, layer.gate, None, sc["ffn_gate"])
-        up = _linear(h, layer.up, None, sc["ffn_up"])
+        memo = {}
+        act = _linear(h, layer.gate, None, sc["ffn_gate"], memo)
+        up = _linear(h, layer.up, None, sc["ffn_up"], memo)
         del h
         if self.gelu:
             act = _geglu(act, up)
@@ -454,8 +455,9 @@ def _int8(n, w) -> bool:
     return n == 1 or w.packed is not None
 
 
-def _linear(x, w, bias, scale=None):
-    y = quants.matmul(x, w, int8=_int8(x.shape[0], w))
+def _linear(x, w, bias, scale=None, memo=None):
+    """x @ w.T (+ bias, * scale); memo: a dict kept for x across the matrices it meets."""
+    y = quants.matmul(x, w, int8=_int8(x.shape[0], w), memo=memo)
     if scale is not None:
         y *= scale
     return y if bias is None else y + bias

@@ -405,14 +405,30 @@ def round_input(x: np.ndarray, kind: int, grouped: bool):
     return xq, xd, sums
 
 
+def _rounded(x, kind: int, grouped: bool, memo: dict | None):
+    """round_input(x, kind, grouped), from memo when an earlier matrix rounded x alike."""
+    if memo is None:
+        return round_input(x, kind, grouped)
+    key = (kind in Q8_K_KINDS, kind in Q8_1_KINDS, grouped and kind in i8group.K_KINDS)
+    if key not in memo:
+        memo[key] = round_input(x, kind, grouped)
+    return memo[key]
+
+
 def matmul(
-    x: np.ndarray, t: Tensor, int8: bool = False, direct_rows: int = DIRECT_MAX_ROWS
+    x: np.ndarray,
+    t: Tensor,
+    int8: bool = False,
+    direct_rows: int = DIRECT_MAX_ROWS,
+    memo: dict | None = None,
 ) -> np.ndarray:
     """x @ W.T for x (n, in) float32 and W (out, in): (n, out) float32. int8: x may be
     rounded to 8 bits for the integer kernels (llm/i8dot.py, llm/i8group.py), as llama.cpp
     does: up to direct_rows rows for any integer type, any number for a regrouped matrix;
     off, the result does not depend on how many rows come at once. direct_rows: up to this
-    many rows multiply on the blocks, beyond it slabs are dequantized for BLAS."""
+    many rows multiply on the blocks, beyond it slabs are dequantized for BLAS. memo: a dict
+    the caller keeps for one x (never changed meanwhile), in which its 8-bit roundings are
+    kept for the next matrices of the same input (q, k and v; gate and up)."""
     check(t)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out_rows, cols = t.shape
@@ -428,9 +444,9 @@ def matmul(
         out = np.empty((x.shape[0], out_rows), dtype=np.float32)
         kind = _KIND[t.qtype]
         if integer and packed is not None:
-            i8group.product_grouped(kind, *round_input(x, kind, grouped=True), packed, out)
+            i8group.product_grouped(kind, *_rounded(x, kind, True, memo), packed, out)
         elif integer and kind in INT8_KINDS:
-            i8dot.product(kind, *round_input(x, kind, grouped=False), _bytes(t), out)
+            i8dot.product(kind, *_rounded(x, kind, False, memo), _bytes(t), out)
         else:
             qdot.product(kind, x, _bytes(t), out)
         return out
