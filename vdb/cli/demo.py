@@ -60,19 +60,26 @@ def demo(keep, question, model_path):
         )
         col = db.get_collection("vdb-docs")
         for q in question or QUESTIONS:
-            answer = rag.ask(col, q, model, max_tokens=128, temperature=0)
+            # a small model answers best from a few sources
+            k = 3 if model is not None else 5
+            answer = rag.ask(col, q, model, k=k, max_tokens=128, temperature=0)
             top = answer.sources[0] if answer.sources else None
             how = "extractive" if answer.extractive else "generated"
             click.echo(f"Q: {q}")
             click.echo(f"A ({how}): {' '.join(answer.text.split())}")
-            if top is not None:
-                where = Path(top.file or "").name + (
-                    " > " + " > ".join(top.headings) if top.headings else ""
-                )
-                click.echo(f"   source: {where}")
+            cited = [s for s in answer.sources if s.number in answer.cited]
+            for s in cited if not answer.extractive else [top] if top else []:
+                label = f"[{s.number}] " if not answer.extractive else ""
+                click.echo(f"   source: {label}{_where(s)}")
             click.echo("")
     name = path if keep else "DIR"
     click.echo("Next: your own files, and a generation model for written answers:")
     click.echo(f"  vdb --data {name} ingest ~/notes --collection notes")
     click.echo(f'  vdb --data {name} ask "a question" --collection notes [--model NAME|FILE]')
     sys.stdout.flush()
+
+
+def _where(source) -> str:
+    """A source as its file's name and headings."""
+    headings = " > " + " > ".join(source.headings) if source.headings else ""
+    return Path(source.file or "").name + headings
