@@ -31,10 +31,10 @@ def summary(
     return f"{name}: ours {ours:,.2f} {unit} | {peer_name} {peer:,.2f} {unit} | ratio {ratio:.2f}x"
 
 
-def llama_cpp_model(path, **kwargs):
-    """A llama_cpp.Llama on path, with the repacked weight buffers off: on CPUs with AMX,
-    llama.cpp crashes on Q4_0/Q8_0 models unless model params set use_extra_bufts=False,
-    which llama-cpp-python does not expose."""
+def llama_cpp_model(path, extra_bufts: bool = False, **kwargs):
+    """A llama_cpp.Llama on path, with the repacked weight buffers off unless extra_bufts:
+    on CPUs with AMX, llama.cpp may crash on them (model params' use_extra_bufts, which
+    llama-cpp-python does not expose: set here through the defaults Llama() reads)."""
     import llama_cpp
     import llama_cpp.llama
 
@@ -43,7 +43,7 @@ def llama_cpp_model(path, **kwargs):
 
     def params():
         p = default()
-        p.use_extra_bufts = False
+        p.use_extra_bufts = extra_bufts
         return p
 
     bindings.llama_model_default_params = params

@@ -71,4 +71,14 @@ def run(model, prompt_tokens: int = 512, gen_tokens: int = 128, seed: int = 0) -
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB: VmHWM, the high-water mark of its own
+    memory map. getrusage's maxrss also counts the process it was forked from (Linux keeps
+    the larger across exec), which made a benchmark's workers report their parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
