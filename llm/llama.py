@@ -141,7 +141,7 @@ class LlamaModel:
         validate.check_tensors(f, validate.llama_tensors(cfg, f.architecture))
         self.name = f.path.name
         self.arch = arch = f.architecture
-        for name in ("rope_factors_long.weight", "rope_factors_short.weight", "rope_freqs.weight"):
+        for name in ("rope_factors_long.weight", "rope_factors_short.weight"):
             if name in f.tensors:
                 raise UnsupportedModelError(
                     f"{self.name}: RoPE frequency factors ({name}, long-context scaling) are not "
@@ -151,6 +151,17 @@ class LlamaModel:
             f.malformed(f.arch_key("attention.sliding_window"), cfg.sliding_window, "is missing")
         self.rope_dim = cfg.rope_dim
         self.rope_base = float(cfg.rope_base or 10000.0)
+        self.rope_factors = None  # (rope_dim / 2,): each frequency divided by its factor
+        if "rope_freqs.weight" in f.tensors:  # Llama 3.1-style long-context frequencies
+            t = f.tensor("rope_freqs.weight")
+            quants.check(t)
+            factors = np.array(quants.dequantize(t)[0], np.float32)
+            if t.shape != (cfg.rope_dim // 2,) or not (np.isfinite(factors) & (factors > 0)).all():
+                raise MalformedModelError(
+                    f"{self.name}: rope_freqs.weight must hold {cfg.rope_dim // 2} positive "
+                    f"factors (half of rope.dimension_count), got shape {t.shape}"
+                )
+            self.rope_factors = factors
         self.neox = arch in NEOX_ROPE
         self.gelu = arch == "gemma3"  # GELU-gated feed-forward, else SwiGLU
         # the token embedding's scale (gemma3), and where 1/sqrt(head size) meets attention:
@@ -284,7 +295,7 @@ class LlamaModel:
                 q = _rms_norm(q, layer.q_norm, cfg.norm_eps)
                 k = _rms_norm(k, layer.k_norm, cfg.norm_eps)
             if layer.rope not in ropes:
-                ropes[layer.rope] = _rope(positions, *layer.rope, self.rope_dim)
+                ropes[layer.rope] = _rope(positions, *layer.rope, self.rope_dim, self.rope_factors)
             cos, sin = ropes[layer.rope]
             ops.rope(q, cos, sin, self.neox)
             ops.rope(k, cos, sin, self.neox)
@@ -383,15 +394,17 @@ class LlamaModel:
         return x
 
 
-def _rope(positions: np.ndarray, base: float, freq_scale: float, rope_dim: int):
+def _rope(positions: np.ndarray, base: float, freq_scale: float, rope_dim: int, factors=None):
     """(cos, sin), each (n, rope_dim / 2) float32, of the angles scale * p * base^(-2i / d)
-    computed as llama.cpp does: in float32, each dimension's angle the previous one's times
-    base^(-2 / d); the cosines and sines then correctly rounded."""
+    (divided by factors[i] when given) computed as llama.cpp does: in float32, each
+    dimension's angle the previous one's times base^(-2 / d); the cosines and sines then
+    correctly rounded."""
     step = np.float32(base) ** np.float32(-2.0 / rope_dim)
     theta = positions.astype(np.float32)  # (n,)
     angles = np.empty((len(positions), rope_dim // 2), np.float32)
     for i in range(rope_dim // 2):
-        angles[:, i] = np.float32(freq_scale) * theta
+        extrap = theta if factors is None else theta / factors[i]
+        angles[:, i] = np.float32(freq_scale) * extrap
         theta = theta * step
     wide = angles.astype(np.float64)
     return np.cos(wide).astype(np.float32), np.sin(wide).astype(np.float32)

@@ -45,6 +45,7 @@ def write(
     seed: int = 0,
     embd_qtype: str | None = None,
     tied: bool = False,
+    rope_factors=None,
 ) -> Path:
     """Write a model with random weights. Layer matrices are in qtype, the token embedding and
     output matrix in embd_qtype (default qtype), norms, biases and scales in F32. vocab: a GGUF
@@ -90,6 +91,8 @@ def write(
 
     matrix("token_embd.weight", n_vocab, d, embd_kind, std=1.0)
     vector("output_norm.weight", d)
+    if rope_factors is not None:  # Llama 3.1-style: each RoPE frequency divided by its factor
+        w.add_tensor("rope_freqs.weight", np.asarray(rope_factors, np.float32))
     if not tied and arch not in TIED:
         matrix("output.weight", n_vocab, d, embd_kind)
     if arch == "phi3":  # q, k, v in one matrix; the gate and up matrices in another

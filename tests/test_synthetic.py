@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import llm
+from llm import synthetic
+from llm.errors import MalformedModelError
 from tests.conftest import ROOT, shared_file
 from tests.golden import make_synthetic as cases
 
@@ -159,3 +161,22 @@ def test_a_wrong_architecture_detail_is_caught(models, mutation):
     ours, ref = cases.our_logits(model), GOLDEN[f"{arch}-F32"]
     err = np.abs(ours - ref).max() / ref.std()
     assert err > 0.01  # 5x the tolerance; the smallest measured is 0.03 (one RoPE base)
+
+
+def test_rope_frequency_factors_divide_the_frequencies(tmp_path):
+    """rope_freqs.weight (Llama 3.1-style files): factors of 1 change nothing; others move
+    the logits; a wrong length is refused."""
+    vocab = shared_file("models", "stories260K.gguf")
+    half = 256 // 4 // 2  # the tiny shape's rope dimensions / 2
+
+    def logits(name, factors):
+        path = synthetic.write(tmp_path / name, vocab, rope_factors=factors, seed=1)
+        return cases.our_logits(llm.load(path))
+
+    plain = logits("plain.gguf", None)
+    np.testing.assert_array_equal(logits("ones.gguf", np.ones(half)), plain)
+    factors = np.ones(half)
+    factors[half // 2 :] = 8.0  # the low frequencies slowed, as Llama 3.1 does
+    assert np.abs(logits("eight.gguf", factors) - plain).max() > 1e-3
+    with pytest.raises(MalformedModelError, match="rope_freqs"):
+        logits("short.gguf", np.ones(half - 1))
