@@ -266,7 +266,8 @@ class LlamaModel:
         activations, one KV head's scores, mask and float32 keys and values, logits."""
         cfg = self.config
         group = cfg.n_heads // cfg.n_kv_heads
-        widths = 4 * cfg.d_model + 2 * cfg.n_kv_heads * cfg.head_dim + 3 * cfg.d_ff
+        q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim  # q may exceed d_model
+        widths = 2 * cfg.d_model + 2 * q + 2 * kv + 3 * cfg.d_ff
         logits = (rows if all_logits else 1) * cfg.vocab_size
         scores = rows * end * (group + 1) + 2 * end * cfg.head_dim
         return 4 * (rows * widths + logits + scores)
