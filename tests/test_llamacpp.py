@@ -44,7 +44,7 @@ def test_same_vectors_as_llama_cpp(minilm, qtype, floor):
     assert cosines.min() >= floor, (cosines.min(), same[int(cosines.argmin())])
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "bitnet"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "bitnet", "qwen3", "gemma3", "phi3"])
 def test_synthetic_golden_logits_are_llama_cpps(tmp_path, arch):
     """The stored golden logits (tests/golden/make_synthetic.py) against a live llama.cpp."""
     from tests.conftest import shared_file
@@ -58,3 +58,28 @@ def test_synthetic_golden_logits_are_llama_cpps(tmp_path, arch):
         live = cases.llama_cpp_logits(cases.model_path(tmp_path, arch, qtype, vocab))
         ref = golden[f"{arch}-{qtype}"]
         assert np.abs(live - ref).max() / ref.std() < 0.02, qtype
+
+
+def test_gemma3_golden_outputs_are_llama_cpps(gemma3_270m):
+    """tests/golden/gemma3-270m.json (tests/golden/make_gemma3.py) against a live llama.cpp:
+    the same tokens, top logits and greedy continuation, position by position."""
+    import numpy as np
+
+    from bench.common import llama_cpp_model
+
+    golden = json.loads((ROOT / "tests" / "golden" / "gemma3-270m.json").read_text("utf-8"))
+    model = llama_cpp_model(gemma3_270m, n_ctx=256, logits_all=True, n_threads=2)
+    for case in golden["cases"]:
+        model.reset()
+        assert model.tokenize(case["prompt"].encode(), add_bos=True) == case["tokens"]
+        for token, ids, values in zip(
+            case["tokens"], case["top_ids"], case["top_logits"], strict=True
+        ):
+            model.eval([token])
+            logits = np.array(model.scores[model.n_tokens - 1], dtype=np.float32)
+            np.testing.assert_allclose(logits[ids], values, atol=1e-3)
+        greedy = []
+        for _ in case["greedy"]:
+            greedy.append(int(np.argmax(model.scores[model.n_tokens - 1])))
+            model.eval([greedy[-1]])
+        assert greedy == case["greedy"]
