@@ -204,8 +204,10 @@ def ask(
     for piece in stream:
         if not pieces:
             piece = piece.lstrip()  # after "Answer:"
+            if not piece:
+                continue
         pieces.append(piece)
-        if on_piece and piece:
+        if on_piece:
             on_piece(piece)
     text = "".join(pieces)
     return Answer(question, text, False, used, citations(text, used))

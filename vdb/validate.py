@@ -120,7 +120,7 @@ def vectors(values, dim: int, metric_name: str, ids: list | None = None, what="v
         and values.shape == (dim,)
         and values.flags.c_contiguous
         and _plain_row(values)
-    ):  # one query as a vector: the common call, checked in one dot product
+    ):  # one query as a vector: the common call, checked in one pass (_plain_row)
         return values.reshape(1, dim)
     many = what[:-1] + "ies" if what.endswith("y") else what + "s"
     if isinstance(values, np.ndarray) and values.dtype == np.float32:
