@@ -32,7 +32,7 @@ def test_logits_and_greedy_tokens_match_llama_cpp(stories, reference):
         top = np.argsort(-logits)[:10]
         assert top.tolist() == [t for t, _ in case["next_token_top10"]]
         for token, value in case["next_token_top10"]:
-            # our RMSNorm and RoPE round as ggml's CPU kernels do (bit for bit on Gemma 3's
+            # our RMSNorm and RoPE round as ggml's CPU kernels do (checked on Gemma 3's
             # intermediate tensors); this reference came from a batched prompt, whose float32
             # sums of the matrix products fall in another order: up to 1.4e-3 apart here
             assert abs(float(logits[token]) - value) < 2e-3
