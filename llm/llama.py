@@ -463,9 +463,9 @@ def _rows(t, a: int, b: int, part: str):
 
 def _int8(n, w) -> bool:
     """Whether n input rows may be rounded to 8 bits for w: in single-token steps, and in
-    every step for a regrouped Q4_0, Q8_0 or TQ2_0 matrix, whose integer kernel takes any number of
-    rows. Either way each row's result depends on that row alone, so a prompt gives the same
-    logits however it is cut into chunks."""
+    every step for a regrouped matrix (any integer type, llm/i8group.py), whose integer kernel
+    takes any number of rows. Either way each row's result depends on that row alone, so a
+    prompt gives the same logits however it is cut into chunks."""
     return n == 1 or w.packed is not None
 
 
