@@ -46,11 +46,15 @@ def write(
     embd_qtype: str | None = None,
     tied: bool = False,
     rope_factors=None,
+    metadata: dict | None = None,
+    extra_tensors: dict | None = None,
 ) -> Path:
     """Write a model with random weights. Layer matrices are in qtype, the token embedding and
     output matrix in embd_qtype (default qtype), norms, biases and scales in F32. vocab: a GGUF
     file whose tokenizer.* metadata is copied (its vocabulary sets the embedding rows). tied:
-    no output.weight, the token embedding serves as the output matrix (bitnet always ties)."""
+    no output.weight, the token embedding serves as the output matrix (bitnet always ties).
+    rope_factors: a rope_freqs.weight tensor; metadata: more {arch}.KEY values (str or
+    number); extra_tensors: more F32 tensors by name."""
     if arch not in ARCHITECTURES:
         raise UnsupportedModelError(f"architecture {arch!r}: choose one of {ARCHITECTURES}")
     dims = dict(SHAPES[shape] if isinstance(shape, str) else shape)
@@ -93,6 +97,13 @@ def write(
     vector("output_norm.weight", d)
     if rope_factors is not None:  # Llama 3.1-style: each RoPE frequency divided by its factor
         w.add_tensor("rope_freqs.weight", np.asarray(rope_factors, np.float32))
+    for key, value in (metadata or {}).items():  # more keys, e.g. to test what is refused
+        if isinstance(value, str):
+            w.add_string(f"{arch}.{key}", value)
+        else:
+            w.add_float32(f"{arch}.{key}", float(value))
+    for name, data in (extra_tensors or {}).items():
+        w.add_tensor(name, np.asarray(data, np.float32))
     if not tied and arch not in TIED:
         matrix("output.weight", n_vocab, d, embd_kind)
     if arch == "phi3":  # q, k, v in one matrix; the gate and up matrices in another

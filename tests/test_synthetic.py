@@ -190,3 +190,37 @@ def test_rope_frequency_factors_divide_the_frequencies(tmp_path):
     assert np.abs(logits("eight.gguf", factors) - plain).max() > 1e-3
     with pytest.raises(MalformedModelError, match="rope_freqs"):
         logits("short.gguf", np.ones(half - 1))
+
+
+def test_what_the_engine_cannot_run_is_refused_by_name(tmp_path):
+    """RoPE scaling other than linear, long-context Phi-3's factor tensors, and a gemma3 file
+    without its sliding window: errors that name them, before any kernel runs."""
+    from llm.errors import UnsupportedModelError
+
+    vocab = shared_file("models", "stories260K.gguf")
+    yarn = synthetic.write(tmp_path / "yarn.gguf", vocab, metadata={"rope.scaling.type": "yarn"})
+    with pytest.raises(UnsupportedModelError, match="RoPE scaling 'yarn'"):
+        llm.load(yarn)
+    linear = synthetic.write(
+        tmp_path / "linear.gguf",
+        vocab,
+        metadata={"rope.scaling.type": "linear", "rope.scaling.factor": 4.0},
+    )
+    assert llm.load(linear).net.layers[0].rope == (10000.0, 0.25)
+    long = synthetic.write(
+        tmp_path / "long.gguf",
+        vocab,
+        arch="phi3",
+        shape=dict(synthetic.SHAPES["tiny"], n_layers=1),
+        extra_tensors={"rope_factors_long.weight": np.ones(32)},
+    )
+    with pytest.raises(UnsupportedModelError, match="rope_factors_long"):
+        llm.load(long)
+    no_window = synthetic.write(
+        tmp_path / "gemma.gguf",
+        vocab,
+        arch="gemma3",
+        shape=dict(synthetic.SHAPES["tiny"], head_size=128, n_layers=6),
+    )
+    with pytest.raises(MalformedModelError, match="sliding_window"):
+        llm.load(no_window)
