@@ -140,7 +140,7 @@ class LlamaModel:
         self.config = cfg = ModelConfig.from_gguf(f)
         validate.check_tensors(f, validate.llama_tensors(cfg, f.architecture))
         self.name = f.path.name
-        self.arch = arch = f.architecture
+        arch = f.architecture
         for name in ("rope_factors_long.weight", "rope_factors_short.weight"):
             if name in f.tensors:
                 raise UnsupportedModelError(
