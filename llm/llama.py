@@ -401,12 +401,9 @@ def _rope(positions: np.ndarray, base: float, freq_scale: float, rope_dim: int, 
     dimension's angle the previous one's times base^(-2 / d); the cosines and sines then
     correctly rounded."""
     step = np.float32(base) ** np.float32(-2.0 / rope_dim)
-    theta = positions.astype(np.float32)  # (n,)
     angles = np.empty((len(positions), rope_dim // 2), np.float32)
-    for i in range(rope_dim // 2):
-        extrap = theta if factors is None else theta / factors[i]
-        angles[:, i] = np.float32(freq_scale) * extrap
-        theta = theta * step
+    use = factors is not None
+    ops.rope_angles(positions, step, freq_scale, factors if use else angles[0], use, angles)
     wide = angles.astype(np.float64)
     return np.cos(wide).astype(np.float32), np.sin(wide).astype(np.float32)
 

@@ -176,6 +176,19 @@ def rope(x, cos, sin, neox):
                 x[t, h, b_i] = np.float32(a * s + bc)
 
 
+@njit(cache=True)  # no fastmath: float32 products rounded one by one, as llama.cpp's
+def rope_angles(positions, step, freq_scale, factors, use_factors, out):
+    """out (n, half) <- freq_scale * theta_i (/ factors[i] when use_factors) with theta_0 = p
+    and theta_(i+1) = theta_i * step, all in float32 (ggml's rope cache)."""
+    scale = np.float32(freq_scale)
+    for t in range(positions.shape[0]):
+        theta = np.float32(positions[t])
+        for i in range(out.shape[1]):
+            extrap = theta / factors[i] if use_factors else theta
+            out[t, i] = scale * extrap
+            theta = theta * step
+
+
 # ---- float16 steps of the decoder, as llama.cpp rounds them (the CPU's conversions; numpy's
 # astype to and from float16 took a third of a Gemma 3 prompt's time)
 
