@@ -10,7 +10,7 @@ attention weights are rounded to float16 before they meet the values.
 import numpy as np
 from numba import njit, prange
 
-from llm.ops import exp_neg_inplace
+from llm.ops import exp_neg_inplace, row_max
 from llm.qdot import _half_f32, _round_half
 
 
@@ -26,7 +26,6 @@ def decode(q, k, v, start, end, scale, out):
     for h in prange(heads):
         kh = h // group
         scores = np.empty(end - start, np.float32)
-        bits = np.empty(end - start, np.int32)
         p = start
         while p + 4 <= end:  # four positions at once: independent sums overlap
             s0 = s1 = s2 = s3 = np.float32(0.0)
@@ -46,10 +45,10 @@ def decode(q, k, v, start, end, scale, out):
                 s += q[h, d] * _half_f32(np.uint32(k[kh, p, d]))
             scores[p - start] = s * scale
             p += 1
-        top = scores.max()
+        top = row_max(scores)
         for i in range(end - start):
             scores[i] -= top
-        exp_neg_inplace(scores, bits)  # vectorized, where np.exp calls libm per element
+        exp_neg_inplace(scores)  # vectorized, where np.exp calls libm per element
         inv = np.float32(1.0) / scores.sum()
         for i in range(end - start):
             scores[i] = _round_half(scores[i] * inv)

@@ -266,16 +266,31 @@ def _quantize_k_rows(x, xq, xd, bsums):
         _quantize_k_row(x, xq, xd, bsums, t)
 
 
+@njit(cache=True, inline="always", fastmath={"nsz", "reassoc"})
+def _abs_max_256(row, start):
+    """max |row[start : start + 256]|, in 8 running maxima (one is a chain left scalar)."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = np.float32(0.0)
+    for j in range(start, start + 256, 8):
+        m0 = max(m0, abs(row[j]))
+        m1 = max(m1, abs(row[j + 1]))
+        m2 = max(m2, abs(row[j + 2]))
+        m3 = max(m3, abs(row[j + 3]))
+        m4 = max(m4, abs(row[j + 4]))
+        m5 = max(m5, abs(row[j + 5]))
+        m6 = max(m6, abs(row[j + 6]))
+        m7 = max(m7, abs(row[j + 7]))
+    return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+
+
 @njit(cache=True, inline="always")
 def _quantize_k_row(x, xq, xd, bsums, t):
     """Q8_K of row t of x (quantize_k)."""
     for b in range(x.shape[1] // 256):
-        amax = np.float32(0.0)
-        top = np.float32(0.0)
-        for j in range(256):
-            v = x[t, b * 256 + j]
-            if abs(v) > amax:
-                amax, top = abs(v), v
+        amax = _abs_max_256(x[t], b * 256)
+        j = b * 256
+        while abs(x[t, j]) != amax and j < b * 256 + 255:  # the first of largest magnitude
+            j += 1
+        top = x[t, j]
         if amax == 0:
             xd[t, b] = 0.0
             for j in range(256):
@@ -284,12 +299,12 @@ def _quantize_k_row(x, xq, xd, bsums, t):
                 bsums[t, b * 16 + s] = 0
             continue
         iscale = np.float32(-127.0) / top
+        for j in range(b * 256, b * 256 + 256):  # rounded first, summed after: it vectorizes
+            xq[t, j] = min(127, np.int32(np.rint(iscale * x[t, j])))
         for s in range(16):
             total = 0
             for j in range(b * 256 + s * 16, b * 256 + s * 16 + 16):
-                q = min(127, np.int32(np.rint(iscale * x[t, j])))
-                xq[t, j] = q
-                total += q
+                total += xq[t, j]
             bsums[t, b * 16 + s] = total
         xd[t, b] = np.float32(1.0) / iscale
 

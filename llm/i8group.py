@@ -41,7 +41,9 @@ from numba.extending import intrinsic
 from llm import i8dot
 from llm.i8dot import (
     F32x8,
+    I8x16,
     I8x32,
+    I16x16,
     I32x8,
     _broadcast,
     _byte_splat,
@@ -50,6 +52,7 @@ from llm.i8dot import (
     _magnitude,
     _signs_of,
     _splat,
+    _x86,
 )
 from llm.qdot import _k4_scale_min, _stack_f32
 
@@ -245,16 +248,20 @@ def _k4_sums(builder, load, x4, kind, count):
     return sums
 
 
-def _k4_mins(builder, load, bsum32, count):
+def _k4_mins(builder, load, pair, count):
     """Q4_K / Q5_K: per input row k, sum over sub-blocks j of m_j times the input's sum over
-    sub-block j (bsum32(k, j), an int32), 8 rows as int32 lanes."""
-    mins = [builder.zext(load(96 + 8 * j, I8x8), I32x8) for j in range(8)]
+    sub-block j, 8 rows as int32 lanes: one vpmaddwd per pair of sub-blocks (the mins of a
+    row's pair, zero-extended to int16, against pair(k, p): the input's two sums as int16 in
+    one 32-bit word, broadcast)."""
+    mins = [builder.zext(load(96 + 16 * p, I8x16), I16x16) for p in range(4)]
     out = []
     for k in range(count):
         total = None
-        for j in range(8):
-            s = _broadcast(builder, [bsum32(k, j)], I32x8, [0] * 8)
-            term = builder.mul(mins[j], s)
+        for p in range(4):
+            word = _broadcast(builder, [pair(k, p)], I32x8, [0] * 8)
+            term = _x86(
+                builder, "llvm.x86.avx2.pmadd.wd", I32x8, mins[p], builder.bitcast(word, I16x16)
+            )
             total = term if total is None else builder.add(total, term)
         out.append(total)
     return out
@@ -300,8 +307,9 @@ def _kgroup(typingctx, kind, acc, packed, pos, xq, xpos, stride, bs, bspos, bsst
     """acc[8 k + i] += row i . x_k for the 8 rows of the 256-weight group block of kind (a
     literal: Q4_K 4, Q5_K 8, Q6_K 9) at packed[pos] and the input rows x_k (Q8_K) at xq's
     data + xpos + k stride, k < len(scales) (a UniTuple of their Q8_K d: 1 or 4 rows), whose
-    sums per 16 (int32) are at bs's data + bspos + k bsstride. The block's sums are integers
-    until one float scale per row: d_i d_k (and dmin_i d_k for the mins)."""
+    sums are at element bspos + k bsstride of bs (Q6_K: per 16, int32; Q4_K/Q5_K: per 32,
+    int16). The block's sums are integers until one float scale per row: d_i d_k (and dmin_i
+    d_k for the mins)."""
     if not isinstance(kind, types.IntegerLiteral):
         return None
     count = scales.count
@@ -331,10 +339,11 @@ def _kgroup(typingctx, kind, acc, packed, pos, xq, xpos, stride, bs, bspos, bsst
         else:
             sums = _k4_sums(builder, load, x4, kind_v, count)
 
-            def bsum32(k, j):
-                return builder.add(bsum16(k, 2 * j), bsum16(k, 2 * j + 1))
+            def pair(k, p):
+                where = builder.mul(at(bsrows[k], 2 * p), ir.Constant(bspos_v.type, 2))
+                return _load(builder, context, sig.args[7], bs_v, where, ir.IntType(32))
 
-            mins = _k4_mins(builder, load, bsum32, count)
+            mins = _k4_mins(builder, load, pair, count)
             dmin = builder.fpext(load(16, F16x8), F32x8)
         for k in range(count):
             yd = _broadcast(builder, [builder.extract_value(scales_v, k)], F32x8, [0] * 8)
@@ -424,7 +433,8 @@ def _four(kind, p, grp, xq, xd, xsum, t, b):
 def _one_k(kind, p, grp, xq, xd, bsums, t, b):
     """Block b (of 256) of the group for input row t into p[0:8]."""
     cols, nbs = xq.shape[1], bsums.shape[1]
-    pos, bpos, at, scales = b * 256 + t * cols, b * 16 + t * nbs, b * _STEP[kind], (xd[t, b],)
+    per = nbs // (cols // 256)
+    pos, bpos, at, scales = b * 256 + t * cols, b * per + t * nbs, b * _STEP[kind], (xd[t, b],)
     if kind == 4:
         _kgroup(4, p, grp, at, xq, pos, cols, bsums, bpos, nbs, scales)
     elif kind == 8:
@@ -437,7 +447,8 @@ def _one_k(kind, p, grp, xq, xd, bsums, t, b):
 def _four_k(kind, p, grp, xq, xd, bsums, t, b):
     """Block b (of 256) of the group for input rows t..t+3 into p[0:32]."""
     cols, nbs = xq.shape[1], bsums.shape[1]
-    pos, bpos, at = b * 256 + t * cols, b * 16 + t * nbs, b * _STEP[kind]
+    per = nbs // (cols // 256)
+    pos, bpos, at = b * 256 + t * cols, b * per + t * nbs, b * _STEP[kind]
     scales = (xd[t, b], xd[t + 1, b], xd[t + 2, b], xd[t + 3, b])
     if kind == 4:
         _kgroup(4, p, grp, at, xq, pos, cols, bsums, bpos, nbs, scales)
@@ -544,9 +555,22 @@ def _grouped(kind, xq, xd, xsum, packed, out):
 
 
 @njit(cache=True, inline="always")
+def _sums_per_32(bsums):
+    """(n, cols / 16) int32 sums per 16 into (n, cols / 32) int16 sums per 32."""
+    out = np.empty((bsums.shape[0], bsums.shape[1] // 2), np.int16)
+    for t in range(bsums.shape[0]):
+        for j in range(out.shape[1]):
+            out[t, j] = bsums[t, 2 * j] + bsums[t, 2 * j + 1]
+    return out
+
+
+@njit(cache=True, inline="always")
 def _grouped_k(kind, xq, xd, bsums, packed, out):
-    """As _grouped, for the 256-weight kinds."""
+    """As _grouped, for the 256-weight kinds. Q4_K/Q5_K take the input's sums per 32 as int16
+    (at most 32 * 127 in magnitude), for their mins' vpmaddwd (_k4_mins)."""
     nb = xq.shape[1] // 256
+    if kind != 9:
+        bsums = _sums_per_32(bsums)
     whole = xq.shape[0] // TOKENS * TOKENS
     for g in prange(packed.shape[0]):
         grp = packed[g]
@@ -623,13 +647,20 @@ def _high_back(grp, dst, i, row, src):
 
 
 @njit(cache=True, inline="always")
+def _min_at(j, i):
+    """Where min j of row i sits among a group block's mins: pairs of sub-blocks, 16 bytes
+    each, a row's two side by side (so that they widen to one int16 pair per row)."""
+    return 64 + 16 * (j >> 1) + 2 * i + (j & 1)
+
+
+@njit(cache=True, inline="always")
 def _k_scales_in(row, src, grp, dst, i):
     """Q4_K/Q5_K's 12 bytes of 6-bit scales and mins at row[src] as a byte each: scale j at
-    grp[dst + 8j + i], min j at grp[dst + 64 + 8j + i]."""
+    grp[dst + 8j + i], min j at grp[dst + _min_at(j, i)]."""
     for j in range(8):
         sc, m = _k4_scale_min(j, row, src)
         grp[dst + 8 * j + i] = sc
-        grp[dst + 64 + 8 * j + i] = m
+        grp[dst + _min_at(j, i)] = m
 
 
 @njit(cache=True, inline="always")
@@ -637,8 +668,8 @@ def _k_scales_back(grp, dst, i, row, src):
     """The inverse of _k_scales_in: the 12 packed bytes (llama.cpp's get_scale_min_k4 read
     backwards; every bit of the 12 bytes is a bit of a scale or a min)."""
     for j in range(4):
-        sc, m = np.int32(grp[dst + 8 * j + i]), np.int32(grp[dst + 64 + 8 * j + i])
-        sc4, m4 = np.int32(grp[dst + 8 * (j + 4) + i]), np.int32(grp[dst + 64 + 8 * (j + 4) + i])
+        sc, m = np.int32(grp[dst + 8 * j + i]), np.int32(grp[dst + _min_at(j, i)])
+        sc4, m4 = np.int32(grp[dst + 8 * (j + 4) + i]), np.int32(grp[dst + _min_at(j + 4, i)])
         row[src + j] = sc | ((sc4 >> 4) << 6)
         row[src + 4 + j] = m | ((m4 >> 4) << 6)
         row[src + 8 + j] = (sc4 & 15) | ((m4 & 15) << 4)

@@ -338,6 +338,7 @@ class LlamaModel:
         scale = self.kq_scale
         group = cfg.n_heads // cfg.n_kv_heads
         n = qg.shape[1] // group
+        masked = (mask, True) if mask is not None else (np.zeros((1, end), np.float32), False)
         keys = np.empty((end, cfg.head_dim), np.float32)
         values = np.empty((end, cfg.head_dim), np.float32)
         for g in range(qg.shape[0]):
@@ -347,13 +348,7 @@ class LlamaModel:
                 qdot.product_f32(qg[g], keys, scores)
             else:
                 scores = qg[g] @ keys.T  # (group * n, end)
-            scores *= scale
-            if mask is not None:
-                scores.reshape(group, n, end)[:] += mask
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            ops.round_half(scores)  # rounded as they meet the f16 values
+            ops.attention_weights(scores, np.float32(scale), *masked)
             ops.half_to_f32(cache.v16[li, g, :end], values)  # (end, hd)
             if self.integer:
                 qdot.product_f32(scores, np.ascontiguousarray(values.T), ctx[g])
@@ -379,12 +374,8 @@ class LlamaModel:
         if self.gelu:
             act = _geglu(act, up)
         else:
-            t = np.negative(act)  # SwiGLU in place: act = act / (1 + exp(-act)) * up
-            np.exp(t, out=t)
-            t += 1.0
-            act /= t
-            act *= up
-            del t
+            act = np.ascontiguousarray(act, dtype=np.float32)
+            ops.swiglu(act, np.ascontiguousarray(up, dtype=np.float32))
         del up
         if layer.ffn_sub_norm is not None:
             act = _rms_norm(act, layer.ffn_sub_norm, eps)

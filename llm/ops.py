@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
-from llm.qdot import _half_bits, _half_f32, _round_half
+from llm.qdot import _bits_f32, _half_bits, _half_f32, _round_half
 
 SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
@@ -108,42 +108,111 @@ _EXP_P = tuple(
 )
 E0, E1, E2, E3, E4 = _EXP_P
 _EXP_MIN = np.float32(-87.0)  # below, e^x leaves float32's normal range: taken as 0
+# fastmath without its promise of no infinities or NaN: the kernels below meet -inf (masked
+# attention scores), and NaN from damaged weights must come out as NaN
+FINITE_FREE = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@njit(cache=True, fastmath=True)
-def exp_neg_inplace(x, bits):
-    """x <- e^x for x <= 0, elementwise; bits: an int32 scratch array of the same length."""
+@njit(cache=True, inline="always", fastmath=FINITE_FREE)
+def row_max(row):
+    """The largest value of a 1-D float32 array, in 8 independent running maxima (a single
+    one is a loop-carried chain the compiler leaves scalar: 4x slower)."""
+    d = row.shape[0]
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = row[0]
+    i = 0
+    while i + 8 <= d:
+        t0 = row[i] if row[i] > t0 else t0
+        t1 = row[i + 1] if row[i + 1] > t1 else t1
+        t2 = row[i + 2] if row[i + 2] > t2 else t2
+        t3 = row[i + 3] if row[i + 3] > t3 else t3
+        t4 = row[i + 4] if row[i + 4] > t4 else t4
+        t5 = row[i + 5] if row[i + 5] > t5 else t5
+        t6 = row[i + 6] if row[i + 6] > t6 else t6
+        t7 = row[i + 7] if row[i + 7] > t7 else t7
+        i += 8
+    for j in range(i, d):
+        t0 = row[j] if row[j] > t0 else t0
+    t0, t2, t4, t6 = max(t0, t1), max(t2, t3), max(t4, t5), max(t6, t7)
+    return max(max(t0, t2), max(t4, t6))
+
+
+@njit(cache=True, fastmath=FINITE_FREE)
+def exp_neg_inplace(x):
+    """x <- e^x for x <= 0, elementwise: e^r (|r| <= ln 2 / 2) by its polynomial, times 2^n
+    made from n's bits. One loop of plain arithmetic, so it vectorizes."""
     for i in range(x.shape[0]):
         v = x[i]
-        y = max(v, _EXP_MIN)
+        y = v if v > _EXP_MIN else _EXP_MIN
         n = np.floor(y * _LOG2E + np.float32(0.5))
         r = y - n * _LN2_HI - n * _LN2_LO
         p = ((((E0 * r + E1) * r + E2) * r + E3) * r + E4) * r + np.float32(0.5)
-        x[i] = (p * r * r + r + np.float32(1.0)) if v >= _EXP_MIN else np.float32(0.0)
-        bits[i] = (np.int32(n) + 127) << 23
-    scale = bits.view(np.float32)
-    for i in range(x.shape[0]):
-        x[i] *= scale[i]
+        scale = _bits_f32(np.uint32((np.int32(n) + 127) << 23))
+        e = (p * r * r + r + np.float32(1.0)) * scale
+        x[i] = e if v >= _EXP_MIN else (np.float32(0.0) if v < _EXP_MIN else v)  # NaN stays
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _softmax_rows(rows):
     n, d = rows.shape
-    bits = np.empty(d, dtype=np.int32)
     for r in range(n):
         row = rows[r]
-        m = row[0]
-        for i in range(1, d):
-            m = max(m, row[i])
+        m = row_max(row)
         for i in range(d):
             row[i] -= m
-        exp_neg_inplace(row, bits)
+        exp_neg_inplace(row)
         s = np.float32(0.0)
         for i in range(d):
             s += row[i]
         inv = np.float32(1.0) / s
         for i in range(d):
             row[i] *= inv
+
+
+@njit(cache=True, fastmath=FINITE_FREE, error_model="numpy")
+def swiglu(x, up):
+    """x <- x / (1 + e^-x) * up, elementwise (x, up: (n, d) float32). e^-|x| (never above 1,
+    so it cannot overflow) gives the sigmoid on either side of 0: 1 / (1 + t) or t / (1 + t)."""
+    d = x.shape[1]
+    t = np.empty(d, np.float32)
+    for r in range(x.shape[0]):
+        row = x[r]
+        for i in range(d):
+            t[i] = -abs(row[i])
+        exp_neg_inplace(t)
+        for i in range(d):
+            v = row[i]
+            e = t[i]
+            sig = (np.float32(1.0) if v >= 0 else e) / (np.float32(1.0) + e)
+            row[i] = v * sig * up[r, i]
+
+
+@njit(cache=True, fastmath=FINITE_FREE, error_model="numpy")
+def attention_weights(scores, scale, mask, masked):
+    """scores <- softmax(scores * scale + mask) row by row, each weight rounded to float16 as
+    llama.cpp rounds it before it meets the float16 values. scores: (group * n, end), the
+    queries of group heads for n tokens; mask: (n, end), each token's row (0 or -inf), used
+    when masked. The sum of a row is taken in float64, as ggml takes it."""
+    rows, d = scores.shape
+    n = mask.shape[0] if masked else 1
+    for r in range(rows):
+        row = scores[r]
+        if masked:
+            m = mask[r % n]
+            for i in range(d):
+                row[i] = row[i] * scale + m[i]
+        else:
+            for i in range(d):
+                row[i] = row[i] * scale
+        top = row_max(row)
+        for i in range(d):
+            row[i] -= top
+        exp_neg_inplace(row)
+        total = 0.0
+        for i in range(d):
+            total += np.float64(row[i])
+        inv = np.float32(1.0 / total)
+        for i in range(d):
+            row[i] = _round_half(row[i] * inv)
 
 
 def softmax(x: np.ndarray) -> None:

@@ -39,10 +39,10 @@ def test_gelu_and_softmax(rng):
     np.testing.assert_allclose(got, _erf(xs[::40].astype(np.float64)), atol=2e-7)
     xs = -np.geomspace(1e-6, 86.9, 5000).astype(np.float32)
     got = xs.copy()
-    ops.exp_neg_inplace(got, np.empty(len(xs), np.int32))
+    ops.exp_neg_inplace(got)
     np.testing.assert_allclose(got, np.exp(xs.astype(np.float64)), rtol=3e-7)
     tiny = np.array([-100, -87.5, 0], np.float32)
-    ops.exp_neg_inplace(tiny, np.empty(3, np.int32))
+    ops.exp_neg_inplace(tiny)
     assert tiny.tolist() == [0, 0, 1]
     s = rng.standard_normal((2, 3, 5, 7)).astype(np.float32) * 10
     got = s.copy()
