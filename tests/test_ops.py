@@ -113,3 +113,34 @@ def test_geglu_and_rms_norm_equal_their_numpy_twins():
     out = np.empty_like(x)
     ops.rms_norm(x, w, np.float32(1e-6), out)
     np.testing.assert_array_equal(out, want)
+
+
+def test_swiglu_attention_weights_and_row_max_equal_their_numpy_twins():
+    from llm import ops
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((4, 77)) * 8).astype(np.float32)
+    x[0, :4] = [100.0, -100.0, 0.0, -0.0]
+    up = rng.standard_normal((4, 77)).astype(np.float32)
+    got = x.copy()
+    ops.swiglu(got, up)
+    v = x.astype(np.float64)
+    np.testing.assert_allclose(got, v / (1 + np.exp(-v)) * up, rtol=1e-6, atol=1e-30)
+    scores = (rng.standard_normal((6, 41)) * 5).astype(np.float32)  # 2 heads x 3 tokens
+    mask = np.where(np.arange(41)[None, :] <= np.arange(3)[:, None] + 38, 0, -np.inf)
+    mask = mask.astype(np.float32)
+    for masked in (True, False):
+        got = scores.copy()
+        ops.attention_weights(got, np.float32(0.3), mask, masked)
+        s = scores.reshape(2, 3, 41).astype(np.float64) * np.float32(0.3) + (mask if masked else 0)
+        e = np.exp(s - s.max(-1, keepdims=True))
+        want = (e / e.sum(-1, keepdims=True)).reshape(6, 41)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)  # float16 weights
+        assert (got[:, 40] == 0).sum() == (4 if masked else 0)
+        assert np.array_equal(got, got.astype(np.float16).astype(np.float32))
+    for n in (1, 7, 8, 9, 300):
+        row = rng.standard_normal(n).astype(np.float32)
+        assert ops.row_max(row) == row.max()
+    special = np.array([-np.inf, np.nan, -90, 0, -1], np.float32)
+    ops.exp_neg_inplace(special)
+    assert special[0] == 0 and np.isnan(special[1]) and special[2] == 0 and special[3] == 1
