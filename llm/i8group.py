@@ -4,33 +4,38 @@ Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and TQ2_0 (the block kernel, _group) and Q4_K, Q5_K
 (the 256-weight kernels, _kgroup).
 
 Each group of 8 rows keeps, per block of the file, its rows' scales side by side (8 float16
-d, then what else the type has per block: Q4_1/Q5_1 8 float16 m; Q4_K/Q5_K 8 dmin and the
-8 sub-block scales and 8 mins of each row unpacked to a byte each; Q6_K the 16 int8 scales of
-each row) and then chunks of 32 bytes, chunk c holding bytes 4c..4c+3 of each row's weight
-bytes, row after row (Q4_0/Q4_1/Q5_0/Q5_1: 4 chunks of nibble bytes; Q8_0: 8 chunks of
-weights plus 128, so that they are unsigned, or signed without VNNI (see _q8_0_flip); TQ2_0:
-16 chunks of four 2-bit fields; Q4_K: 32 chunks of nibbles; Q5_K: 8 chunks of its fifth bits
-and 32 of nibbles; Q6_K: 32 chunks of low nibbles and 16 of high bit pairs). One 32-byte load
-then gives 4 weights of each of the 8 rows (nibbles: 8, as low and high nibbles; TQ2_0: 16,
-one field per input block of 32), and the byte multiply-add against the matching 4 input
-bytes (broadcast) sums them into the row's own int32 lane: no per-row sums to gather and one
-vector of scales per block, about a third of the instructions of the row-at-a-time kernels
-(llm/i8dot.py, whose input rounding and LLVM helpers these share). 4 input rows share each
-load. A TQ2_0 field is masked in place, not shifted down: the sum comes out 4^k times too
-large (k: the field), and the input block's scale divided by 4^k (exact, a power of two)
-undoes that. Q5_0/Q5_1 keep their 32 fifth bits per row transposed into 4 bytes (bit c of
-byte j: weight 4c + j), so that a chunk's fifth bits are one shift and mask of one load.
+d, then what else the type has per block: Q4_1/Q5_1 8 float16 m; Q4_K/Q5_K 8 dmin and the 8
+sub-block scales and 8 mins of each row unpacked to a byte each, the mins in pairs of sub-
+blocks (_min_at); Q6_K the 16 int8 scales of each row) and then chunks of 32 bytes, chunk c
+holding bytes 4c..4c+3 of each row's weight bytes, row after row (Q4_0/Q4_1/Q5_0/Q5_1: 4
+chunks of nibble bytes; Q8_0: 8 chunks of weights plus 128, so that they are unsigned, or
+signed without VNNI (see _q8_0_flip); TQ2_0: 16 chunks of four 2-bit fields; Q4_K: 32 chunks
+of nibbles; Q5_K: 8 chunks of its fifth bits and 32 of nibbles; Q6_K: 32 chunks of low
+nibbles and 16 of high bit pairs, then each row's int32 constant of the block, Q6_OFFSETS).
+One 32-byte load then gives 4 weights of each of the 8 rows (nibbles: 8, as low and high
+nibbles; TQ2_0: 16, one field per input block of 32), and the byte multiply-add against the
+matching 4 input bytes (broadcast) sums them into the row's own int32 lane: no per-row sums
+to gather and one vector of scales per block, about a third of the instructions of the row-
+at-a-time kernels (llm/i8dot.py, whose input rounding and LLVM helpers these share). 4 input
+rows share each load. A TQ2_0 field is masked in place, not shifted down: the sum comes out
+4^k times too large (k: the field), and the input block's scale divided by 4^k (exact, a
+power of two) undoes that. Q5_0/Q5_1 keep their 32 fifth bits per row transposed into 4
+bytes (bit c of byte j: weight 4c + j), so that a chunk's fifth bits are one shift and mask
+of one load.
 
-Weights multiply unsigned (Q5_0's q, Q6_K's q + 32) and their offsets come off through the
-input's block sums, as llama.cpp's AVX2 kernels do. The K types sum a whole block of 256 in
-integers (each sub-block's sums times its integer scale, and the mins times the input's
-sums per 16: llama.cpp's Q8_K bsums) and scale it once, by the row's d times the input
-block's d, as ggml_vec_dot_q4_K_q8_K / q5_K / q6_K do; results then differ from llama.cpp's
-by float32 summation order only.
+Weights multiply unsigned (Q5_0's q) and their offsets come off through the input's block
+sums, as llama.cpp's AVX2 kernels do; Q6_K's weights multiply signed (q - 32) against the
+input plus 128, unsigned, and what the 128 adds is a constant of the row, kept at load. The
+K types sum a whole block of 256 in integers (each sub-block's sums times its integer scale,
+and the mins times the input's sums per 16: llama.cpp's Q8_K bsums) and scale it once, by
+the row's d times the input block's d, as ggml_vec_dot_q4_K_q8_K / q5_K / q6_K do; results
+then differ from llama.cpp's by float32 summation order only.
 
 Measured on TinyLlama-shaped matrices, 2 threads: a decode step streams 26-30 GB/s (the
 row-at-a-time Q4_0 kernel 18-24), and 512-token products run at 380-500 billion integer
-operations per second (dequantized slabs through BLAS: 140-170 GFLOP/s).
+operations per second (dequantized slabs through BLAS: 140-170 GFLOP/s); in a 64-token pass
+of the TinyLlama Q4_K_M file, Q4_K 5632 x 2048 at 265 billion multiply-adds per second,
+Q6_K 2048 x 5632 at 180.
 """
 
 import numpy as np
@@ -73,9 +78,10 @@ GROUP_BLOCK = {
     6: 16 + 32 + 4 * 32,
     7: 32 + 32 + 4 * 32,
     8: 32 + 128 + 8 * 32 + 32 * 32,
-    9: 16 + 128 + 32 * 32 + 16 * 32,
+    9: 16 + 128 + 32 * 32 + 16 * 32 + 32,
     10: 16 + 16 * 32,
 }
+Q6_OFFSETS = 16 + 128 + 32 * 32 + 16 * 32  # Q6_K: 8 int32, 128 sum_s sc_s sum(q - 32) per row
 # GROUP_BLOCK as a tuple indexed by kind, a constant inside the kernels
 _STEP = tuple(GROUP_BLOCK.get(k, 0) for k in range(11))
 # Where a block-of-32 kind keeps its float16 mins (Q4_1, Q5_1), its transposed fifth bits
@@ -267,9 +273,11 @@ def _k4_mins(builder, load, pair, count):
     return out
 
 
-def _q6_sums(builder, load, x4, bsum16, count):
-    """Q6_K: per input row k, sum over the 16 sub-blocks s of 16 of sc_s times (the unsigned
-    6-bit weights . x - 32 bsum16(k, s)), 8 rows as int32 lanes."""
+def _q6_sums(builder, load, x4, count):
+    """Q6_K: per input row k, sum over the 16 sub-blocks s of 16 of sc_s times (the weights
+    q - 32, signed . the input plus 128, unsigned), 8 rows as int32 lanes. The input's 128
+    comes off with the row's constant Q6_OFFSETS (kept at load), so the weights' 32 costs
+    nothing per input row."""
     chains = max(1, 2 // count)
     sums = [None] * count
     for h in range(2):  # halves of 128 weights
@@ -283,21 +291,17 @@ def _q6_sums(builder, load, x4, bsum16, count):
                     lo = low[q % 2] if q < 2 else builder.lshr(low[q % 2], _splat(I8x32, 4))
                     lo = builder.and_(lo, _splat(I8x32, 15))
                     hi = builder.and_(_bit_to(builder, high, 2 * q, 4), _splat(I8x32, 0x30))
-                    w = builder.or_(lo, hi)
+                    w = builder.add(builder.or_(lo, hi), _splat(I8x32, -32))
                     for k in range(count):
                         dot = dots[k][q]
                         dot[cc % chains] = _madd(
-                            builder, dot[cc % chains], w, x4(k, 128 * h + 32 * q + 4 * c)
+                            builder, dot[cc % chains], x4(k, 128 * h + 32 * q + 4 * c), w
                         )
             for q in range(4):
                 s = 8 * h + 2 * q + half
                 sc = builder.sext(load(16 + 8 * s, I8x8), I32x8)
                 for k in range(count):
-                    off = builder.mul(bsum16(k, s), ir.Constant(ir.IntType(32), 32))
-                    dot = builder.sub(
-                        _sum(builder, dots[k][q]), _broadcast(builder, [off], I32x8, [0] * 8)
-                    )
-                    term = builder.mul(dot, sc)
+                    term = builder.mul(_sum(builder, dots[k][q]), sc)
                     sums[k] = term if sums[k] is None else builder.add(sums[k], term)
     return sums
 
@@ -329,13 +333,11 @@ def _kgroup(typingctx, kind, acc, packed, pos, xq, xpos, stride, bs, bspos, bsst
         def x4(k, i):
             return _x4_splat(builder, context, sig.args[4], xq_v, at(rows[k], i))
 
-        def bsum16(k, s):
-            where = builder.mul(at(bsrows[k], s), ir.Constant(bspos_v.type, 4))
-            return _load(builder, context, sig.args[7], bs_v, where, ir.IntType(32))
-
         d = builder.fpext(load(0, F16x8), F32x8)
         if kind_v == 9:
-            sums, mins = _q6_sums(builder, load, x4, bsum16, count), None
+            offsets = load(Q6_OFFSETS, I32x8)
+            sums = [builder.sub(v, offsets) for v in _q6_sums(builder, load, x4, count)]
+            mins = None
         else:
             sums = _k4_sums(builder, load, x4, kind_v, count)
 
@@ -555,6 +557,16 @@ def _grouped(kind, xq, xd, xsum, packed, out):
 
 
 @njit(cache=True, inline="always")
+def _plus_128(xq):
+    """(n, cols) int8 plus 128, as uint8 (Q6_K's unsigned input, _q6_sums)."""
+    out = np.empty(xq.shape, np.uint8)
+    for t in range(xq.shape[0]):
+        for j in range(xq.shape[1]):
+            out[t, j] = np.uint8(np.int32(xq[t, j]) + 128)
+    return out
+
+
+@njit(cache=True, inline="always")
 def _sums_per_32(bsums):
     """(n, cols / 16) int32 sums per 16 into (n, cols / 32) int16 sums per 32."""
     out = np.empty((bsums.shape[0], bsums.shape[1] // 2), np.int16)
@@ -569,7 +581,9 @@ def _grouped_k(kind, xq, xd, bsums, packed, out):
     """As _grouped, for the 256-weight kinds. Q4_K/Q5_K take the input's sums per 32 as int16
     (at most 32 * 127 in magnitude), for their mins' vpmaddwd (_k4_mins)."""
     nb = xq.shape[1] // 256
-    if kind != 9:
+    if kind == 9:
+        xq = _plus_128(xq)
+    else:
         bsums = _sums_per_32(bsums)
     whole = xq.shape[0] // TOKENS * TOKENS
     for g in prange(packed.shape[0]):
@@ -676,6 +690,31 @@ def _k_scales_back(grp, dst, i, row, src):
 
 
 @njit(cache=True, inline="always")
+def _q6_offset_in(row, src, grp, dst, i):
+    """Q6_K: 128 sum_s sc_s sum over sub-block s of (q - 32) for row i's file block at
+    row[src] (ql: 128 bytes, qh: 64, scales: 16 int8), as a little-endian int32 at
+    grp[dst + Q6_OFFSETS + 4i]: what the input's + 128 adds to the row's block sum."""
+    total = 0
+    for n in range(2):
+        ql, qh, sc = src + 64 * n, src + 128 + 32 * n, src + 192 + 8 * n
+        for j in range(32):
+            low, high = np.int32(row[ql + j]), np.int32(row[ql + 32 + j])
+            bits = np.int32(row[qh + j])
+            quarter = (
+                (low & 15) | ((bits & 3) << 4),
+                (high & 15) | (((bits >> 2) & 3) << 4),
+                (low >> 4) | (((bits >> 4) & 3) << 4),
+                (high >> 4) | (((bits >> 6) & 3) << 4),
+            )
+            for q in range(4):
+                scale = np.int32(np.int8(row[sc + j // 16 + 2 * q]))
+                total += scale * (quarter[q] - 32)
+    v = np.uint32(np.int32(128 * total))
+    for b in range(4):
+        grp[dst + Q6_OFFSETS + 4 * i + b] = (v >> np.uint32(8 * b)) & np.uint32(255)
+
+
+@njit(cache=True, inline="always")
 def _plan(kind):
     """A file block's unit copies: (file offset, unit size, units, group offset), padded with
     empty ones. Q5_0/Q5_1's fifth bits and Q4_K/Q5_K's scales move apart (_special)."""
@@ -710,6 +749,8 @@ def _place(kind, row, src, grp, dst, i):
         _high_in(row, src + at, grp, dst + to, i)
     if kind == 4 or kind == 8:
         _k_scales_in(row, src + 4, grp, dst + 32, i)
+    if kind == 9:
+        _q6_offset_in(row, src, grp, dst, i)
 
 
 @njit(cache=True, inline="always")
