@@ -5,23 +5,23 @@ Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and TQ2_0 (the block kernel, _group) and Q4_K, Q5_K
 
 Each group of 8 rows keeps, per block of the file, its rows' scales side by side (8 float16
 d, then what else the type has per block: Q4_1/Q5_1 8 float16 m; Q4_K/Q5_K 8 dmin and the 8
-sub-block scales and 8 mins of each row unpacked to a byte each, the mins in pairs of sub-
-blocks (_min_at); Q6_K the 16 int8 scales of each row) and then chunks of 32 bytes, chunk c
-holding bytes 4c..4c+3 of each row's weight bytes, row after row (Q4_0/Q4_1/Q5_0/Q5_1: 4
-chunks of nibble bytes; Q8_0: 8 chunks of weights plus 128, so that they are unsigned, or
-signed without VNNI (see _q8_0_flip); TQ2_0: 16 chunks of four 2-bit fields; Q4_K: 32 chunks
-of nibbles; Q5_K: 8 chunks of its fifth bits and 32 of nibbles; Q6_K: 32 chunks of low
-nibbles and 16 of high bit pairs, then each row's int32 constant of the block, Q6_OFFSETS).
-One 32-byte load then gives 4 weights of each of the 8 rows (nibbles: 8, as low and high
-nibbles; TQ2_0: 16, one field per input block of 32), and the byte multiply-add against the
-matching 4 input bytes (broadcast) sums them into the row's own int32 lane: no per-row sums
-to gather and one vector of scales per block, about a third of the instructions of the row-
-at-a-time kernels (llm/i8dot.py, whose input rounding and LLVM helpers these share). 4 input
-rows share each load. A TQ2_0 field is masked in place, not shifted down: the sum comes out
-4^k times too large (k: the field), and the input block's scale divided by 4^k (exact, a
-power of two) undoes that. Q5_0/Q5_1 keep their 32 fifth bits per row transposed into 4
-bytes (bit c of byte j: weight 4c + j), so that a chunk's fifth bits are one shift and mask
-of one load.
+sub-block scales and 8 mins of each row unpacked to a byte each, the mins in pairs of
+sub-blocks (_min_at); Q6_K the 16 int8 scales of each row) and then chunks of 32 bytes,
+chunk c holding bytes 4c..4c+3 of each row's weight bytes, row after row
+(Q4_0/Q4_1/Q5_0/Q5_1: 4 chunks of nibble bytes; Q8_0: 8 chunks of weights plus 128, so that
+they are unsigned, or signed without VNNI (see _q8_0_flip); TQ2_0: 16 chunks of four 2-bit
+fields; Q4_K: 32 chunks of nibbles; Q5_K: 8 chunks of its fifth bits and 32 of nibbles;
+Q6_K: 32 chunks of low nibbles and 16 of high bit pairs, then each row's int32 constant of
+the block, Q6_OFFSETS). One 32-byte load then gives 4 weights of each of the 8 rows
+(nibbles: 8, as low and high nibbles; TQ2_0: 16, one field per input block of 32), and the
+byte multiply-add against the matching 4 input bytes (broadcast) sums them into the row's
+own int32 lane: no per-row sums to gather and one vector of scales per block, about a third
+of the instructions of the row-at-a-time kernels (llm/i8dot.py, whose input rounding and
+LLVM helpers these share). 4 input rows share each load. A TQ2_0 field is masked in place,
+not shifted down: the sum comes out 4^k times too large (k: the field), and the input
+block's scale divided by 4^k (exact, a power of two) undoes that. Q5_0/Q5_1 keep their 32
+fifth bits per row transposed into 4 bytes (bit c of byte j: weight 4c + j), so that a
+chunk's fifth bits are one shift and mask of one load.
 
 Weights multiply unsigned (Q5_0's q) and their offsets come off through the input's block
 sums, as llama.cpp's AVX2 kernels do; Q6_K's weights multiply signed (q - 32) against the
