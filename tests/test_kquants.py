@@ -71,6 +71,10 @@ def test_grouped_matches_twin(qtype, n, rng, monkeypatch):
     x[:, 256:512] *= 40  # blocks of different scales
     got = quants.matmul(x, grouped, int8=True)
     assert_twin(got, x, t, w)
+    if kind in i8group.K_KINDS and i8group.WIDE:  # the 8-row kernel of CPUs without AVX-512
+        monkeypatch.setattr(i8group, "WIDE", False)
+        assert_twin(quants.matmul(x, grouped, int8=True), x, t, w)
+        monkeypatch.setattr(i8group, "WIDE", True)
     for i in range(n):  # a row alone gives exactly what it gives among others
         np.testing.assert_array_equal(quants.matmul(x[i : i + 1], grouped, int8=True)[0], got[i])
     if kind in quants.INT8_KINDS:  # the row-at-a-time kernel, same rounding
@@ -83,14 +87,15 @@ def test_grouped_matches_twin(qtype, n, rng, monkeypatch):
 def test_extreme_weights_and_inputs(qtype, rng):
     """The largest weight values with the largest scales and inputs at +-127 (no sum may
     overflow or saturate), and input blocks of zeros."""
-    t, _ = blocks(qtype, 8, 512, rng)
-    raw = np.asarray(t.raw).reshape(8, -1, GGML_QUANT_SIZES[qtype][1]).copy()
+    t, _ = blocks(qtype, 16, 512, rng)  # two groups: the K kinds' 16-row kernel too
+    raw = np.asarray(t.raw).reshape(16, -1, GGML_QUANT_SIZES[qtype][1]).copy()
     keep = np.zeros(raw.shape[2], bool)
     for at in SCALES[qtype]:
         keep[at : at + 2] = True
     raw[:, :, ~keep] = 0xFF if qtype != Q.Q6_K else 0x7F  # Q6_K: scales of 127, q of 63
     raw[:4, :, ~keep] = 0x80  # Q6_K's most negative scale; others: mixed bits
-    t = Tensor("w", qtype, t.shape, raw.reshape(8, -1))
+    raw[12:, :, ~keep] = 0x80
+    t = Tensor("w", qtype, t.shape, raw.reshape(16, -1))
     w = gq.dequantize(t.raw, qtype).reshape(t.shape).astype(np.float64)
     x = np.where(rng.random((5, 512)) < 0.5, F32(-1), F32(1))
     x[1, :256] = 0
