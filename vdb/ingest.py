@@ -68,8 +68,10 @@ class IngestReport:
 
 
 def discover(paths: Iterable, ignore: Iterable[str] = ()) -> list[Path]:
-    """The files to ingest: files named directly (any suffix), and the files under
-    directories or matching glob patterns that have a loader, minus ignored names."""
+    """The files to ingest, each by its resolved path (however it was named, relative,
+    absolute or through a link, a file is one file): files named directly (any suffix), and
+    the files under directories or matching glob patterns that have a loader, minus ignored
+    names."""
     ignore = (*DEFAULT_IGNORE, *ignore)
     found: dict[str, Path] = {}
 
@@ -80,7 +82,7 @@ def discover(paths: Iterable, ignore: Iterable[str] = ()) -> list[Path]:
         raw = str(raw)
         path = Path(raw)
         if path.is_file():
-            found.setdefault(str(path), path)
+            found.setdefault(str(path.resolve()), path.resolve())
             continue
         if path.is_dir():
             candidates = (p for p in sorted(path.rglob("*")) if p.is_file())
@@ -94,7 +96,7 @@ def discover(paths: Iterable, ignore: Iterable[str] = ()) -> list[Path]:
         for p in candidates:
             rel = p.relative_to(base) if p.is_relative_to(base) else p
             if p.suffix.lower() in loaders.SUFFIXES and not skipped(rel):
-                found.setdefault(str(p), p)
+                found.setdefault(str(p.resolve()), p.resolve())
     return list(found.values())
 
 
@@ -141,7 +143,7 @@ def plan_file(
     points = []
     for doc in docs:
         seen: dict[str, int] = {}
-        for c in chunking.chunk(doc.text, count, max_tokens, overlap):
+        for c in chunking.chunk(doc.text, count, max_tokens, overlap, doc.blocks):
             n = seen[c.text] = seen.get(c.text, -1) + 1
             payload = {
                 "file": name,

@@ -1,12 +1,15 @@
 """Token-budgeted chunks of a document that prefer its own boundaries.
 
-A document is cut into units: headings (Markdown `#` lines), paragraphs (blank-line
-separated), and, for a paragraph over the budget, its sentences, and for a sentence over the
-budget, runs of words. Units are packed greedily into chunks of at most max_tokens tokens as
-the embedding model counts them; a heading starts a new chunk, and each chunk after the first
-of a section begins with the last units of the previous one, up to overlap tokens, so a
-sentence cut at a chunk's end is whole in the next. Each chunk knows its character span in
-the document, its heading path and its index.
+A document is cut into units: its blocks when its loader gives them (vdb.text.blocks:
+headings, paragraphs, code, list items, table rows), else headings (Markdown `#` lines) and
+paragraphs (blank-line separated). A unit over the budget is cut further: code at line
+ends, prose at sentence ends, and a sentence or line over the budget into runs of words.
+Units are packed greedily into chunks of at most max_tokens tokens as the embedding model
+counts them; a heading starts a new chunk, and each chunk after the first of a section
+begins with the last units of the previous one, up to overlap tokens, so a sentence cut at a
+chunk's end is whole in the next. A chunk is then counted whole (its units' counts can sum
+to less than the joined text's) and cut again where it is over. Each chunk knows its
+character span in the document, its heading path and its index.
 """
 
 import re
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vdb.errors import InvalidArgumentError
+from vdb.text import blocks as B
 
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"')\]]*\s+(?=\S)")
@@ -35,6 +39,7 @@ class _Unit:
     headings: tuple[str, ...]
     heading: bool = False
     tokens: int = 0
+    code: bool = False
 
 
 def chunk(
@@ -42,17 +47,19 @@ def chunk(
     count: Callable[[list[str]], list[int]],
     max_tokens: int = 254,
     overlap: int = 32,
+    blocks: list[B.Block] | None = None,
 ) -> list[Chunk]:
     """Chunks of text. count(texts) gives each text's token count (without special tokens);
     max_tokens bounds every chunk (a single word longer than that is the only exception);
-    overlap: tokens repeated from the end of a chunk at the start of the next."""
+    overlap: tokens repeated from the end of a chunk at the start of the next; blocks: the
+    document's structure, when its loader gives one."""
     check(max_tokens, overlap)
-    units = _units(text)
+    units = _units(text) if blocks is None else _block_units(blocks)
     if not units:
         return []
     _count(text, units, count)
     units = _split_long(text, units, count, max_tokens)
-    return _pack(text, units, max_tokens, overlap)
+    return _fit(text, _pack(text, units, max_tokens, overlap), count, max_tokens, overlap)
 
 
 def check(max_tokens: int, overlap: int) -> None:
@@ -93,6 +100,44 @@ def _units(text: str) -> list[_Unit]:
     return units
 
 
+def _block_units(blocks: list[B.Block]) -> list[_Unit]:
+    """Units of a loader's blocks, with the heading path each sits under."""
+    units, path = [], []
+    for b in blocks:
+        if b.kind == B.HEADING:
+            level = max(1, b.level)
+            above = path[: level - 1]
+            path = [*above, *[""] * (level - 1 - len(above)), b.title]  # a skipped level: ""
+            units.append(_Unit(b.start, b.end, tuple(h for h in path if h), heading=True))
+        else:
+            headings = tuple(h for h in path if h)
+            units.append(_Unit(b.start, b.end, headings, code=b.kind == B.CODE))
+    return units
+
+
+def _fit(text, chunks: list[Chunk], count, max_tokens, overlap) -> list[Chunk]:
+    """chunks, each counted whole; one over max_tokens (its units' counts summed to less) is
+    chunked again with a budget smaller by its excess, until it fits."""
+    sizes = count([c.text for c in chunks])
+    if all(n <= max_tokens for n in sizes):
+        return chunks
+    out: list[Chunk] = []
+    for c, n in zip(chunks, sizes, strict=True):
+        if n <= max_tokens:
+            out.append(c)
+            continue
+        budget = max(8, max_tokens - (n - max_tokens) - 1)
+        unit = _Unit(c.start, c.end, c.headings)
+        _count(text, [unit], count)
+        pieces = _split_long(text, [unit], count, budget)
+        inner = _pack(text, pieces, budget, min(overlap, budget // 2))
+        if budget == 8 or (len(inner) == 1 and inner[0].text == c.text):
+            out.extend(inner)  # as small as words allow (one word may be over)
+        else:
+            out.extend(_fit(text, inner, count, max_tokens, overlap))
+    return [Chunk(c.text, c.start, c.end, c.headings, i) for i, c in enumerate(out)]
+
+
 def _count(text, units, count) -> None:
     for unit, n in zip(units, count([text[u.start : u.end] for u in units]), strict=True):
         unit.tokens = n
@@ -104,7 +149,7 @@ def _split_long(text, units, count, max_tokens) -> list[_Unit]:
         if unit.tokens <= max_tokens:
             out.append(unit)
             continue
-        pieces = _sentences(text, unit)
+        pieces = _lines(text, unit) if unit.code else _sentences(text, unit)
         _count(text, pieces, count)
         for piece in pieces:
             if piece.tokens <= max_tokens:
@@ -123,6 +168,16 @@ def _sentences(text, unit) -> list[_Unit]:
         stripped = seg.rstrip()
         if stripped:
             pieces.append(_Unit(unit.start + a, unit.start + a + len(stripped), unit.headings))
+    return pieces
+
+
+def _lines(text, unit) -> list[_Unit]:
+    """A code block's lines, as units (blank lines dropped)."""
+    pieces, pos = [], unit.start
+    for line in text[unit.start : unit.end].split("\n"):
+        if line.strip():
+            pieces.append(_Unit(pos, pos + len(line.rstrip()), unit.headings, code=True))
+        pos += len(line) + 1
     return pieces
 
 

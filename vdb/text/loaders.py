@@ -1,9 +1,9 @@
-"""Files to documents: plain text, Markdown, HTML (BeautifulSoup), PDF (pypdf), and JSON or
-JSON Lines records with a chosen text field.
+"""Files to documents: plain text, Markdown (markdown-it-py), reStructuredText (docutils),
+HTML (BeautifulSoup), PDF (pypdf), and JSON or JSON Lines records with a chosen text field.
 
-Every loader returns Documents whose text keeps the structure the chunker uses: paragraphs
-separated by blank lines and headings as Markdown `#` lines (HTML's h1-h6 become them too),
-so chunks can carry a heading path whatever the source format.
+The structured formats also give their blocks (vdb.text.blocks: headings, paragraphs, code,
+list items, table rows), which the chunker follows; plain text is cut at blank lines and
+Markdown-style `#` lines.
 """
 
 import json
@@ -11,11 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdb.errors import InvalidArgumentError
+from vdb.text import html, markdown, rst
+from vdb.text.blocks import Block
 
-TEXT_SUFFIXES = (".txt", ".text", ".rst", ".log")
+TEXT_SUFFIXES = (".txt", ".text", ".log")
 MARKDOWN_SUFFIXES = (".md", ".markdown")
+RST_SUFFIXES = (".rst", ".rest")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
-SUFFIXES = (*TEXT_SUFFIXES, *MARKDOWN_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".json", ".jsonl")
+SUFFIXES = (
+    *TEXT_SUFFIXES,
+    *MARKDOWN_SUFFIXES,
+    *RST_SUFFIXES,
+    *HTML_SUFFIXES,
+    ".pdf",
+    ".json",
+    ".jsonl",
+)
 
 
 class LoaderError(InvalidArgumentError):
@@ -27,6 +38,7 @@ class Document:
     text: str
     source: str  # the file path, with "#N" for the N-th record of a JSON file
     metadata: dict = field(default_factory=dict)
+    blocks: list[Block] | None = None  # the structure, for formats that have one
 
 
 def load(path, text_field: str = "text") -> list[Document]:
@@ -35,7 +47,14 @@ def load(path, text_field: str = "text") -> list[Document]:
     suffix = path.suffix.lower()
     try:
         if suffix in HTML_SUFFIXES:
-            return [Document(_html(path.read_bytes()), str(path))]
+            text, blocks = html.render(path.read_bytes())
+            return [Document(text, str(path), blocks=blocks)]
+        if suffix in MARKDOWN_SUFFIXES:
+            text = _read(path)
+            return [Document(text, str(path), blocks=markdown.blocks(text))]
+        if suffix in RST_SUFFIXES:
+            text, blocks = rst.render(_read(path))
+            return [Document(text, str(path), blocks=blocks)]
         if suffix == ".pdf":
             return [Document(_pdf(path), str(path))]
         if suffix == ".json":
@@ -57,21 +76,6 @@ def _read(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LoaderError(f"{path}: not UTF-8 (byte {exc.start})") from None
-
-
-def _html(data: bytes) -> str:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(data, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head"]):
-        tag.decompose()
-    for level in range(1, 7):
-        for tag in soup.find_all(f"h{level}"):
-            tag.replace_with(f"\n\n{'#' * level} {tag.get_text(' ', strip=True)}\n\n")
-    for tag in soup.find_all(["p", "div", "li", "tr", "br", "pre", "blockquote", "section"]):
-        tag.insert_before("\n\n")
-        tag.insert_after("\n\n")
-    return _tidy(soup.get_text())
 
 
 def _pdf(path: Path) -> str:

@@ -1,0 +1,237 @@
+"""Loaders that follow the document (Markdown through markdown-it-py, reStructuredText
+through docutils, HTML's main content) and chunks that keep its blocks: code fences whose `#`
+lines are code, underlined titles, nested lists, tables, page furniture left out, and no
+chunk over the embedder's window, counted whole with its tokenizer."""
+
+import os
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import embed
+import vdb
+from vdb.ingest import discover, ingest
+from vdb.text import blocks, chunking, html, loaders, markdown, rst
+
+
+@pytest.fixture(scope="module")
+def model():
+    return embed.load()
+
+
+@pytest.fixture(scope="module")
+def count(model):
+    return lambda texts: [len(ids) - 2 for ids in model.tokenizer.encode_batch(texts)]
+
+
+MARKDOWN = textwrap.dedent(
+    """\
+    ---
+    title: front matter
+    ---
+    # Guide
+
+    Intro paragraph.
+
+    ```sh
+    # install it
+    pip install thing
+    ```
+
+    Options
+    -------
+
+    - `timeout`: how long to wait,
+      in seconds.
+    - `retries`: how often to retry
+      - nested: once more
+
+    | option | default |
+    |---|---|
+    | timeout | 30 |
+    | retries | 3 |
+    """
+)
+
+
+def _spans(text, found):
+    return [(b.kind, text[b.start : b.end]) for b in found]
+
+
+def test_markdown_blocks_follow_commonmark():
+    found = markdown.blocks(MARKDOWN)
+    got = _spans(MARKDOWN, found)
+    assert got[0] == ("heading", "# Guide") and found[0].title == "Guide"
+    assert ("code", "```sh\n# install it\npip install thing\n```") in got
+    assert [t for k, t in got if k == "heading"] == ["# Guide", "Options\n-------"]
+    assert ("item", "- `timeout`: how long to wait,\n  in seconds.") in got
+    assert ("item", "- nested: once more") in got
+    assert [t for k, t in got if k == "row"] == [
+        "| option | default |",
+        "| timeout | 30 |",
+        "| retries | 3 |",
+    ]
+    assert not any("front matter" in t for _, t in got)
+
+
+def test_markdown_chunks_keep_code_whole_and_never_take_its_comments_for_headings(count):
+    chunks = chunking.chunk(MARKDOWN, count, 64, 8, markdown.blocks(MARKDOWN))
+    assert all(c.headings[0] == "Guide" for c in chunks)
+    assert {c.headings for c in chunks} == {("Guide",), ("Guide", "Options")}
+    code = [c for c in chunks if "pip install" in c.text]
+    assert len(code) == 1 and "```sh\n# install it\npip install thing\n```" in code[0].text
+    rows = [c for c in chunks if "| retries | 3 |" in c.text]
+    assert rows and all(c.headings == ("Guide", "Options") for c in rows)
+    # a long code block is cut at line ends, each line whole
+    long_code = "# Code\n\n```\n" + "\n".join(f"value_{i} = {i} * {i}" for i in range(80))
+    long_code += "\n```\n"
+    pieces = chunking.chunk(long_code, count, 48, 0, markdown.blocks(long_code))
+    assert len(pieces) > 2
+    for c in pieces:
+        assert count([c.text])[0] <= 48
+        for line in filter(None, c.text.splitlines()):
+            assert line.startswith(("value_", "```", "# Code")), line
+
+
+RST = textwrap.dedent(
+    """\
+    =====
+    Guide
+    =====
+
+    Call :func:`thing.run` with :class:`~thing.Options`.
+
+    Install
+    -------
+
+    Run it::
+
+        # not a title
+        pip install thing
+
+    :param timeout: how long to wait
+    :returns: the result
+
+    * first item
+    * second item
+
+      * nested item
+
+    .. note:: Read the notes.
+
+    .. toctree::
+
+       api
+
+    Details
+    ~~~~~~~
+
+    +---------+---------+
+    | option  | default |
+    +=========+=========+
+    | timeout | 30      |
+    +---------+---------+
+    """
+)
+
+
+def test_rst_titles_literals_fields_and_sphinx_roles():
+    text, found = rst.render(RST)
+    got = _spans(text, found)
+    heads = [(b.title, b.level) for b in found if b.kind == "heading"]
+    assert heads == [("Guide", 1), ("Install", 2), ("Details", 3)]
+    assert ("para", "Call thing.run with thing.Options.") in got
+    assert ("code", "# not a title\npip install thing") in got
+    assert ("item", "param timeout: how long to wait") in got
+    assert ("item", "- nested item") in got
+    assert ("para", "Note: Read the notes.") in got
+    assert ("row", "timeout | 30") in got
+    assert "api" not in text  # the toctree builds the site, it is not content
+
+
+def test_rst_chunks_carry_their_title_path(tmp_path, count):
+    path = tmp_path / "guide.rst"
+    path.write_text(RST)
+    (doc,) = loaders.load(path)
+    chunks = chunking.chunk(doc.text, count, 64, 8, doc.blocks)
+    assert {c.headings for c in chunks} >= {("Guide",), ("Guide", "Install")}
+    assert any(c.headings == ("Guide", "Install", "Details") for c in chunks)
+
+
+PAGE = """<html><head><title>pickle</title></head><body>
+<div class="related" role="navigation"><h3>Navigation</h3><ul><li>Previous topic</li>
+<li>Next topic</li></ul></div>
+<div class="document"><div class="body" role="main">
+<section id="p"><h1>pickle &#8212; serialization<a class="headerlink" href="#p">&#182;</a></h1>
+<p>Currently the default protocol is 4.</p>
+<pre># a comment in code
+import pickle</pre>
+<ul><li>Protocol 0 is the original.<ul><li>nested item</li></ul></li></ul>
+<table><tr><th>name</th><th>value</th></tr><tr><td>DEFAULT</td><td>4</td></tr></table>
+</section></div></div>
+<div class="sphinxsidebar"><h3>This Page</h3><ul><li>Show Source</li></ul></div>
+<div class="footer">Copyright</div></body></html>"""
+
+
+def test_html_keeps_the_main_content_and_drops_the_furniture():
+    text, found = html.render(PAGE.encode())
+    got = _spans(text, found)
+    assert got[0] == ("heading", "# pickle \u2014 serialization")
+    assert "\u00b6" not in text
+    for furniture in ("Navigation", "Previous topic", "This Page", "Show Source", "Copyright"):
+        assert furniture not in text
+    assert ("code", "# a comment in code\nimport pickle") in got
+    assert [b.title for b in found if b.kind == "heading"] == ["pickle \u2014 serialization"]
+    assert ("item", "- Protocol 0 is the original.") in got
+    assert ("item", "- nested item") in got
+    assert ("row", "DEFAULT | 4") in got
+
+
+def test_blocks_join_renders_headings_as_markdown_lines():
+    text, found = blocks.join([("heading", "A  title", 2), ("para", "Body.", 0)])
+    assert text == "## A title\n\nBody."
+    assert found[0].title == "A title" and text[found[1].start : found[1].end] == "Body."
+
+
+WORDS = st.sampled_from(
+    "the a timeout option value returns configuration pickle protocol serialization "
+    "unbelievably internationalization Python3.11 x=1 {'key': [1, 2]} http://example.com/path "
+    "naïve café 東京 ß".split()
+)
+SENTENCE = st.lists(WORDS, min_size=1, max_size=40).map(lambda ws: " ".join(ws) + ".")
+BLOCK = st.one_of(
+    st.lists(SENTENCE, min_size=1, max_size=12).map(" ".join),
+    st.lists(WORDS, min_size=1, max_size=6).map(lambda ws: "## " + " ".join(ws)),
+    st.lists(st.lists(WORDS, max_size=30).map(" ".join), min_size=1, max_size=30).map(
+        lambda lines: "```\n# " + "\n".join(lines) + "\n```"
+    ),
+    st.lists(SENTENCE, min_size=1, max_size=6).map(lambda s: "\n".join("- " + x for x in s)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(BLOCK, min_size=1, max_size=12), st.integers(16, 96))
+def test_no_chunk_exceeds_the_window(count, parts, budget):
+    text = "\n\n".join(parts) + "\n"
+    for structure in (None, markdown.blocks(text)):
+        for c in chunking.chunk(text, count, budget, budget // 4, structure):
+            assert text[c.start : c.end] == c.text
+            assert count([c.text])[0] <= budget or len(c.text.split()) == 1, c.text
+
+
+def test_a_file_named_two_ways_is_one_file(tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nSome text about the first file.\n")
+    monkeypatch.chdir(tmp_path)
+    named = discover(["docs/a.md", str(docs / "a.md"), "docs", os.path.join("docs", "..", "docs")])
+    assert named == [(docs / "a.md").resolve()]
+    db = vdb.open(tmp_path / "db")
+    ingest(db, ["docs/a.md"], "d")
+    monkeypatch.chdir(docs)
+    ingest(db, ["a.md"], "d")
+    ingest(db, [str(docs / "a.md")], "d")
+    assert db.get_collection("d").count() == 1
+    db.close()
