@@ -7,8 +7,9 @@ Dense is the default model's cosine; BM25 is vdb.text.bm25 (bm25s, English stop 
 Snowball stems); fusions combine the two ranked lists of the top 100 each: reciprocal rank
 fusion (k = 60), and the convex combination of min-max normalized scores for several dense
 weights, the one vdb.text.hybrid uses by default marked. Reports recall@1, @5, @10 and
-MRR@10, and for the extractive answerer the fraction of questions whose gold answer text is
-inside the sentence it returns from the top hit.
+MRR@10, and for the extractive answerers the fraction of questions whose gold answer text is
+inside what they return: the best sentence of the top hit, and the best span (sentence, pair
+of sentences, list item or row) of the top three, as `vdb ask` answers.
 """
 
 import argparse
@@ -46,6 +47,19 @@ def load(quick: bool):
         answers = [answers[i] for i in keep]
         gold = [gold[i] for i in keep]
     return paragraphs, questions, np.array(gold), answers
+
+
+class _Cached:
+    """model.embed with each text's vector kept (the question, first, is new each time)."""
+
+    def __init__(self, model):
+        self.model, self.vectors = model, {}
+
+    def embed(self, texts):
+        todo = [t for t in dict.fromkeys(texts[1:]) if t not in self.vectors]
+        fresh = self.model.embed([texts[0], *todo])
+        self.vectors.update(zip(todo, fresh[1:], strict=True))
+        return np.stack([fresh[0], *(self.vectors[t] for t in texts[1:])])
 
 
 def metrics(ranked: list[list[int]], gold: np.ndarray) -> dict:
@@ -99,17 +113,28 @@ def main():
         cells = "  ".join(f"{m[key]:.3f}" for key in ("r@1", "r@5", "r@10", "mrr@10"))
         print(f"{name:18s}  {cells}{mark}")
 
-    from vdb.text.extract import best_sentence
+    from vdb.text.extract import SOURCES, best_sentence, best_span
 
-    hits = 0
+    hits, span_hits, words, span_words = 0, 0, 0, 0
+    cached = _Cached(model)  # the same candidates recur across questions of one paragraph
     for qi, q in enumerate(questions):
         dense = [(int(i), float(sims[qi, i])) for i in dense_top[qi]]
-        top = hybrid.convex(dense, sparse[qi], hybrid.DENSE_WEIGHT)[0][0]
-        sentence = best_sentence(q, paragraphs[top], model, index.tokenize)[0]
+        fused = hybrid.convex(dense, sparse[qi], hybrid.DENSE_WEIGHT)
+        sentence = best_sentence(q, paragraphs[fused[0][0]], model, index.tokenize)[0]
         hits += any(a in sentence for a in answers[qi])
+        words += len(sentence.split())
+        top = [paragraphs[i] for i, _ in fused[:SOURCES]]
+        span = best_span(q, top, cached, index.tokenize)[1]
+        span_hits += any(a in span for a in answers[qi])
+        span_words += len(span.split())
+    n = len(questions)
     print(
-        f"extractive: gold answer inside the returned sentence for "
-        f"{hits / len(questions):.3f} of questions"
+        f"extractive, best sentence of the top hit: gold answer inside for {hits / n:.3f} of "
+        f"questions ({words / n:.1f} words on average)"
+    )
+    print(
+        f"extractive, best span of the top {SOURCES} (vdb ask): gold answer inside for "
+        f"{span_hits / n:.3f} of questions ({span_words / n:.1f} words on average)"
     )
     best = rows[default]
     print(

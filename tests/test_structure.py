@@ -235,3 +235,92 @@ def test_a_file_named_two_ways_is_one_file(tmp_path, monkeypatch):
     ingest(db, [str(docs / "a.md")], "d")
     assert db.get_collection("d").count() == 1
     db.close()
+
+
+@pytest.fixture(scope="module")
+def terms():
+    from vdb.text.bm25 import Bm25Index
+
+    return Bm25Index(["a placeholder text"]).tokenize
+
+
+def _answer(question, passages, model, terms):
+    from vdb.text import extract
+
+    best, text, _ = extract.best_span(question, passages, model, terms)
+    return best, text
+
+
+def test_the_answer_is_the_sentence_that_states_the_value(model, terms):
+    passage = (
+        "The protocol version used for pickling can be chosen with the protocol argument. "
+        "Currently the default protocol is 4. Protocol 5 was added in Python 3.8."
+    )
+    _, text = _answer("What is the default pickle protocol?", [passage], model, terms)
+    assert "default protocol is 4" in text
+
+
+def test_the_answer_can_be_a_list_item_and_skips_code_unless_asked(model, terms):
+    passage = textwrap.dedent(
+        """\
+        The command line reads a few environment variables.
+
+        ```sh
+        # FLASK_APP tells the command where the app is
+        export FLASK_APP=hello
+        ```
+
+        - `FLASK_APP`: where to find the application.
+        - `FLASK_DEBUG`: turns on the debugger and the reloader.
+        """
+    )
+    best, text = _answer(
+        "Which environment variable turns on the debugger?", [passage], model, terms
+    )
+    assert best.kind == "item" and "FLASK_DEBUG" in text
+    best, text = _answer(
+        "Show an example command to export the app variable", [passage], model, terms
+    )
+    assert best.kind in ("code", "item", "sentence", "pair")
+    from vdb.text import extract
+
+    assert all(c.kind != "code" for c in extract.candidates(passage, code=False))
+    assert any(c.kind == "code" for c in extract.candidates(passage, code=True))
+
+
+def test_the_answer_may_come_from_the_second_source(model, terms):
+    first = "Logging is configured with dictConfig. Handlers write records to streams."
+    second = "The development server listens on port 5000 by default."
+    best, text = _answer(
+        "Which port does the development server listen on by default?",
+        [first, second],
+        model,
+        terms,
+    )
+    assert best.passage == 1 and "5000" in text
+
+
+def test_rst_object_descriptions_keep_their_text():
+    text, _ = rst.render(
+        textwrap.dedent(
+            """\
+            .. py:data:: SESSION_COOKIE_NAME
+
+                The name of the session cookie.
+
+                Default: ``'session'``
+
+            .. function:: url_for(endpoint, **values)
+               :noindex:
+
+               Generates a URL to the given endpoint.
+
+            .. versionadded:: 2.1
+               The ``foo`` option.
+            """
+        )
+    )
+    assert "SESSION_COOKIE_NAME: The name of the session cookie." in text
+    assert "Default: 'session'" in text
+    assert "url_for(endpoint, **values): Generates a URL to the given endpoint." in text
+    assert "New in version 2.1: The foo option." in text

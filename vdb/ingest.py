@@ -281,7 +281,9 @@ def ingest(
             progress(report, planned, len(files))
 
     # chunks made with other settings are redone (an unchanged file is not skipped)
-    settings = _hash(col.config.embedder, str(max_tokens), str(overlap), text_field)[:16]
+    settings = _hash(
+        col.config.embedder, str(max_tokens), str(overlap), text_field, chunking.VERSION
+    )[:16]
 
     def plan(path: Path) -> FilePlan:
         return plan_file(

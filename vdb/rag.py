@@ -69,7 +69,7 @@ class Answer:
     extractive: bool  # True: a sentence quoted from the best source, no model involved
     sources: list[Source] = field(default_factory=list)  # what the answer was built from
     cited: list[int] = field(default_factory=list)  # numbers of the sources it cites
-    span: tuple[int, int] | None = None  # extractive: the sentence's span in sources[0].text
+    span: tuple[int, int] | None = None  # extractive: the span in the cited source's text
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -217,13 +217,15 @@ NO_SOURCE = "No source in the collection matches the question."
 
 
 def extractive(col, question: str, sources: list[Source]) -> Answer:
-    """The sentence of the best source that best answers question."""
+    """The span of the best sources that best answers question (extract.best_span): a
+    sentence, two adjacent ones, a list item or a table row, quoted with its source."""
     import embed
 
     embedder = embed.load(col.config.embedder)
     terms = _bm25(col)[1].tokenize  # the collection's index, built by the search before
-    sentence, a, b, _ = extract.best_sentence(question, sources[0].text, embedder, terms)
-    return Answer(question, sentence, True, sources, [1], (a, b))
+    best, text, _ = extract.best_span(question, [s.text for s in sources], embedder, terms)
+    source = sources[best.passage]
+    return Answer(question, text, True, sources, [source.number], (best.start, best.end))
 
 
 def start_answer(

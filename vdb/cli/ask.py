@@ -140,7 +140,7 @@ def ask_cmd(
         click.echo(f"From {agent}'s memory:\n{memory.text}\n")
     cited = [s for s in answer.sources if s.number in answer.cited]
     if answer.extractive and cited:
-        click.echo(f"from [1] {_where(cited[0])}")
+        click.echo(f"from [{cited[0].number}] {_where(cited[0])}")
         return
     click.echo("Sources cited:" if cited else "Sources (none cited):")
     for s in cited or answer.sources:

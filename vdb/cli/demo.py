@@ -68,7 +68,7 @@ def demo(keep, question, model_path):
             click.echo(f"Q: {q}")
             click.echo(f"A ({how}): {' '.join(answer.text.split())}")
             cited = [s for s in answer.sources if s.number in answer.cited]
-            for s in cited if not answer.extractive else [top] if top else []:
+            for s in cited or ([top] if top else []):
                 label = f"[{s.number}] " if not answer.extractive else ""
                 click.echo(f"   source: {label}{_where(s)}")
             click.echo("")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from vdb.errors import InvalidArgumentError
 from vdb.text import blocks as B
 
+# The loaders' and the chunker's version: files ingested by another are chunked again
+VERSION = "2"
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"')\]]*\s+(?=\S)")
 

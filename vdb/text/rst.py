@@ -19,9 +19,18 @@ _PROSE_DIRECTIVES = (
 _SILENT_DIRECTIVES = (
     "toctree autosummary automodule autoclass autofunction automethod autoattribute autodata "
     "autoexception currentmodule module index highlight literalinclude sectionauthor "
-    "codeauthor moduleauthor program option envvar py:function py:class py:method "
-    "function class method attribute data exception describe"
+    "codeauthor moduleauthor"
 ).split()
+# Sphinx's object descriptions: the signature, then the hand-written text under it
+_DESCRIPTIONS = (
+    "function class method attribute data exception decorator decoratormethod classmethod "
+    "staticmethod property module describe object envvar option program confval setting"
+).split()
+_LABELS = {
+    "versionadded": "New in version",
+    "versionchanged": "Changed in version",
+    "deprecated": "Deprecated since version",
+}
 _registered = False
 
 
@@ -123,6 +132,9 @@ def _register() -> None:
         def __missing__(self, key):
             return directives.unchanged
 
+        def __bool__(self):
+            return True
+
     for name in _ROLES:
         roles.register_local_role(name, literal_role)
         roles.register_local_role(f"py:{name}", literal_role)
@@ -139,10 +151,16 @@ def _register() -> None:
         option_spec = AnyOptions()
 
         def run(self):
+            from docutils.statemachine import StringList
+
+            label = _LABELS.get(self.name, "")
+            lead = " ".join(self.arguments)
+            if label:
+                version, *rest = lead.split(None, 1) or [""]
+                lead = f"{label} {version}: {' '.join(rest)}".strip()
+            lines = StringList([lead, *self.content] if lead else list(self.content))
             node = nodes.container()
-            if self.arguments:
-                node += nodes.paragraph(text=self.arguments[0])
-            self.state.nested_parse(self.content, self.content_offset, node)
+            self.state.nested_parse(lines, self.content_offset, node)
             return [node]
 
     class Silent(Directive):
@@ -152,6 +170,27 @@ def _register() -> None:
         def run(self):
             return []
 
+    class Description(Directive):
+        required_arguments, optional_arguments = 0, 1
+        final_argument_whitespace, has_content = True, True
+        option_spec = AnyOptions()
+
+        def run(self):
+            node = nodes.container()
+            signature = " ".join(" ".join(self.arguments).split())
+            body = nodes.container()
+            self.state.nested_parse(self.content, self.content_offset, body)
+            first = body.children[0] if body.children else None
+            if signature and isinstance(first, nodes.paragraph):
+                first.insert(0, nodes.Text(f"{signature}: "))  # the name beside its text
+            elif signature:
+                node += nodes.paragraph(text=signature)
+            node += body.children
+            return [node]
+
+    for name in _DESCRIPTIONS:
+        directives.register_directive(name, Description)
+        directives.register_directive(f"py:{name}", Description)
     for name in _CODE_DIRECTIVES:
         directives.register_directive(name, Code)
     for name in _PROSE_DIRECTIVES:
