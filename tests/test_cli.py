@@ -194,6 +194,31 @@ def test_serve_rejects_bad_options(tmp_path):
     assert result.exit_code != 0 and "both a certificate and a key" in result.output
 
 
+def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path):
+    """The port is checked before gRPC binds it: stderr holds the clean message only (no
+    gRPC core log line before it), and no model is prepared first."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "vdb", "--data", str(tmp_path / "db"), "serve"]
+            + ["--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
 def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
     monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
     runner = CliRunner()
