@@ -139,7 +139,7 @@ def convert(src, qtype, name, out):
 
 @model.command()
 @click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def remove(name, yes):
     """Delete cached model NAME: a pulled model (with any partial download of it), or a
     converted embedder (every type) or NAME:TYPE."""
