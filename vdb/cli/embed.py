@@ -10,7 +10,7 @@ from vdb.cli.main import echo_json
 
 
 @click.command("embed")
-@click.argument("texts", nargs=-1)
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option(
     "--file",
     "-f",
@@ -34,13 +34,14 @@ from vdb.cli.main import echo_json
 @click.option("--model", "old_model_name", hidden=True, help="Former name of --embedder.")
 @click.option(
     "--batch-size",
+    "-b",
     type=click.IntRange(1),
     default=256,
     show_default=True,
     help="Texts per forward pass (also capped at 8,192 tokens).",
 )
 def embed_cmd(texts, file, out, model_name, old_model_name, batch_size):
-    """Embed TEXTS (or the lines of --file) with the --embedder model and print the vectors
+    """Embed each TEXT (and the lines of --file) with the --embedder model and print the vectors
     as JSON, or save them."""
     import embed
 

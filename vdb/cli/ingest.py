@@ -9,7 +9,7 @@ EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 
 
 @click.command("ingest")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--collection", "-c", required=True, help="Collection to write (created if missing).")
 @click.option(
     "--embedder",
@@ -35,6 +35,7 @@ EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 )
 @click.option(
     "--batch-size",
+    "-b",
     type=click.IntRange(1),
     default=64,
     show_default=True,
@@ -57,9 +58,9 @@ EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def ingest_cmd(ctx, paths, collection, progress_mode, as_json, **options):
-    """Ingest PATHS (files, directories, globs: .txt .md .html .pdf .json .jsonl) into
-    COLLECTION: chunked by the embedding model's token counts, embedded in batches, with
-    source, span and heading path in each chunk's payload. Unchanged chunks are skipped on
+    """Ingest each PATH (files, directories, globs: .txt .md .html .pdf .json .jsonl) into
+    the --collection: chunked by the embedding model's token counts, embedded in batches,
+    with source, span and heading path in each chunk's payload. Unchanged chunks are skipped on
     a second run, changed files replace their chunks, and a killed run completes when run
     again.
 
