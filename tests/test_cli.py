@@ -252,6 +252,7 @@ def test_ingest_progress_counts_chunks():
     assert line(report, rate=2.5) == (
         "ingest:  12% 5 of ~40 chunks embedded, 1 of 4 files read, 2.5 chunks/s, ETA 14s"
     )
+    assert line(report, rate=2.5, waited=4.0).endswith("ETA 10s")  # counts down after a batch
     report.planned_files, report.planned_bytes, report.to_embed = 4, 400, 32
     assert report.expected_embeds == 32
     assert "5 of 32 chunks" in line(report, rate=0.0)

@@ -4,6 +4,7 @@ the run is expected to embed (see IngestReport.expected_embeds), so the ETA foll
 embedding, which is where the time goes, and not the number of files."""
 
 import sys
+import threading
 import time
 
 MODES = ("auto", "bar", "plain", "none")
@@ -43,10 +44,12 @@ class Silent:
 
 
 class Plain:
-    """One line at the first report, one every PLAIN_EVERY seconds, and one at the end:
+    """One line at the first report, then one every PLAIN_EVERY seconds from a timer thread
+    (so a log hears from a run even while a batch embeds), and one at the end:
     `ingest: 45% 1,520 of ~3,400 chunks embedded, 45 of 114 files read, 24.5 chunks/s,
     ETA 1m17s` (~ while the total is an estimate from the files not read yet). The rate is
-    measured from the first report, after the model is loaded."""
+    measured from the first report (after the model is loaded) to the last batch written,
+    and the ETA counts down from that batch."""
 
     def __init__(self, stream, every: float = PLAIN_EVERY):
         self.stream = stream
@@ -54,38 +57,56 @@ class Plain:
         self.created = time.monotonic()
         self.started: float | None = None  # the first report
         self.base = 0  # chunks embedded at the first report
-        self.last = 0.0
+        self.mark = (0.0, 0)  # (time, chunks embedded) when the count last moved
+        self.report = None
+        self.stop = threading.Event()
+        self.timer: threading.Thread | None = None
+        self.writing = threading.Lock()
 
     def __call__(self, report, done, total) -> None:
         now = time.monotonic()
-        if self.started is None:
-            self.started, self.base = now, report.embedded
-            self._write(line(report, 0.0))
-        elif now - self.last >= self.every:
-            self._write(line(report, self._rate(report, now)))
-        else:
+        if self.started is not None:
+            if report.embedded != self.mark[1]:
+                self.mark = (now, report.embedded)
             return
-        self.last = now
+        self.started, self.base, self.report = now, report.embedded, report
+        self.mark = (now, report.embedded)
+        self._write(line(report, 0.0))
+        self.timer = threading.Thread(target=self._tick, name="vdb-progress", daemon=True)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        while not self.stop.wait(self.every):
+            waited = time.monotonic() - self.mark[0]
+            self._write(line(self.report, self._rate(), waited=waited))
 
     def close(self, report=None) -> None:
-        """The closing line for a finished run's report (none when the run failed)."""
+        """Stop the timer; the closing line for a finished run's report (none when the run
+        failed)."""
+        self.stop.set()
+        if self.timer is not None:
+            self.timer.join()
         if report is not None:
+            self.report = self.report or report
             now = time.monotonic()
-            self._write(line(report, self._rate(report, now), took=now - self.created))
+            self.mark = (now, report.embedded)
+            self._write(line(report, self._rate(), took=now - self.created))
 
-    def _rate(self, report, now: float) -> float:
-        """Chunks embedded per second since the first report."""
-        spent = now - (self.started or now)
-        return (report.embedded - self.base) / spent if spent > 0 else 0.0
+    def _rate(self) -> float:
+        """Chunks embedded per second from the first report to the last count."""
+        at, embedded = self.mark
+        spent = at - (self.started or at)
+        return (embedded - self.base) / spent if spent > 0 else 0.0
 
     def _write(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        with self.writing:
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
 
-def line(report, rate: float, took: float | None = None) -> str:
-    """One plain progress line for the report at `rate` chunks per second; with `took` (the
-    whole run's seconds), the closing line."""
+def line(report, rate: float, took: float | None = None, waited: float = 0.0) -> str:
+    """One plain progress line for the report at `rate` chunks per second, measured
+    `waited` seconds ago; with `took` (the whole run's seconds), the closing line."""
     final = took is not None
     done = report.embedded
     exact = final or report.planned_files >= report.files
@@ -102,7 +123,7 @@ def line(report, rate: float, took: float | None = None) -> str:
     if final:
         parts.append(f"done in {duration(took)}")
     elif rate and expected > done:
-        parts.append(f"ETA {duration((expected - done) / rate)}")
+        parts.append(f"ETA {duration(max(0.0, (expected - done) / rate - waited))}")
     return ", ".join(parts)
 
 
