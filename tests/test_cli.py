@@ -1,6 +1,8 @@
 """The `vdb` command line, driven through click's runner on a real database directory."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
@@ -145,13 +147,119 @@ def test_help_everywhere_and_demo(tmp_path):
     out = run(tmp_path, "demo", "--keep", str(tmp_path / "demo")).output
     assert "5 files, " in out and "(extractive): If an ingestion is killed, running it" in out
     assert "source: server.md > Running vdb as a server > Security" in out
-    again = run(tmp_path, "demo", "--keep", str(tmp_path / "demo"), "-q", "What is vdb?").output
+    ask = ["--question", "What is vdb?"]
+    again = run(tmp_path, "demo", "--keep", str(tmp_path / "demo"), *ask).output
     assert "5 files unchanged" in again and "Q: What is vdb?" in again
+    assert f"The database stays in {tmp_path / 'demo'}." in again
     model = str(shared_file("models", "stories260K.gguf"))
-    written = run(
-        tmp_path, "demo", "--keep", str(tmp_path / "demo"), "-q", "What is vdb?", "--model", model
-    ).output
+    written = run(tmp_path, "demo", "--keep", str(tmp_path / "demo"), *ask, "--model", model).output
     assert "A (generated): " in written and "(extractive)" not in written
+
+
+def test_demo_removes_its_database_unless_kept(tmp_path, monkeypatch):
+    """Without --keep the throwaway database is gone when `vdb demo` ends (a subprocess
+    with its own TMPDIR, left empty); with a bare --keep it stays where it says."""
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.conftest import ROOT
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "vdb", "demo", "--question", "What is vdb?"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    used = re.search(r"^database: (.+)$", result.stdout, re.M).group(1)
+    assert used.startswith(str(tmp)) and "Q: What is vdb?" in result.stdout
+    assert not os.path.exists(used) and list(tmp.iterdir()) == []
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    docs = tmp_path / "docs"  # a one-chunk documentation: this run checks only --keep
+    docs.mkdir()
+    (docs / "vdb.md").write_text("# vdb\n\nvdb is a vector database.\n")
+    monkeypatch.setattr("vdb.cli.demo.DOCS", docs)
+    out = run(tmp_path, "demo", "--keep", "--question", "What is vdb?").output
+    kept = re.search(r"^The database stays in (.+)\.$", out, re.M).group(1)
+    assert kept.startswith(str(tmp)) and (Path(kept) / "data.mdb").exists()
+
+
+def test_ingest_exit_codes_and_plain_progress_without_a_terminal(tmp_path):
+    """`vdb ingest` with stdout and stderr to pipes: plain progress lines on stderr (the
+    first report and the closing line at least), exit 3 when a file failed, 0 when none
+    did; --json alone prints no progress."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# Tea\n\nGreen tea is steamed.\n\n## Black\n\nIt is oxidized.\n")
+    (corpus / "b.txt").write_text("Coffee beans are roasted. " * 40)
+    (corpus / "bad.txt").write_bytes("caf\xe9".encode("latin-1"))
+    ingest = [sys.executable, "-m", "vdb", "--data", str(tmp_path / "db"), "ingest", str(corpus)]
+
+    def vdb_ingest(*args):
+        return subprocess.run(
+            [*ingest, "-c", "docs", *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
+
+    failed = vdb_ingest()
+    assert failed.returncode == 3, failed.stderr
+    summary = re.match(
+        r"3 files \(0 unchanged, 1 failed\): (\d+) chunks, (\d+) embedded", failed.stdout
+    )
+    n = int(summary.group(2))
+    assert n == int(summary.group(1)) >= 3
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("ingest: ")]
+    assert len(lines) >= 2
+    assert re.fullmatch(
+        r"ingest: +\d+% \d+ of (~?\d+|\?) chunks embedded, \d of 3 files read.*", lines[0]
+    )
+    assert re.fullmatch(
+        rf"ingest: 100% {n} of {n} chunks embedded, 3 of 3 files read, [\d.]+ chunks/s, "
+        r"done in \d+s",
+        lines[-1],
+    )
+    assert f"skipped {corpus / 'bad.txt'}: " in failed.stderr
+    (corpus / "bad.txt").unlink()
+    clean = vdb_ingest("--json")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["unchanged_files"] == 2 and "ingest: " not in clean.stderr
+    usage = run(tmp_path, "ingest", str(corpus), "-c", "docs", "--progress", "often", ok=False)
+    assert usage.exit_code == 2 and "ingest --help" in usage.output
+    help_text = run(tmp_path, "ingest", "--help").output
+    assert "Exit status:" in help_text and "3  some files could not be read" in help_text
+
+
+def test_ingest_progress_counts_chunks():
+    """The expected chunks extrapolate the files read so far by size; the plain line says
+    which figures are estimates."""
+    from vdb.cli.progress import line
+    from vdb.ingest import IngestReport
+
+    report = IngestReport(files=4, bytes=400, planned_files=1, planned_bytes=100, to_embed=10)
+    report.embedded = 5
+    assert report.expected_embeds == 40
+    assert line(report, rate=2.5) == (
+        "ingest:  12% 5 of ~40 chunks embedded, 1 of 4 files read, 2.5 chunks/s, ETA 14s"
+    )
+    assert line(report, rate=2.5, waited=4.0).endswith("ETA 10s")  # counts down after a batch
+    report.planned_files, report.planned_bytes, report.to_embed = 4, 400, 32
+    assert report.expected_embeds == 32
+    assert "5 of 32 chunks" in line(report, rate=0.0)
+    report.embedded = 32
+    assert line(report, rate=4.0, took=75) == (
+        "ingest: 100% 32 of 32 chunks embedded, 4 of 4 files read, 4.0 chunks/s, done in 1m15s"
+    )
 
 
 def test_commands_against_a_server(tmp_path):
@@ -194,6 +302,31 @@ def test_serve_rejects_bad_options(tmp_path):
     assert result.exit_code != 0 and "both a certificate and a key" in result.output
 
 
+def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path):
+    """The port is checked before gRPC binds it: stderr holds the clean message only (no
+    gRPC core log line before it), and no model is prepared first."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "vdb", "--data", str(tmp_path / "db"), "serve"]
+            + ["--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
 def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
     monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
     runner = CliRunner()
@@ -208,19 +341,22 @@ def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
     assert [(m["name"], m["type"]) for m in listed] == [("mini", "q8_0")]
     info = json.loads(cli("model", "info", "mini:q8_0", "--json"))
     assert info["dim"] == 384 and info["tensor_types"]["Q8_0"] > 0
-    rows = json.loads(cli("embed", "first text", "second", "--model", "mini:q8_0"))
+    rows = json.loads(cli("embed", "first text", "second", "--embedder", "mini:q8_0"))
     assert [r["text"] for r in rows] == ["first text", "second"] and len(rows[0]["vector"]) == 384
     src = tmp_path / "lines.txt"
     src.write_text("one\n\ntwo\nthree\n")
-    cli("embed", "--file", str(src), "--out", str(tmp_path / "v.npy"), "--model", "mini:q8_0")
+    cli("embed", "--file", str(src), "--out", str(tmp_path / "v.npy"), "--embedder", "mini:q8_0")
     vectors = np.load(tmp_path / "v.npy")
     assert vectors.shape == (3, 384)
-    one = json.loads(cli("embed", "one", "--model", "mini:q8_0"))[0]["vector"]
+    one = json.loads(cli("embed", "one", "--embedder", "mini:q8_0"))[0]["vector"]
     np.testing.assert_allclose(vectors[0], one, atol=1e-6)
-    assert "ModelNotFoundError" in cli("embed", "x", "--model", "nope", ok=False)
+    assert "ModelNotFoundError" in cli("embed", "x", "--embedder", "nope", ok=False)
+    # --model, the option's former name, still works (hidden)
+    assert json.loads(cli("embed", "one", "--model", "mini:q8_0"))[0]["vector"] == one
+    assert "once" in cli("embed", "x", "--model", "a", "--embedder", "b", ok=False)
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     assert "not UTF-8" in cli("embed", "--file", str(tmp_path / "latin1.txt"), ok=False)
-    cli("embed", "one", "--out", str(tmp_path / "w"), "--model", "mini:q8_0")
+    cli("embed", "one", "--out", str(tmp_path / "w"), "--embedder", "mini:q8_0")
     assert (tmp_path / "w.npy").exists()
     assert "removed" in cli("model", "remove", "mini", "--yes")
     assert json.loads(cli("model", "list", "--json"))["models"] == []
@@ -312,11 +448,15 @@ def test_llm_chat_and_bench():
     )
     assert talk.exit_code == 0, talk.output
     assert len([line for line in talk.output.splitlines() if line.strip()]) == 2
-    bench = runner.invoke(main, ["llm", "bench", model, "-p", "16", "-n", "4", "--json"])
+    bench = runner.invoke(
+        main, ["llm", "bench", model, "--prompt-tokens", "16", "--gen-tokens", "4", "--json"]
+    )
     figures = json.loads(bench.output)
     assert figures["prompt_tokens"] == 16 and figures["gen_tokens"] == 4
     assert figures["prompt_tps"] > 0 and figures["itl_p99_ms"] >= figures["itl_p50_ms"]
-    too_long = runner.invoke(main, ["llm", "bench", model, "-p", "5000", "-n", "4"])
+    too_long = runner.invoke(
+        main, ["llm", "bench", model, "--prompt-tokens", "5000", "--gen-tokens", "4"]
+    )
     assert too_long.exit_code != 0 and "ContextOverflowError" in too_long.output
     bias = runner.invoke(main, ["llm", "generate", model, "x", "--logit-bias", "oops"])
     assert bias.exit_code != 0 and "ID=BIAS" in bias.output

@@ -47,3 +47,35 @@ def test_every_service_is_served():
         for service in module.DESCRIPTOR.services_by_name.values()
     }
     assert declared == set(SERVICES)
+
+
+def test_every_proto_names_its_go_and_java_packages():
+    from vdb.rpc._gen import (
+        collections_pb2,
+        common_pb2,
+        embeddings_pb2,
+        generation_pb2,
+        memory_pb2,
+        points_pb2,
+        retrieval_pb2,
+        server_pb2,
+        snapshots_pb2,
+    )
+
+    modules = (
+        collections_pb2,
+        common_pb2,
+        embeddings_pb2,
+        generation_pb2,
+        memory_pb2,
+        points_pb2,
+        retrieval_pb2,
+        server_pb2,
+        snapshots_pb2,
+    )
+    assert len(modules) == len(list((ROOT / "proto" / "vdb" / "v1").glob("*.proto")))
+    for module in modules:
+        options = module.DESCRIPTOR.GetOptions()
+        assert options.go_package == "vdb/v1;vdbv1", module.DESCRIPTOR.name
+        assert options.java_package == "vdb.v1" and options.java_multiple_files
+        assert options.java_outer_classname.endswith("Proto")

@@ -345,7 +345,10 @@ def test_cli_prints_one_line_errors(stories, tmp_path):
     for args, error in (
         (["llm", "generate", str(rope), PROMPT, "-n", "4"], "MalformedModelError"),
         (["llm", "info", str(cut)], "TruncatedModelError"),
-        (["llm", "bench", str(rope), "-p", "4", "-n", "2"], "MalformedModelError"),
+        (
+            ["llm", "bench", str(rope), "--prompt-tokens", "4", "--gen-tokens", "2"],
+            "MalformedModelError",
+        ),
     ):
         done = subprocess.run(
             [sys.executable, "-m", "vdb", *args],

@@ -195,6 +195,27 @@ def test_health_and_reflection(server):
 # ---------------------------------------------------------------- malformed requests
 
 
+def test_malformed_vectors_are_refused_naming_their_field(remote, stubs):
+    remote.create_collection("v", 3)
+    ragged = pb.Vectors(dim=3, data=bytes(5))  # not a whole row of 3 float32 values
+    empty_dim = pb.Vectors(dim=0, data=bytes(12))
+    point = [pb.Point(id=convert.id_list([1])[0])]
+    cases = [
+        (stubs.points.SearchBatch, ppb.SearchRequest(collection="v", queries=ragged), "queries"),
+        (stubs.points.Search, ppb.SearchRequest(collection="v", queries=empty_dim), "queries"),
+        (
+            stubs.points.Upsert,
+            ppb.UpsertRequest(collection="v", vectors=ragged, points=point),
+            "vectors",
+        ),
+    ]
+    for method, request, field in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            method(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"{field}: " in err.value.details() and "querys" not in err.value.details()
+
+
 def test_malformed_requests_get_status_codes_and_server_keeps_serving(remote, stubs):
     remote.create_collection("m", 3)
     P, C = stubs.points, stubs.collections

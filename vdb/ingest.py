@@ -17,6 +17,7 @@ killed run loses nothing and the next run finishes the job without duplicates.
 import fnmatch
 import glob
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,10 +62,26 @@ class IngestReport:
     moved: int = 0  # chunks rewritten with their stored vectors
     deleted: int = 0  # stale chunks of changed files, and of vanished files with sync
     seconds: float = 0.0
+    # progress, updated as the loader threads plan files (ahead of the embedding):
+    bytes: int = 0  # size of the files found
+    planned_files: int = 0  # files loaded, chunked and compared so far
+    planned_bytes: int = 0  # their size
+    to_embed: int = 0  # chunks those files need embedded
 
     @property
     def chunks_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds else 0.0
+
+    @property
+    def expected_embeds(self) -> int:
+        """Chunks this run will have embedded when done: exact once every file is planned,
+        else the planned files' count extrapolated by size to the rest (chunks per byte)."""
+        if self.planned_files >= self.files or self.planned_bytes >= self.bytes:
+            return self.to_embed
+        if not self.planned_bytes:
+            return max(self.to_embed, self.embedded)
+        rest = (self.bytes - self.planned_bytes) * self.to_embed / self.planned_bytes
+        return max(self.to_embed + round(rest), self.embedded)
 
 
 def discover(paths: Iterable, ignore: Iterable[str] = ()) -> list[Path]:
@@ -224,7 +241,7 @@ def ingest(
     default model, if missing). chunk_tokens: tokens per chunk (default: the embedder's limit
     less its two special tokens); sync: also delete the chunks of files under the given
     directories that no longer exist. progress(report, files_done, files_total) is called as
-    work lands."""
+    work lands; the report's embedded and expected_embeds measure the work in chunks."""
     import embed
 
     limits = (("batch_size", batch_size, 1), ("jobs", jobs, 1), ("overlap", overlap, 0))
@@ -254,7 +271,8 @@ def ingest(
         return [len(ids) - 2 for ids in model.tokenizer.encode_batch(texts)]
 
     files = discover(paths, ignore)
-    report = IngestReport(files=len(files))
+    sizes = [_size(f) for f in files]
+    report = IngestReport(files=len(files), bytes=sum(sizes))
     names = [str(f) for f in files]
     existing = {}
     for i in range(0, len(names), 512):
@@ -285,13 +303,20 @@ def ingest(
         col.config.embedder, str(max_tokens), str(overlap), text_field, chunking.VERSION
     )[:16]
 
-    def plan(path: Path) -> FilePlan:
-        return plan_file(
+    planning = threading.Lock()
+
+    def plan(path: Path, size: int) -> FilePlan:
+        fp = plan_file(
             path, existing.get(str(path), {}), count, max_tokens, overlap, text_field, settings
         )
+        with planning:
+            report.planned_files += 1
+            report.planned_bytes += size
+            report.to_embed += len(fp.new)
+        return fp
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for done, fp in enumerate(pool.map(plan, files), 1):
+        for done, fp in enumerate(pool.map(plan, files, sizes), 1):
             planned = done
             if fp.error is not None:
                 report.failed.append((fp.path, fp.error))
@@ -317,6 +342,14 @@ def ingest(
         report.deleted += _sync(col, paths, set(names))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _size(path: Path) -> int:
+    """A file's size in bytes (0 when it cannot be read: its plan reports the error)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _sync(col, paths, present: set[str]) -> int:

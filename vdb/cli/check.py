@@ -8,7 +8,7 @@ from vdb.cli.main import echo_json
 
 
 @click.command("check")
-@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.argument("directory", required=False, metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option(
     "--repair",
     is_flag=True,
@@ -18,7 +18,7 @@ from vdb.cli.main import echo_json
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def check_cmd(ctx, directory, repair, as_json):
-    """Verify every record, id, op-log entry and index file of DIRECTORY (default: --data).
+    """Verify every record, id, op-log entry and index file of DIR (default: --data).
     Exits 1 when something is wrong (and, with --repair, could not be repaired)."""
     from vdb.checker import check
 

@@ -14,7 +14,7 @@ def collection():
 
 @collection.command()
 @click.argument("name")
-@click.option("--dim", "-n", type=int, help="Vector dimension (default: the embedder's).")
+@click.option("--dim", type=int, help="Vector dimension (default: the embedder's).")
 @click.option(
     "--embedder",
     "-e",

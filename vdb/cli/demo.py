@@ -1,6 +1,7 @@
 """`vdb demo`: the main job on the embedded defaults: ingest the documentation that ships
 with vdb into a database and answer questions about it, with sources."""
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -20,10 +21,14 @@ QUESTIONS = (
 @click.command()
 @click.option(
     "--keep",
+    is_flag=False,
+    flag_value="",
+    metavar="[DIR]",
     type=click.Path(file_okay=False),
-    help="Keep the database in this directory instead of a temporary one.",
+    help="Keep the database when done: in DIR (created, or used again), or with no DIR in "
+    "the temporary directory, whose path is printed. Without --keep it is removed.",
 )
-@click.option("--question", "-q", multiple=True, help="Ask this instead (repeatable).")
+@click.option("--question", multiple=True, help="Ask this instead (repeatable).")
 @click.option(
     "--model",
     "model_path",
@@ -33,20 +38,36 @@ QUESTIONS = (
     "gemma3-270m after `vdb model pull gemma3-270m`, or a .gguf file).",
 )
 def demo(keep, question, model_path):
-    """Ingest vdb's own documentation into a database and answer questions about it, with
-    the default embedding model and extractive answers (no generation model needed), or
-    answers written by --model."""
-    import vdb
-    from vdb import rag
-    from vdb.ingest import ingest
-
+    """Ingest vdb's own documentation into a throwaway database and answer questions about
+    it, with the default embedding model and extractive answers (no generation model
+    needed), or answers written by --model. The database is removed when done unless
+    --keep."""
     model = None
     if model_path:
         import llm
 
         model = llm.load(model_path)
-
     path = keep or tempfile.mkdtemp(prefix="vdb-demo-")
+    try:
+        _run(path, question or QUESTIONS, model)
+    finally:
+        if keep is None:
+            shutil.rmtree(path, ignore_errors=True)
+    if keep is not None:
+        click.echo(f"The database stays in {path}.")
+    name = path if keep is not None else "DIR"
+    click.echo("Next: your own files, and a generation model for written answers:")
+    click.echo(f"  vdb --data {name} ingest ~/notes --collection notes")
+    click.echo(f'  vdb --data {name} ask "a question" --collection notes [--model NAME|FILE]')
+    sys.stdout.flush()
+
+
+def _run(path: str, questions, model) -> None:
+    """Ingest the documentation into the database at path and answer the questions."""
+    import vdb
+    from vdb import rag
+    from vdb.ingest import ingest
+
     click.echo(f"database: {path}")
     click.echo(
         f"ingesting {DOCS} (the first run converts the default embedding model and "
@@ -59,7 +80,7 @@ def demo(keep, question, model_path):
             f"{report.unchanged_files} files unchanged) in {report.seconds:.1f} s\n"
         )
         col = db.get_collection("vdb-docs")
-        for q in question or QUESTIONS:
+        for q in questions:
             # a small model answers best from a few sources
             k = 3 if model is not None else 5
             answer = rag.ask(col, q, model, k=k, max_tokens=128, temperature=0)
@@ -72,11 +93,6 @@ def demo(keep, question, model_path):
                 label = f"[{s.number}] " if not answer.extractive else ""
                 click.echo(f"   source: {label}{_where(s)}")
             click.echo("")
-    name = path if keep else "DIR"
-    click.echo("Next: your own files, and a generation model for written answers:")
-    click.echo(f"  vdb --data {name} ingest ~/notes --collection notes")
-    click.echo(f'  vdb --data {name} ask "a question" --collection notes [--model NAME|FILE]')
-    sys.stdout.flush()
 
 
 def _where(source) -> str:

@@ -10,7 +10,7 @@ from vdb.cli.main import echo_json
 
 
 @click.command("embed")
-@click.argument("texts", nargs=-1)
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option(
     "--file",
     "-f",
@@ -23,18 +23,31 @@ from vdb.cli.main import echo_json
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the vectors to this .npy file instead of printing them.",
 )
-@click.option("--model", "model_name", help="Model name or .gguf path (default: the default).")
+@click.option(
+    "--embedder",
+    "-e",
+    "model_name",
+    metavar="NAME|FILE",
+    help="Embedding model: a name from `vdb model list` or a .gguf file (default: "
+    "all-MiniLM-L6-v2).",
+)
+@click.option("--model", "old_model_name", hidden=True, help="Former name of --embedder.")
 @click.option(
     "--batch-size",
+    "-b",
     type=click.IntRange(1),
     default=256,
     show_default=True,
     help="Texts per forward pass (also capped at 8,192 tokens).",
 )
-def embed_cmd(texts, file, out, model_name, batch_size):
-    """Embed TEXTS (or the lines of --file) and print the vectors as JSON, or save them."""
+def embed_cmd(texts, file, out, model_name, old_model_name, batch_size):
+    """Embed each TEXT (and the lines of --file) with the --embedder model and print the vectors
+    as JSON, or save them."""
     import embed
 
+    if model_name is not None and old_model_name is not None:
+        raise click.UsageError("give the embedding model once, with --embedder")
+    model_name = model_name or old_model_name
     items = list(texts)
     if file is not None:
         try:

@@ -1,16 +1,22 @@
 """`vdb ingest`: files and directories into a collection, chunked and embedded."""
 
-import sys
-
 import click
 
+from vdb.cli import progress
 from vdb.cli.main import echo_json, open_db
+
+EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 
 
 @click.command("ingest")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--collection", "-c", required=True, help="Collection to write (created if missing).")
-@click.option("--embedder", help="Embedding model of a new collection (default: the default).")
+@click.option(
+    "--embedder",
+    "-e",
+    metavar="NAME|FILE",
+    help="Embedding model of a new collection (default: all-MiniLM-L6-v2).",
+)
 @click.option(
     "--ignore",
     multiple=True,
@@ -29,6 +35,7 @@ from vdb.cli.main import echo_json, open_db
 )
 @click.option(
     "--batch-size",
+    "-b",
     type=click.IntRange(1),
     default=64,
     show_default=True,
@@ -38,38 +45,43 @@ from vdb.cli.main import echo_json, open_db
     "--jobs", "-j", type=click.IntRange(1), default=2, show_default=True, help="Loader threads."
 )
 @click.option("--sync", is_flag=True, help="Delete chunks of files gone from the directories.")
+@click.option(
+    "--progress",
+    "progress_mode",
+    type=click.Choice(progress.MODES),
+    default="auto",
+    show_default=True,
+    help="Progress on stderr, counted in chunks embedded: a bar, a plain line every "
+    f"{progress.PLAIN_EVERY:.0f} s (for logs and pipes), or none. auto: a bar on a terminal, "
+    "else plain lines (none with --json).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def ingest_cmd(ctx, paths, collection, as_json, **options):
-    """Ingest PATHS (files, directories, globs: .txt .md .html .pdf .json .jsonl) into
-    COLLECTION: chunked by the embedding model's token counts, embedded in batches, with
-    source, span and heading path in each chunk's payload. Unchanged chunks are skipped on
+def ingest_cmd(ctx, paths, collection, progress_mode, as_json, **options):
+    """Ingest each PATH (files, directories, globs: .txt .md .html .pdf .json .jsonl) into
+    the --collection: chunked by the embedding model's token counts, embedded in batches,
+    with source, span and heading path in each chunk's payload. Unchanged chunks are skipped on
     a second run, changed files replace their chunks, and a killed run completes when run
-    again."""
-    from tqdm import tqdm
+    again.
 
+    \b
+    Exit status:
+      0  every file was ingested (or was unchanged)
+      1  an error stopped the run (what was written before it stays, and the next run
+         completes it)
+      2  a usage error
+      3  some files could not be read (listed on stderr, or under "failed" with --json);
+         the others were ingested
+    """
     from vdb.ingest import ingest
 
-    bar = tqdm(
-        total=0,
-        unit=" files",
-        file=sys.stderr,
-        disable=as_json or not sys.stderr.isatty(),
-        dynamic_ncols=True,
-    )
-
-    def progress(report, done, total):
-        bar.total = total
-        bar.n = done
-        rate = report.embedded / max(bar.format_dict["elapsed"], 1e-9)
-        bar.set_postfix_str(f"{report.embedded} chunks, {rate:.1f} chunks/s", refresh=False)
-        bar.refresh()
-
+    reporter = progress.make(progress.choose(progress_mode, as_json))
+    report = None
     with open_db(ctx) as db:
         try:
-            report = ingest(db, paths, collection, progress=progress, **options)
+            report = ingest(db, paths, collection, progress=reporter, **options)
         finally:
-            bar.close()
+            reporter.close(report)
     summary = {
         "collection": collection,
         "files": report.files,
@@ -84,7 +96,14 @@ def ingest_cmd(ctx, paths, collection, as_json, **options):
     }
     if as_json:
         echo_json(summary)
-        return
+    else:
+        _print_summary(report)
+    if report.failed:
+        ctx.exit(EXIT_FILES_FAILED)
+
+
+def _print_summary(report) -> None:
+    """The failed files on stderr, then one summary line."""
     for f, e in report.failed:
         click.echo(f"skipped {f}: {e}", err=True)
     click.echo(

@@ -300,7 +300,6 @@ def swap_command(ctx, name, drain_timeout):
 @click.argument("model", callback=model_file)
 @click.option(
     "--prompt-tokens",
-    "-p",
     type=click.IntRange(1),
     default=512,
     show_default=True,
@@ -308,7 +307,6 @@ def swap_command(ctx, name, drain_timeout):
 )
 @click.option(
     "--gen-tokens",
-    "-n",
     type=click.IntRange(1),
     default=128,
     show_default=True,

@@ -40,7 +40,6 @@ class VdbGroup(click.Group):
 )
 @click.option(
     "--server",
-    "-s",
     envvar="VDB_SERVER",
     help="Work against a vdb server (host:port) instead of --data (env VDB_SERVER).",
 )

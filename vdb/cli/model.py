@@ -53,11 +53,11 @@ def list_cmd(as_json):
 
 
 @model.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, metavar="[NAME|PATH]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(name, as_json):
-    """Kind, architecture, shapes, tensor types and sizes of model NAME (a cached name or a
-    .gguf path; default: the default embedder)."""
+    """Kind, architecture, shapes, tensor types and sizes of model NAME (a cached name) or
+    PATH (a .gguf file); default: the default embedder."""
     from embed.models import DEFAULT_MODEL
     from vdb.models import describe, resolve
 
@@ -107,7 +107,7 @@ def pull(source, name, sha256, quiet, as_json):
 
 
 @model.command()
-@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("src", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--type",
     "qtype",
@@ -119,7 +119,7 @@ def pull(source, name, sha256, quiet, as_json):
 @click.option("--name", help="Name in the cache (default: the directory's name).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of the cache.")
 def convert(src, qtype, name, out):
-    """Convert a BERT-family Hugging Face directory (config.json, vocab.txt or
+    """Convert DIR, a BERT-family Hugging Face directory (config.json, vocab.txt or
     tokenizer.json, *.safetensors) to GGUF."""
     from pathlib import Path
 
@@ -139,7 +139,7 @@ def convert(src, qtype, name, out):
 
 @model.command()
 @click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def remove(name, yes):
     """Delete cached model NAME: a pulled model (with any partial download of it), or a
     converted embedder (every type) or NAME:TYPE."""

@@ -124,15 +124,16 @@ def _read_jsonl(file: Path):
 
 
 @click.command()
-@click.argument("collection")
+@click.argument("collection", metavar="COLLECTION|QUERY")
 @click.option(
     "--collection",
     "-c",
     "hybrid_in",
-    help="Hybrid search: the argument is the query text, searched in this collection by "
+    metavar="NAME",
+    help="Hybrid search: the argument is the QUERY text, searched in collection NAME by "
     "meaning and by words (BM25), fused; hits show their sources.",
 )
-@click.option("--text", "-t", help="A text query (for a collection with an embedder).")
+@click.option("--text", help="A text query (for a collection with an embedder).")
 @click.option("--vector", "-v", help="The query vector as a JSON list.")
 @click.option(
     "--file",
@@ -153,12 +154,20 @@ def _read_jsonl(file: Path):
 def search(
     ctx, collection, hybrid_in, text, vector, file, row, k, filter_json, ef, with_vectors, as_json
 ):
-    """Search COLLECTION for the nearest points to a query vector or text; or, as
-    `vdb search "QUERY" --collection NAME`, search ingested documents by meaning and words."""
+    """Search COLLECTION for the nearest points to a query given with --vector, --file or
+    --text (a collection with an embedder).
+
+    With --collection NAME, the argument is a QUERY instead: `vdb search "QUERY" -c NAME`
+    searches the documents of NAME (see `vdb ingest`) by meaning and by words, fused."""
     flt = parse_json(filter_json, "--filter") if filter_json else None
     if hybrid_in is not None:
+        vector_only = {"--text": text, "--vector": vector, "--file": file, "--ef": ef}
+        given = [name for name, value in vector_only.items() if value is not None]
+        if given or with_vectors:
+            given += ["--with-vectors"] if with_vectors else []
+            raise click.UsageError(f"{', '.join(given)}: for a vector search, not with -c")
         return _hybrid(ctx, hybrid_in, collection, k, flt, as_json)
-    query = text if text is not None else _read_query(vector, file, row)
+    query = _read_query(text, vector, file, row)
     with open_db(ctx, read_only=True) as db:
         col = db.get_collection(collection)
         hits = col.search(query, k=k, filter=flt, with_vectors=with_vectors, ef=ef)
@@ -207,9 +216,12 @@ def _hybrid(ctx, name, query, k, flt, as_json):
         click.echo(f"   {text[:200]}{'...' if len(text) > 200 else ''}")
 
 
-def _read_query(vector, file, row):
-    if (vector is None) == (file is None):
+def _read_query(text, vector, file, row):
+    """The query of a vector search: --text as is, --vector parsed, or a row of --file."""
+    if sum(x is not None for x in (text, vector, file)) != 1:
         raise click.UsageError("give the query with exactly one of --text, --vector or --file")
+    if text is not None:
+        return text
     if vector is not None:
         return parse_json(vector, "--vector")
     if file.suffix == ".npy":

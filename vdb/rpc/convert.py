@@ -40,16 +40,17 @@ def pack(arr: np.ndarray) -> pb.Vectors:
     return pb.Vectors(dim=arr.shape[1], data=arr.tobytes())
 
 
-def unpack(msg: pb.Vectors, what: str = "vector") -> np.ndarray:
-    """Vectors -> (n, dim) float32 array (read-only view of the message bytes)."""
+def unpack(msg: pb.Vectors, what: str = "vectors") -> np.ndarray:
+    """Vectors -> (n, dim) float32 array (read-only view of the message bytes). what names
+    the field in errors, e.g. "queries"."""
     data, dim = msg.data, msg.dim
     if dim == 0:
         if data:
-            raise DimensionError(f"{what}s: Vectors.dim is 0 but data holds {len(data)} bytes")
+            raise DimensionError(f"{what}: Vectors.dim is 0 but data holds {len(data)} bytes")
         return np.empty((0, 0), dtype=np.float32)
     if len(data) % (4 * dim):
         raise InvalidVectorError(
-            f"{what}s: {len(data)} bytes is not a whole number of rows of {dim} float32 values"
+            f"{what}: {len(data)} bytes is not a whole number of rows of {dim} float32 values"
         )
     return np.frombuffer(data, dtype="<f4").reshape(-1, dim)
 

@@ -93,7 +93,7 @@ def options_from(msg: mpb.MemoryOptions) -> dict:
 def _query(request):
     """The text or the one query vector of a Recall or Context request."""
     if request.WhichOneof("query") == "vector":
-        vectors = convert.unpack(request.vector, "query")
+        vectors = convert.unpack(request.vector, "vector")
         if vectors.shape[0] != 1:
             raise InvalidArgumentError(f"the query is one vector, got {vectors.shape[0]} rows")
         return vectors[0]

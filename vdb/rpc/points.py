@@ -132,7 +132,9 @@ class PointsService(pgrpc.PointsServicer):
     def _queries(request, single: bool):
         """Text queries (a list), or the query vectors (n, dim)."""
         n = len(request.texts) if request.texts else None
-        queries = list(request.texts) if n is not None else convert.unpack(request.queries, "query")
+        queries = (
+            list(request.texts) if n is not None else convert.unpack(request.queries, "queries")
+        )
         if single and len(queries) != 1:
             what = f"{n} texts" if n is not None else f"{len(queries)} query rows"
             raise InvalidArgumentError(f"Search takes one query, got {what}; use SearchBatch")

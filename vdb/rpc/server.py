@@ -7,6 +7,7 @@ import logging
 import re
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -474,6 +475,29 @@ class _Health(health.HealthServicer):
         return resp
 
 
+def _check_bindable(host: str, port: int, address: str) -> None:
+    """OSError ("cannot listen on ADDRESS: REASON") when no address of host can take the
+    port, found before gRPC tries: its own failure is a raw log line on stderr and a reason
+    that says only "Failed to bind". Sockets are bound as gRPC binds them (SO_REUSEADDR,
+    no SO_REUSEPORT) and closed at once; port 0 always binds."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {address}: {exc.strerror}") from None
+    reason = "no address"
+    for family, kind, proto, _, sockaddr in infos:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(sockaddr)
+            return
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    raise OSError(f"cannot listen on {address}: {reason}")
+
+
 class Server:
     """A running gRPC server over an open Database (which the caller owns and closes).
 
@@ -541,6 +565,7 @@ class Server:
             creds = grpc.ssl_server_credentials(
                 [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
             )
+        _check_bindable(opts.host, opts.port, address)
         if opts.prepare_models:
             prepare.prepare(self.core.db, opts.prepare)
         try:

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from vdb.rpc._gen import common_pb2 as vdb_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vdb/v1/embeddings.proto\x12\x06vdb.v1\x1a\x13vdb/v1/common.proto\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"@\n\rEmbedResponse\x12 \n\x07vectors\x18\x01 \x01(\x0b\x32\x0f.vdb.v1.Vectors\x12\r\n\x05model\x18\x02 \x01(\t2B\n\nEmbeddings\x12\x34\n\x05\x45mbed\x12\x14.vdb.v1.EmbedRequest\x1a\x15.vdb.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vdb/v1/embeddings.proto\x12\x06vdb.v1\x1a\x13vdb/v1/common.proto\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"@\n\rEmbedResponse\x12 \n\x07vectors\x18\x01 \x01(\x0b\x32\x0f.vdb.v1.Vectors\x12\r\n\x05model\x18\x02 \x01(\t2B\n\nEmbeddings\x12\x34\n\x05\x45mbed\x12\x14.vdb.v1.EmbedRequest\x1a\x15.vdb.v1.EmbedResponseB)\n\x06vdb.v1B\x0f\x45mbeddingsProtoP\x01Z\x0cvdb/v1;vdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vdb.v1.embeddings_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\006vdb.v1B\017EmbeddingsProtoP\001Z\014vdb/v1;vdbv1'
   _globals['_EMBEDREQUEST']._serialized_start=56
   _globals['_EMBEDREQUEST']._serialized_end=100
   _globals['_EMBEDRESPONSE']._serialized_start=102

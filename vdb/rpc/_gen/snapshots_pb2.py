@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vdb/v1/snapshots.proto\x12\x06vdb.v1\"\x17\n\x15\x43reateSnapshotRequest\"\x1c\n\x0cSnapshotName\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x0cSnapshotInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\"\x16\n\x14ListSnapshotsRequest\"@\n\x15ListSnapshotsResponse\x12\'\n\tsnapshots\x18\x01 \x03(\x0b\x32\x14.vdb.v1.SnapshotInfo\"\x18\n\x16\x44\x65leteSnapshotResponse\"7\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x32\xc4\x02\n\tSnapshots\x12=\n\x06\x43reate\x12\x1d.vdb.v1.CreateSnapshotRequest\x1a\x14.vdb.v1.SnapshotInfo\x12\x43\n\x04List\x12\x1c.vdb.v1.ListSnapshotsRequest\x1a\x1d.vdb.v1.ListSnapshotsResponse\x12>\n\x06\x44\x65lete\x12\x14.vdb.v1.SnapshotName\x1a\x1e.vdb.v1.DeleteSnapshotResponse\x12\x35\n\x08\x44ownload\x12\x14.vdb.v1.SnapshotName\x1a\x11.vdb.v1.FileChunk0\x01\x12<\n\x06Stream\x12\x1d.vdb.v1.CreateSnapshotRequest\x1a\x11.vdb.v1.FileChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vdb/v1/snapshots.proto\x12\x06vdb.v1\"\x17\n\x15\x43reateSnapshotRequest\"\x1c\n\x0cSnapshotName\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x0cSnapshotInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\"\x16\n\x14ListSnapshotsRequest\"@\n\x15ListSnapshotsResponse\x12\'\n\tsnapshots\x18\x01 \x03(\x0b\x32\x14.vdb.v1.SnapshotInfo\"\x18\n\x16\x44\x65leteSnapshotResponse\"7\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x32\xc4\x02\n\tSnapshots\x12=\n\x06\x43reate\x12\x1d.vdb.v1.CreateSnapshotRequest\x1a\x14.vdb.v1.SnapshotInfo\x12\x43\n\x04List\x12\x1c.vdb.v1.ListSnapshotsRequest\x1a\x1d.vdb.v1.ListSnapshotsResponse\x12>\n\x06\x44\x65lete\x12\x14.vdb.v1.SnapshotName\x1a\x1e.vdb.v1.DeleteSnapshotResponse\x12\x35\n\x08\x44ownload\x12\x14.vdb.v1.SnapshotName\x1a\x11.vdb.v1.FileChunk0\x01\x12<\n\x06Stream\x12\x1d.vdb.v1.CreateSnapshotRequest\x1a\x11.vdb.v1.FileChunk0\x01\x42(\n\x06vdb.v1B\x0eSnapshotsProtoP\x01Z\x0cvdb/v1;vdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vdb.v1.snapshots_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\006vdb.v1B\016SnapshotsProtoP\001Z\014vdb/v1;vdbv1'
   _globals['_CREATESNAPSHOTREQUEST']._serialized_start=34
   _globals['_CREATESNAPSHOTREQUEST']._serialized_end=57
   _globals['_SNAPSHOTNAME']._serialized_start=59
