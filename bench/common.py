@@ -9,8 +9,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The benchmarks' data sets are not in the repository: VDB_BENCH_DATA names their directory.
 DATA = Path(os.environ.get("VDB_BENCH_DATA", ROOT.parent / "shared" / "data"))
-SQUAD = "squad-v1.1-dev-part-a.json"  # SQuAD v1.1 dev, 24 articles, 913 paragraphs
-SIFT = "sift-5k.tsv"  # 5,000 SIFT descriptors, 128 integers and an id per row, tab-separated
+SQUAD = "squad-v1.1-dev-part-a.json"
+SIFT = "sift-5k.tsv"
+DATA_SETS = {
+    SQUAD: "SQuAD v1.1 dev part A: 24 articles, 913 paragraphs, 4,961 questions",
+    SIFT: "5,000 SIFT descriptors, 128 integers and an id per row, tab-separated",
+}
 
 
 def data_file(name: str) -> Path:
@@ -19,7 +23,7 @@ def data_file(name: str) -> Path:
     path = DATA / name
     if not path.is_file():
         print(
-            f"{sys.argv[0]}: {name} is missing: put it in {DATA}/ "
+            f"{sys.argv[0]}: {name} ({DATA_SETS[name]}) is missing: put it in {DATA}/ "
             "or set VDB_BENCH_DATA to the directory that holds it",
             file=sys.stderr,
         )
