@@ -78,9 +78,9 @@ def _upsert(w):
     )
 
 
-def _table():
-    """{"/service/method": (who may call, request factory, code of an allowed call)}, with a
-    generation model served."""
+def _table(has_model: bool):
+    """{"/service/method": (who may call, request factory, code of an allowed call)}."""
+    gen_ok = Code.OK if has_model else Code.FAILED_PRECONDITION
     q = convert.pack([[1.0, 0.0]])
     return {
         "/vdb.v1.Collections/Create": (
@@ -146,21 +146,21 @@ def _table():
         "/vdb.v1.Generation/Generate": (
             READ,
             lambda w: gpb.GenerateRequest(prompt="Once", max_tokens=3),
-            Code.OK,
+            gen_ok,
         ),
         "/vdb.v1.Generation/Chat": (
             READ,
             lambda w: gpb.ChatRequest(
                 messages=[gpb.ChatMessage(role="user", content="Hi")], max_tokens=3
             ),
-            Code.OK,
+            gen_ok,
         ),
-        "/vdb.v1.Generation/Tokenize": (READ, lambda w: gpb.TokenizeRequest(text="Hi"), Code.OK),
+        "/vdb.v1.Generation/Tokenize": (READ, lambda w: gpb.TokenizeRequest(text="Hi"), gen_ok),
         "/vdb.v1.Generation/ModelInfo": (READ, lambda w: gpb.ModelInfoRequest(), Code.OK),
         "/vdb.v1.Generation/SwapModel": (
             ADMIN,
             lambda w: gpb.SwapModelRequest(name=MODEL.name, drain_timeout=5),
-            Code.OK,
+            Code.OK if has_model else Code.INVALID_ARGUMENT,
         ),
         "/vdb.v1.Retrieval/HybridSearch": (
             READ,
@@ -273,7 +273,7 @@ def test_every_method_for_every_key(tmp_path):
         admin_keys=("ad",),
         model=str(MODEL),
     )
-    table = _table()
+    table = _table(has_model=True)
     methods = _methods()
     assert set(table) == set(methods), "every served method needs a row in the table"
     with serving(tmp_path / "db", **options) as (_, address):
