@@ -15,7 +15,8 @@ each with all 1,000 queries in one call; and single-query latency p50.
 
 Datasets: (1) 1,000 Gaussian centres from N(0, I) in 128-d, each point a centre plus noise of
 spread U(1.0, 1.6) per cluster, seed 0, 1,000 queries from the same mixture; (2) the real SIFT
-descriptors in ../shared/data/sift-5k.tsv (first 4,000 rows base, last 1,000 queries). Exact
+descriptors in sift-5k.tsv (first 4,000 rows base, last 1,000 queries; not in the repository:
+found in ../shared/data/ or the directory VDB_BENCH_DATA names, else left out). Exact
 ground truth by brute force. Everyone uses M=16, ef_construction=200, l2. QPS: one thread,
 all queries in one batch call.
 """
@@ -33,12 +34,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import DATA, SIFT, data_file  # noqa: E402
 from vdb.index import FlatIndex  # noqa: E402
 from vdb.index.hnsw import HnswConfig, HnswIndex  # noqa: E402
 
 M, EFC, K = 16, 200, 10
 EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536)
-SIFT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sift-5k.tsv"
 
 
 def clustered(n, nq, dim=128, centres=1000, seed=0):
@@ -51,7 +52,8 @@ def clustered(n, nq, dim=128, centres=1000, seed=0):
 
 
 def sift():
-    P = np.loadtxt(SIFT, dtype=np.float32, delimiter="\t")[:, :128]  # the last column is an id
+    rows = np.loadtxt(data_file(SIFT), dtype=np.float32, delimiter="\t")
+    P = rows[:, :128]  # the last column is an id
     return np.ascontiguousarray(P[:4000]), np.ascontiguousarray(P[4000:])
 
 
@@ -463,6 +465,12 @@ def main() -> None:
         help="also measure a BFS renumbering of the clustered graph",
     )
     args = parser.parse_args()
+    with_sift = args.dataset in ("all", "sift") and not args.quick
+    if args.dataset == "sift":
+        data_file(SIFT)  # or one line saying where it goes, before anything runs
+    elif with_sift and not (DATA / SIFT).is_file():
+        print(f"{SIFT} is not in {DATA}/ (VDB_BENCH_DATA names its directory): no SIFT rows")
+        with_sift = False
     ours = Ours()
     systems = [ours, Hnswlib()] if args.public_only else [ours, OursFloat(ours), Hnswlib(), Faiss()]
     n = 20_000 if args.quick else 100_000
@@ -472,7 +480,7 @@ def main() -> None:
         public("clustered", X, Q, gt, results, args.repeats, systems)
         if args.renumber:
             renumber_experiment(index, Q, gt)
-    if args.dataset in ("all", "sift") and not args.quick and SIFT.exists():
+    if with_sift:
         _, gt, results = run("sift", *sift(), systems, args.repeats)
         if not args.public_only:
             public("sift", *sift(), gt, results, args.repeats, systems)

@@ -27,15 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import embed  # noqa: E402
+from bench.common import SQUAD, data_file  # noqa: E402
 from embed.models import resolve  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "squad-v1.1-dev-part-a.json"
 THREADS = 2
 ONE_AT_A_TIME = 300  # questions embedded one per call for the latency figures
 
 
 def load_squad(quick: bool):
-    data = json.loads(DATA.read_text(encoding="utf-8"))["data"]
+    data = json.loads(data_file(SQUAD).read_text(encoding="utf-8"))["data"]
     paragraphs, questions, gold = [], [], []
     for article in data:
         for para in article["paragraphs"]:

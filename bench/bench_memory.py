@@ -48,12 +48,11 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import vdb  # noqa: E402
-from bench.common import summary  # noqa: E402
+from bench.common import SQUAD, data_file, summary  # noqa: E402
 from llm.tokenizer import TruncationWarning  # noqa: E402
 from vdb.memory import Memory  # noqa: E402
 from vdb.text.extract import sentence_spans  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "squad-v1.1-dev-part-a.json"
 CACHE = Path(__file__).resolve().parent / ".cache"
 CACHE_CHUNK = 8192  # texts per cached embedding file
 USER = "reader"
@@ -72,7 +71,7 @@ warnings.filterwarnings("ignore", category=TruncationWarning)
 def load_squad():
     """Sentences [(article, paragraph, text, start)] and questions
     [(question, paragraph, answer_start, answer_end)], plus each paragraph's answer spans."""
-    data = json.loads(DATA.read_text(encoding="utf-8"))["data"]
+    data = json.loads(data_file(SQUAD).read_text(encoding="utf-8"))["data"]
     sentences, questions, answer_spans, spans_of = [], [], [], []
     for ai, article in enumerate(data):
         for para in article["paragraphs"]:

@@ -1,7 +1,34 @@
-"""Shared helpers: timing medians and the one-line summary format."""
+"""Shared helpers: timing medians, the one-line summary format, and the benchmarks' data."""
 
+import os
 import statistics
+import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# The benchmarks' data sets are not in the repository: VDB_BENCH_DATA names their directory.
+DATA = Path(os.environ.get("VDB_BENCH_DATA", ROOT.parent / "shared" / "data"))
+SQUAD = "squad-v1.1-dev-part-a.json"
+SIFT = "sift-5k.tsv"
+DATA_SETS = {
+    SQUAD: "SQuAD v1.1 dev part A: 24 articles, 913 paragraphs, 4,961 questions",
+    SIFT: "5,000 SIFT descriptors, 128 integers and an id per row, tab-separated",
+}
+
+
+def data_file(name: str) -> Path:
+    """A data set of the benchmarks, from DATA; when it is not there, one line saying which
+    file is missing and where it goes, and exit status 2 (no traceback)."""
+    path = DATA / name
+    if not path.is_file():
+        print(
+            f"{sys.argv[0]}: {name} ({DATA_SETS[name]}) is missing: put it in {DATA}/ "
+            "or set VDB_BENCH_DATA to the directory that holds it",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return path
 
 
 def median_time(fn, repeats: int) -> float:

@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import embed  # noqa: E402
+from bench.common import SQUAD, data_file  # noqa: E402
 from vdb.text import bm25, hybrid  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "squad-v1.1-dev-part-a.json"
 POOL = 100  # candidates per retriever before fusion
 
 
 def load(quick: bool):
-    data = json.loads(DATA.read_text(encoding="utf-8"))["data"]
+    data = json.loads(data_file(SQUAD).read_text(encoding="utf-8"))["data"]
     paragraphs, questions, gold, answers = [], [], [], []
     for article in data:
         for para in article["paragraphs"]:

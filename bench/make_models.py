@@ -12,6 +12,7 @@ output): llama.cpp's own quantizer makes it from the F16 model.
 """
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from llm import synthetic  # noqa: E402
 
-VOCAB = ROOT.parent / "shared" / "models" / "vocab" / "ggml-vocab-llama-spm.gguf"
+VOCAB = ROOT / "tests" / "fixtures" / "models" / "vocab" / "ggml-vocab-llama-spm.gguf"
 DEFAULT_TYPES = ("Q8_0", "Q4_0", "TQ2_0")
 
 
@@ -70,6 +71,9 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "models")
     ap.add_argument("--force", action="store_true", help="rewrite files that exist")
     args = ap.parse_args()
+    mixes = [q for q in args.types if q in LLAMA_FTYPES]
+    if mixes and importlib.util.find_spec("llama_cpp") is None:
+        sys.exit(f"{', '.join(mixes)}: made by llama.cpp's quantizer, pip install llama-cpp-python")
     for qtype in args.types:
         make(args.out, qtype, args.force)
 

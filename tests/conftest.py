@@ -1,5 +1,6 @@
 import importlib.util
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,7 @@ import pytest
 import vdb
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("VDB_SHARED", ROOT.parent / "shared"))  # datasets and fixtures
-FIXTURES = ROOT / "tests" / "fixtures"  # the small ones, in the repository (make_fixtures.py)
+FIXTURES = ROOT / "tests" / "fixtures"  # the small files tests read (fixtures/make_fixtures.py)
 # Models converted by the tests live beside the checkout, not in the user's cache.
 os.environ.setdefault("VDB_HOME", str(ROOT / ".vdb-test-home"))
 
@@ -68,7 +68,7 @@ def gemma3_270m(tmp_path_factory):
 
     known = models.KNOWN["gemma3-270m"]
     if importlib.util.find_spec(known.module) is None:
-        pytest.skip(f"the package {known.package} is not installed")
+        pytest.skip(f"optional package {known.package} is not installed (the real Gemma 3 270M)")
     home = tmp_path_factory.mktemp("gemma-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VDB_HOME", str(home))
@@ -77,11 +77,31 @@ def gemma3_270m(tmp_path_factory):
     path.unlink(missing_ok=True)
 
 
-def shared_file(*parts) -> Path:
-    """A fixture file: from tests/fixtures/ (the small files a fresh clone needs), else from
-    ../shared/, else a skip."""
-    for base in (FIXTURES, SHARED):
-        path = base.joinpath(*parts)
-        if path.exists():
-            return path
-    pytest.skip(f"{SHARED.joinpath(*parts)} is not here (../shared/ holds the shared fixtures)")
+def fixture_file(*parts) -> Path:
+    """A file of tests/fixtures/, where the repository keeps the small files tests read
+    (tests/fixtures/make_fixtures.py writes them); FileNotFoundError naming it if missing."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.relative_to(ROOT)} is missing from the repository")
+    return path
+
+
+def needs_peer(module: str, package: str):
+    """A mark that skips a test when the optional package it compares with is not installed
+    (each test counted in the summary, where a module-level importorskip counts one)."""
+    missing = importlib.util.find_spec(module) is None
+    return pytest.mark.skipif(missing, reason=f"optional peer {package} is not installed")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per skip reason at the end of the run, with the number of tests it skipped."""
+    reasons = Counter(_skip_reason(r) for r in terminalreporter.stats.get("skipped", []))
+    for reason, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+        terminalreporter.write_line(f"{n} test{'s' if n != 1 else ''} skipped: {reason}")
+
+
+def _skip_reason(report) -> str:
+    """The reason of a skipped test's report, without pytest's "Skipped: " prefix."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")

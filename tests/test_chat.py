@@ -10,7 +10,7 @@ import llm
 from llm import chat, synthetic
 from llm.errors import PromptError
 from llm.gguf_file import GGUFFile
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
@@ -22,21 +22,20 @@ MESSAGES = [
 
 @functools.cache
 def template(name):
-    return GGUFFile(shared_file("models", "vocab", f"ggml-vocab-{name}.gguf")).get(
-        "tokenizer.chat_template"
-    )
+    """The chat template of a vocabulary file of tests/fixtures/models/vocab/."""
+    return GGUFFile(fixture_file("models", "vocab", name)).get("tokenizer.chat_template")
 
 
 def test_templates_from_gguf_files_render():
-    qwen = chat.render(template("qwen2"), MESSAGES)
+    qwen = chat.render(template("qwen2-cases.gguf"), MESSAGES)
     assert qwen == (
         "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
         "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nWhy?<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    no_system = chat.render(template("qwen2"), MESSAGES[1:2])
+    no_system = chat.render(template("qwen2-cases.gguf"), MESSAGES[1:2])
     assert no_system.startswith("<|im_start|>system\nYou are a helpful assistant<|im_end|>")
-    phi = chat.render(template("phi-3"), MESSAGES[1:], bos_token="<s>")
+    phi = chat.render(template("ggml-vocab-phi-3.gguf"), MESSAGES[1:], bos_token="<s>")
     assert phi == (
         "<s><|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n<|user|>\nWhy?<|end|>\n"
         "<|assistant|>\n"
@@ -69,7 +68,7 @@ def test_bad_messages_and_templates():
 @pytest.fixture(scope="module")
 def phi_model(tmp_path_factory):
     """A small synthetic llama model with phi-3's vocabulary and chat template."""
-    vocab = shared_file("models", "vocab", "ggml-vocab-phi-3.gguf")
+    vocab = fixture_file("models", "vocab", "ggml-vocab-phi-3.gguf")
     path = tmp_path_factory.mktemp("phi") / "phi.gguf"
     return llm.load(synthetic.write(path, vocab, qtype="Q8_0", embd_qtype="Q8_0"))
 
@@ -90,7 +89,7 @@ def test_chat_uses_the_models_template_and_special_tokens(phi_model):
 
 @pytest.fixture(scope="module")
 def stories():
-    return llm.load(shared_file("models", "stories260K.gguf"))
+    return llm.load(fixture_file("models", "stories260K.gguf"))
 
 
 def test_plain_fallback_and_cancellation(stories):

@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 import vdb
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 from vdb.cli.main import main
 
 
@@ -151,7 +151,7 @@ def test_help_everywhere_and_demo(tmp_path):
     again = run(tmp_path, "demo", "--keep", str(tmp_path / "demo"), *ask).output
     assert "5 files unchanged" in again and "Q: What is vdb?" in again
     assert f"The database stays in {tmp_path / 'demo'}." in again
-    model = str(shared_file("models", "stories260K.gguf"))
+    model = str(fixture_file("models", "stories260K.gguf"))
     written = run(tmp_path, "demo", "--keep", str(tmp_path / "demo"), *ask, "--model", model).output
     assert "A (generated): " in written and "(extractive)" not in written
 
@@ -383,7 +383,7 @@ def test_text_collection_commands(tmp_path, minilm, monkeypatch):
 def test_generation_models_by_name(tmp_path, monkeypatch):
     """`vdb model pull` from a local HTTP server, then the model by its name: list, info,
     path, `vdb llm generate|info|bench NAME`, clear errors for unknown names, remove."""
-    from tests.conftest import shared_file
+    from tests.conftest import fixture_file
     from tests.helpers.http_files import FileServer
 
     monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
@@ -394,7 +394,7 @@ def test_generation_models_by_name(tmp_path, monkeypatch):
         assert (result.exit_code == 0) == ok, result.output
         return result.output
 
-    data = shared_file("models", "stories260K.gguf").read_bytes()
+    data = fixture_file("models", "stories260K.gguf").read_bytes()
     with FileServer() as server:
         server.files["/stories260K.gguf"] = data
         out = cli("model", "pull", server.url("/stories260K.gguf"), "--name", "stories", "-q")
@@ -424,9 +424,9 @@ def test_generation_models_by_name(tmp_path, monkeypatch):
 
 
 def test_llm_commands():
-    from tests.conftest import shared_file
+    from tests.conftest import fixture_file
 
-    model = str(shared_file("models", "stories260K.gguf"))
+    model = str(fixture_file("models", "stories260K.gguf"))
     runner = CliRunner()
     out = runner.invoke(main, ["llm", "generate", model, "Once upon a time", "-n", "12", "-t", "0"])
     assert out.exit_code == 0 and out.output.startswith(", there was a little girl named Lily")
@@ -437,9 +437,9 @@ def test_llm_commands():
 
 
 def test_llm_chat_and_bench():
-    from tests.conftest import shared_file
+    from tests.conftest import fixture_file
 
-    model = str(shared_file("models", "stories260K.gguf"))
+    model = str(fixture_file("models", "stories260K.gguf"))
     runner = CliRunner()
     talk = runner.invoke(
         main,

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import llm
 import vdb
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 from tests.test_memory import Clock
 from vdb import rag
 from vdb.cli.main import main as cli
@@ -70,7 +70,7 @@ def test_buffer_survives_a_reopen(tmp_path):
 
 
 def test_a_generation_model_counts_and_summarizes(tmp_path):
-    model = llm.load(shared_file("models", "stories260K.gguf"))
+    model = llm.load(fixture_file("models", "stories260K.gguf"))
     with vdb.open(tmp_path / "db") as db:
         mem = Memory(db, "assistant", generator=model, buffer_tokens=80)
         made = []
@@ -123,7 +123,7 @@ def test_bad_turns(mem):
 
 
 def test_ask_draws_on_memory(tmp_path):
-    model = llm.load(shared_file("models", "stories260K.gguf"))
+    model = llm.load(fixture_file("models", "stories260K.gguf"))
     block = "Memories:\n- (preference) Alice prefers green tea"
     sources = rag.as_sources([Hit("t", 1.0, {"file": "tea.txt"}, "Green tea is green.")])
     used, messages = rag.prompt_messages(model, "What tea?", sources, 16, block)
@@ -193,6 +193,6 @@ def test_memory_cli_against_a_server(tmp_path):
         assert out.exit_code == 0 and "floor 3" in out.output
         out = runner.invoke(cli, [*base, "turn", "user", "hello", "-s", "s1", "-a", "office"])
         assert out.exit_code == 0, out.output
-        model = str(shared_file("models", "stories260K.gguf"))
+        model = str(fixture_file("models", "stories260K.gguf"))
         out = runner.invoke(cli, [*base, "turn", "user", "hi", "-s", "s1", "--model", model])
         assert out.exit_code == 2 and "--server" in out.output

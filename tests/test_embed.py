@@ -15,7 +15,7 @@ import llm.errors
 from embed.convert import convert
 from embed.models import list_models, remove, resolve
 from llm.gguf_file import GGUFFile
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, fixture_file
 
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
 REFERENCE = np.array(GOLDEN["vectors"], dtype=np.float32)
@@ -93,9 +93,9 @@ def test_bad_inputs(minilm, tmp_path):
 
 def test_not_an_embedding_model():
     with pytest.raises(embed.UnsupportedModelError, match="llama"):
-        embed.Embedder(shared_file("models", "stories260K.gguf"))
+        embed.Embedder(fixture_file("models", "stories260K.gguf"))
     with pytest.raises(embed.UnsupportedModelError, match="missing"):
-        embed.Embedder(shared_file("models", "vocab", "ggml-vocab-bert-bge.gguf"))  # no weights
+        embed.Embedder(fixture_file("models", "vocab", "ggml-vocab-bert-bge.gguf"))  # no weights
 
 
 def test_converter_output(minilm, minilm_dir, tmp_path):

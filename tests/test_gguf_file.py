@@ -7,16 +7,10 @@ from gguf import GGUFReader, GGUFValueType
 
 from llm.errors import TruncatedModelError, UnsupportedModelError
 from llm.gguf_file import GGUFFile
-from tests.conftest import FIXTURES, SHARED, shared_file
+from tests.conftest import FIXTURES, fixture_file
 from tests.golden import make_synthetic as cases
 
-# GGUFReader takes seconds on the 128,000- and 151,000-token vocabularies: those under -m slow
-BIG_VOCABS = ("ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf")
-_FILES = {p.name: p for base in (SHARED, FIXTURES) for p in (base / "models").rglob("*.gguf")}
-SHARED_FILES = [
-    pytest.param(p, marks=pytest.mark.slow) if p.name in BIG_VOCABS else p
-    for _, p in sorted(_FILES.items())
-]
+FIXTURE_FILES = sorted((FIXTURES / "models").rglob("*.gguf"))
 
 
 def _reference(path):
@@ -58,20 +52,20 @@ def _same(path):
         assert t.raw.tobytes() == data, name
 
 
-@pytest.mark.parametrize("path", SHARED_FILES, ids=lambda p: getattr(p, "name", p))
-def test_shared_files_read_as_gguf_reads_them(path):
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_fixture_files_read_as_gguf_reads_them(path):
     _same(path)
 
 
 def test_every_weight_type_reads_as_gguf_reads_it(tmp_path):
-    vocab = shared_file("models", "stories260K.gguf")
+    vocab = fixture_file("models", "stories260K.gguf")
     for arch, qtype in cases.CASES:
         if arch == "qwen2":
             _same(cases.model_path(tmp_path, arch, qtype, vocab))
 
 
 def test_damaged_files(tmp_path):
-    raw = shared_file("models", "stories260K.gguf").read_bytes()
+    raw = fixture_file("models", "stories260K.gguf").read_bytes()
     for cut in (6, 30, 2000, len(raw) // 2, len(raw) - 1):
         path = tmp_path / "cut.gguf"
         path.write_bytes(raw[:cut])

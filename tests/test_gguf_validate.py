@@ -25,7 +25,7 @@ from llm.errors import (
     VocabularyError,
 )
 from llm.gguf_file import GGUFFile
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, fixture_file
 from tests.fuzz import gguf_bytes as gb
 
 PROMPT = "Once upon a time"
@@ -33,7 +33,7 @@ PROMPT = "Once upon a time"
 
 @pytest.fixture(scope="module")
 def stories():
-    return shared_file("models", "stories260K.gguf")
+    return fixture_file("models", "stories260K.gguf")
 
 
 def edited(src, dest, change):
@@ -152,7 +152,7 @@ def test_a_tokenizer_of_the_wrong_kind(stories, tmp_path, bert_file):
 
 
 def test_bpe_and_wordpiece_vocabulary_errors(tmp_path):
-    bpe = shared_file("models", "vocab", "gpt2-2k.gguf")
+    bpe = fixture_file("models", "vocab", "gpt2-2k.gguf")
     for merge, match in ((b"abc", "two pieces"), (b"zz qq", "tokenizers refused")):
 
         def bad_merge(doc, merge=merge):
@@ -161,7 +161,7 @@ def test_bpe_and_wordpiece_vocabulary_errors(tmp_path):
         f = GGUFFile(edited(bpe, tmp_path / "bpe.gguf", bad_merge))
         with pytest.raises(VocabularyError, match=match):
             llm.tokenizer.load(f)
-    bert = shared_file("models", "vocab", "ggml-vocab-bert-bge.gguf")
+    bert = fixture_file("models", "vocab", "ggml-vocab-bert-bge.gguf")
 
     def tiny_vocab_without_unknown(doc):
         doc.kv("tokenizer.ggml.tokens").value[50:] = []
@@ -300,7 +300,7 @@ def test_chat_template_errors_are_prompt_errors(stories, tmp_path):
 
 @pytest.fixture(scope="module")
 def bert_file(tmp_path_factory):
-    vocab = shared_file("models", "vocab", "ggml-vocab-bert-bge.gguf")
+    vocab = fixture_file("models", "vocab", "ggml-vocab-bert-bge.gguf")
     out = tmp_path_factory.mktemp("bert")
     return synthetic.write_bert(out / "bert.gguf", vocab, n_vocab=2048, seed=1)
 

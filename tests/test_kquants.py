@@ -155,11 +155,11 @@ def test_first_logits_are_llama_cpps(qtype, tmp_path):
     llama.cpp's plain kernels): the same input roundings and integer sums leave only float32
     summation order (llama.cpp's Q8_0 rounding in place of Q8_K, or the reverse, gives 3e-2)."""
     import llm
-    from tests.conftest import shared_file
+    from tests.conftest import fixture_file
     from tests.golden import make_synthetic as cases
 
     golden = np.load(ROOT / "tests" / "golden" / "synthetic.npz")
-    path = cases.model_path(tmp_path, "llama", qtype, shared_file("models", "stories260K.gguf"))
+    path = cases.model_path(tmp_path, "llama", qtype, fixture_file("models", "stories260K.gguf"))
     ref = golden[f"llama-{qtype}"][0]
     net = llm.load(path).net
     ours = net.forward(cases.PROMPT[:10], net.new_cache(16), all_logits=True)[0]

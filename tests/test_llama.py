@@ -9,17 +9,17 @@ import pytest
 import llm
 from llm.errors import ContextOverflowError, PromptError, SamplerError, UnsupportedModelError
 from llm.generate import Sampler, TextStream
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 
 
 @pytest.fixture(scope="module")
 def stories():
-    return llm.load(shared_file("models", "stories260K.gguf"))
+    return llm.load(fixture_file("models", "stories260K.gguf"))
 
 
 @pytest.fixture(scope="module")
 def reference():
-    path = shared_file("reference", "stories260K-llamacpp-greedy.json")
+    path = fixture_file("reference", "stories260K-llamacpp-greedy.json")
     return json.loads(path.read_text(encoding="utf-8"))["cases"]
 
 

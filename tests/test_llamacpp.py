@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import embed
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fixture_file, needs_peer
 
-llama_cpp = pytest.importorskip("llama_cpp")
+pytestmark = needs_peer("llama_cpp", "llama-cpp-python")
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
 
 
@@ -18,6 +18,8 @@ GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encodi
 # two differ by more than either differs from the float32 model.
 @pytest.mark.parametrize("qtype, floor", [("f32", 0.9999), ("q8_0", 0.995)])
 def test_same_vectors_as_llama_cpp(minilm, qtype, floor):
+    import llama_cpp
+
     ours = embed.Embedder(minilm[qtype])
     model = llama_cpp.Llama(
         model_path=str(minilm[qtype]),
@@ -47,11 +49,10 @@ def test_same_vectors_as_llama_cpp(minilm, qtype, floor):
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "bitnet", "qwen3", "gemma3", "phi3"])
 def test_synthetic_golden_logits_are_llama_cpps(tmp_path, arch):
     """The stored golden logits (tests/golden/make_synthetic.py) against a live llama.cpp."""
-    from tests.conftest import shared_file
     from tests.golden import make_synthetic as cases
 
     golden = np.load(ROOT / "tests" / "golden" / "synthetic.npz")
-    vocab = shared_file("models", "stories260K.gguf")
+    vocab = fixture_file("models", "stories260K.gguf")
     for case_arch, qtype in cases.CASES:
         if case_arch != arch:
             continue

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from llm.errors import ModelNotFoundError
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 from tests.helpers.http_files import FileServer
 from vdb import models
 from vdb.errors import (
@@ -44,7 +44,7 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def model_bytes() -> bytes:
-    return shared_file("models", "stories260K.gguf").read_bytes()
+    return fixture_file("models", "stories260K.gguf").read_bytes()
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_hf_urls_go_to_the_endpoint(home, served, model_bytes, monkeypatch):
 def test_local_files_kinds_locks_and_remove(home, tmp_path, model_bytes):
     bert = write_gguf(tmp_path / "tiny-bert.gguf", arch="bert")
     models.pull(str(bert), progress=False)
-    models.pull(str(shared_file("models", "stories260K.gguf")), name="stories", progress=False)
+    models.pull(str(fixture_file("models", "stories260K.gguf")), name="stories", progress=False)
     kinds = {m["spec"]: m["kind"] for m in models.list_models()}
     assert kinds == {"tiny-bert": "embedding", "stories": "generation"}
     assert models.resolve("stories").read_bytes() == model_bytes

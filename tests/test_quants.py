@@ -51,24 +51,29 @@ def test_dequantize_matches_gguf(qtype, rng):
     np.testing.assert_array_equal(quants.dequantize(t, slice(5, 9)), ref[5:9])
 
 
-@pytest.mark.parametrize("qtype", quants.SUPPORTED, ids=lambda q: q.name)
+def _kernels():
+    """(qtype, int8): every type through the float kernels, and through the integer ones the
+    types that have them."""
+    for qtype in quants.SUPPORTED:
+        yield pytest.param(qtype, False, id=f"float-{qtype.name}")
+        if quants._KIND.get(qtype) in quants.INT8_KINDS:
+            yield pytest.param(qtype, True, id=f"int8-{qtype.name}")
+
+
+@pytest.mark.parametrize("qtype, int8", list(_kernels()))
 @pytest.mark.parametrize("n", [1, quants.DIRECT_MAX_ROWS, 33])
-@pytest.mark.parametrize("int8", [True, False], ids=["int8", "float"])
 def test_matmul_matches_numpy(qtype, n, int8, rng, monkeypatch):
-    integer = int8 and i8dot.AVAILABLE and quants._KIND.get(qtype) in quants.INT8_KINDS
-    if int8 and not integer:
-        pytest.skip("no integer kernel for this type here")
+    if int8 and not i8dot.AVAILABLE:
+        pytest.skip("no AVX2")
     monkeypatch.setattr(quants, "SLAB_BYTES", 4 * COLS * 7)  # several slabs, one short
-    monkeypatch.setattr(i8dot, "AVAILABLE", int8 and i8dot.AVAILABLE)
+    monkeypatch.setattr(i8dot, "AVAILABLE", int8)
     t, ref = _tensor(qtype, rng)
     x = rng.standard_normal((n, COLS)).astype(np.float32)
     # the input as the integer kernels round it for this type (Q8_0, or Q8_K for Q4_K, Q6_K, TQ2_0)
-    xin = (
-        rounded_input(x, qtype) if integer and n <= quants.DIRECT_MAX_ROWS else x.astype(np.float64)
-    )
+    xin = rounded_input(x, qtype) if int8 and n <= quants.DIRECT_MAX_ROWS else x.astype(np.float64)
     expected = xin @ ref.T.astype(np.float64)
     np.testing.assert_allclose(quants.matmul(x, t, int8=True), expected, rtol=1e-4, atol=1e-3)
-    if integer:  # without int8=True the input is used as it is
+    if int8:  # without int8=True the input is used as it is
         exact = x.astype(np.float64) @ ref.T.astype(np.float64)
         np.testing.assert_allclose(quants.matmul(x, t), exact, rtol=1e-4, atol=1e-3)
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import llm
 import vdb
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 from vdb import rag
 from vdb.cli.main import main as cli
 from vdb.ingest import ingest
@@ -75,7 +75,7 @@ def test_extractive_answer(col, corpus, tmp_path):
 
 
 def test_generated_answer_fits_the_context(col):
-    model = llm.load(shared_file("models", "stories260K.gguf"))
+    model = llm.load(fixture_file("models", "stories260K.gguf"))
     pieces = []
     answer = rag.ask(
         col, "What is green tea?", model, k=4, max_tokens=24, temperature=0, on_piece=pieces.append
@@ -89,7 +89,7 @@ def test_generated_answer_fits_the_context(col):
     assert used == len(model.tokenize(rag.completion_prompt("What is green tea?", answer.sources)))
     assert used <= model.n_ctx - 24
     # a smaller context holds fewer sources, and none at all raises
-    small = llm.load(shared_file("models", "stories260K.gguf"), n_ctx=used)
+    small = llm.load(fixture_file("models", "stories260K.gguf"), n_ctx=used)
     fewer = rag.ask(col, "What is green tea?", small, k=4, max_tokens=24, temperature=0)
     assert len(fewer.sources) < len(answer.sources) or len(answer.sources) == 1
     with pytest.raises(ValueError, match="not even one source"):
@@ -127,7 +127,7 @@ def test_cli_generates_with_a_model_by_name(tmp_path, corpus):
     from vdb import models
 
     name = f"stories-ask-{tmp_path.name}"
-    models.pull(str(shared_file("models", "stories260K.gguf")), name=name, progress=False)
+    models.pull(str(fixture_file("models", "stories260K.gguf")), name=name, progress=False)
     try:
         runner = CliRunner()
         data = ["--data", str(tmp_path / "db")]
@@ -160,7 +160,7 @@ def test_ask_rpc_generates_with_the_servers_model(tmp_path, corpus):
     from vdb.rpc._gen import retrieval_pb2 as rpb
     from vdb.rpc._gen import retrieval_pb2_grpc as rgrpc
 
-    model_file = shared_file("models", "stories260K.gguf")
+    model_file = fixture_file("models", "stories260K.gguf")
     with serving(tmp_path / "db", model=str(model_file)) as (_, address):
         with vdb.connect(address) as remote, vdb.connect_model(address) as model:
             ingest(remote, [corpus], "notes")

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 import vdb
-from tests.conftest import SHARED
+from tests.conftest import fixture_file
 from tests.rpc import serving
 from tests.test_rpc import _self_signed
 from vdb.rpc import convert
@@ -36,7 +36,7 @@ NONE, ANY, READ, WRITE, ADMIN = "none", "any", "read", "write", "admin"
 KEYS = {"no key": None, "wrong key": "wrong", "read-only": "ro", "read-write": "rw", "admin": "ad"}
 RANK = {"no key": -1, "wrong key": -1, "read-only": 0, "read-write": 1, "admin": 2}
 NEEDS = {NONE: -2, ANY: 0, READ: 0, WRITE: 1, ADMIN: 2}
-MODEL = SHARED / "models" / "stories260K.gguf"
+MODEL = fixture_file("models", "stories260K.gguf")
 
 
 class World:
@@ -265,17 +265,15 @@ def _call(channel, method, request, key):
 
 def test_every_method_for_every_key(tmp_path):
     cert, key = _self_signed(tmp_path)
-    has_model = MODEL.is_file()
     options = dict(
         tls_cert=str(cert),
         tls_key=str(key),
         api_keys=("rw",),
         read_only_keys=("ro",),
         admin_keys=("ad",),
+        model=str(MODEL),
     )
-    if has_model:
-        options["model"] = str(MODEL)
-    table = _table(has_model)
+    table = _table(has_model=True)
     methods = _methods()
     assert set(table) == set(methods), "every served method needs a row in the table"
     with serving(tmp_path / "db", **options) as (_, address):

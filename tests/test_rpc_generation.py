@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import llm
 import vdb
 from llm.errors import ContextOverflowError, NotGGUFError, PromptError, SamplerError
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 from tests.rpc import serving
 from vdb.cli.main import main as cli
 from vdb.rpc._gen import generation_pb2 as gpb
@@ -26,7 +26,7 @@ PROMPT = "Once upon a time"
 
 @pytest.fixture(scope="module")
 def stories():
-    return llm.load(shared_file("models", "stories260K.gguf"))
+    return llm.load(fixture_file("models", "stories260K.gguf"))
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def models(tmp_path):
     root = tmp_path / "models"
     root.mkdir()
     for name in ("a.gguf", "b.gguf"):
-        shutil.copy(shared_file("models", "stories260K.gguf"), root / name)
+        shutil.copy(fixture_file("models", "stories260K.gguf"), root / name)
     (root / "junk.gguf").write_bytes(b"not a model at all" * 10)
     return root
 

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import vdb
-from tests.conftest import shared_file
+from tests.conftest import fixture_file
 from tests.rpc import serving
 from tests.test_conversation import CHAT
 from vdb.memory import Context, Memory, MemoryNotFoundError, MemoryRecord, Recalled
@@ -250,7 +250,7 @@ def test_conversations_match_the_embedded_memory(both):
 def test_the_servers_generation_model_counts_and_summarizes(tmp_path):
     import llm
 
-    path = shared_file("models", "stories260K.gguf")
+    path = fixture_file("models", "stories260K.gguf")
     with (
         vdb.open(tmp_path / "local") as local,
         serving(tmp_path / "served", model=str(path)) as (_, address),

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import vdb
-from tests.conftest import SHARED
+from tests.conftest import fixture_file
 from tests.rpc import ROOT, ServerProcess
 from vdb.cli.serve import EXIT_WAIT, STOP_WAIT
 from vdb.rpc._gen import embeddings_pb2 as epb
@@ -25,7 +25,7 @@ from vdb.rpc._gen import embeddings_pb2_grpc as egrpc
 
 GRACE = 2.0
 BOUND = GRACE + STOP_WAIT + EXIT_WAIT  # seconds from SIGTERM to exit, at most
-MODEL = SHARED / "models" / "stories260K.gguf"
+MODEL = fixture_file("models", "stories260K.gguf")
 DIM = 8
 
 
@@ -119,17 +119,20 @@ class Load:
 
 
 def test_sigterm_after_a_load_run_stops_within_the_bound(tmp_path):
-    args = ["--grace", str(GRACE)]
-    if MODEL.is_file():
-        args += ["--model", str(MODEL)]
+    args = ["--grace", str(GRACE), "--model", str(MODEL)]
     server = ServerProcess(tmp_path / "db", *args)
     load = Load(server.address)
     try:
         with vdb.connect(server.address) as db:
             db.create_collection("c", DIM)
-        kinds = [load.upserts, load.streams, load.searches, load.memory, load.abuse]
-        if MODEL.is_file():
-            kinds.append(load.generation)
+        kinds = [
+            load.upserts,
+            load.streams,
+            load.searches,
+            load.memory,
+            load.abuse,
+            load.generation,
+        ]
         for kind in kinds:
             load.run(kind)
         deadline = time.monotonic() + 120

@@ -14,7 +14,7 @@ import pytest
 import llm
 from llm import synthetic
 from llm.errors import MalformedModelError
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, fixture_file
 from tests.golden import make_synthetic as cases
 
 GOLDEN = np.load(ROOT / "tests" / "golden" / "synthetic.npz")
@@ -31,7 +31,7 @@ MIX_ARCHS = ("qwen3", "gemma3", "phi3")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    vocab = shared_file("models", "stories260K.gguf")
+    vocab = fixture_file("models", "stories260K.gguf")
     return lambda arch, q: cases.model_path(tmp_path_factory.getbasetemp(), arch, q, vocab)
 
 
@@ -176,7 +176,7 @@ def test_a_wrong_architecture_detail_is_caught(models, mutation, qtype, floor):
 def test_rope_frequency_factors_divide_the_frequencies(tmp_path):
     """rope_freqs.weight (Llama 3.1-style files): factors of 1 change nothing; others move
     the logits; a wrong length is refused."""
-    vocab = shared_file("models", "stories260K.gguf")
+    vocab = fixture_file("models", "stories260K.gguf")
     half = 256 // 4 // 2  # the tiny shape's rope dimensions / 2
 
     def logits(name, factors):
@@ -197,7 +197,7 @@ def test_what_the_engine_cannot_run_is_refused_by_name(tmp_path):
     without its sliding window: errors that name them, before any kernel runs."""
     from llm.errors import UnsupportedModelError
 
-    vocab = shared_file("models", "stories260K.gguf")
+    vocab = fixture_file("models", "stories260K.gguf")
     yarn = synthetic.write(tmp_path / "yarn.gguf", vocab, metadata={"rope.scaling.type": "yarn"})
     with pytest.raises(UnsupportedModelError, match="RoPE scaling 'yarn'"):
         llm.load(yarn)

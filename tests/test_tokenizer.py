@@ -9,27 +9,33 @@ from tokenizers import Tokenizer
 from llm.errors import TokenizerError
 from llm.gguf_file import GGUFFile
 from llm.tokenizer import TruncationWarning, load
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, fixture_file
+from tests.fixtures.cut_vocab import read_cases
 
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "minilm.json").read_text(encoding="utf-8"))
 
 
 def _fixture_cases(name):
-    inp, out = (
-        shared_file("models", "vocab", f"{name}.inp"),
-        shared_file("models", "vocab", f"{name}.out"),
-    )
-    inputs = inp.read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")
-    outputs = out.read_text(encoding="utf-8").split("\n")
-    return [(t, [int(x) for x in o.split()]) for t, o in zip(inputs, outputs, strict=False)]
+    """[(text, expected ids)] of llama.cpp's NAME.inp/NAME.out pair."""
+    vocab = ("models", "vocab")
+    return read_cases(fixture_file(*vocab, f"{name}.inp"), fixture_file(*vocab, f"{name}.out"))
 
 
-@pytest.mark.parametrize("name", ["llama-spm", "phi-3", "gpt-2", "llama-bpe", "qwen2"])
-def test_generative_vocab_fixtures(name):
+@pytest.mark.parametrize(
+    "gguf_name",
+    [
+        "ggml-vocab-llama-spm.gguf",
+        "ggml-vocab-phi-3.gguf",
+        "gpt-2-cases.gguf",
+        "llama-bpe-cases.gguf",
+        "qwen2-cases.gguf",
+    ],
+)
+def test_generative_vocab_fixtures(gguf_name):
     """llama.cpp's tokenizer fixtures: SentencePiece (llama-spm, phi-3) and byte-level BPE
-    (gpt-2, llama-bpe, qwen2), each id for id, and back to the same text."""
-    gguf_name = f"ggml-vocab-{name}.gguf"
-    tok = load(GGUFFile(shared_file("models", "vocab", gguf_name)))
+    (gpt-2, llama-bpe, qwen2, their vocabularies cut to the tokens and merges of the cases by
+    tests/fixtures/cut_vocab.py), each id for id, and back to the same text."""
+    tok = load(GGUFFile(fixture_file("models", "vocab", gguf_name)))
     cases = _fixture_cases(gguf_name)
     assert len(cases) > 40
     for text, expected in cases:
@@ -40,20 +46,20 @@ def test_generative_vocab_fixtures(name):
 
 
 def test_special_tokens_and_bos():
-    tok = load(GGUFFile(shared_file("models", "vocab", "ggml-vocab-phi-3.gguf")))
+    tok = load(GGUFFile(fixture_file("models", "vocab", "ggml-vocab-phi-3.gguf")))
     text = "<|user|>\nHi there<|end|>\n<|assistant|>"
     assert tok.encode(text, special=True) == [1, 32010, 13, 18567, 727, 32007, 13, 32001]
     assert 32010 not in tok.encode(text)  # without special=True the markers are plain text
     assert tok.decode(tok.encode(text, special=True)) == "\nHi there\n"
-    stories = load(GGUFFile(shared_file("models", "stories260K.gguf")))
+    stories = load(GGUFFile(fixture_file("models", "stories260K.gguf")))
     assert stories.encode("Once upon a time") == [1, 403, 407, 261, 378]
     assert stories.encode("Once upon a time", bos=False)[0] == 403
-    gpt2 = load(GGUFFile(shared_file("models", "vocab", "ggml-vocab-gpt-2.gguf")))
+    gpt2 = load(GGUFFile(fixture_file("models", "vocab", "gpt-2-cases.gguf")))
     assert not gpt2.add_bos and gpt2.encode("Hello")[0] != gpt2.bos_id
 
 
 def test_bert_bge_fixture():
-    tok = load(GGUFFile(shared_file("models", "vocab", "ggml-vocab-bert-bge.gguf")))
+    tok = load(GGUFFile(fixture_file("models", "vocab", "ggml-vocab-bert-bge.gguf")))
     cases = _fixture_cases("ggml-vocab-bert-bge.gguf")
     assert len(cases) > 40
     for text, expected in cases:

@@ -1,8 +1,8 @@
 """Write tests/golden/synthetic.npz: llama.cpp's logits for a small synthetic model of every
 architecture and weight type (llm.synthetic, seeded), on one prompt.
 
-Needs llama-cpp-python (pip install llama-cpp-python) and ../shared/models/stories260K.gguf
-(whose vocabulary the models use). Run from the repository root:
+Needs llama-cpp-python (pip install llama-cpp-python); the models use the vocabulary of
+tests/fixtures/models/stories260K.gguf. Run from the repository root:
     python tests/golden/make_synthetic.py [ARCH ...]
 With architectures named, only their cases are computed and merged into the existing file.
 """
@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from llm import quants, synthetic  # noqa: E402
 
-VOCAB = ROOT.parent / "shared" / "models" / "stories260K.gguf"
+VOCAB = ROOT / "tests" / "fixtures" / "models" / "stories260K.gguf"
 OUT = ROOT / "tests" / "golden" / "synthetic.npz"
 PROMPT = [1, 403, 68, 297, 30, 416, 261, 45, 365, 278, 13, 320]
 POSITIONS = [0, 9, 10, 11]  # our engine: 10 tokens of prefill, then two single steps
