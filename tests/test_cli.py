@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 import vdb
-from tests.conftest import fixture_file
+from tests.conftest import ROOT, fixture_file
 from vdb.cli.main import main
 
 
@@ -460,3 +460,15 @@ def test_llm_chat_and_bench():
     assert too_long.exit_code != 0 and "ContextOverflowError" in too_long.output
     bias = runner.invoke(main, ["llm", "generate", model, "x", "--logit-bias", "oops"])
     assert bias.exit_code != 0 and "ID=BIAS" in bias.output
+
+
+def test_every_command_module_imports_on_its_own():
+    """No import cycle through the command tree: each module first in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    names = sorted(p.stem for p in (ROOT / "vdb" / "cli").glob("*.py") if p.stem != "__init__")
+    code = "import importlib, sys; importlib.import_module('vdb.cli.' + sys.argv[1])"
+    for name in names:
+        done = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True)
+        assert done.returncode == 0, (name, done.stderr[-500:])

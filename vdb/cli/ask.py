@@ -4,8 +4,8 @@ import sys
 
 import click
 
+from vdb.cli.common import echo_json, open_db, parse_json
 from vdb.cli.llm import sampler_options
-from vdb.cli.main import echo_json, open_db, parse_json
 from vdb.cli.model import model_file
 
 

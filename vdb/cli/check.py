@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from vdb.cli.main import echo_json
+from vdb.cli.common import echo_json
 
 
 @click.command("check")

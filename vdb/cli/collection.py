@@ -2,7 +2,7 @@
 
 import click
 
-from vdb.cli.main import echo_json, metric_option, open_db
+from vdb.cli.common import echo_json, metric_option, open_db
 from vdb.index.config import INDEX_KINDS, MAX_COUNT, MAX_EF, IndexConfig
 from vdb.index.hnsw import HnswConfig
 

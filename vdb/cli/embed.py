@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from vdb.cli.main import echo_json
+from vdb.cli.common import echo_json
 
 
 @click.command("embed")

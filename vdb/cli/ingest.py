@@ -3,7 +3,7 @@
 import click
 
 from vdb.cli import progress
-from vdb.cli.main import echo_json, open_db
+from vdb.cli.common import echo_json, open_db
 
 EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 

@@ -6,7 +6,7 @@ from collections import Counter
 import click
 
 import vdb
-from vdb.cli.main import echo_json
+from vdb.cli.common import echo_json
 from vdb.cli.model import model_file
 
 MODEL = "a name from `vdb model list` (see `vdb model pull`) or a .gguf file"

@@ -1,21 +1,10 @@
 """The root `vdb` command group. Domain errors become click errors here, and only here."""
 
-import json
-
 import click
 
 import vdb
+from vdb.cli.common import echo_json, metric_option, open_db, parse_json  # noqa: F401
 from vdb.errors import VdbError
-from vdb.index import METRICS
-
-metric_option = click.option(
-    "--metric",
-    "-m",
-    type=click.Choice(METRICS),
-    default="cosine",
-    show_default=True,
-    help="cosine or dot (similarity, higher is better) or l2 (distance, lower is better).",
-)
 
 
 class VdbGroup(click.Group):
@@ -55,31 +44,6 @@ class VdbGroup(click.Group):
 def main(ctx, data, server, api_key, tls_ca):
     """vdb: a vector database with exact and HNSW search, payload filters and a gRPC service."""
     ctx.obj = {"data": data, "server": server, "api_key": api_key, "tls_ca": tls_ca}
-
-
-def open_db(ctx, read_only: bool = False):
-    """The database the command works on: the directory --data, or the server --server."""
-    obj = ctx.obj
-    if obj.get("server"):
-        return vdb.connect(obj["server"], api_key=obj["api_key"], tls=obj["tls_ca"])
-    return vdb.open(obj["data"], read_only=read_only)
-
-
-def parse_json(text: str, what: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
-
-
-def echo_json(value) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, default=_jsonable))
-
-
-def _jsonable(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _register() -> None:

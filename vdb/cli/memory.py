@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import click
 
-from vdb.cli.main import echo_json, open_db, parse_json
+from vdb.cli.common import echo_json, open_db, parse_json
 from vdb.cli.model import model_file
 
 _agent = click.option(

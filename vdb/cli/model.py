@@ -3,7 +3,7 @@ models alike, and `model_file`, the callback that lets every --model take a name
 
 import click
 
-from vdb.cli.main import echo_json
+from vdb.cli.common import echo_json
 
 
 def model_file(ctx, param, value):

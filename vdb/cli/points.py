@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from vdb import validate
-from vdb.cli.main import echo_json, metric_option, open_db, parse_json
+from vdb.cli.common import echo_json, metric_option, open_db, parse_json
 from vdb.errors import CollectionNotFoundError
 from vdb.index.config import MAX_EF
 
