@@ -143,7 +143,7 @@ def test_rst_titles_literals_fields_and_sphinx_roles():
     heads = [(b.title, b.level) for b in found if b.kind == "heading"]
     assert heads == [("Guide", 1), ("Install", 2), ("Details", 3)]
     assert ("para", "Call thing.run with thing.Options.") in got
-    assert ("code", "# not a title\npip install thing") in got
+    assert ("code", "```\n# not a title\npip install thing\n```") in got
     assert ("item", "param timeout: how long to wait") in got
     assert ("item", "- nested item") in got
     assert ("para", "Note: Read the notes.") in got
@@ -182,7 +182,7 @@ def test_html_keeps_the_main_content_and_drops_the_furniture():
     assert "\u00b6" not in text
     for furniture in ("Navigation", "Previous topic", "This Page", "Show Source", "Copyright"):
         assert furniture not in text
-    assert ("code", "# a comment in code\nimport pickle") in got
+    assert ("code", "```\n# a comment in code\nimport pickle\n```") in got
     assert [b.title for b in found if b.kind == "heading"] == ["pickle \u2014 serialization"]
     assert ("item", "- Protocol 0 is the original.") in got
     assert ("item", "- nested item") in got

@@ -21,7 +21,8 @@ class Block:
 def join(parts: list[tuple[str, str, int]]) -> tuple[str, list[Block]]:
     """(text, blocks) of rendered parts (kind, text, level), blank-line separated. A heading's
     text is written as a Markdown `#` line (so that chunks read as the document does) and its
-    title kept apart."""
+    title kept apart; code is fenced as in Markdown, so that answers and readers tell it from
+    prose."""
     pieces, blocks, pos = [], [], 0
     for kind, body, level in parts:
         body = body.strip("\n")
@@ -32,6 +33,9 @@ def join(parts: list[tuple[str, str, int]]) -> tuple[str, list[Block]]:
             body = f"{'#' * min(max(level, 1), 6)} {title}"
         else:
             title = ""
+        if kind == CODE and not body.lstrip().startswith(("```", "~~~")):
+            fence = "````" if "```" in body else "```"
+            body = f"{fence}\n{body}\n{fence}"  # read as code wherever the text goes
         if pieces:
             pieces.append("\n\n")
             pos += 2

@@ -20,7 +20,7 @@ from vdb.errors import InvalidArgumentError
 from vdb.text import blocks as B
 
 # The loaders' and the chunker's version: files ingested by another are chunked again
-VERSION = "2"
+VERSION = "3"
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"')\]]*\s+(?=\S)")
 
