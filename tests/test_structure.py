@@ -322,3 +322,32 @@ def test_rst_object_descriptions_keep_their_text():
     assert "Default: 'session'" in text
     assert "url_for(endpoint, **values): Generates a URL to the given endpoint." in text
     assert "New in version 2.1: The foo option." in text
+
+
+def test_chunks_stored_under_a_relative_name_are_not_duplicated(tmp_path, monkeypatch):
+    """Earlier versions stored a file by the name it was given; the next ingestion takes
+    those chunks as the file's own."""
+    from vdb.collection import scan
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nFirst part of the file.\n\n# B\n\nSecond part.\n")
+    monkeypatch.chdir(tmp_path)
+    db = vdb.open(tmp_path / "db")
+    ingest(db, ["docs"], "d")
+    col = db.get_collection("d")
+    records = list(scan(col, with_vectors=True))
+    chunks = len(records)
+    assert chunks == 2
+    col.delete(ids=[r.id for r in records])
+    col.upsert(
+        [f"old{i}" for i in range(chunks)],
+        [r.vector for r in records],
+        [{**r.payload, "file": "docs/a.md", "settings": "older"} for r in records],
+        [r.document for r in records],
+    )
+    assert col.count() == chunks
+    ingest(db, ["docs"], "d")
+    names = {r.payload["file"] for r in scan(col)}
+    assert col.count() == chunks and names == {str((docs / "a.md").resolve())}
+    db.close()

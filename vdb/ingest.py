@@ -17,6 +17,7 @@ killed run loses nothing and the next run finishes the job without duplicates.
 import fnmatch
 import glob
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -213,11 +214,19 @@ def _rewrite(col, points: list[ChunkPoint]) -> None:
 
 
 def _existing(col, files: list[str]) -> dict[str, dict[str, dict]]:
-    """file -> {id: payload} of the points the collection holds for those files."""
+    """file -> {id: payload} of the points the collection holds for those files (resolved
+    paths), under their name or under the name relative to the working directory that
+    earlier versions stored (those chunks are then stale, and go once the file's chunks
+    under its resolved name are written)."""
     out: dict[str, dict[str, dict]] = {f: {} for f in files}
-    for r in scan(col, {"file": {"$in": files}}):
-        f = (r.payload or {}).get("file")
-        if f in out:
+    names = {f: f for f in files}
+    for f in files:
+        rel = os.path.relpath(f)
+        names.setdefault(rel, f)
+        names.setdefault(os.path.join(".", rel), f)
+    for r in scan(col, {"file": {"$in": list(names)}}):
+        f = names.get((r.payload or {}).get("file"))
+        if f is not None:
             out[f][r.id] = r.payload
     return out
 
