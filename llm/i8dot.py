@@ -108,14 +108,15 @@ def _madd(builder, acc, u, x):
     """acc (8 int32) plus the sums of adjacent four products of unsigned bytes u and signed
     bytes x: one vpdpbusd with VNNI, else vpmaddubsw (pairs into int16) and vpmaddwd (pairs
     of those into int32) and an add."""
-    if VNNI:
+    if VNNI:  # 8 int32 lanes, or 16 (512-bit, for i8group's two groups at a time)
+        i32 = acc.type
         return _x86(
             builder,
-            "llvm.x86.avx512.vpdpbusd.256",
-            I32x8,
+            f"llvm.x86.avx512.vpdpbusd.{32 * i32.count}",
+            i32,
             acc,
-            builder.bitcast(u, I32x8),
-            builder.bitcast(x, I32x8),
+            builder.bitcast(u, i32),
+            builder.bitcast(x, i32),
         )
     pairs = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", I16x16, u, x)
     return builder.add(

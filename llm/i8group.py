@@ -232,21 +232,6 @@ def _w(ty, wide):
     return ir.VectorType(ty.element, ty.count * wide)
 
 
-def _madd_w(builder, acc, u, x):
-    """_madd for 8 or 16 int32 lanes (16: one 512-bit vpdpbusd)."""
-    if acc.type.count == 8:
-        return _madd(builder, acc, u, x)
-    i32 = acc.type
-    return _x86(
-        builder,
-        "llvm.x86.avx512.vpdpbusd.512",
-        i32,
-        acc,
-        builder.bitcast(u, i32),
-        builder.bitcast(x, i32),
-    )
-
-
 def _k4_sums(builder, load, x4, kind, count, wide):
     """Q4_K / Q5_K: per input row k, the block's sum over its 8 sub-blocks j of sc_j times
     (the sub-block's unsigned weights . x), 8 rows as int32 lanes. x4(k, i): input row k's
@@ -270,7 +255,7 @@ def _k4_sums(builder, load, x4, kind, count, wide):
             for k in range(count):
                 for h in range(2):
                     dot = dots[k][h]
-                    dot[c % chains] = _madd_w(
+                    dot[c % chains] = _madd(
                         builder, dot[c % chains], halves[h], x4(k, 64 * p + 32 * h + 4 * c)
                     )
         for h in range(2):
@@ -325,7 +310,7 @@ def _q6_sums(builder, load, x4, count, wide):
                     w = builder.add(builder.or_(lo, hi), _splat(b8, -32))
                     for k in range(count):
                         dot = dots[k][q]
-                        dot[cc % chains] = _madd_w(
+                        dot[cc % chains] = _madd(
                             builder, dot[cc % chains], x4(k, 128 * h + 32 * q + 4 * c), w
                         )
             for q in range(4):

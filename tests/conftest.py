@@ -105,3 +105,17 @@ def _skip_reason(report) -> str:
     longrepr = report.longrepr
     reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
     return reason.removeprefix("Skipped: ")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The default embedding model, loaded once."""
+    import embed
+
+    return embed.load()
+
+
+@pytest.fixture(scope="session")
+def token_count(embedder):
+    """Token counts as the chunker takes them: the default model's, without special tokens."""
+    return lambda texts: [len(ids) - 2 for ids in embedder.tokenizer.encode_batch(texts)]

@@ -327,14 +327,21 @@ def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path):
     assert result.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
-def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
-    monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
+def _cli():
+    """cli(*args, ok=True): run `vdb args` in process, check its exit code, give its output."""
     runner = CliRunner()
 
     def cli(*args, ok=True):
         result = runner.invoke(main, list(args))
         assert (result.exit_code == 0) == ok, result.output
         return result.output
+
+    return cli
+
+
+def test_model_and_embed_commands(tmp_path, minilm_dir, monkeypatch):
+    monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
+    cli = _cli()
 
     assert "wrote" in cli("model", "convert", str(minilm_dir), "--type", "q8_0", "--name", "mini")
     listed = json.loads(cli("model", "list", "--json"))["models"]
@@ -387,12 +394,7 @@ def test_generation_models_by_name(tmp_path, monkeypatch):
     from tests.helpers.http_files import FileServer
 
     monkeypatch.setenv("VDB_HOME", str(tmp_path / "home"))
-    runner = CliRunner()
-
-    def cli(*args, ok=True):
-        result = runner.invoke(main, list(args))
-        assert (result.exit_code == 0) == ok, result.output
-        return result.output
+    cli = _cli()
 
     data = fixture_file("models", "stories260K.gguf").read_bytes()
     with FileServer() as server:

@@ -50,31 +50,10 @@ def test_every_service_is_served():
 
 
 def test_every_proto_names_its_go_and_java_packages():
-    from vdb.rpc._gen import (
-        collections_pb2,
-        common_pb2,
-        embeddings_pb2,
-        generation_pb2,
-        memory_pb2,
-        points_pb2,
-        retrieval_pb2,
-        server_pb2,
-        snapshots_pb2,
-    )
+    import importlib
 
-    modules = (
-        collections_pb2,
-        common_pb2,
-        embeddings_pb2,
-        generation_pb2,
-        memory_pb2,
-        points_pb2,
-        retrieval_pb2,
-        server_pb2,
-        snapshots_pb2,
-    )
-    assert len(modules) == len(list((ROOT / "proto" / "vdb" / "v1").glob("*.proto")))
-    for module in modules:
+    for proto in sorted((ROOT / "proto" / "vdb" / "v1").glob("*.proto")):
+        module = importlib.import_module(f"vdb.rpc._gen.{proto.stem}_pb2")
         options = module.DESCRIPTOR.GetOptions()
         assert options.go_package == "vdb/v1;vdbv1", module.DESCRIPTOR.name
         assert options.java_package == "vdb.v1" and options.java_multiple_files

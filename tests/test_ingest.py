@@ -11,23 +11,11 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-import embed
 import vdb
 from tests.conftest import ROOT
 from vdb.cli.main import main as cli
 from vdb.ingest import discover, ingest
 from vdb.text import chunking, loaders
-
-
-@pytest.fixture(scope="module")
-def model():
-    return embed.load()
-
-
-@pytest.fixture(scope="module")
-def count(model):
-    return lambda texts: [len(ids) - 2 for ids in model.tokenizer.encode_batch(texts)]
-
 
 DOC = (
     """# Guide
@@ -49,12 +37,12 @@ Final short paragraph.
 )
 
 
-def test_chunks_keep_budget_spans_and_headings(count):
-    chunks = chunking.chunk(DOC, count, max_tokens=64, overlap=16)
+def test_chunks_keep_budget_spans_and_headings(token_count):
+    chunks = chunking.chunk(DOC, token_count, max_tokens=64, overlap=16)
     assert len(chunks) > 4
     for i, c in enumerate(chunks):
         assert c.index == i and DOC[c.start : c.end] == c.text
-        assert count([c.text])[0] <= 64 + 2  # the sum of the units' counts, within a token
+        assert token_count([c.text])[0] <= 64 + 2  # the sum of the units' counts, within a token
     assert chunks[0].headings == ("Guide",) and chunks[0].text.startswith("# Guide")
     install = [c for c in chunks if "installer" in c.text]
     assert install[0].headings == ("Guide", "Install") and "Intro" not in install[0].text
@@ -67,8 +55,8 @@ def test_chunks_keep_budget_spans_and_headings(count):
     assert any("Final short paragraph." in c.text for c in chunks)
 
 
-def test_a_heading_with_nothing_under_it_makes_no_chunk(count):
-    chunks = chunking.chunk("# A\n\n## B\n\ntext here\n\n# C\n", count, max_tokens=64)
+def test_a_heading_with_nothing_under_it_makes_no_chunk(token_count):
+    chunks = chunking.chunk("# A\n\n## B\n\ntext here\n\n# C\n", token_count, max_tokens=64)
     assert [c.text for c in chunks] == ["## B\n\ntext here"]
     assert chunks[0].headings == ("A", "B")
 
@@ -82,14 +70,14 @@ def test_sync_from_the_current_directory(tmp_path, corpus, monkeypatch):
         assert report.deleted == 1
 
 
-def test_a_sentence_longer_than_the_budget_is_cut_at_words(count):
+def test_a_sentence_longer_than_the_budget_is_cut_at_words(token_count):
     text = "word " * 300
-    chunks = chunking.chunk(text, count, max_tokens=50, overlap=0)
-    assert len(chunks) >= 6 and all(count([c.text])[0] <= 50 for c in chunks)
+    chunks = chunking.chunk(text, token_count, max_tokens=50, overlap=0)
+    assert len(chunks) >= 6 and all(token_count([c.text])[0] <= 50 for c in chunks)
     assert " ".join(c.text for c in chunks).split() == text.split()
     with pytest.raises(ValueError):
-        chunking.chunk(text, count, max_tokens=50, overlap=26)
-    assert chunking.chunk("\n\n  \n", count) == []
+        chunking.chunk(text, token_count, max_tokens=50, overlap=26)
+    assert chunking.chunk("\n\n  \n", token_count) == []
 
 
 def _pdf(text: str) -> bytes:

@@ -10,21 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import embed
 import vdb
 from vdb.ingest import discover, ingest
 from vdb.text import blocks, chunking, html, loaders, markdown, rst
-
-
-@pytest.fixture(scope="module")
-def model():
-    return embed.load()
-
-
-@pytest.fixture(scope="module")
-def count(model):
-    return lambda texts: [len(ids) - 2 for ids in model.tokenizer.encode_batch(texts)]
-
 
 MARKDOWN = textwrap.dedent(
     """\
@@ -76,8 +64,8 @@ def test_markdown_blocks_follow_commonmark():
     assert not any("front matter" in t for _, t in got)
 
 
-def test_markdown_chunks_keep_code_whole_and_never_take_its_comments_for_headings(count):
-    chunks = chunking.chunk(MARKDOWN, count, 64, 8, markdown.blocks(MARKDOWN))
+def test_markdown_chunks_keep_code_whole_and_never_take_its_comments_for_headings(token_count):
+    chunks = chunking.chunk(MARKDOWN, token_count, 64, 8, markdown.blocks(MARKDOWN))
     assert all(c.headings[0] == "Guide" for c in chunks)
     assert {c.headings for c in chunks} == {("Guide",), ("Guide", "Options")}
     code = [c for c in chunks if "pip install" in c.text]
@@ -87,10 +75,10 @@ def test_markdown_chunks_keep_code_whole_and_never_take_its_comments_for_heading
     # a long code block is cut at line ends, each line whole
     long_code = "# Code\n\n```\n" + "\n".join(f"value_{i} = {i} * {i}" for i in range(80))
     long_code += "\n```\n"
-    pieces = chunking.chunk(long_code, count, 48, 0, markdown.blocks(long_code))
+    pieces = chunking.chunk(long_code, token_count, 48, 0, markdown.blocks(long_code))
     assert len(pieces) > 2
     for c in pieces:
-        assert count([c.text])[0] <= 48
+        assert token_count([c.text])[0] <= 48
         for line in filter(None, c.text.splitlines()):
             assert line.startswith(("value_", "```", "# Code")), line
 
@@ -151,11 +139,11 @@ def test_rst_titles_literals_fields_and_sphinx_roles():
     assert "api" not in text  # the toctree builds the site, it is not content
 
 
-def test_rst_chunks_carry_their_title_path(tmp_path, count):
+def test_rst_chunks_carry_their_title_path(tmp_path, token_count):
     path = tmp_path / "guide.rst"
     path.write_text(RST)
     (doc,) = loaders.load(path)
-    chunks = chunking.chunk(doc.text, count, 64, 8, doc.blocks)
+    chunks = chunking.chunk(doc.text, token_count, 64, 8, doc.blocks)
     assert {c.headings for c in chunks} >= {("Guide",), ("Guide", "Install")}
     assert any(c.headings == ("Guide", "Install", "Details") for c in chunks)
 
@@ -213,12 +201,12 @@ BLOCK = st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(BLOCK, min_size=1, max_size=12), st.integers(16, 96))
-def test_no_chunk_exceeds_the_window(count, parts, budget):
+def test_no_chunk_exceeds_the_window(token_count, parts, budget):
     text = "\n\n".join(parts) + "\n"
     for structure in (None, markdown.blocks(text)):
-        for c in chunking.chunk(text, count, budget, budget // 4, structure):
+        for c in chunking.chunk(text, token_count, budget, budget // 4, structure):
             assert text[c.start : c.end] == c.text
-            assert count([c.text])[0] <= budget or len(c.text.split()) == 1, c.text
+            assert token_count([c.text])[0] <= budget or len(c.text.split()) == 1, c.text
 
 
 def test_a_file_named_two_ways_is_one_file(tmp_path, monkeypatch):
@@ -244,23 +232,23 @@ def terms():
     return Bm25Index(["a placeholder text"]).tokenize
 
 
-def _answer(question, passages, model, terms):
+def _answer(question, passages, embedder, terms):
     from vdb.text import extract
 
-    best, text, _ = extract.best_span(question, passages, model, terms)
+    best, text, _ = extract.best_span(question, passages, embedder, terms)
     return best, text
 
 
-def test_the_answer_is_the_sentence_that_states_the_value(model, terms):
+def test_the_answer_is_the_sentence_that_states_the_value(embedder, terms):
     passage = (
         "The protocol version used for pickling can be chosen with the protocol argument. "
         "Currently the default protocol is 4. Protocol 5 was added in Python 3.8."
     )
-    _, text = _answer("What is the default pickle protocol?", [passage], model, terms)
+    _, text = _answer("What is the default pickle protocol?", [passage], embedder, terms)
     assert "default protocol is 4" in text
 
 
-def test_the_answer_can_be_a_list_item_and_skips_code_unless_asked(model, terms):
+def test_the_answer_can_be_a_list_item_and_skips_code_unless_asked(embedder, terms):
     passage = textwrap.dedent(
         """\
         The command line reads a few environment variables.
@@ -274,10 +262,10 @@ def test_the_answer_can_be_a_list_item_and_skips_code_unless_asked(model, terms)
         - `FLASK_DEBUG`: turns on the debugger and the reloader.
         """
     )
-    best, text = _answer("What does FLASK_DEBUG turn on?", [passage], model, terms)
+    best, text = _answer("What does FLASK_DEBUG turn on?", [passage], embedder, terms)
     assert best.kind == "item" and "the debugger and the reloader" in text
     best, text = _answer(
-        "Show an example command to export the app variable", [passage], model, terms
+        "Show an example command to export the app variable", [passage], embedder, terms
     )
     assert best.kind == "code" and "export FLASK_APP=hello" in text  # asked for: code
     from vdb.text import extract
@@ -286,13 +274,13 @@ def test_the_answer_can_be_a_list_item_and_skips_code_unless_asked(model, terms)
     assert any(c.kind == "code" for c in extract.candidates(passage, code=True))
 
 
-def test_the_answer_may_come_from_the_second_source(model, terms):
+def test_the_answer_may_come_from_the_second_source(embedder, terms):
     first = "Logging is configured with dictConfig. Handlers write records to streams."
     second = "The development server listens on port 5000 by default."
     best, text = _answer(
         "Which port does the development server listen on by default?",
         [first, second],
-        model,
+        embedder,
         terms,
     )
     assert best.passage == 1 and "5000" in text
