@@ -33,9 +33,10 @@ then differ from llama.cpp's by float32 summation order only.
 
 Measured on TinyLlama-shaped matrices, 2 threads: a decode step streams 26-30 GB/s (the
 row-at-a-time Q4_0 kernel 18-24), and 512-token products run at 380-500 billion integer
-operations per second (dequantized slabs through BLAS: 140-170 GFLOP/s); in a 64-token pass
-of the TinyLlama Q4_K_M file, Q4_K 5632 x 2048 at 265 billion multiply-adds per second,
-Q6_K 2048 x 5632 at 180.
+operations per second (dequantized slabs through BLAS: 140-170 GFLOP/s); 64 input rows
+against the TinyLlama Q4_K_M file's matrices (product_grouped alone): Q4_K 5632 x 2048 at
+265 billion multiply-adds per second in 8-row groups, 285-291 two groups at a time (WIDE),
+Q6_K 2048 x 5632 at 180 and 187.
 """
 
 import numpy as np
