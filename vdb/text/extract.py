@@ -196,13 +196,14 @@ def best_span(question: str, passages: list[str], model, terms) -> tuple[Candida
         vectors = model.embed([question, *texts])
     cosine = vectors[1:] @ vectors[0]
     asked = set(terms(question))
+    asked_names = _names(question)
     best, best_score = 0, float("-inf")
     for i, (c, text) in enumerate(zip(pool, texts, strict=True)):
         held = set(terms(text))
         share = len(asked & held) / len(asked) if asked else 0.0
         novelty = min(len(held - asked), NOVELTY_CAP) / NOVELTY_CAP
         score = float(cosine[i]) + TERM_WEIGHT * share + NOVELTY_WEIGHT * novelty
-        if named and _names(text) - _names(question):  # it holds a name the question lacks
+        if named and _names(text) - asked_names:  # it holds a name the question lacks
             score += SPECIFIC_WEIGHT
         score -= RANK_PENALTY * c.passage + (PAIR_PENALTY if c.kind == "pair" else 0.0)
         if score > best_score:
