@@ -58,7 +58,7 @@ EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def ingest_cmd(ctx, paths, collection, progress_mode, as_json, **options):
-    """Ingest each PATH (files, directories, globs: .txt .md .html .pdf .json .jsonl) into
+    """Ingest each PATH (files, directories, globs: .txt .md .rst .html .pdf .json .jsonl) into
     the --collection: chunked by the embedding model's token counts, embedded in batches,
     with source, span and heading path in each chunk's payload. Unchanged chunks are skipped on
     a second run, changed files replace their chunks, and a killed run completes when run
