@@ -261,23 +261,24 @@ class HnswIndex(FlatIndex):
         10% to spare) and the dimension is encoded again for every row."""
         lo, hi = vectors.min(axis=0), vectors.max(axis=0)  # (dim,)
         width = self.code_hi - self.code_lo
+        dims = np.arange(self.dim)
         if not width.any():
             self.code_lo, self.code_hi = lo, hi
-            rows = np.flatnonzero(self.alive[: self.size])
-            self.codes[rows] = self._quantize(self.vectors[rows])
-        else:
-            slack = 0.1 * width
-            grow_lo, grow_hi = lo < self.code_lo - slack, hi > self.code_hi + slack
-            dims = np.flatnonzero(grow_lo | grow_hi)
-            if len(dims):
-                self.code_lo = np.where(grow_lo, lo - slack, self.code_lo).astype(np.float32)
-                self.code_hi = np.where(grow_hi, hi + slack, self.code_hi).astype(np.float32)
-                rows = np.flatnonzero(self.alive[: self.size])
-                mid, step = self._code_frame()
-                part = self.vectors[np.ix_(rows, dims)]  # (rows, dims)
-                codes = np.clip(np.rint((part - mid[dims]) / step[dims]), -127, 127)
-                self.codes[np.ix_(rows, dims)] = codes.astype(np.int8)
-        self.codes[iids] = self._quantize(vectors)
+            self._quantize_rows(np.flatnonzero(self.alive[: self.size]), dims)
+            return
+        slack = 0.1 * width
+        grow_lo, grow_hi = lo < self.code_lo - slack, hi > self.code_hi + slack
+        wider = np.flatnonzero(grow_lo | grow_hi)
+        if len(wider):
+            self.code_lo = np.where(grow_lo, lo - slack, self.code_lo).astype(np.float32)
+            self.code_hi = np.where(grow_hi, hi + slack, self.code_hi).astype(np.float32)
+            self._quantize_rows(np.flatnonzero(self.alive[: self.size]), wider)
+        self._quantize_rows(iids, dims)
+
+    def _quantize_rows(self, rows: np.ndarray, dims: np.ndarray) -> None:
+        mid, step = self._code_frame()
+        rows = np.asarray(rows, np.int64)
+        hk.quantize(self.vectors, rows, np.asarray(dims, np.int64), mid, step, self.codes)
 
     def _use_codes(self) -> bool:
         """Walk the int8 codes (in searches and while linking new nodes)?"""
@@ -291,10 +292,6 @@ class HnswIndex(FlatIndex):
         mid = (self.code_lo + self.code_hi) / 2
         step = np.maximum((self.code_hi - self.code_lo) / 254, np.float32(1e-30))
         return mid.astype(np.float32), step.astype(np.float32)
-
-    def _quantize(self, vectors: np.ndarray) -> np.ndarray:
-        mid, step = self._code_frame()
-        return np.clip(np.rint((vectors - mid) / step), -127, 127).astype(np.int8)
 
     def _walk_queries(self, Q: np.ndarray) -> tuple[np.ndarray, bool]:
         """(queries for the int8 walk, whether to walk the codes). Queries stay float32:

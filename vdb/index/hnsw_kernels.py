@@ -26,12 +26,14 @@ MAX_LEVEL = 16
 warnings.filterwarnings(
     "ignore", message=r"variable '.*' is not in scope", category=numba.NumbaIRAssumptionWarning
 )
+AHEAD = 6  # rows requested ahead of their scoring in a list of known rows
 PREFETCH_LINES = 2  # cache lines of a vector requested ahead of its distance computation
 
 
 @intrinsic
 def _prefetch(typingctx, arr, row, line):
-    """Ask the CPU to load the cache line `line` of row `row` of a 2-D array (no fault)."""
+    """Ask the CPU to load the cache line `line` of row `row` of a 2-D array, or the line
+    `line` from element `row` of a 1-D array (no fault)."""
 
     def codegen(context, builder, sig, args):
         aryty = sig.args[0]
@@ -39,7 +41,8 @@ def _prefetch(typingctx, arr, row, line):
         row_ = context.cast(builder, args[1], sig.args[1], types.intp)
         line_ = context.cast(builder, args[2], sig.args[2], types.intp)
         zero = context.get_constant(types.intp, 0)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [row_, zero])
+        index = [row_] + [zero] * (aryty.ndim - 1)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index)
         i8p = ir.IntType(8).as_pointer()
         offset = builder.mul(line_, context.get_constant(types.intp, 64))
         ptr = builder.gep(builder.bitcast(ptr, i8p), [offset])
@@ -190,6 +193,8 @@ def _search_layer(
     if (not use_mask) or mask[ep]:
         nr = _heap_push(rk, rv, 0, -ep_sim, ep)
     lines = min(PREFETCH_LINES, (X.shape[1] * X.itemsize + 63) // 64)
+    link_lines = (links.shape[1] * links.itemsize + 63) // 64
+    sbuf = np.empty(links.shape[1], np.float32)
     while nc > 0:
         cs = ck[0]
         c = cv[0]
@@ -197,7 +202,10 @@ def _search_layer(
             break
         nc = _heap_pop(ck, cv, nc)
         if nc > 0:  # the next candidate's neighbour list, while this one is scored
-            _prefetch(links, _row(cv[0], level, upper_row), 0)
+            nxt = _row(cv[0], level, upper_row)
+            for line in range(link_lines):
+                _prefetch(links, nxt, line)
+            _prefetch(counts, nxt, 0)
         r = _row(c, level, upper_row)
         # gather the unvisited neighbours and prefetch their vectors before scoring any
         m = 0
@@ -209,9 +217,11 @@ def _search_layer(
                 m += 1
                 for line in range(lines):
                     _prefetch(X, nb, line)
+        for j in range(m):  # scored apart from the heap updates, so the scores overlap
+            sbuf[j] = _sim(X, nbuf[j], q, l2)
         for j in range(m):
             nb = nbuf[j]
-            s = _sim(X, nb, q, l2)
+            s = sbuf[j]
             if nr < ef or s > -rk[0]:
                 if nc < cap:
                     nc = _heap_push(ck, cv, nc, s, nb)
@@ -220,6 +230,21 @@ def _search_layer(
                     if nr > ef:
                         nr = _heap_pop(rk, rv, nr)
     return nr
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
+def _prefetched_sims(X, ids, n, q, l2, out):
+    """out[i] = similarity of row ids[i] of X to q for i < n, each row requested from memory
+    AHEAD rows before it is scored."""
+    lines = (X.shape[1] * X.itemsize + 63) // 64
+    for i in range(min(n, AHEAD)):
+        for line in range(lines):
+            _prefetch(X, ids[i], line)
+    for i in range(n):
+        if i + AHEAD < n:
+            for line in range(lines):
+                _prefetch(X, ids[i + AHEAD], line)
+        out[i] = _sim(X, ids[i], q, l2)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
@@ -304,8 +329,7 @@ def _link_one(V, q, rescore, X, p, lvl, graph, M, efc, l2, nomask, scratch):
         if w == 0:
             continue
         if rescore:  # exact similarities, best first, for the neighbour heuristic
-            for i in range(w):
-                sel_s[i] = _sim(X, sel_i[i], X[p], l2)
+            _prefetched_sims(X, sel_i, w, X[p], l2, sel_s)
             order = np.argsort(-sel_s[:w], kind="mergesort")
             for i in range(w):
                 ck[i] = sel_s[order[i]]
@@ -435,9 +459,7 @@ def insert_batch(
             counts[r] = n
             continue
         # prune: sort the pool by similarity to the target, then the heuristic
-        tq = X[target]
-        for j in range(n):
-            sel_s[t, j] = _sim(X, sel_i[t, j], tq, l2)
+        _prefetched_sims(X, sel_i[t], n, X[target], l2, sel_s[t])
         idx = np.argsort(-sel_s[t, :n], kind="mergesort")
         for j in range(n):
             ck[t, j] = sel_s[t, idx[j]]
@@ -614,6 +636,18 @@ def _add_unique(buf, m, v, exclude):
             return m
     buf[m] = v
     return m + 1
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def quantize(V, rows, dims, mid, step, codes):
+    """codes[r, d] = clip(rint((V[r, d] - mid[d]) / step[d]), -127, 127) for r in rows and
+    d in dims."""
+    for i in prange(rows.shape[0]):
+        r = rows[i]
+        for jj in range(dims.shape[0]):
+            d = dims[jj]
+            c = np.rint((V[r, d] - mid[d]) / step[d])
+            codes[r, d] = np.int8(min(max(c, np.float32(-127.0)), np.float32(127.0)))
 
 
 @njit(nogil=True, cache=True)
