@@ -84,6 +84,7 @@ class Ours:
         arrays = (
             ix.vectors[: ix.size],
             ix.codes[: ix.size],
+            ix.code_norms[: ix.size],
             ix.links0[: ix.size],
             ix.counts0[: ix.size],
             ix.levels[: ix.size],
@@ -420,6 +421,7 @@ def renumber_experiment(index, Q, gt) -> None:
     r = copy.copy(index)
     r._scratch = type(index._scratch)()
     r.vectors, r.codes, r.alive = index.vectors[order], index.codes[order], index.alive[order]
+    r.code_norms = index.code_norms[order]
     r.links0 = new_of[index.links0[order]].astype(np.int32)
     r.counts0, r.levels = index.counts0[order], index.levels[order]
     r.upper_row = index.upper_row[order]

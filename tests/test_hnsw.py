@@ -294,3 +294,55 @@ def test_short_walks_fall_back_to_the_scan_in_the_same_units(data, monkeypatch):
     assert (ids >= 0).all()
     expected = np.sqrt(((X[ids] - Q[:4, None, :]) ** 2).sum(-1))
     np.testing.assert_allclose(scores, expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("metric", ["l2", "dot"])
+def test_int8_walk_scores_rank_like_the_decoded_vectors(data, metric):
+    """The walk scores a node as <code, q'> - norm (l2) or <code, q'> (dot): the similarity of
+    the vector its codes stand for, up to a constant of the query."""
+    X, Q = data
+    index = build(X[:2000], metric)
+    index.set(np.arange(2000, N, dtype=np.int64), X[2000:] * 2)  # widens some dimensions
+    n = index.size
+    codes = index.codes[:n].astype(np.float64)
+    np.testing.assert_allclose(
+        index.code_norms[:n],
+        (codes**2) @ (index._code_frame()[1].astype(np.float64) ** 2),
+        rtol=1e-5,
+    )
+    mid, step = (a.astype(np.float64) for a in index._code_frame())
+    decoded = mid + step * codes
+    walk = index._code_queries(Q).astype(np.float64) @ codes.T
+    if metric == "l2":
+        walk -= index.code_norms[:n]
+        want = -((decoded[None] - Q[:, None].astype(np.float64)) ** 2).sum(-1)
+    else:
+        want = Q.astype(np.float64) @ decoded.T
+    shift = (want - walk).mean(axis=1, keepdims=True)  # the query's constant
+    np.testing.assert_allclose(walk + shift, want, rtol=0, atol=1e-3 * np.abs(want).max())
+
+
+def test_code_norms_survive_a_checkpoint(data):
+    X, _ = data
+    index = build(X)
+    back = HnswIndex.restore(*index.state())
+    np.testing.assert_array_equal(back.code_norms[: index.size], index.code_norms[: index.size])
+
+
+def test_visited_marks_wrap_around(data):
+    """The walk marks visited nodes with a uint16 tag per search; past 65,535 searches on a
+    thread the marks are cleared and the tags start again, with the same results."""
+    import numba
+
+    X, Q = data
+    index = build(X[:500])
+    queries = np.tile(Q, (70_000 // len(Q) + 1, 1))[:70_000]
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        _, ids = index._graph_search(queries, 5, 16, None)
+        _, again = index._graph_search(Q, 5, 16, None)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(ids[-len(Q) :], again[np.arange(70_000)[-len(Q) :] % len(Q)])
+    np.testing.assert_array_equal(ids[: len(Q)], again)

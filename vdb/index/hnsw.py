@@ -79,6 +79,7 @@ class HnswIndex(FlatIndex):
         self.codes = np.zeros((0, dim), np.int8)  # (capacity, dim) round((x - mid) / step)
         self.code_lo = np.zeros(dim, np.float32)  # (dim,) range each dimension's codes cover
         self.code_hi = np.zeros(dim, np.float32)  # (dim,) (lo == hi everywhere: no codes yet)
+        self.code_norms = np.zeros(0, np.float32)  # (capacity,) sum(step^2 * code^2) per row
         self._free_upper: list[int] = []  # upper-level rows freed by compaction
         self._scratch = _Scratch()
         self.buffer = np.zeros(0, np.bool_)  # (capacity,) rows not linked yet: searched exactly
@@ -159,6 +160,8 @@ class HnswIndex(FlatIndex):
         index.code_lo = _floats(meta["code_lo"], dim)
         index.code_hi = _floats(meta["code_hi"], dim)
         index._free_upper = list(free)
+        index.code_norms = np.zeros(len(index.codes), np.float32)
+        index._set_norms(np.arange(n))
         index.buffer &= index.alive[:n]
         index._dirty = index.buffer.copy()
         index.n_buffered = int(np.count_nonzero(index.buffer))
@@ -185,6 +188,7 @@ class HnswIndex(FlatIndex):
         codes = aligned_empty((new, self.dim), np.int8)  # rows start on cache lines
         codes[: len(self.codes)] = self.codes
         self.codes = codes
+        self.code_norms = _grow(self.code_norms, new, 0.0)
 
     def _reserve_upper(self, n: int) -> None:
         cap = self.links_up.shape[1]
@@ -279,6 +283,12 @@ class HnswIndex(FlatIndex):
         mid, step = self._code_frame()
         rows = np.asarray(rows, np.int64)
         hk.quantize(self.vectors, rows, np.asarray(dims, np.int64), mid, step, self.codes)
+        self._set_norms(rows)
+
+    def _set_norms(self, rows: np.ndarray) -> None:
+        """code_norms of the rows from their codes: sum(step^2 * code^2)."""
+        step = self._code_frame()[1]
+        hk.code_norms(self.codes, np.asarray(rows, np.int64), step * step, self.code_norms)
 
     def _use_codes(self) -> bool:
         """Walk the int8 codes (in searches and while linking new nodes)?"""
@@ -298,21 +308,17 @@ class HnswIndex(FlatIndex):
         asymmetric distances lose less than int8 x int8."""
         if self._use_codes():
             return self._code_queries(Q), True
-        return np.zeros((len(Q), 2, self.dim), np.float32), False
+        return np.zeros((len(Q), self.dim), np.float32), False
 
     def _code_queries(self, Q: np.ndarray) -> np.ndarray:
-        """(nq, 2, dim): queries in code units and per-dimension weights, such that
-        sum(w * (code - q')^2) is the squared l2 distance and sum(code * q') ranks like the
-        dot product (the constant <mid, q> dropped)."""
+        """(nq, dim): queries q' in code units such that <code, q'> - norm(code) is minus the
+        squared l2 distance up to a constant of the query (x ~= mid + step * code, so
+        q' = 2 * step * (q - mid) and norm = sum(step^2 * code^2)), or, for the dot product,
+        <code, q'> ranks like <x, q> (q' = step * q, the constant <mid, q> dropped)."""
         mid, step = self._code_frame()
-        out = np.empty((len(Q), 2, self.dim), np.float32)
         if self._l2:
-            out[:, 0] = (Q - mid) / step
-            out[:, 1] = step * step
-        else:
-            out[:, 0] = Q * step
-            out[:, 1] = 1.0
-        return out
+            return np.ascontiguousarray(2 * step * (Q - mid), dtype=np.float32)
+        return np.ascontiguousarray(Q * step, dtype=np.float32)
 
     def _link(self, nodes: np.ndarray) -> None:
         if not len(nodes):
@@ -459,7 +465,7 @@ class HnswIndex(FlatIndex):
             sel_i,
             np.zeros(1, np.bool_),
             b.nbuf,
-            self.codes,
+            (self.codes, self.code_norms),
             *self._walk_queries(self.vectors[batch]),
         )
 
@@ -468,10 +474,7 @@ class HnswIndex(FlatIndex):
         heaps (width) and a neighbour list (2M)."""
         threads = numba.get_num_threads()
         s = self._scratch
-        if (
-            s.visited is None
-            or s.visited.shape != (threads, self.capacity)
-        ):
+        if s.visited is None or s.visited.shape != (threads, self.capacity):
             s.visited = np.zeros((threads, self.capacity), np.uint16)
             s.tags = np.zeros(threads, np.int32)
         if getattr(s, "ck", None) is None or s.ck.shape[1] < width or s.ck.shape[0] != threads:
@@ -556,7 +559,7 @@ class HnswIndex(FlatIndex):
             bufs,
             out_s,
             out_i,
-            self.codes,
+            (self.codes, self.code_norms),
             CQ,
             use_codes,
         )

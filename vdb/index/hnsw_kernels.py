@@ -58,26 +58,23 @@ def _prefetch(typingctx, arr, row, line):
 
 
 def _sim(X, node, q, l2):
-    """Similarity of row `node` of X to q: float32 vectors, or int8 codes (in code units)."""
+    """Similarity of node `node` to q: X a float32 array, or the pair (int8 codes, their norms)
+    with q in code units (see HnswIndex._code_queries)."""
     raise NotImplementedError
 
 
 @overload(_sim, inline="always", jit_options={"fastmath": FASTMATH})
 def _sim_impl(X, node, q, l2):
-    if isinstance(X.dtype, types.Integer):
+    if isinstance(X, types.BaseTuple):
 
         def sim_codes(X, node, q, l2):
-            # int8 codes against q = (query in code units, per-dimension weights)
-            d = q.shape[1]
+            # <code, q> - norm: minus the l2 distance up to a constant of the query (for the
+            # dot product, <code, q> alone ranks like it)
+            codes, norms = X
             acc = np.float32(0.0)
-            if l2:
-                for j in range(d):
-                    t = np.float32(X[node, j]) - q[0, j]
-                    acc -= q[1, j] * t * t
-            else:
-                for j in range(d):
-                    acc += np.float32(X[node, j]) * q[0, j]
-            return acc
+            for j in range(q.shape[0]):
+                acc += np.float32(codes[node, j]) * q[j]
+            return acc - norms[node] if l2 else acc
 
         return sim_codes
 
@@ -94,6 +91,43 @@ def _sim_impl(X, node, q, l2):
         return acc
 
     return sim_float
+
+
+def _prefetch_node(X, node, lines, l2):
+    """Request the first `lines` cache lines of node `node`'s row (and its code norm)."""
+    raise NotImplementedError
+
+
+@overload(_prefetch_node, inline="always")
+def _prefetch_node_impl(X, node, lines, l2):
+    if isinstance(X, types.BaseTuple):
+
+        def prefetch_codes(X, node, lines, l2):
+            codes, norms = X
+            for line in range(lines):
+                _prefetch(codes, node, line)
+            if l2:
+                _prefetch(norms, node, 0)
+
+        return prefetch_codes
+
+    def prefetch_float(X, node, lines, l2):
+        for line in range(lines):
+            _prefetch(X, node, line)
+
+    return prefetch_float
+
+
+def _row_lines(X):
+    """Cache lines of one row of X (of the codes, for a pair of codes and norms)."""
+    raise NotImplementedError
+
+
+@overload(_row_lines, inline="always")
+def _row_lines_impl(X):
+    if isinstance(X, types.BaseTuple):
+        return lambda X: (X[0].shape[1] * X[0].itemsize + 63) // 64
+    return lambda X: (X.shape[1] * X.itemsize + 63) // 64
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -203,7 +237,7 @@ def _search_layer(
     nr = 0
     if (not use_mask) or mask[ep]:
         nr = _heap_push(rk, rv, 0, -ep_sim, ep)
-    lines = min(PREFETCH_LINES, (X.shape[1] * X.itemsize + 63) // 64)
+    lines = min(PREFETCH_LINES, _row_lines(X))
     link_lines = (links.shape[1] * links.itemsize + 63) // 64
     sbuf = np.empty(links.shape[1], np.float32)
     while nc > 0:
@@ -226,8 +260,7 @@ def _search_layer(
                 visited[nb] = tag
                 nbuf[m] = nb
                 m += 1
-                for line in range(lines):
-                    _prefetch(X, nb, line)
+                _prefetch_node(X, nb, lines, l2)
         for j in range(m):  # scored apart from the heap updates, so the scores overlap
             sbuf[j] = _sim(X, nbuf[j], q, l2)
         for j in range(m):
@@ -661,6 +694,18 @@ def quantize(V, rows, dims, mid, step, codes):
             d = dims[jj]
             c = np.rint((V[r, d] - mid[d]) / step[d])
             codes[r, d] = np.int8(min(max(c, np.float32(-127.0)), np.float32(127.0)))
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def code_norms(codes, rows, w, out):
+    """out[r] = sum(w * codes[r]^2) for each r in rows (the same sum whatever the rows)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        acc = np.float32(0.0)
+        for j in range(codes.shape[1]):
+            c = np.float32(codes[r, j])
+            acc += w[j] * c * c
+        out[r] = acc
 
 
 @njit(nogil=True, cache=True)
