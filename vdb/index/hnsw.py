@@ -20,6 +20,7 @@ of bounds.
 
 import math
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numba
@@ -86,6 +87,8 @@ class HnswIndex(FlatIndex):
         self._dirty = np.zeros(0, np.bool_)  # (capacity,) ... written since the linker took them
         self.n_buffered = 0  # rows set in buffer
         self._graph_lock = threading.RLock()  # held while the graph is linked or reallocated
+        self._others = 0  # threads in _graph_first (they go before the next linking batch)
+        self._turn = threading.Condition()  # guards _others
         self._flags_lock = threading.Lock()  # buffer, _dirty and n_buffered change together
         super().__init__(dim, metric, capacity)
 
@@ -170,8 +173,23 @@ class HnswIndex(FlatIndex):
     def reserve(self, capacity: int) -> None:
         if capacity <= self.capacity:
             return
-        with self._graph_lock:
+        with self._graph_first():
             self._grow_to(capacity)
+
+    @contextmanager
+    def _graph_first(self):
+        """Hold the graph lock, ahead of the linker: link_pending starts no batch while a
+        thread waits here, so a writer waits for the batch in hand at most (a lock alone
+        lets the linker take it again and again)."""
+        with self._turn:
+            self._others += 1
+        try:
+            with self._graph_lock:
+                yield
+        finally:
+            with self._turn:
+                self._others -= 1
+                self._turn.notify_all()
 
     def _grow_to(self, capacity: int) -> None:
         old = self.capacity
@@ -232,6 +250,8 @@ class HnswIndex(FlatIndex):
         by default one insertion batch (so that whatever waits for the graph lock waits for
         one batch). Returns how many were linked. Rows written again meanwhile stay buffered
         for the next call."""
+        with self._turn:
+            self._turn.wait_for(lambda: not self._others)
         with self._graph_lock:
             n = self.size
             if limit is None:
@@ -257,7 +277,7 @@ class HnswIndex(FlatIndex):
 
     def paused(self):
         """A context in which the graph does not change (for a consistent checkpoint)."""
-        return self._graph_lock
+        return self._graph_first()
 
     def _encode(self, iids: np.ndarray, vectors: np.ndarray) -> None:
         """int8 codes of the rows, per dimension over [code_lo, code_hi]. When new data falls
@@ -358,7 +378,7 @@ class HnswIndex(FlatIndex):
         """Unlink deleted nodes: repair the neighbour lists that point at them, free their
         upper-level rows, and move the entry point if it was deleted. Their slots become fresh
         nodes when reused. Returns how many nodes were unlinked."""
-        with self._graph_lock:
+        with self._graph_first():
             return self._compact()
 
     def _compact(self) -> int:
