@@ -263,3 +263,33 @@ def test_a_damaged_record_found_by_a_search_raises_when_read(tmp_path):
         assert len(col.info()["damage"]) == 1
         with pytest.raises(vdb.DataCorruptedError, match="fails its checksum"):
             col.search(np.eye(3)[1], k=1)
+
+
+def test_one_bare_query_checks_its_arguments_like_any_search(tmp_path):
+    """One vector with ids and scores only takes a short path; its arguments are refused the
+    same way as on the general one, and a closed collection still says so."""
+    with vdb.open(tmp_path / "db") as db:
+        col = db.create_collection("c", dim=DIM, metric="cosine", index="hnsw")
+        X = np.random.default_rng(3).standard_normal((50, DIM)).astype(np.float32)
+        col.upsert(list(range(50)), X)
+        bare = dict(with_payload=False, with_document=False)
+        for bad in (
+            dict(k=0),
+            dict(k=True),
+            dict(k=3.0),
+            dict(ef=0),
+            dict(ef=10**9),
+            dict(ef=False),
+        ):
+            with pytest.raises(ValueError):
+                col.search(X[0], **bare, **bad)
+        for bad_vector in (np.zeros(DIM, np.float32), np.full(DIM, np.nan, np.float32)):
+            with pytest.raises(ValueError):
+                col.search(bad_vector, **bare)
+        with pytest.raises(ValueError):
+            col.search(X[0, :3], **bare)
+        hits = col.search(X[0], k=100, **bare)
+        assert [h.id for h in hits] == [h.id for h in col.search(X[:1], k=100, **bare)[0]]
+        assert len(hits) == 50 and hits[0].id == 0
+    with pytest.raises(vdb.errors.ClosedError):
+        col.search(X[0], **bare)

@@ -674,24 +674,52 @@ class Collection(ConfigView):
         payload keys to keep), with_document and with_vectors say what comes back beside ids
         and scores; records are read only when one of them asks for it.
         """
+        if (  # one vector, ids and scores only: the call latency is measured by
+            with_payload is False
+            and with_document is False
+            and with_vectors is False
+            and filter is None
+            and type(queries) is np.ndarray
+            and queries.ndim == 1
+            and type(k) is int
+            and 0 < k
+            and (ef is None or (type(ef) is int and 0 < ef <= MAX_EF))
+            and not self._read_only
+            and not self._closed
+        ):
+            return self._bare(queries, k, ef)
         want = Selection.parse(with_payload, with_document, with_vectors)
         single, q, k, node, ef = self._query(queries, k, filter, ef)
         with self._lock.read():
             scores, rows = self._top(q, k, node, ef)
-            if single and not want.reads:  # the common one-query call: no columns to build
-                row = rows[0]
-                n = len(row)
-                if n and row[-1] < 0:  # fewer hits than k: they come first
-                    n = int(np.count_nonzero(row >= 0))
-                ids = self._ids.take(row[:n])
-            else:
-                ids = self._ids.lookup(rows)
-                raws, missing = self._read_rows(rows) if want.reads else (None, False)
-        if single and not want.reads:
-            nones = (None,) * n
-            return list(map(Hit, ids.tolist(), scores[0, :n].tolist(), nones, nones))
+            if single and not want.reads:
+                return self._bare_hits(scores, rows)
+            ids = self._ids.lookup(rows)
+            raws, missing = self._read_rows(rows) if want.reads else (None, False)
         results = self._results(rows, ids, scores, raws, missing, want)
         return results[0] if single else results
+
+    def _bare(self, query: np.ndarray, k: int, ef: int | None) -> list[Hit]:
+        """search() of one vector for ids and scores alone, its arguments but the vector
+        checked by the caller."""
+        q = validate.vectors(query, self.dim, self.metric, what="query")
+        if self.metric == "cosine":
+            q = q / np.sqrt(np.vecdot(q, q))[:, None]
+        with self._lock.read():
+            scores, rows = self._top(q, k, None, ef)
+            return self._bare_hits(scores, rows)
+
+    def _bare_hits(self, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
+        """The Hits of one query's (1, k) scores and rows, without payloads or documents.
+        Call under the lock."""
+        row = rows[0]
+        n = len(row)
+        if n and row[-1] < 0:  # fewer hits than k: they come first
+            n = int(np.count_nonzero(row >= 0))
+        nones = (None,) * n
+        return list(
+            map(Hit, self._ids.take(row[:n]).tolist(), scores[0, :n].tolist(), nones, nones)
+        )
 
     def _read_rows(self, rows: np.ndarray) -> tuple[dict, bool]:
         """The stored bytes of the records at rows (nq, k), -1 for none: ({row: bytes},
