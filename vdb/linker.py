@@ -58,11 +58,10 @@ class Linker:
                 index, self._index = self._index, None
             try:
                 while not self._stopped:
-                    threads = self._threads()
-                    numba.set_num_threads(threads)
-                    # while upserts come, small batches: a writer that must grow the index
-                    # waits for the batch in hand (and one thread gains nothing from size)
-                    limit = WRITING_BATCH if threads < self._all_threads() else None
+                    numba.set_num_threads(self._threads())
+                    # while upserts come, small batches: a writer that must grow the index, or
+                    # that comes back for its core, waits for the batch in hand
+                    limit = WRITING_BATCH if self._writing() else None
                     if not index.link_pending(limit):
                         break
             except Exception as exc:  # the rows stay buffered, so searches stay exact
@@ -76,12 +75,15 @@ class Linker:
         return numba.config.NUMBA_NUM_THREADS
 
     def _threads(self) -> int:
-        """Every numba thread, but one fewer while upserts keep coming (one runs, or one ended
-        less than BETWEEN_WRITES ago): the writer's own work (checks, encoding, LMDB) then
-        keeps a core and acknowledges at full speed."""
+        """Every numba thread, but one fewer while an upsert runs: the writer's own work
+        (checks, encoding, LMDB) then keeps a core and acknowledges at full speed."""
         total = self._all_threads()
-        writing = self._writers or time.monotonic() - self._last_write < BETWEEN_WRITES
-        return total - 1 if total > 1 and writing else total
+        return total - 1 if total > 1 and self._writers else total
+
+    def _writing(self) -> bool:
+        """Whether upserts keep coming: one runs, or one ended less than BETWEEN_WRITES ago
+        (the next is expected soon)."""
+        return bool(self._writers) or time.monotonic() - self._last_write < BETWEEN_WRITES
 
     @contextmanager
     def writing(self):

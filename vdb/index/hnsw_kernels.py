@@ -291,6 +291,23 @@ def _prefetched_sims(X, ids, n, q, l2, out):
         out[i] = _sim(X, ids[i], q, l2)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _sort_best_first(sims, ids, n):
+    """Sort sims[:n] (and ids[:n] alike) by similarity, best first, in place; equal sims keep
+    their order (as a stable argsort of -sims). Insertion sort: the lists are short, or
+    nearly sorted already."""
+    for i in range(1, n):
+        s = sims[i]
+        v = ids[i]
+        j = i - 1
+        while j >= 0 and sims[j] < s:
+            sims[j + 1] = sims[j]
+            ids[j + 1] = ids[j]
+            j -= 1
+        sims[j + 1] = s
+        ids[j + 1] = v
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _select(X, base_sims, cands, n, m, out, l2):
     """HNSW neighbour heuristic: cands[:n] sorted by similarity to the base (descending).
@@ -374,13 +391,7 @@ def _link_one(V, q, rescore, X, p, lvl, graph, M, efc, l2, nomask, scratch):
             continue
         if rescore:  # exact similarities, best first, for the neighbour heuristic
             _prefetched_sims(X, sel_i, w, X[p], l2, sel_s)
-            order = np.argsort(-sel_s[:w], kind="mergesort")
-            for i in range(w):
-                ck[i] = sel_s[order[i]]
-                cv[i] = sel_i[order[i]]
-            for i in range(w):
-                sel_s[i] = ck[i]
-                sel_i[i] = cv[i]
+            _sort_best_first(sel_s, sel_i, w)  # nearly sorted already: the walk's order
             ep = sel_i[0]
             ep_sim = _sim(V, ep, q, l2)
         else:
@@ -506,12 +517,8 @@ def insert_batch(
             continue
         # prune: sort the pool by similarity to the target, then the heuristic
         _prefetched_sims(X, sel_i[t], n, X[target], l2, sel_s[t])
-        idx = np.argsort(-sel_s[t, :n], kind="mergesort")
-        for j in range(n):
-            ck[t, j] = sel_s[t, idx[j]]
-            cv[t, j] = sel_i[t, idx[j]]
-        kept = _select(X, ck[t], cv[t], n, cap, links[r], l2)
-        counts[r] = kept
+        _sort_best_first(sel_s[t], sel_i[t], n)
+        counts[r] = _select(X, sel_s[t], sel_i[t], n, cap, links[r], l2)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True, parallel=True)
