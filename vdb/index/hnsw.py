@@ -485,9 +485,18 @@ class HnswIndex(FlatIndex):
             sel_i,
             np.zeros(1, np.bool_),
             b.nbuf,
+            self._group_of(),
             (self.codes, self.code_norms),
             *self._walk_queries(self.vectors[batch]),
         )
+
+    def _group_of(self) -> np.ndarray:
+        """This Python thread's table of reverse-edge group numbers while linking, one per
+        node (-1 between calls: insert_batch resets what it sets)."""
+        s = self._scratch
+        if getattr(s, "group_of", None) is None or len(s.group_of) != self.capacity:
+            s.group_of = np.full(self.capacity, -1, np.int32)
+        return s.group_of
 
     def _buffers(self, width: int) -> "_Scratch":
         """This Python thread's buffers, one row per numba thread: visited tags (capacity),

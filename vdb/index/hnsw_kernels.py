@@ -426,6 +426,7 @@ def insert_batch(
     sel_i,
     nomask,
     nbuf,
+    group_of,
     C,
     CQ,
     use_codes,
@@ -448,41 +449,71 @@ def insert_batch(
                 _link_one(C, CQ[b], True, X, p, levels[p], graph, M, efc, l2, nomask, scratch)
             else:
                 _link_one(X, X[p], False, X, p, levels[p], graph, M, efc, l2, nomask, scratch)
-    # ---- phase 2: reverse edges, grouped by (level, target)
-    total = 0
+    # ---- phase 2: reverse edges, grouped by (level, target), each group's sources in batch
+    # order. Level 0 (nearly every edge) by a counting sort over group numbers that
+    # group_of (-1 for every node between calls) hands out; the few upper-level edges by a sort.
+    n0 = 0
+    nu = 0
     for b in range(nb_new):
         p = nodes[b]
-        for level in range(min(levels[p], top_level) + 1):
-            total += counts0[p] if level == 0 else counts_up[level - 1][upper_row[p]]
-    keys = np.empty(total, dtype=np.int64)
-    srcs = np.empty(total, dtype=np.int32)
+        n0 += counts0[p]
+        for level in range(1, min(levels[p], top_level) + 1):
+            nu += counts_up[level - 1][upper_row[p]]
     cap_nodes = links0.shape[0]
+    g_key = np.empty(n0 + nu, dtype=np.int64)  # level * cap_nodes + target, per group
+    starts = np.zeros(n0 + nu + 1, dtype=np.int64)
+    srcs = np.empty(n0 + nu, dtype=np.int32)  # sources, grouped
+    edge_group = np.empty(n0, dtype=np.int32)
+    ng = 0
     e = 0
     for b in range(nb_new):
         p = nodes[b]
-        for level in range(min(levels[p], top_level) + 1):
-            if level == 0:
-                for j in range(counts0[p]):
-                    keys[e] = links0[p, j]
-                    srcs[e] = p
-                    e += 1
-            else:
-                r = upper_row[p]
+        for j in range(counts0[p]):
+            x = links0[p, j]
+            g = group_of[x]
+            if g < 0:
+                g = ng
+                group_of[x] = g
+                g_key[g] = x
+                ng += 1
+            edge_group[e] = g
+            starts[g + 1] += 1
+            e += 1
+    for g in range(ng):
+        group_of[g_key[g]] = -1
+        starts[g + 1] += starts[g]
+    fill = starts[:ng].copy()
+    e = 0
+    for b in range(nb_new):
+        p = nodes[b]
+        for _ in range(counts0[p]):
+            g = edge_group[e]
+            srcs[fill[g]] = p
+            fill[g] += 1
+            e += 1
+    if nu:
+        keys = np.empty(nu, dtype=np.int64)
+        up_srcs = np.empty(nu, dtype=np.int32)
+        e = 0
+        for b in range(nb_new):
+            p = nodes[b]
+            r = upper_row[p]
+            for level in range(1, min(levels[p], top_level) + 1):
                 for j in range(counts_up[level - 1][r]):
                     keys[e] = level * cap_nodes + links_up[level - 1][r, j]
-                    srcs[e] = p
+                    up_srcs[e] = p
                     e += 1
-    order = np.argsort(keys, kind="mergesort")
-    starts = np.empty(total + 1, dtype=np.int64)
-    ng = 0
-    for i in range(total):
-        if i == 0 or keys[order[i]] != keys[order[i - 1]]:
-            starts[ng] = i
-            ng += 1
-    starts[ng] = total
+        order = np.argsort(keys, kind="mergesort")
+        for i in range(nu):
+            if i == 0 or keys[order[i]] != keys[order[i - 1]]:
+                g_key[ng] = keys[order[i]]
+                starts[ng] = n0 + i
+                ng += 1
+            srcs[n0 + i] = up_srcs[order[i]]
+    starts[ng] = n0 + nu
     for g in prange(ng):
         t = numba.get_thread_id()
-        key = keys[order[starts[g]]]
+        key = g_key[g]
         level = key // cap_nodes
         target = key - level * cap_nodes
         if level == 0:
@@ -501,7 +532,7 @@ def insert_batch(
             sel_i[t, n] = links[r, j]
             n += 1
         for i in range(starts[g], starts[g + 1]):
-            s = srcs[order[i]]
+            s = srcs[i]
             dup = False
             for j in range(n):
                 if sel_i[t, j] == s:
