@@ -448,43 +448,24 @@ class HnswIndex(FlatIndex):
         b = self._buffers(width)
         sel_s = np.empty((len(b.tags), width), np.float32)
         sel_i = np.empty((len(b.tags), width), np.int32)
-        # small chunks balance the threads: nodes differ widely in linking cost (measured
-        # 5-10% faster builds than the default static split); each chunk is hk.GROUP nodes
-        chunksize = numba.set_parallel_chunksize(1)
-        try:
-            self._insert_kernel(batch, b, sel_s, sel_i)
-        finally:
-            numba.set_parallel_chunksize(chunksize)
+        self._insert_kernel(batch, b, sel_s, sel_i)
         top = batch[np.argmax(self.levels[batch])]
         if self.levels[top] > self.top_level:
             self.entry, self.top_level = int(top), int(self.levels[top])
 
     def _insert_kernel(self, batch, b, sel_s, sel_i) -> None:
         cfg = self.config
+        graph = (self.links0, self.counts0, self.upper_row, self.links_up, self.counts_up)
         hk.insert_batch(
             self.vectors,
             batch,
             self.levels,
-            self.links0,
-            self.counts0,
-            self.upper_row,
-            self.links_up,
-            self.counts_up,
-            self.entry,
-            self.top_level,
+            (*graph, self.entry, self.top_level),
             cfg.M,
             cfg.ef_construction,
             self._l2,
-            b.visited,
-            b.tags,
-            b.ck,
-            b.cv,
-            b.rk,
-            b.rv,
-            sel_s,
-            sel_i,
+            (b.visited, b.tags, b.ck, b.cv, b.rk, b.rv, b.nbuf, sel_s, sel_i),
             np.zeros(1, np.bool_),
-            b.nbuf,
             self._group_of(),
             (self.codes, self.code_norms),
             *self._walk_queries(self.vectors[batch]),
