@@ -172,6 +172,25 @@ def _heap_pop(hk, hv, n):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _heap_replace_top(hk, hv, n, key, val):
+    """Replace the top of a max-heap of size n >= 1 by (key, val)."""
+    pos = 0
+    while True:
+        c = 2 * pos + 1
+        if c >= n:
+            break
+        if c + 1 < n and hk[c + 1] > hk[c]:
+            c += 1
+        if hk[c] <= key:
+            break
+        hk[pos] = hk[c]
+        hv[pos] = hv[c]
+        pos = c
+    hk[pos] = key
+    hv[pos] = val
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _next_tag(visited, tags, t):
     """A fresh tag for thread t's visited marks (uint16: cleared when the tags run out)."""
     if tags[t] >= TAG_MAX:
@@ -271,9 +290,10 @@ def _search_layer(
                 if nc < cap:
                     nc = _heap_push(ck, cv, nc, s, nb)
                 if (not use_mask) or mask[nb]:
-                    nr = _heap_push(rk, rv, nr, -s, nb)
-                    if nr > ef:
-                        nr = _heap_pop(rk, rv, nr)
+                    if nr < ef:
+                        nr = _heap_push(rk, rv, nr, -s, nb)
+                    else:  # better than the worst kept, which it replaces
+                        _heap_replace_top(rk, rv, nr, -s, nb)
     return nr
 
 
