@@ -371,7 +371,9 @@ def public(name, X, Q, gt, results, repeats, systems) -> None:
 
 def latency_p50(col, Q, ef, hnsw_peer) -> dict:
     """Median microseconds of one-query calls (each of the 1,000 queries once, three passes),
-    hnswlib's knn_query beside when given."""
+    hnswlib's knn_query beside when given. The calls take turns, so a drift of the machine's
+    speed during the passes weighs on each alike; each walks another query than the call before
+    it (a query walked again finds its nodes in the caches)."""
     index = col._index
     Qn = np.ascontiguousarray(Q, dtype=np.float32)
     calls = {
@@ -385,16 +387,15 @@ def latency_p50(col, Q, ef, hnsw_peer) -> dict:
         hnsw_peer.index.set_ef(ef)
         hnsw_peer.index.set_num_threads(1)
         calls["hnswlib knn_query"] = lambda q: hnsw_peer.index.knn_query(Qn[q : q + 1], k=K)
-    out = {}
-    for label, call in calls.items():
-        times = []
-        for _ in range(3):
-            for q in range(len(Q)):
+    times = {label: [] for label in calls}
+    n, step = len(Q), len(Q) // len(calls)
+    for _ in range(3):
+        for q in range(n):
+            for j, (label, call) in enumerate(calls.items()):
                 start = time.perf_counter()
-                call(q)
-                times.append(time.perf_counter() - start)
-        out[label] = 1e6 * float(np.median(times))
-    return out
+                call((q + j * step) % n)
+                times[label].append(time.perf_counter() - start)
+    return {label: 1e6 * float(np.median(t)) for label, t in times.items()}
 
 
 def renumber_experiment(index, Q, gt) -> None:
