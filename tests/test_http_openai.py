@@ -254,3 +254,28 @@ def test_disconnect_frees_the_stream_and_metrics(base, client, served, monkeypat
     text = raw(base, "/metrics")[1].decode()
     assert 'vdb_http_requests_total{route="/v1/completions",status="200"}' in text
     assert "vdb_http_request_seconds_bucket" in text and "vdb_collections 0.0" in text
+
+
+def test_full_streams_get_429_and_no_model_503(base, client, served, monkeypatch, tmp_path):
+    monkeypatch.setattr(served.models, "model", _Slow(served.models.model))
+    streams = [
+        client.completions.create(
+            model="", prompt=PROMPT, max_tokens=2000, temperature=0, stream=True
+        )
+        for _ in range(served.options.max_generations)
+    ]
+    try:
+        for stream in streams:
+            next(iter(stream))
+        status, payload = raw(base, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2})
+        assert status == 429 and error_of(payload)["code"] == "rate_limit_exceeded"
+    finally:
+        for stream in streams:
+            stream.close()
+    with serving(tmp_path / "bare", http_port=0) as (bare, _):
+        url = f"http://127.0.0.1:{bare.http_port}"
+        status, payload = raw(
+            url, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert status == 503 and error_of(payload)["type"] == "server_error"
+        assert raw(url, "/healthz")[0] == 200
