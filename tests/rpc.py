@@ -82,6 +82,8 @@ class ServerProcess:
             self.proc.stderr.close()
             raise RuntimeError(f"server did not start: {line!r} {self.stderr()}")
         self.address = match.group(1)
+        http = re.search(r"HTTP on https?://(\S+?)\)", line)
+        self.http_address = http.group(1) if http else None
         self._readers.append(threading.Thread(target=self.proc.stdout.read, daemon=True))
         self._readers[1].start()
 

@@ -218,6 +218,14 @@ class ByteSize(click.ParamType):
     metavar="MODEL",
     help="Another model to prepare at start (NAME or NAME:TYPE); repeat for several.",
 )
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    help="Also serve HTTP (the OpenAI-compatible API, /healthz, /metrics) on this port, with "
+    "the same keys, TLS files and limits; 0 picks a free one (printed at start). Needs "
+    "pip install 'vdb[http]'.",
+)
+@click.option("--http-host", help="Address HTTP listens on (default: --host).")
 @click.pass_context
 def serve(ctx, **opts):
     """Serve the database over gRPC until SIGTERM or Ctrl-C, then drain in-flight requests
@@ -241,6 +249,11 @@ def serve(ctx, **opts):
         )
     if bool(options.tls_cert) != bool(options.tls_key):
         raise click.UsageError("TLS needs both a certificate and a key file: --tls-cert, --tls-key")
+    if options.http_port is not None:
+        from vdb.http import INSTALL, available
+
+        if not available():
+            raise click.UsageError(f"--http-port: {INSTALL}")
     log_writer = _log_to_stderr()
     db = vdb.open(data)
     try:
@@ -265,7 +278,11 @@ def serve(ctx, **opts):
     keys = options.api_keys or options.read_only_keys or options.admin_keys
     auth = "api keys" if keys else "no auth"
     model = f", model {server.models.name}" if server.models.model is not None else ""
-    click.echo(f"vdb serving {data} on {options.host}:{port} ({mode}, {auth}{model})")
+    http = ""
+    if server.http_port is not None:
+        scheme = "https" if options.tls_cert else "http"
+        http = f", HTTP on {scheme}://{options.http_host or options.host}:{server.http_port}"
+    click.echo(f"vdb serving {data} on {options.host}:{port} ({mode}, {auth}{model}{http})")
     sys.stdout.flush()
     while not stop.wait(0.5):
         pass

@@ -118,6 +118,8 @@ class ServerOptions:
     # memory's, the collections'), and never inside a request (`vdb serve` does).
     prepare_models: bool = False
     prepare: tuple[str, ...] = ()  # more model names to prepare
+    http_port: int | None = None  # also serve HTTP (vdb.http) on this port; 0 picks one
+    http_host: str | None = None  # default: host
 
 
 class _Cancelled(UnavailableError):
@@ -551,6 +553,8 @@ class Server:
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
         self.port = None
+        self.http = None  # the HTTP server (vdb.http) when http_port is set
+        self.http_port = None
 
     def start(self) -> int:
         """Prepare the models (with prepare_models), bind and start serving; returns the port
@@ -577,9 +581,24 @@ class Server:
             self._allow_conversion()
             raise OSError(f"cannot listen on {address}: {exc}") from None
         self._server.start()
+        if opts.http_port is not None:
+            self._start_http()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    def _start_http(self) -> None:
+        from vdb.http import HttpServer
+
+        try:
+            self.http = HttpServer(
+                self, self.options.http_host or self.options.host, self.options.http_port
+            )
+            self.http_port = self.http.start()
+        except BaseException:
+            self._server.stop(None)
+            self._allow_conversion()
+            raise
 
     def stop(self, grace: float | None = None) -> bool:
         """Refuse new requests, let in-flight ones finish (up to `grace` seconds), then end
@@ -591,10 +610,14 @@ class Server:
         grace = self.options.grace if grace is None else grace
         deadline = time.monotonic() + grace + STOP_MARGIN
         self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.server.should_exit = True  # refuse new HTTP requests too
         stopped = self._server.stop(grace)
         stopped.wait(grace)
         self.core.stopping.set()
         self.models.close()
+        if self.http is not None:
+            self.http.stop(STOP_MARGIN)
         stopped.wait(max(0.0, deadline - time.monotonic()))
         while self.core.in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
