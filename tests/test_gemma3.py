@@ -10,7 +10,8 @@ the RMSNorm sums change from float32 to float64, and llama.cpp's prefill and dec
 differ by up to 0.25 on these prompts. So the logits are held within 0.75 of llama.cpp's
 (their spread is about 4.5; ours stay within 0.5 today), the first position, where no
 attention can amplify a difference, within 0.02, and greedy continuations equal token for
-token on three prompts; the fourth (\"Once upon a time\") meets a near-tie after a few tokens.
+token on three prompts (on some CPUs one parts late, where our two best logits are within
+NEAR_TIE); the fourth (\"Once upon a time\") meets a near-tie after a few tokens.
 """
 
 import json
@@ -25,6 +26,7 @@ from tests.conftest import ROOT
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "gemma3-270m.json").read_text("utf-8"))
 CASES = GOLDEN["cases"]
 GREEDY_EQUAL = ("The capital of France is", "def fibonacci(n):", "Question: What colour")
+NEAR_TIE = 0.75  # logits this close may swap between sums taken in other orders (see above)
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +36,20 @@ def gemma(gemma3_270m):
 
 @pytest.fixture(scope="module")
 def runs(gemma):
-    """Per case: our logits at every prompt position (decode steps) and our greedy tokens."""
+    """Per case: our logits at every prompt position (decode steps), our greedy tokens, and
+    at each greedy step the lead of our pick over the runner-up."""
     out = []
     for case in CASES:
         cache = gemma.net.new_cache(256)
         logits = [gemma.net.forward([t], cache) for t in case["tokens"]]
-        greedy = []
+        greedy, leads = [], []
         last = logits[-1]
         for _ in case["greedy"]:
             greedy.append(int(np.argmax(last)))
+            second, first = np.partition(last, -2)[-2:]
+            leads.append(float(first - second))
             last = gemma.net.forward([greedy[-1]], cache)
-        out.append((np.stack(logits), greedy))
+        out.append((np.stack(logits), greedy, leads))
     return out
 
 
@@ -71,7 +76,7 @@ def test_tokens_match_llama_cpp(gemma, case):
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=lambda i: CASES[i]["prompt"][:24])
 def test_next_token_logits_match_llama_cpp(runs, i):
-    case, (logits, _) = CASES[i], runs[i]
+    case, (logits, _, _) = CASES[i], runs[i]
     for pos, (ids, values) in enumerate(zip(case["top_ids"], case["top_logits"], strict=True)):
         ours = logits[pos][ids]
         err = np.abs(ours - np.array(values, np.float32)).max()
@@ -81,10 +86,14 @@ def test_next_token_logits_match_llama_cpp(runs, i):
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=lambda i: CASES[i]["prompt"][:24])
 def test_greedy_continuation_matches_llama_cpp(gemma, runs, i):
-    case, (_, greedy) = CASES[i], runs[i]
+    case, (_, greedy, leads) = CASES[i], runs[i]
     if case["prompt"].startswith(GREEDY_EQUAL):
-        assert greedy == case["greedy"]
-        assert gemma.detokenize(greedy) == case["greedy_text"]
+        pairs = enumerate(zip(greedy, case["greedy"], strict=True))
+        same = next((j for j, (a, b) in pairs if a != b), None)
+        if same is None:
+            assert gemma.detokenize(greedy) == case["greedy_text"]
+        else:  # a CPU that sums in another order may part only at a near-tie, and late
+            assert same >= 8 and leads[same] < NEAR_TIE, (same, leads[same])
     else:  # a near-tie: the same start
         assert greedy[:3] == case["greedy"][:3]
 
