@@ -40,6 +40,7 @@ from vdb.rpc._gen import snapshots_pb2 as snpb
 from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
 from vdb.rpc.limits import Limits
 from vdb.storage.codec import decode_id, encode_id
+from vdb.text.config import TextConfig
 
 U32_MAX = (1 << 32) - 1
 
@@ -162,11 +163,19 @@ class RemoteDatabase(Connection):
             return col
 
     def create_collection(
-        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str = "cosine",
+        index=None,
+        embedder=None,
+        text=None,
     ):
         """Create a collection; the same arguments as Database.create_collection, except that
-        embedder names a model in the server's model cache (the server embeds)."""
+        embedder names a model in the server's model cache (the server embeds), and that
+        keyword indexes (text) are not served over gRPC yet."""
         self._check_writable()
+        _no_text(TextConfig.parse(text))
         name = validate.collection_name(name)
         spec, model = embedding.resolve(embedder)
         if model is not None:
@@ -190,9 +199,16 @@ class RemoteDatabase(Connection):
         return self._remember(convert.info_from(info))
 
     def get_or_create_collection(
-        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str = "cosine",
+        index=None,
+        embedder=None,
+        text=None,
     ):
         """The existing collection (its dim and metric must match), or a new one."""
+        _no_text(TextConfig.parse(text))
         try:
             col = self.get_collection(name)
         except CollectionNotFoundError:
@@ -469,13 +485,21 @@ class RemoteCollection(ConfigView):
         ef: int | None = None,
         with_payload: bool | list = True,
         with_document: bool = True,
+        text=None,
+        fusion: str = "convex",
+        dense_weight: float | None = None,
     ):
         """Top-k points for one query (a list of Hit) or a batch (SearchResults: a list of
         lists of Hit that also holds ids and scores as arrays), best first; see
-        Collection.search. Ids and scores travel as packed columns; payloads, documents and
-        vectors only when asked for."""
+        Collection.search (keyword and hybrid queries, text=..., are not served over gRPC
+        yet). Ids and scores travel as packed columns; payloads, documents and vectors only
+        when asked for."""
         want = Selection.parse(with_payload, with_document, with_vectors)
         self._check_open()
+        if text is not None or queries is None:
+            if text is None:
+                raise InvalidArgumentError("search needs queries, text, or both")
+            _no_text(text)
         k = validate.top_k(k)
         if ef is not None:
             ef = validate.top_k(ef, "ef")
@@ -503,6 +527,11 @@ class RemoteCollection(ConfigView):
         method = self._db._points.Search if single else self._db._points.SearchBatch
         results = convert.results_from(self._call(method, request), want)
         return results[0] if single else results
+
+    def enable_text(self, analyzer: str = "en", field: str | None = None) -> None:
+        """See Collection.enable_text; not served over gRPC yet."""
+        self._check_writable()
+        _no_text(TextConfig.parse({"analyzer": analyzer, "field": field}))
 
     def get(self, ids, with_vectors: bool = True):
         """Records by id. One id gives a Record (PointNotFoundError if absent); a list gives the
@@ -545,6 +574,12 @@ class RemoteCollection(ConfigView):
         resp = self._call(self._db._points.Scroll, request)
         token = resp.next_page_token
         return convert.records_from(resp), (decode_id(token) if token else None)
+
+
+def _no_text(text) -> None:
+    """Keyword indexes and queries are embedded-only until the Points service carries them."""
+    if text is not None:
+        raise InvalidArgumentError("keyword indexes and text search are not served over gRPC yet")
 
 
 class RemoteEmbedder:

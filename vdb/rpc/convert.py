@@ -451,6 +451,8 @@ def info_from(msg: cpb.CollectionInfo) -> dict:
         "buffered": msg.buffered,
         "loaded_from": msg.loaded_from,
         "damage": list(msg.damage),
+        "text": None,  # keyword indexes are not carried over gRPC yet
+        "text_index": None,
     }
 
 
