@@ -409,9 +409,13 @@ class Collection(ConfigView, TextIndexed):
 
     def compact(self) -> int:
         """Unlink deleted points from the HNSW graph now (it also happens on its own once they
-        exceed a share of the live points). Returns how many were unlinked."""
+        exceed a share of the live points), and merge the keyword index's postings into one
+        segment without those of replaced or deleted texts. Returns how many points were
+        unlinked."""
         self._check_writable()
         with self._lock.write():
+            if self._text is not None:
+                self._text.merge_all()
             return self._index.compact() if isinstance(self._index, HnswIndex) else 0
 
     def checkpoint(self) -> int:
