@@ -40,6 +40,7 @@ from vdb.storage.codec import (
     stored_id,
 )
 from vdb.storage.seal import is_sound, seal
+from vdb.text import hybrid
 from vdb.text.config import TextConfig
 
 CHECKPOINT_DIR = "index"
@@ -722,6 +723,9 @@ class Collection(ConfigView, TextIndexed):
             and (ef is None or (type(ef) is int and 0 < ef <= MAX_EF))
             and not self._read_only
             and not self._closed
+            and text is None
+            and dense_weight is None
+            and fusion == "convex"
         ):
             return self._bare(queries, k, ef)
         want = Selection.parse(with_payload, with_document, with_vectors)
@@ -729,6 +733,9 @@ class Collection(ConfigView, TextIndexed):
             if text is None:
                 raise InvalidArgumentError("search needs queries, text, or both")
             return self._text_search(queries, text, k, filter, ef, fusion, dense_weight, want)
+        if fusion != "convex" or dense_weight is not None:
+            hybrid.checked(fusion, dense_weight)
+            raise InvalidArgumentError("fusion and dense_weight apply to hybrid search (text=...)")
         single, q, k, node, ef = self._query(queries, k, filter, ef)
         with self._lock.read():
             scores, rows = self._top(q, k, node, ef)

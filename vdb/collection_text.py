@@ -223,6 +223,13 @@ class TextIndexed:
             self._text_ckpt_lsn, self.text_loaded_from = -1, "records"
             self._text_path.unlink(missing_ok=True)  # made for another config
 
+    def ask_in_server(
+        self, question, model, k, filter, max_tokens, on_piece, sampler: dict, memory
+    ):
+        """None: an embedded collection's answers (vdb.rag.ask) are worked out in this process.
+        A remote collection answers in its server here."""
+        return None
+
     # ------------------------------------------------------------ checkpoints
 
     def _text_stale(self) -> bool:
@@ -247,7 +254,7 @@ class TextIndexed:
         """search(text=...): keyword search, or hybrid with queries (see Collection.search)."""
         self._check_open()
         fusion, weight = hybrid.checked(fusion, dense_weight)
-        texts, single = _query_texts(text)
+        texts, single = query_texts(text)
         if self.config.text is None:
             raise InvalidArgumentError(
                 f"collection {self.name!r} has no keyword index: create it with text=... or "
@@ -325,7 +332,7 @@ class TextIndexed:
         return rows, np.array([s for _, s in fused], np.float64)
 
 
-def _query_texts(text) -> tuple[list[str], bool]:
+def query_texts(text) -> tuple[list[str], bool]:
     """(texts, single) of search(text=...): a non-empty string or a non-empty list of them."""
     single = isinstance(text, str)
     texts = [text] if single else text
