@@ -296,14 +296,9 @@ class TextIndexed:
         return results[0] if single else results
 
     def _sparse_mask(self, mask: np.ndarray | None) -> np.ndarray:
-        """(text index size,) bool: the slots a keyword match may come from (live points that
-        pass the filter). Call under the lock."""
-        size = self._text.size
-        out = np.zeros(size, np.bool_)
-        src = self._index.alive if mask is None else mask
-        n = min(size, len(src), self._index.size)
-        out[:n] = src[:n]
-        return out
+        """(m,) bool over slots: those a keyword match may come from (live points that pass
+        the filter; slots from m on may not). Call under the lock."""
+        return self._index.alive[: self._index.size] if mask is None else mask
 
     def _keyword_top(self, terms: list[str], k: int, mask):
         """(rows (k',) int64, scores (k',) float64) of a keyword search."""

@@ -2,8 +2,8 @@
 in step with writes (a batch costs work proportional to its postings, never a rebuild).
 
 Layout:
-- Terms get dense ids (tid) in order of first appearance: `terms` maps term -> tid,
-  `term_list` the reverse.
+- Terms get dense ids (tid) as they are first indexed (a batch's new terms in sorted order):
+  `terms` maps term -> tid, `term_list` the reverse.
 - Every text indexed into a slot is a *version* with a number of its own (vid, dense int32).
   Postings name versions, not slots: replacing or removing a slot's text changes only the
   per-slot arrays, and the old version's postings become stale. vid_of[slot] is the slot's
@@ -29,13 +29,15 @@ bm25s leave it out.) Each document's sum is taken in that order, so equal states
 bit-identical scores however their segments happen to be laid out.
 """
 
+import itertools
 import math
+import threading
 
 import numpy as np
 
+from vdb.index import sparse_kernels as kernels
 from vdb.index.segments import Segment, check, merge, segment
 
-K1, B = 1.5, 0.75
 MAX_VID = (1 << 31) - 1  # versions are int32
 MERGE_RATIO = 2  # the newest segment is merged into the one before while that is smaller
 MIN_STALE = 1 << 16  # stale postings always tolerated before merging everything
@@ -162,11 +164,11 @@ class SparseIndex:
         """(tid of every term of docs, one after another (m,) int64; lengths (n,) int64),
         new terms getting new ids."""
         terms = self.terms
-        flat = [term for doc in docs for term in doc]
-        for term in dict.fromkeys(flat):
-            if term not in terms:
-                terms[term] = len(self.term_list)
-                self.term_list.append(term)
+        flat = list(itertools.chain.from_iterable(docs))
+        new = set(flat) - terms.keys()
+        for term in sorted(new):
+            terms[term] = len(self.term_list)
+            self.term_list.append(term)
         tids = np.fromiter(map(terms.__getitem__, flat), np.int64, len(flat))
         lengths = np.fromiter(map(len, docs), np.int64, len(docs))
         return tids, lengths
@@ -322,14 +324,22 @@ class SparseIndex:
 
     def search(self, terms: list[str], k: int, mask: np.ndarray | None = None):
         """(scores (k',) float64, slots (k',) int64): the k' <= k best slots holding at least
-        one of terms and passing mask ((>= size,) bool over slots, None for all), best
-        first, equal scores by slot."""
-        slots, scores = self.scores(terms, mask)
+        one of terms and passing mask ((m,) bool over slots, slots from m on failing; None
+        for all), best first, equal scores by slot."""
+        slots, scores = self._scored(terms, mask)
         return top(scores, slots, k)
 
     def scores(self, terms: list[str], mask: np.ndarray | None = None):
         """(slots (c,) int64 ascending, their BM25 scores (c,) float64) of every slot holding
         at least one of terms and passing mask."""
+        slots, scores = self._scored(terms, mask)
+        order = np.argsort(slots)
+        return slots[order], scores[order]
+
+    def _scored(self, terms: list[str], mask: np.ndarray | None):
+        """(slots (c,) int64, scores (c,) float64) in no particular order: each live posting
+        of each distinct term, in order of first appearance, adds its part to its slot's
+        score (compiled loops, vdb.index.sparse_kernels)."""
         counts: dict[str, int] = {}
         for term in terms:
             counts[term] = counts.get(term, 0) + 1
@@ -337,43 +347,36 @@ class SparseIndex:
         if not n:
             return EMPTY_I64, np.zeros(0)
         avgdl = self.total_length / n
-        slot_parts, score_parts = [], []
+        allowed = mask if mask is not None else self.vid_of[: self.size] >= 0
+        acc, seen, touched = _scratch(self.size)
+        slot_of, vid_of, length = self.slot_of, self.vid_of, self.length
+        found = 0
         for term, count in counts.items():
             tid = self.terms.get(term)
             if tid is None:
                 continue
-            vids, tfs = self._postings(tid)
-            slots = self.slot_of[vids]
-            live = self.vid_of[slots] == vids
-            df = int(np.count_nonzero(live))
+            parts = self._parts(tid)
+            df = sum(kernels.live_count(vids, slot_of, vid_of) for vids, _ in parts)
             if not df:
                 continue
-            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-            slots, tfs = slots[live], tfs[live]
-            if mask is not None:
-                passing = mask[slots]
-                slots, tfs = slots[passing], tfs[passing]
-            tf = tfs.astype(np.float64)
-            dl = self.length[slots]
-            slot_parts.append(slots.astype(np.int64))
-            score_parts.append((count * idf) * (tf / (tf + K1 * (1 - B + B * dl / avgdl))))
-        if not slot_parts:
-            return EMPTY_I64, np.zeros(0)
-        return _summed(np.concatenate(slot_parts), np.concatenate(score_parts), self.size)
+            weight = count * math.log(1 + (n - df + 0.5) / (df + 0.5))
+            for vids, tfs in parts:
+                found = kernels.accumulate(
+                    vids, tfs, slot_of, vid_of, length, allowed, weight, avgdl, acc, seen,
+                    touched, found,
+                )  # fmt: skip
+        scores = np.empty(found)
+        kernels.collect(acc, seen, touched, found, scores)
+        return touched[:found].copy(), scores
 
-    def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
-        """(vids, tfs) of a term over every segment, int32 each."""
-        vids, tfs = [], []
+    def _parts(self, tid: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(vids, tfs)] of a term's postings, one pair per segment holding it."""
+        out = []
         for seg in self.segments:
             span = seg.find(tid)
             if span is not None:
-                vids.append(seg.vids[span])
-                tfs.append(seg.tfs[span])
-        if len(vids) == 1:
-            return vids[0], tfs[0]
-        if not vids:
-            return np.zeros(0, np.int32), np.zeros(0, np.int32)
-        return np.concatenate(vids), np.concatenate(tfs)
+                out.append((seg.vids[span], seg.tfs[span]))
+        return out
 
     def stats(self) -> dict:
         """Figures for info(): texts, terms, postings (live and stale), segments, bytes."""
@@ -389,14 +392,17 @@ class SparseIndex:
         }
 
 
-def _summed(slots: np.ndarray, scores: np.ndarray, size: int):
-    """(distinct slots ascending, the sum of each one's scores, added in input order)."""
-    if len(slots) * 16 < size:  # few postings: sort them, leave the slot range alone
-        uniq, inverse = np.unique(slots, return_inverse=True)
-        return uniq, np.bincount(inverse, weights=scores, minlength=len(uniq))
-    total = np.bincount(slots, weights=scores, minlength=size)  # (size,)
-    hit = np.flatnonzero(total)  # every score is positive
-    return hit, total[hit]
+_local = threading.local()
+
+
+def _scratch(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's (scores (>= size,) float64 zeros, seen (>= size,) bool False, touched
+    (>= size,) int64), kept between queries (a query leaves the first two cleared)."""
+    held = getattr(_local, "arrays", None)
+    if held is None or len(held[0]) < size:
+        cap = max(size, 1024, 0 if held is None else 2 * len(held[0]))
+        held = _local.arrays = (np.zeros(cap), np.zeros(cap, np.bool_), np.empty(cap, np.int64))
+    return held
 
 
 def top(scores: np.ndarray, slots: np.ndarray, k: int):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from vdb.errors import InvalidArgumentError, shown
 
-TOKEN = re.compile(r"(?u)\b\w\w+\b")
+TOKEN = re.compile(r"\w{2,}")  # the words of (?u)\b\w\w+\b, found faster
 MAX_CACHE = 1 << 19  # surface words remembered with their term; the cache restarts beyond
 
 
@@ -76,17 +76,17 @@ class Analyzer:
 
     def analyze(self, texts: list[str]) -> list[list[str]]:
         """The terms of each text (stemming each new surface word of the batch once)."""
-        words = [TOKEN.findall(text.lower()) for text in texts]
-        known = self._known(words)
-        return [[term for w in ws if (term := known[w])] for ws in words]
+        words = [_words(text.lower()) for text in texts]
+        get = self._known(words).__getitem__
+        return [list(filter(None, map(get, ws))) for ws in words]
 
     def _known(self, words: list[list[str]]) -> dict[str, str]:
         """A map holding the term of every word in words."""
         cache = self._cache
-        new = {w: None for ws in words for w in ws if w not in cache}
+        new = set().union(*words) - cache.keys() if words else ()
         if not new:
             return cache
-        kept = [w for w in new if w not in self._stop]
+        kept = [w for w in new if w not in self._stop and len(w) > 1]
         if self._stemmer is not None and kept:
             with self._stem_lock:
                 stems = self._stemmer.stemWords(kept)
@@ -99,6 +99,20 @@ class Analyzer:
             return _Both(found, cache)
         cache.update(found)
         return cache
+
+
+_NOT_WORD = bytes(
+    c if c < 128 and (chr(c).isalnum() or c == ord("_")) else ord(" ") for c in range(256)
+)  # ASCII: word characters kept, every other byte a space
+
+
+def _words(text: str) -> list[str]:
+    """The words of a lower-cased text as TOKEN finds them, and for ASCII text its words of
+    one character too (the analyzer maps them to no term): an ASCII text is split by bytes
+    (several times faster than the pattern), any other by the pattern."""
+    if text.isascii():
+        return text.encode().translate(_NOT_WORD).decode().split()
+    return TOKEN.findall(text)
 
 
 class _Both(dict):
