@@ -1,4 +1,6 @@
-"""Pure-Python twins of the fast paths: filter evaluation and exact top-k."""
+"""Pure-Python twins of the fast paths: filter evaluation, exact top-k and BM25."""
+
+import math
 
 import numpy as np
 
@@ -109,3 +111,28 @@ def assert_hits_exact(hits, ids, X, q, metric, k, allowed=None, atol=1e-4):
     for h in hits:
         assert abs(by_id[h.id] - h.score) <= atol, (h.id, h.score, by_id[h.id])
     assert len({h.id for h in hits}) == len(hits)
+
+
+def bm25_scores(docs: dict, terms: list[str], k1: float = 1.5, b: float = 0.75) -> dict:
+    """BM25 scores ("lucene" as bm25s scores, in float64) of every doc holding a query term:
+    docs maps a key to its list of terms. Each sum runs over the distinct query terms in order
+    of first appearance, each counted as often as it appears in the query."""
+    n = len(docs)
+    if not n:
+        return {}
+    avgdl = sum(len(d) for d in docs.values()) / n
+    counts: dict = {}
+    for t in terms:
+        counts[t] = counts.get(t, 0) + 1
+    out: dict = {}
+    for t, count in counts.items():
+        holding = {key: d.count(t) for key, d in docs.items() if t in d}
+        if not holding:
+            continue
+        df = len(holding)
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        for key, tf in holding.items():
+            dl = len(docs[key])
+            part = (count * idf) * (tf / (tf + k1 * (1 - b + b * dl / avgdl)))
+            out[key] = out.get(key, 0.0) + part
+    return out

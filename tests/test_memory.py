@@ -310,3 +310,27 @@ def test_access_refreshes_are_batched_but_seen_at_once(tmp_path, clock):
         assert mem.flush() == 1
     with vdb.open(tmp_path / "db") as db:
         assert Memory(db, "assistant", clock=clock).get(a.id).last_access == clock.now
+
+
+def test_recall_by_text_fuses_keyword_relevance(mem):
+    facts = [
+        f"Ticket {code} is about a printer on floor {i}"
+        for i, code in enumerate(["QX-7781", "ZB-1204", "LM-5530", "RT-9902", "HG-3317"])
+    ]
+    made = mem.remember_many(facts)
+    assert mem.col.config.text is not None
+    top = mem.recall("what is ticket LM-5530 about", k=1)
+    assert top[0].memory.id == made[2].id and top[0].relevance <= 1
+    by_vector = mem.recall(mem.col.embedder.embed(["printer ticket"])[0], k=5)
+    assert len(by_vector) == 5 and all(0 <= r.relevance <= 1 for r in by_vector)
+
+
+def test_an_agent_without_a_keyword_index_gets_one(tmp_path):
+    with vdb.open(tmp_path / "db") as db:
+        from vdb.database import MEMORY_EMBEDDER
+
+        db.create_collection("memory.old", embedder=MEMORY_EMBEDDER)
+        mem = Memory(db, "old")
+        assert mem.col.config.text is not None
+        mem.remember("The code word is PELICAN-42")
+        assert texts(mem.recall("PELICAN-42", k=1)) == ["The code word is PELICAN-42"]

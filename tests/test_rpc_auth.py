@@ -102,6 +102,11 @@ def _table(has_model: bool):
             Code.OK,
         ),
         "/vdb.v1.Collections/Compact": (WRITE, lambda w: cpb.CollectionName(name="base"), Code.OK),
+        "/vdb.v1.Collections/EnableText": (
+            WRITE,
+            lambda w: cpb.EnableTextRequest(name="base", text=cpb.TextParams(analyzer="en")),
+            Code.OK,
+        ),
         "/vdb.v1.Points/Upsert": (WRITE, _upsert, Code.OK),
         "/vdb.v1.Points/UpsertStream": (WRITE, _upsert, Code.OK),
         "/vdb.v1.Points/Get": (

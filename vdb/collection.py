@@ -12,6 +12,7 @@ import numpy as np
 
 from vdb import embedding, filters, validate
 from vdb._rwlock import RWLock
+from vdb.collection_text import TextIndexed
 from vdb.errors import (
     ClosedError,
     DataCorruptedError,
@@ -39,6 +40,8 @@ from vdb.storage.codec import (
     stored_id,
 )
 from vdb.storage.seal import is_sound, seal
+from vdb.text import hybrid
+from vdb.text.config import TextConfig
 
 CHECKPOINT_DIR = "index"
 MAX_DAMAGE_LISTED = 100  # damage messages a collection keeps (the count goes on)
@@ -53,6 +56,7 @@ class CollectionConfig:
     created_at: float  # unix time
     index: IndexConfig = IndexConfig()  # flat, HNSW, or flat until a size threshold
     embedder: str | None = None  # model that embeds documents and text queries
+    text: TextConfig | None = None  # the keyword index: analyzer, and the text it indexes
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -63,6 +67,7 @@ class CollectionConfig:
         try:
             data = json.loads(raw)
             data["index"] = IndexConfig.parse(data.get("index"))
+            data["text"] = TextConfig.parse(data.get("text"))
             config = cls(**data)
             validate.collection_name(config.name)
             validate.dimension(config.dim)
@@ -95,17 +100,23 @@ class ConfigView:
     def metric(self) -> str:
         return self.config.metric
 
-    def _check_matches(self, dim, metric) -> None:
+    def _check_matches(self, dim, metric, text=None) -> None:
         """For get_or_create: the existing collection must have this dim (when given) and
-        metric."""
+        metric, and this keyword index config (when given)."""
         if (dim is not None and self.dim != dim) or self.metric != metric:
             raise InvalidArgumentError(
                 f"collection {self.name!r} exists with dim={self.dim}, metric={self.metric!r}, "
                 f"not dim={dim}, metric={metric!r}"
             )
+        wanted = TextConfig.parse(text)
+        if wanted is not None and wanted != self.config.text:
+            raise InvalidArgumentError(
+                f"collection {self.name!r} exists with text={self.config.text}, not {wanted}; "
+                "enable_text() changes it"
+            )
 
 
-class Collection(ConfigView):
+class Collection(ConfigView, TextIndexed):
     """Points (id, vector, payload, document) with exact search and payload filters.
 
     Example:
@@ -146,6 +157,7 @@ class Collection(ConfigView):
         if not read_only:
             for stale in self._ckpt_path.parent.glob(f"{self._ckpt_path.name}.tmp-*"):
                 stale.unlink(missing_ok=True)  # left by a writer killed mid-checkpoint
+        self._text_init(store.path / CHECKPOINT_DIR)
         self._load()
 
     # ------------------------------------------------------------ properties
@@ -179,6 +191,7 @@ class Collection(ConfigView):
             count = len(self._index)
             hnsw = isinstance(self._index, HnswIndex)
             buffered = self._index.n_buffered if hnsw else 0
+            text = self._text_info()
         return {
             **asdict(self.config),
             "count": count,
@@ -187,6 +200,7 @@ class Collection(ConfigView):
             "buffered": buffered,  # points searched exactly until linked into the graph
             "loaded_from": self.loaded_from,  # "checkpoint" (+ op-log replay) or "records"
             "damage": list(self._damage),  # damaged records found (then the handle is read-only)
+            "text_index": text,  # the keyword index's figures and where it was loaded from
         }
 
     # ------------------------------------------------------------ loading
@@ -196,6 +210,7 @@ class Collection(ConfigView):
         checkpoint is verified sound and agrees with LMDB, otherwise from every record in
         LMDB (with a warning saying why when a checkpoint was there but not used)."""
         cid = self.config.cid
+        self._text = None  # loaded once the vectors are (_load_text)
         owner = checkpoint.stamp(self._store.db_id, self.config)
         try:
             ckpt, why = checkpoint.load(self._ckpt_path, owner), None
@@ -217,6 +232,7 @@ class Collection(ConfigView):
                 self._rebuild(txn, count)
                 self._ckpt_lsn, self._ckpt_buffered = -1, 0
                 self._lsn = lsn
+            self._load_text(txn, lsn)
         if why is not None:
             warnings.warn(
                 f"the index checkpoint of collection {self.name!r} was not used ({why}); "
@@ -394,9 +410,13 @@ class Collection(ConfigView):
 
     def compact(self) -> int:
         """Unlink deleted points from the HNSW graph now (it also happens on its own once they
-        exceed a share of the live points). Returns how many were unlinked."""
+        exceed a share of the live points), and merge the keyword index's postings into one
+        segment without those of replaced or deleted texts. Returns how many points were
+        unlinked."""
         self._check_writable()
         with self._lock.write():
+            if self._text is not None:
+                self._text.merge_all()
             return self._index.compact() if isinstance(self._index, HnswIndex) else 0
 
     def checkpoint(self) -> int:
@@ -413,10 +433,12 @@ class Collection(ConfigView):
                         taken = checkpoint.snapshot(self._index, self._payloads, self._ids)
                         buffered = self._index.n_buffered if hnsw else 0
                     self._written_since_ckpt = 0
+                text = self._text_snapshot()
             if stale:
                 owner = checkpoint.stamp(self._store.db_id, self.config)
                 checkpoint.save(self._ckpt_path, taken, lsn, owner)
                 self._ckpt_lsn, self._ckpt_buffered = lsn, buffered
+            self._text_save(text, lsn)
             self._store.transact(
                 lambda txn: oplog.truncate(txn, self._store.oplog, self.config.cid, lsn)
             )
@@ -460,6 +482,8 @@ class Collection(ConfigView):
                 f"an op-log entry of collection {self.name!r} names slots beyond its "
                 f"{self._next_iid}"
             )
+        if self._text is not None:
+            self._text_replay(txn, self._text, op, iids)
         self._index.remove(iids)
         self._payloads.clear(iids)
         self._ids.clear(iids)
@@ -501,6 +525,7 @@ class Collection(ConfigView):
         if n == 0:
             return WriteResult(self._lsn, 0)
         records = [encode_record(vecs[i], id_keys[i], pay_json[i], docs[i]) for i in range(n)]
+        terms = self._text_terms(pay_items, docs)  # analyzed before the lock is taken
         with self._lock.write():
             self._check_open()
             taken: list[int] = []  # free slots popped by the current attempt
@@ -513,6 +538,7 @@ class Collection(ConfigView):
                 raise
             self._lsn, self._next_iid, self._count = lsn, next_iid, count
             self._ids.set(rows, [pid if isinstance(pid, str) else int(pid) for pid in batch.ids])
+            self._text_set(rows, terms, pay_items, docs)
             kept = self._unchanged(rows, vecs)
             self._payloads.set(rows[kept], [p for p, k in zip(pay_items, kept, strict=True) if k])
             moved = ~kept
@@ -612,6 +638,7 @@ class Collection(ConfigView):
                 self._index.remove(rows)
                 self._payloads.clear(rows)
                 self._ids.clear(rows)
+                self._text_clear(rows)
                 for iid in rows.tolist():
                     heapq.heappush(self._free, iid)
         return WriteResult(self._lsn, len(rows))
@@ -656,17 +683,27 @@ class Collection(ConfigView):
 
     def search(
         self,
-        queries,
+        queries=None,
         k: int = 10,
         filter=None,
         with_vectors: bool = False,
         ef: int | None = None,
         with_payload: bool | list = True,
         with_document: bool = True,
+        text=None,
+        fusion: str = "convex",
+        dense_weight: float | None = None,
     ):
         """Top-k points for one query (a list of Hit) or a batch (SearchResults: a list of
         lists of Hit that also holds ids and scores as arrays), best first. A query is a
         vector, or a text when the collection has an embedder.
+
+        text (a string, or a list of them for a batch) searches the keyword index (see
+        enable_text): alone, a BM25 keyword search; with queries, a hybrid search that fuses
+        the best max(k, 100) of each half by fusion, "convex" (min-max normalized scores,
+        dense_weight 0.4 by default), "rrf" (reciprocal rank fusion) or "dbsf"
+        (distribution-based score fusion, dense_weight 0.5 by default). Hit scores are then
+        BM25 scores or fused scores. The filter applies to both halves.
 
         Fewer than k hits come back when fewer points match; an empty collection gives [].
         ef: HNSW search breadth for this call (higher is slower and more exact); ignored while
@@ -686,9 +723,19 @@ class Collection(ConfigView):
             and (ef is None or (type(ef) is int and 0 < ef <= MAX_EF))
             and not self._read_only
             and not self._closed
+            and text is None
+            and dense_weight is None
+            and fusion == "convex"
         ):
             return self._bare(queries, k, ef)
         want = Selection.parse(with_payload, with_document, with_vectors)
+        if text is not None or queries is None:
+            if text is None:
+                raise InvalidArgumentError("search needs queries, text, or both")
+            return self._text_search(queries, text, k, filter, ef, fusion, dense_weight, want)
+        if fusion != "convex" or dense_weight is not None:
+            hybrid.checked(fusion, dense_weight)
+            raise InvalidArgumentError("fusion and dense_weight apply to hybrid search (text=...)")
         single, q, k, node, ef = self._query(queries, k, filter, ef)
         with self._lock.read():
             scores, rows = self._top(q, k, node, ef)
@@ -946,7 +993,8 @@ class Collection(ConfigView):
         thread = self._ckpt_thread
         if thread is not None:
             thread.join()
-        if save and not (self._read_only or self._closed or self._damage) and self._stale():
+        stale = self._stale() or self._text_stale()
+        if save and not (self._read_only or self._closed or self._damage) and stale:
             self._checkpoint_quietly()
         with self._lock.write():
             self._closed = True

@@ -20,6 +20,7 @@ from vdb.index.config import IndexConfig
 from vdb.storage import Store, keys, oplog, values
 from vdb.storage.env import DEFAULT_MAP_SIZE
 from vdb.storage.seal import is_sound
+from vdb.text.config import TextConfig
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 # Agent memory embeds a question on every recall: its default multiplies in integers (about
@@ -71,7 +72,13 @@ class Database:
         return f"Database({str(self.path)!r}, read_only={self.read_only})"
 
     def create_collection(
-        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str = "cosine",
+        index=None,
+        embedder=None,
+        text=None,
     ) -> Collection:
         """Create a collection. metric: "cosine" (default), "dot" or "l2".
 
@@ -81,6 +88,11 @@ class Database:
         embedder: a model name ("all-MiniLM-L6-v2", a .gguf path) or an embed.Embedder; then
         upsert takes documents without vectors, search takes text, and dim may be left out.
         The model name is recorded, so the collection embeds again after a reopen.
+        text: a keyword (BM25) index for search(text=...): an analyzer name ("en", see
+        vdb.text.analyzer.NAMES), True for "en", or a dict {"analyzer": "en", "field": None}
+        where field None indexes the documents and a payload key (dotted for nested keys)
+        indexes that field's strings. None (default): no keyword index (see
+        Collection.enable_text).
         """
         self._check_writable()
         name = validate.collection_name(name)
@@ -93,13 +105,16 @@ class Database:
         dim = validate.dimension(dim)
         metric = validate.metric(metric)
         index_config = IndexConfig.parse(index)
+        text_config = TextConfig.parse(text)
 
         def create(txn):
             st = self._store
             if txn.get(keys.collection_key(name), db=st.meta) is not None:
                 raise CollectionExistsError(f"collection {shown(name)} already exists")
             cid = values.get_number(txn, st, keys.KEY_NEXT_CID, 1)
-            config = CollectionConfig(name, dim, metric, cid, time.time(), index_config, spec)
+            config = CollectionConfig(
+                name, dim, metric, cid, time.time(), index_config, spec, text_config
+            )
             values.put_number(txn, st, keys.KEY_NEXT_CID, cid + 1)
             values.put_config(txn, st, name, config.to_json())
             values.put_state(txn, st, cid, 0, 0, 0)
@@ -129,14 +144,21 @@ class Database:
             return col
 
     def get_or_create_collection(
-        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str = "cosine",
+        index=None,
+        embedder=None,
+        text=None,
     ) -> Collection:
-        """The existing collection (its dim and metric must match), or a new one."""
+        """The existing collection (its dim and metric must match, and its keyword index
+        config when text is given), or a new one."""
         try:
             col = self.get_collection(name)
         except CollectionNotFoundError:
-            return self.create_collection(name, dim, metric, index, embedder)
-        col._check_matches(dim, metric)
+            return self.create_collection(name, dim, metric, index, embedder, text)
+        col._check_matches(dim, metric, text)
         return col
 
     def embed(self, texts, model: str | None = None):

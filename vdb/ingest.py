@@ -261,7 +261,9 @@ def ingest(
     try:
         col = db.get_collection(collection)
     except CollectionNotFoundError:
-        col = db.get_or_create_collection(collection, embedder=embedder or embed.DEFAULT_MODEL)
+        col = db.get_or_create_collection(
+            collection, embedder=embedder or embed.DEFAULT_MODEL, text="en"
+        )
     if col.config.embedder is None:
         raise InvalidArgumentError(
             f"collection {collection!r} has no embedder: ingestion needs one to embed chunks"

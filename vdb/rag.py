@@ -1,23 +1,21 @@
 """Answers from a collection of ingested chunks: hybrid retrieval, then either a generated
 answer that cites numbered sources, or, with no generation model, an extractive one.
 
-search() fuses the collection's dense search with BM25 over its documents (vdb.text.hybrid:
-a convex combination of normalized scores, chosen by bench/eval_retrieval.py). The BM25
-index is built from the collection's documents on first use and rebuilt when the
-collection's sequence number has moved (any write), so it is always in step with upserts and
-deletes; rebuilding costs a scan of the documents (2 s for 20,000 chunks of 120 words
-here).
+search() is the collection's hybrid query: its dense search fused with BM25 over its
+keyword index (Collection.search(text=...); by default a convex combination of normalized
+scores, chosen by bench/eval_retrieval.py). The keyword index is the store's, kept in step
+with every write; a collection made without one gets it on first use (enable_text). Local
+and remote collections are used through the same methods: a remote one runs the hybrid query,
+and answers without a model of this process, in the server.
 """
 
 import re
-import threading
-import weakref
+import warnings
 from dataclasses import asdict, dataclass, field
 
-from vdb.collection import scan
-from vdb.errors import InvalidArgumentError
-from vdb.results import Hit
-from vdb.text import bm25, extract, hybrid
+from vdb.errors import InvalidArgumentError, ReadOnlyError
+from vdb.text import analyzer as analyzers
+from vdb.text import extract, hybrid
 
 POOL = 100  # candidates from each retriever before fusion
 SYSTEM = (
@@ -75,57 +73,44 @@ class Answer:
         return asdict(self)
 
 
-_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # collection -> index
-_cache_lock = threading.Lock()
-
-
-def _bm25(col):
-    """(ids, Bm25Index) over the collection's documents, rebuilt after any write."""
-    lsn = col.info()["lsn"]
-    with _cache_lock:
-        hit = _cache.get(col)
-        if hit is not None and hit[0] == lsn:
-            return hit[1], hit[2]
-    ids, docs = [], []
-    for r in scan(col, page=2000):
-        if r.document:
-            ids.append(r.id)
-            docs.append(r.document)
-    index = bm25.Bm25Index(docs)
-    with _cache_lock:
-        _cache[col] = (lsn, ids, index)
-    return ids, index
-
-
-def search(col, query: str, k: int = 10, filter=None, dense_weight: float = hybrid.DENSE_WEIGHT):
+def search(
+    col,
+    query: str,
+    k: int = 10,
+    filter=None,
+    dense_weight: float | None = None,
+    fusion: str = "convex",
+):
     """Hybrid search of a collection with an embedder and documents: Hits best first, the
-    score being the fused score in [0, 1]. A remote collection searches in the server."""
+    score being the fused score (see Collection.search for fusion and dense_weight)."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidArgumentError("the query must be a non-empty text")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
-    if not 0 <= dense_weight <= 1:
-        raise InvalidArgumentError(f"dense_weight must be in [0, 1], got {dense_weight}")
-    remote = _remote(col, None)
-    if remote is not None:
-        from vdb.rpc import retrieval_client
+    fusion, dense_weight = hybrid.checked(fusion, dense_weight)
+    if not _keyword_index(col):
+        return col.search(query, k=k, filter=filter)
+    return col.search(
+        query, k=k, filter=filter, text=query, fusion=fusion, dense_weight=dense_weight
+    )
 
-        return retrieval_client.hybrid_search(remote, col.name, query, k, filter, dense_weight)
-    dense_hits = col.search(query, k=POOL, filter=filter)
-    ids, index = _bm25(col)
-    sparse = [(ids[i], s) for i, s in index.search(query, POOL)]
-    if filter is not None and sparse:
-        allowed = {r.id for r in scan(col, filter, page=5000)}
-        sparse = [(i, s) for i, s in sparse if i in allowed]
-    sign = -1.0 if col.config.metric == "l2" else 1.0  # l2 scores are distances
-    dense = [(h.id, sign * h.score) for h in dense_hits]
-    fused = hybrid.convex(dense, sparse, dense_weight)[:k]
-    known = {h.id: h for h in dense_hits}
-    missing = [i for i, _ in fused if i not in known]
-    if missing:
-        for r in col.get(missing, with_vectors=False):
-            known[r.id] = Hit(r.id, 0.0, r.payload, r.document)
-    return [Hit(i, float(s), known[i].payload, known[i].document) for i, s in fused if i in known]
+
+def _keyword_index(col) -> bool:
+    """Whether col has a keyword index, building one over its documents (the analyzer "en")
+    when it has none; a handle that may not write searches densely then, with a warning."""
+    if col.config.text is not None:
+        return True
+    try:
+        col.enable_text()
+    except ReadOnlyError:
+        warnings.warn(
+            f"collection {col.name!r} has no keyword index and this handle may not build one "
+            "(enable_text); searching by vectors only",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
 
 
 def as_sources(hits) -> list[Source]:
@@ -172,22 +157,9 @@ def ask(
         raise InvalidArgumentError("the question must be a non-empty text")
     if memory is not None and not isinstance(memory, str):
         raise InvalidArgumentError(f"memory must be a text, got {type(memory).__name__}")
-    remote = _remote(col, model)
-    if remote is not None:
-        from vdb.rpc import retrieval_client
-
-        return retrieval_client.ask(
-            remote,
-            col.name,
-            question,
-            model is not None,
-            k,
-            filter,
-            max_tokens,
-            on_piece,
-            sampler,
-            memory,
-        )
+    answer = col.ask_in_server(question, model, k, filter, max_tokens, on_piece, sampler, memory)
+    if answer is not None:  # a remote collection's server answered
+        return answer
     sources = as_sources(search(col, question, k=k, filter=filter))
     if not sources:
         text = NO_SOURCE
@@ -222,7 +194,8 @@ def extractive(col, question: str, sources: list[Source]) -> Answer:
     import embed
 
     embedder = embed.load(col.config.embedder)
-    terms = _bm25(col)[1].tokenize  # the collection's index, built by the search before
+    text = col.config.text
+    terms = analyzers.get(text.analyzer if text is not None else "en").terms
     best, text, _ = extract.best_span(question, [s.text for s in sources], embedder, terms)
     source = sources[best.passage]
     return Answer(question, text, True, sources, [source.number], (best.start, best.end))
@@ -274,18 +247,6 @@ def citations(text: str, used: list[Source]) -> list[int]:
     """The source numbers text cites as [n], among those it was given."""
     numbers = {s.number for s in used}
     return sorted({int(n) for n in re.findall(r"\[(\d+)\]", text)} & numbers)
-
-
-def _remote(col, model):
-    """The remote client that should run this ask in the server, or None."""
-    from vdb.rpc.client import RemoteCollection
-    from vdb.rpc.model_client import RemoteModel
-
-    if not isinstance(col, RemoteCollection):
-        return None
-    if model is None or (isinstance(model, RemoteModel) and model.address == col._db.address):
-        return col._db
-    return None
 
 
 def _label(s: Source) -> str:

@@ -1,5 +1,6 @@
-"""Agent memory: long-term memories (vdb.memory.store) and conversation buffers
-(vdb.memory.conversation). See Memory."""
+"""Agent memory: long-term memories (vdb.memory.store: Memory, made of vdb.memory.writing,
+reading and access; vdb.memory.records: the records and argument checks) and conversation
+buffers (vdb.memory.conversation). See Memory."""
 
 from vdb.memory.conversation import ROLES, Context
 from vdb.memory.store import (

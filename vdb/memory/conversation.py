@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vdb.errors import InvalidArgumentError
-from vdb.memory.store import (
+from vdb.memory.records import (
     TURN,
     MemoryRecord,
     Recalled,

@@ -6,6 +6,7 @@ everything again for clients in other languages. Errors from the server come bac
 exception classes of vdb.errors.
 """
 
+import dataclasses
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from llm.errors import TokenizerError
 from vdb import embedding, validate
 from vdb.collection import CollectionConfig, ConfigView, WriteResult
+from vdb.collection_text import query_texts
 from vdb.errors import (
     ClosedError,
     CollectionExistsError,
@@ -40,6 +42,8 @@ from vdb.rpc._gen import snapshots_pb2 as snpb
 from vdb.rpc._gen import snapshots_pb2_grpc as sngrpc
 from vdb.rpc.limits import Limits
 from vdb.storage.codec import decode_id, encode_id
+from vdb.text import hybrid
+from vdb.text.config import TextConfig
 
 U32_MAX = (1 << 32) - 1
 
@@ -162,11 +166,18 @@ class RemoteDatabase(Connection):
             return col
 
     def create_collection(
-        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str = "cosine",
+        index=None,
+        embedder=None,
+        text=None,
     ):
         """Create a collection; the same arguments as Database.create_collection, except that
         embedder names a model in the server's model cache (the server embeds)."""
         self._check_writable()
+        text_config = TextConfig.parse(text)
         name = validate.collection_name(name)
         spec, model = embedding.resolve(embedder)
         if model is not None:
@@ -180,6 +191,8 @@ class RemoteDatabase(Connection):
             embedder=spec or "",
         )
         convert.set_index(request.index, IndexConfig.parse(index))
+        if text_config is not None:
+            convert.set_text(request.text, asdict(text_config))
         info = self._call(self._collections_stub.Create, request)
         return self._remember(convert.info_from(info))
 
@@ -190,17 +203,25 @@ class RemoteDatabase(Connection):
         return self._remember(convert.info_from(info))
 
     def get_or_create_collection(
-        self, name: str, dim: int | None = None, metric: str = "cosine", index=None, embedder=None
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str = "cosine",
+        index=None,
+        embedder=None,
+        text=None,
     ):
-        """The existing collection (its dim and metric must match), or a new one."""
+        """The existing collection (its dim and metric must match, and its keyword index
+        config when text is given), or a new one."""
+        TextConfig.parse(text)
         try:
             col = self.get_collection(name)
         except CollectionNotFoundError:
             try:
-                return self.create_collection(name, dim, metric, index, embedder)
+                return self.create_collection(name, dim, metric, index, embedder, text)
             except CollectionExistsError:  # another client created it meanwhile
                 col = self.get_collection(name)
-        col._check_matches(dim, metric)
+        col._check_matches(dim, metric, text)
         return col
 
     def has_collection(self, name: str) -> bool:
@@ -329,6 +350,7 @@ class RemoteCollection(ConfigView):
             info["created_at"],
             IndexConfig.parse(info["index"]),
             info.get("embedder"),
+            TextConfig.parse(info.get("text")),
         )
         self._lsn = info["lsn"]
         self._closed = False
@@ -372,7 +394,14 @@ class RemoteCollection(ConfigView):
         msg = self._call(self._db._collections_stub.Get, cpb.CollectionName(name=self.name))
         info = convert.info_from(msg)
         self._lsn = info["lsn"]
+        self._text_config(info)
         return info
+
+    def _text_config(self, info: dict) -> None:
+        """Take the keyword index config the server reports."""
+        text = TextConfig.parse(info.get("text"))
+        if text != self.config.text:
+            self.config = dataclasses.replace(self.config, text=text)
 
     def refresh(self) -> None:
         """Learn the collection's latest sequence number (the server is always current)."""
@@ -462,47 +491,107 @@ class RemoteCollection(ConfigView):
 
     def search(
         self,
-        queries,
+        queries=None,
         k: int = 10,
         filter=None,
         with_vectors: bool = False,
         ef: int | None = None,
         with_payload: bool | list = True,
         with_document: bool = True,
+        text=None,
+        fusion: str = "convex",
+        dense_weight: float | None = None,
     ):
         """Top-k points for one query (a list of Hit) or a batch (SearchResults: a list of
         lists of Hit that also holds ids and scores as arrays), best first; see
-        Collection.search. Ids and scores travel as packed columns; payloads, documents and
-        vectors only when asked for."""
+        Collection.search, including keyword (text=...) and hybrid queries, which the server
+        runs. Ids and scores travel as packed columns; payloads, documents and vectors only
+        when asked for."""
         want = Selection.parse(with_payload, with_document, with_vectors)
         self._check_open()
+        keyword = None
+        if text is not None or queries is None:
+            if text is None:
+                raise InvalidArgumentError("search needs queries, text, or both")
+            fusion, dense_weight = hybrid.checked(fusion, dense_weight)
+            keyword, text_single = query_texts(text)
         k = validate.top_k(k)
         if ef is not None:
             ef = validate.top_k(ef, "ef")
-        texts = embedding.texts(queries)
         request = ppb.SearchRequest(
             collection=self.name, k=min(k, U32_MAX), ef=min(ef or 0, U32_MAX)
         )
         convert.set_selection(request, want)
-        if texts is not None:
+        texts = embedding.texts(queries) if queries is not None else None
+        if queries is None:
+            single, nq = text_single, len(keyword)
+        elif texts is not None:
             validate.has_embedder(self.config)
-            single = isinstance(queries, str)
+            single, nq = isinstance(queries, str), len(texts)
             request.texts.extend(texts)
         else:
             single = np.ndim(queries) == 1
             q = validate.vectors(queries, self.dim, self.metric, what="query")
             request.queries.CopyFrom(convert.pack(q))
+            nq = len(q)
+        if keyword is not None:
+            if queries is not None and (single != text_single or nq != len(keyword)):
+                raise InvalidArgumentError(
+                    f"a hybrid search takes one text per query: got {nq} "
+                    f"quer{'y' if nq == 1 else 'ies'} and {len(keyword)} text(s)"
+                )
+            request.text.extend(keyword)
+            if fusion != "convex":
+                request.fusion = fusion
+            if dense_weight is not None:
+                request.dense_weight = dense_weight
         limits = self._db.limits
         if limits is not None:  # the server's limits, checked before anything is sent
-            nq = 1 if single else len(texts) if texts is not None else len(q)
             limits.search(nq, k, ef or 0)
             if texts is not None:
                 limits.texts(nq, "text queries")
+            for t in keyword or ():
+                limits.text(t, "keyword text")
         if filter is not None:
             convert.set_filter(request.filter, filter)
         method = self._db._points.Search if single else self._db._points.SearchBatch
         results = convert.results_from(self._call(method, request), want)
         return results[0] if single else results
+
+    def ask_in_server(
+        self, question, model, k, filter, max_tokens, on_piece, sampler: dict, memory
+    ):
+        """vdb.rag.ask run by the server (the Ask RPC) when model is None (an extractive
+        answer) or the server's own generation model; None for a model of this process."""
+        from vdb.rpc import retrieval_client
+        from vdb.rpc.model_client import RemoteModel
+
+        if model is not None and not (
+            isinstance(model, RemoteModel) and model.address == self._db.address
+        ):
+            return None
+        return retrieval_client.ask(
+            self._db,
+            self.name,
+            question,
+            model is not None,
+            k,
+            filter,
+            max_tokens,
+            on_piece,
+            sampler,
+            memory,
+        )
+
+    def enable_text(self, analyzer: str = "en", field: str | None = None) -> None:
+        """See Collection.enable_text; the server builds the index."""
+        self._check_writable()
+        cfg = TextConfig.parse({"analyzer": analyzer, "field": field})
+        request = cpb.EnableTextRequest(name=self.name)
+        convert.set_text(request.text, asdict(cfg))
+        info = convert.info_from(self._call(self._db._collections_stub.EnableText, request))
+        self._lsn = info["lsn"]
+        self._text_config(info)
 
     def get(self, ids, with_vectors: bool = True):
         """Records by id. One id gives a Record (PointNotFoundError if absent); a list gives the

@@ -432,6 +432,23 @@ def set_info(msg: cpb.CollectionInfo, info: dict) -> None:
     msg.embedder = info.get("embedder") or ""
     msg.damage.extend(info.get("damage", ()))
     set_index(msg.index, IndexConfig.parse(info["index"]))
+    if info.get("text") is not None:
+        set_text(msg.text, info["text"])
+
+
+def set_text(msg: cpb.TextParams, text: dict) -> None:
+    """TextParams from a TextConfig's dict ({"analyzer": ..., "field": ...})."""
+    msg.analyzer = text["analyzer"]
+    if text.get("field") is not None:
+        msg.field = text["field"]
+
+
+def text_from(msg: cpb.TextParams) -> dict:
+    """The dict TextConfig.parse takes, from TextParams."""
+    return {
+        "analyzer": msg.analyzer or "en",
+        "field": msg.field if msg.HasField("field") else None,
+    }
 
 
 def info_from(msg: cpb.CollectionInfo) -> dict:
@@ -451,6 +468,8 @@ def info_from(msg: cpb.CollectionInfo) -> dict:
         "buffered": msg.buffered,
         "loaded_from": msg.loaded_from,
         "damage": list(msg.damage),
+        "text": text_from(msg.text) if msg.HasField("text") else None,
+        "text_index": None,  # the keyword index's figures stay in the server
     }
 
 

@@ -13,7 +13,7 @@ from dataclasses import fields
 
 from vdb.errors import CollectionNotFoundError, InvalidArgumentError, ReadOnlyError
 from vdb.memory import Memory, MemoryRecord, Recalled
-from vdb.memory.store import check_agent
+from vdb.memory.records import check_agent
 from vdb.rpc import convert
 from vdb.rpc._gen import memory_pb2 as mpb
 from vdb.rpc._gen import memory_pb2_grpc as mgrpc

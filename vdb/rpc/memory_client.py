@@ -23,7 +23,7 @@ from vdb.memory import (
     Recalled,
 )
 from vdb.memory.conversation import check_session, check_turn
-from vdb.memory.store import (
+from vdb.memory.records import (
     _check_importance,
     _check_text,
     _count,

@@ -16,6 +16,7 @@ from vdb.rpc._gen import points_pb2_grpc as pgrpc
 from vdb.rpc.handler import rpc
 from vdb.rpc.limits import FRAME, MIN_HIT
 from vdb.storage.codec import encode_id, stored_id
+from vdb.text import hybrid
 
 CHUNK_RESULTS = 16_384  # hits (queries x k) searched at once
 READ_RESULTS = 256  # hits of the first chunk that reads records (payloads, documents, vectors)
@@ -130,15 +131,42 @@ class PointsService(pgrpc.PointsServicer):
 
     @staticmethod
     def _queries(request, single: bool):
-        """Text queries (a list), or the query vectors (n, dim)."""
+        """Text queries (a list), the query vectors (n, dim), or None for a keyword search
+        without them."""
         n = len(request.texts) if request.texts else None
-        queries = (
-            list(request.texts) if n is not None else convert.unpack(request.queries, "queries")
-        )
-        if single and len(queries) != 1:
-            what = f"{n} texts" if n is not None else f"{len(queries)} query rows"
+        if n is None and request.text and not request.HasField("queries"):
+            queries = None
+        elif n is not None:
+            queries = list(request.texts)
+        else:
+            queries = convert.unpack(request.queries, "queries")
+        keyword = len(request.text) if request.text else None
+        count = len(queries) if queries is not None else keyword
+        if single and count != 1:
+            what = (
+                f"{n} texts"
+                if n is not None
+                else f"{count} query rows"
+                if queries is not None
+                else f"{count} keyword texts"
+            )
             raise InvalidArgumentError(f"Search takes one query, got {what}; use SearchBatch")
+        if keyword is not None and keyword != count:
+            raise InvalidArgumentError(
+                f"a hybrid search takes one keyword text per query: got {count} queries and "
+                f"{keyword} keyword texts"
+            )
         return queries
+
+    @staticmethod
+    def _keyword(request):
+        """The keyword half's arguments of col.search: text (None without), fusion, weight."""
+        if not request.text:
+            if request.fusion or request.HasField("dense_weight"):
+                raise InvalidArgumentError("fusion and dense_weight need keyword texts (text)")
+            return None, "convex", None
+        weight = request.dense_weight if request.HasField("dense_weight") else None
+        return list(request.text), request.fusion or "convex", weight
 
     def _search(self, col, request, context, single: bool) -> ppb.SearchResponse:
         """The SearchResponse of a Search (one query) or SearchBatch request, searched a chunk
@@ -146,15 +174,24 @@ class PointsService(pgrpc.PointsServicer):
         bytes would pass the server's message limit."""
         want = convert.selection_from(request)
         queries = self._queries(request, single)
-        nq, k = len(queries), request.k or 10
+        text, fusion, weight = self._keyword(request)
+        nq, k = len(queries if queries is not None else text), request.k or 10
         limits = self.core.limits
         limits.search(nq, k, request.ef)
         if request.texts:
             limits.texts(nq, "text queries")
+        if text is not None:
+            for t in text:
+                limits.text(t, "keyword text")
         budget = self.core.budget()
         hits = nq * min(k, len(col))
         budget.check(hits * (MIN_HIT + (4 * col.dim if want.vectors else 0)))
         flt = convert.optional_filter(request)
+        if text is not None:
+            hybrid.checked(fusion, weight)  # before any embedding
+            for t in text:
+                if not t.strip():
+                    raise InvalidArgumentError("a keyword text must be a non-empty string")
         if request.texts:
             validate.has_embedder(col.config)
             queries = self.core.embed(col.embedder, queries, context)
@@ -163,9 +200,17 @@ class PointsService(pgrpc.PointsServicer):
         while start < nq:
             self.core.check_alive(context)
             step = out.step(k)
-            part = queries[start : start + step]
             found = col.search(
-                part, k, flt, want.vectors, request.ef or None, want.payload, want.document
+                queries[start : start + step] if queries is not None else None,
+                k,
+                flt,
+                want.vectors,
+                request.ef or None,
+                want.payload,
+                want.document,
+                text=text[start : start + step] if text is not None else None,
+                fusion=fusion,
+                dense_weight=weight,
             )
             out.add(found)
             start += step

@@ -27,12 +27,13 @@ class RetrievalService(rgrpc.RetrievalServicer):
         self.core.limits.text(request.query, "query")
         col = self.core.collection(request.collection)
         weight = request.dense_weight if request.HasField("dense_weight") else None
-        hits = rag.search(
+        hits = rag.search(  # the Points service's hybrid query (Collection.search(text=...))
             col,
             request.query,
             k=request.k or 10,
             filter=convert.optional_filter(request),
-            **({} if weight is None else {"dense_weight": weight}),
+            dense_weight=weight,
+            fusion=request.fusion or "convex",
         )
         resp = rpb.HybridSearchResponse()
         for h in hits:

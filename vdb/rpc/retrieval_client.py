@@ -1,4 +1,4 @@
-"""The Retrieval service from the client side: what vdb.rag calls for a remote collection."""
+"""The Retrieval service from the client side: what a remote collection calls for vdb.rag."""
 
 import grpc
 
@@ -21,8 +21,14 @@ def hit_from(msg) -> Hit:
     )
 
 
-def hybrid_search(db, name: str, query: str, k: int, filter, dense_weight: float) -> list[Hit]:
-    request = rpb.HybridSearchRequest(collection=name, query=query, k=k, dense_weight=dense_weight)
+def hybrid_search(
+    db, name: str, query: str, k: int, filter, dense_weight: float | None, fusion: str = "convex"
+) -> list[Hit]:
+    """The Retrieval.HybridSearch RPC (the same query as RemoteCollection.search(query,
+    text=query))."""
+    request = rpb.HybridSearchRequest(collection=name, query=query, k=k, fusion=fusion)
+    if dense_weight is not None:
+        request.dense_weight = dense_weight
     if filter is not None:
         convert.set_filter(request.filter, filter)
     return [hit_from(h) for h in db._call(_stub(db).HybridSearch, request).hits]

@@ -284,8 +284,9 @@ class CollectionsService(cgrpc.CollectionsServicer):
     def Create(self, request, context):
         index = convert.index_from(request.index) if request.HasField("index") else None
         embedder = _model_name(request.embedder) if request.embedder else None
+        text = convert.text_from(request.text) if request.HasField("text") else None
         col = self.core.db.create_collection(
-            request.name, request.dim or None, request.metric or "cosine", index, embedder
+            request.name, request.dim or None, request.metric or "cosine", index, embedder, text
         )
         return self._info(col)
 
@@ -315,6 +316,16 @@ class CollectionsService(cgrpc.CollectionsServicer):
     @rpc(write=True)
     def Compact(self, request, context):
         return cpb.CompactResponse(unlinked=self.core.collection(request.name).compact())
+
+    @rpc(write=True)
+    def EnableText(self, request, context):
+        col = self.core.collection(request.name)
+        text = convert.text_from(request.text)
+        try:
+            col.enable_text(text["analyzer"], text["field"])
+        finally:
+            self.core.wrote(col)
+        return self._info(col)
 
 
 class SnapshotsService(sngrpc.SnapshotsServicer):

@@ -266,6 +266,20 @@ def record_payload(body, dim: int, key: bytes = b""):
     return _payload(body[pos : pos + payload_len], key) if payload_len else None
 
 
+def record_document(body, dim: int, key: bytes = b"") -> str | None:
+    """The document of a checked record body."""
+    _, id_len, payload_len, doc_len = HEADER.unpack_from(body, 0)
+    if not doc_len:
+        return None
+    pos = HEADER.size + 4 * dim + id_len + payload_len
+    try:
+        return str(body[pos : pos + doc_len - 1], "utf-8")
+    except UnicodeDecodeError:
+        raise DataCorruptedError(
+            f"{keys.describe_record(key)}: its document is not UTF-8"
+        ) from None
+
+
 def record_id_key(body, dim: int) -> bytes:
     """The encoded external id stored in a checked record body."""
     _, id_len, _, _ = HEADER.unpack_from(body, 0)

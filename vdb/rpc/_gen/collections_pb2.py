@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vdb/v1/collections.proto\x12\x06vdb.v1\"\x1e\n\x0e\x43ollectionName\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xf5\x02\n\x0bIndexParams\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x1b\n\x0ehnsw_threshold\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x0e\n\x01m\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1c\n\x0f\x65\x66_construction\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x16\n\tef_search\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x04\x88\x01\x01\x12\x11\n\x04int8\x18\x07 \x01(\x08H\x05\x88\x01\x01\x12\x16\n\tmax_batch\x18\x08 \x01(\rH\x06\x88\x01\x01\x12\x1b\n\x0e\x62\x61tch_fraction\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x1a\n\rcompact_share\x18\n \x01(\x01H\x08\x88\x01\x01\x42\x11\n\x0f_hnsw_thresholdB\x04\n\x02_mB\x12\n\x10_ef_constructionB\x0c\n\n_ef_searchB\x07\n\x05_seedB\x07\n\x05_int8B\x0c\n\n_max_batchB\x11\n\x0f_batch_fractionB\x10\n\x0e_compact_share\"z\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vdb.v1.IndexParams\x12\x10\n\x08\x65mbedder\x18\x05 \x01(\t\"\xfb\x01\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vdb.v1.IndexParams\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x0b\n\x03lsn\x18\x06 \x01(\x04\x12\x14\n\x0cindex_in_use\x18\x07 \x01(\t\x12\x13\n\x0bloaded_from\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x0b\n\x03\x63id\x18\n \x01(\x04\x12\x10\n\x08\x65mbedder\x18\x0b \x01(\t\x12\x0e\n\x06\x64\x61mage\x18\x0c \x03(\t\x12\x10\n\x08\x62uffered\x18\r \x01(\x04\"\x18\n\x16ListCollectionsRequest\"(\n\x17ListCollectionsResponse\x12\r\n\x05names\x18\x01 \x03(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\" \n\x0e\x45xistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"!\n\x12\x43heckpointResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\"#\n\x0f\x43ompactResponse\x12\x10\n\x08unlinked\x18\x01 \x01(\x04\x32\xcc\x03\n\x0b\x43ollections\x12\x41\n\x06\x43reate\x12\x1f.vdb.v1.CreateCollectionRequest\x1a\x16.vdb.v1.CollectionInfo\x12\x35\n\x03Get\x12\x16.vdb.v1.CollectionName\x1a\x16.vdb.v1.CollectionInfo\x12G\n\x04List\x12\x1e.vdb.v1.ListCollectionsRequest\x1a\x1f.vdb.v1.ListCollectionsResponse\x12\x42\n\x06\x44\x65lete\x12\x16.vdb.v1.CollectionName\x1a .vdb.v1.DeleteCollectionResponse\x12\x38\n\x06\x45xists\x12\x16.vdb.v1.CollectionName\x1a\x16.vdb.v1.ExistsResponse\x12@\n\nCheckpoint\x12\x16.vdb.v1.CollectionName\x1a\x1a.vdb.v1.CheckpointResponse\x12:\n\x07\x43ompact\x12\x16.vdb.v1.CollectionName\x1a\x17.vdb.v1.CompactResponseB*\n\x06vdb.v1B\x10\x43ollectionsProtoP\x01Z\x0cvdb/v1;vdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vdb/v1/collections.proto\x12\x06vdb.v1\"<\n\nTextParams\x12\x10\n\x08\x61nalyzer\x18\x01 \x01(\t\x12\x12\n\x05\x66ield\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_field\"C\n\x11\x45nableTextRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04text\x18\x02 \x01(\x0b\x32\x12.vdb.v1.TextParams\"\x1e\n\x0e\x43ollectionName\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xf5\x02\n\x0bIndexParams\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x1b\n\x0ehnsw_threshold\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x0e\n\x01m\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1c\n\x0f\x65\x66_construction\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x16\n\tef_search\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x04\x88\x01\x01\x12\x11\n\x04int8\x18\x07 \x01(\x08H\x05\x88\x01\x01\x12\x16\n\tmax_batch\x18\x08 \x01(\rH\x06\x88\x01\x01\x12\x1b\n\x0e\x62\x61tch_fraction\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x1a\n\rcompact_share\x18\n \x01(\x01H\x08\x88\x01\x01\x42\x11\n\x0f_hnsw_thresholdB\x04\n\x02_mB\x12\n\x10_ef_constructionB\x0c\n\n_ef_searchB\x07\n\x05_seedB\x07\n\x05_int8B\x0c\n\n_max_batchB\x11\n\x0f_batch_fractionB\x10\n\x0e_compact_share\"\x9c\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vdb.v1.IndexParams\x12\x10\n\x08\x65mbedder\x18\x05 \x01(\t\x12 \n\x04text\x18\x06 \x01(\x0b\x32\x12.vdb.v1.TextParams\"\x9d\x02\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vdb.v1.IndexParams\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x0b\n\x03lsn\x18\x06 \x01(\x04\x12\x14\n\x0cindex_in_use\x18\x07 \x01(\t\x12\x13\n\x0bloaded_from\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x0b\n\x03\x63id\x18\n \x01(\x04\x12\x10\n\x08\x65mbedder\x18\x0b \x01(\t\x12\x0e\n\x06\x64\x61mage\x18\x0c \x03(\t\x12\x10\n\x08\x62uffered\x18\r \x01(\x04\x12 \n\x04text\x18\x0e \x01(\x0b\x32\x12.vdb.v1.TextParams\"\x18\n\x16ListCollectionsRequest\"(\n\x17ListCollectionsResponse\x12\r\n\x05names\x18\x01 \x03(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\" \n\x0e\x45xistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"!\n\x12\x43heckpointResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\"#\n\x0f\x43ompactResponse\x12\x10\n\x08unlinked\x18\x01 \x01(\x04\x32\x8d\x04\n\x0b\x43ollections\x12\x41\n\x06\x43reate\x12\x1f.vdb.v1.CreateCollectionRequest\x1a\x16.vdb.v1.CollectionInfo\x12\x35\n\x03Get\x12\x16.vdb.v1.CollectionName\x1a\x16.vdb.v1.CollectionInfo\x12G\n\x04List\x12\x1e.vdb.v1.ListCollectionsRequest\x1a\x1f.vdb.v1.ListCollectionsResponse\x12\x42\n\x06\x44\x65lete\x12\x16.vdb.v1.CollectionName\x1a .vdb.v1.DeleteCollectionResponse\x12\x38\n\x06\x45xists\x12\x16.vdb.v1.CollectionName\x1a\x16.vdb.v1.ExistsResponse\x12@\n\nCheckpoint\x12\x16.vdb.v1.CollectionName\x1a\x1a.vdb.v1.CheckpointResponse\x12:\n\x07\x43ompact\x12\x16.vdb.v1.CollectionName\x1a\x17.vdb.v1.CompactResponse\x12?\n\nEnableText\x12\x19.vdb.v1.EnableTextRequest\x1a\x16.vdb.v1.CollectionInfoB*\n\x06vdb.v1B\x10\x43ollectionsProtoP\x01Z\x0cvdb/v1;vdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,26 +32,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vdb.v1.collections_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\006vdb.v1B\020CollectionsProtoP\001Z\014vdb/v1;vdbv1'
-  _globals['_COLLECTIONNAME']._serialized_start=36
-  _globals['_COLLECTIONNAME']._serialized_end=66
-  _globals['_INDEXPARAMS']._serialized_start=69
-  _globals['_INDEXPARAMS']._serialized_end=442
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=444
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=566
-  _globals['_COLLECTIONINFO']._serialized_start=569
-  _globals['_COLLECTIONINFO']._serialized_end=820
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=822
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=846
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=848
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=888
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=890
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=916
-  _globals['_EXISTSRESPONSE']._serialized_start=918
-  _globals['_EXISTSRESPONSE']._serialized_end=950
-  _globals['_CHECKPOINTRESPONSE']._serialized_start=952
-  _globals['_CHECKPOINTRESPONSE']._serialized_end=985
-  _globals['_COMPACTRESPONSE']._serialized_start=987
-  _globals['_COMPACTRESPONSE']._serialized_end=1022
-  _globals['_COLLECTIONS']._serialized_start=1025
-  _globals['_COLLECTIONS']._serialized_end=1485
+  _globals['_TEXTPARAMS']._serialized_start=36
+  _globals['_TEXTPARAMS']._serialized_end=96
+  _globals['_ENABLETEXTREQUEST']._serialized_start=98
+  _globals['_ENABLETEXTREQUEST']._serialized_end=165
+  _globals['_COLLECTIONNAME']._serialized_start=167
+  _globals['_COLLECTIONNAME']._serialized_end=197
+  _globals['_INDEXPARAMS']._serialized_start=200
+  _globals['_INDEXPARAMS']._serialized_end=573
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=576
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=732
+  _globals['_COLLECTIONINFO']._serialized_start=735
+  _globals['_COLLECTIONINFO']._serialized_end=1020
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1022
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1046
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1048
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1088
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1090
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1116
+  _globals['_EXISTSRESPONSE']._serialized_start=1118
+  _globals['_EXISTSRESPONSE']._serialized_end=1150
+  _globals['_CHECKPOINTRESPONSE']._serialized_start=1152
+  _globals['_CHECKPOINTRESPONSE']._serialized_end=1185
+  _globals['_COMPACTRESPONSE']._serialized_start=1187
+  _globals['_COMPACTRESPONSE']._serialized_end=1222
+  _globals['_COLLECTIONS']._serialized_start=1225
+  _globals['_COLLECTIONS']._serialized_end=1750
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TextParams(_message.Message):
+    __slots__ = ("analyzer", "field")
+    ANALYZER_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    analyzer: str
+    field: str
+    def __init__(self, analyzer: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class EnableTextRequest(_message.Message):
+    __slots__ = ("name", "text")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    text: TextParams
+    def __init__(self, name: _Optional[str] = ..., text: _Optional[_Union[TextParams, _Mapping]] = ...) -> None: ...
+
 class CollectionName(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -37,21 +53,23 @@ class IndexParams(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., hnsw_threshold: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., ef_search: _Optional[int] = ..., seed: _Optional[int] = ..., int8: _Optional[bool] = ..., max_batch: _Optional[int] = ..., batch_fraction: _Optional[float] = ..., compact_share: _Optional[float] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "embedder")
+    __slots__ = ("name", "dim", "metric", "index", "embedder", "text")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
     index: IndexParams
     embedder: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., embedder: _Optional[str] = ...) -> None: ...
+    text: TextParams
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., embedder: _Optional[str] = ..., text: _Optional[_Union[TextParams, _Mapping]] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid", "embedder", "damage", "buffered")
+    __slots__ = ("name", "dim", "metric", "index", "count", "lsn", "index_in_use", "loaded_from", "created_at", "cid", "embedder", "damage", "buffered", "text")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +83,7 @@ class CollectionInfo(_message.Message):
     EMBEDDER_FIELD_NUMBER: _ClassVar[int]
     DAMAGE_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -78,7 +97,8 @@ class CollectionInfo(_message.Message):
     embedder: str
     damage: _containers.RepeatedScalarFieldContainer[str]
     buffered: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ..., embedder: _Optional[str] = ..., damage: _Optional[_Iterable[str]] = ..., buffered: _Optional[int] = ...) -> None: ...
+    text: TextParams
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., lsn: _Optional[int] = ..., index_in_use: _Optional[str] = ..., loaded_from: _Optional[str] = ..., created_at: _Optional[float] = ..., cid: _Optional[int] = ..., embedder: _Optional[str] = ..., damage: _Optional[_Iterable[str]] = ..., buffered: _Optional[int] = ..., text: _Optional[_Union[TextParams, _Mapping]] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()

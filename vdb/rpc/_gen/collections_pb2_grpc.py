@@ -69,6 +69,11 @@ class CollectionsStub:
                 request_serializer=vdb_dot_v1_dot_collections__pb2.CollectionName.SerializeToString,
                 response_deserializer=vdb_dot_v1_dot_collections__pb2.CompactResponse.FromString,
                 _registered_method=True)
+        self.EnableText = channel.unary_unary(
+                '/vdb.v1.Collections/EnableText',
+                request_serializer=vdb_dot_v1_dot_collections__pb2.EnableTextRequest.SerializeToString,
+                response_deserializer=vdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class CollectionsServicer:
@@ -121,6 +126,14 @@ class CollectionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnableText(self, request, context):
+        """Indexes the points' texts for keyword and hybrid search from now on (builds the keyword
+        index from the stored points). INVALID_ARGUMENT for an unknown analyzer or a bad field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +171,11 @@ def add_CollectionsServicer_to_server(servicer, server):
                     servicer.Compact,
                     request_deserializer=vdb_dot_v1_dot_collections__pb2.CollectionName.FromString,
                     response_serializer=vdb_dot_v1_dot_collections__pb2.CompactResponse.SerializeToString,
+            ),
+            'EnableText': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableText,
+                    request_deserializer=vdb_dot_v1_dot_collections__pb2.EnableTextRequest.FromString,
+                    response_serializer=vdb_dot_v1_dot_collections__pb2.CollectionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +367,33 @@ class Collections:
             '/vdb.v1.Collections/Compact',
             vdb_dot_v1_dot_collections__pb2.CollectionName.SerializeToString,
             vdb_dot_v1_dot_collections__pb2.CompactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vdb.v1.Collections/EnableText',
+            vdb_dot_v1_dot_collections__pb2.EnableTextRequest.SerializeToString,
+            vdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
             insecure,

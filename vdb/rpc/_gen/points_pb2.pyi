@@ -92,7 +92,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[_common_pb2.Point, _Mapping]]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., next_page_token: _Optional[bytes] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "texts", "k", "filter", "with_vectors", "ef", "with_payload", "payload_keys", "with_document")
+    __slots__ = ("collection", "queries", "texts", "k", "filter", "with_vectors", "ef", "with_payload", "payload_keys", "with_document", "text", "fusion", "dense_weight")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,9 @@ class SearchRequest(_message.Message):
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_KEYS_FIELD_NUMBER: _ClassVar[int]
     WITH_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
+    DENSE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _common_pb2.Vectors
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -113,7 +116,10 @@ class SearchRequest(_message.Message):
     with_payload: bool
     payload_keys: _containers.RepeatedScalarFieldContainer[str]
     with_document: bool
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., with_vectors: _Optional[bool] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., payload_keys: _Optional[_Iterable[str]] = ..., with_document: _Optional[bool] = ...) -> None: ...
+    text: _containers.RepeatedScalarFieldContainer[str]
+    fusion: str
+    dense_weight: float
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., with_vectors: _Optional[bool] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., payload_keys: _Optional[_Iterable[str]] = ..., with_document: _Optional[bool] = ..., text: _Optional[_Iterable[str]] = ..., fusion: _Optional[str] = ..., dense_weight: _Optional[float] = ...) -> None: ...
 
 class HitData(_message.Message):
     __slots__ = ("payload", "document")

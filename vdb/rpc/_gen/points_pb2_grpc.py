@@ -127,7 +127,11 @@ class PointsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """Top-k points for one query vector, best first.
+        """Top-k points for one query, best first: a vector (or a text the collection embeds), a
+        keyword query (text) over the collection's keyword index, or both fused (hybrid).
+        INVALID_ARGUMENT for an empty keyword query, an unknown fusion, a dense_weight outside
+        [0, 1] or given to rrf, a collection without a keyword index, or a count of keyword
+        queries other than that of the vector queries.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -26,7 +26,7 @@ from vdb.rpc._gen import common_pb2 as vdb_dot_v1_dot_common__pb2
 from vdb.rpc._gen import generation_pb2 as vdb_dot_v1_dot_generation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vdb/v1/retrieval.proto\x12\x06vdb.v1\x1a\x13vdb/v1/common.proto\x1a\x17vdb/v1/generation.proto\"\x8f\x01\n\x13HybridSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x1e\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x0e.vdb.v1.Filter\x12\x19\n\x0c\x64\x65nse_weight\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_dense_weight\"|\n\tHybridHit\x12\x1b\n\x02id\x18\x01 \x01(\x0b\x32\x0f.vdb.v1.PointId\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x1f\n\x07payload\x18\x03 \x01(\x0b\x32\x0e.vdb.v1.Struct\x12\x15\n\x08\x64ocument\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_document\"7\n\x14HybridSearchResponse\x12\x1f\n\x04hits\x18\x01 \x03(\x0b\x32\x11.vdb.v1.HybridHit\"\xd1\x01\n\nAskRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x1e\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x0e.vdb.v1.Filter\x12\x10\n\x08generate\x18\x05 \x01(\x08\x12\x17\n\nmax_tokens\x18\x06 \x01(\rH\x00\x88\x01\x01\x12(\n\x07sampler\x18\x07 \x01(\x0b\x32\x17.vdb.v1.SamplerSettings\x12\x0e\n\x06memory\x18\x08 \x01(\tB\r\n\x0b_max_tokens\";\n\tAskSource\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\x1e\n\x03hit\x18\x02 \x01(\x0b\x32\x11.vdb.v1.HybridHit\"\x86\x01\n\tAskResult\x12\x12\n\nextractive\x18\x01 \x01(\x08\x12\r\n\x05\x63ited\x18\x02 \x03(\r\x12\"\n\x07sources\x18\x03 \x03(\x0b\x32\x11.vdb.v1.AskSource\x12\x12\n\nspan_start\x18\x04 \x01(\r\x12\x10\n\x08span_end\x18\x05 \x01(\r\x12\x0c\n\x04text\x18\x06 \x01(\t\">\n\x0b\x41skResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x06result\x18\x02 \x01(\x0b\x32\x11.vdb.v1.AskResult2\x88\x01\n\tRetrieval\x12I\n\x0cHybridSearch\x12\x1b.vdb.v1.HybridSearchRequest\x1a\x1c.vdb.v1.HybridSearchResponse\x12\x30\n\x03\x41sk\x12\x12.vdb.v1.AskRequest\x1a\x13.vdb.v1.AskResponse0\x01\x42(\n\x06vdb.v1B\x0eRetrievalProtoP\x01Z\x0cvdb/v1;vdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vdb/v1/retrieval.proto\x12\x06vdb.v1\x1a\x13vdb/v1/common.proto\x1a\x17vdb/v1/generation.proto\"\x9f\x01\n\x13HybridSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x1e\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x0e.vdb.v1.Filter\x12\x19\n\x0c\x64\x65nse_weight\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x66usion\x18\x06 \x01(\tB\x0f\n\r_dense_weight\"|\n\tHybridHit\x12\x1b\n\x02id\x18\x01 \x01(\x0b\x32\x0f.vdb.v1.PointId\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x1f\n\x07payload\x18\x03 \x01(\x0b\x32\x0e.vdb.v1.Struct\x12\x15\n\x08\x64ocument\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_document\"7\n\x14HybridSearchResponse\x12\x1f\n\x04hits\x18\x01 \x03(\x0b\x32\x11.vdb.v1.HybridHit\"\xd1\x01\n\nAskRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x1e\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x0e.vdb.v1.Filter\x12\x10\n\x08generate\x18\x05 \x01(\x08\x12\x17\n\nmax_tokens\x18\x06 \x01(\rH\x00\x88\x01\x01\x12(\n\x07sampler\x18\x07 \x01(\x0b\x32\x17.vdb.v1.SamplerSettings\x12\x0e\n\x06memory\x18\x08 \x01(\tB\r\n\x0b_max_tokens\";\n\tAskSource\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\x1e\n\x03hit\x18\x02 \x01(\x0b\x32\x11.vdb.v1.HybridHit\"\x86\x01\n\tAskResult\x12\x12\n\nextractive\x18\x01 \x01(\x08\x12\r\n\x05\x63ited\x18\x02 \x03(\r\x12\"\n\x07sources\x18\x03 \x03(\x0b\x32\x11.vdb.v1.AskSource\x12\x12\n\nspan_start\x18\x04 \x01(\r\x12\x10\n\x08span_end\x18\x05 \x01(\r\x12\x0c\n\x04text\x18\x06 \x01(\t\">\n\x0b\x41skResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x06result\x18\x02 \x01(\x0b\x32\x11.vdb.v1.AskResult2\x88\x01\n\tRetrieval\x12I\n\x0cHybridSearch\x12\x1b.vdb.v1.HybridSearchRequest\x1a\x1c.vdb.v1.HybridSearchResponse\x12\x30\n\x03\x41sk\x12\x12.vdb.v1.AskRequest\x1a\x13.vdb.v1.AskResponse0\x01\x42(\n\x06vdb.v1B\x0eRetrievalProtoP\x01Z\x0cvdb/v1;vdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,19 +35,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\006vdb.v1B\016RetrievalProtoP\001Z\014vdb/v1;vdbv1'
   _globals['_HYBRIDSEARCHREQUEST']._serialized_start=81
-  _globals['_HYBRIDSEARCHREQUEST']._serialized_end=224
-  _globals['_HYBRIDHIT']._serialized_start=226
-  _globals['_HYBRIDHIT']._serialized_end=350
-  _globals['_HYBRIDSEARCHRESPONSE']._serialized_start=352
-  _globals['_HYBRIDSEARCHRESPONSE']._serialized_end=407
-  _globals['_ASKREQUEST']._serialized_start=410
-  _globals['_ASKREQUEST']._serialized_end=619
-  _globals['_ASKSOURCE']._serialized_start=621
-  _globals['_ASKSOURCE']._serialized_end=680
-  _globals['_ASKRESULT']._serialized_start=683
-  _globals['_ASKRESULT']._serialized_end=817
-  _globals['_ASKRESPONSE']._serialized_start=819
-  _globals['_ASKRESPONSE']._serialized_end=881
-  _globals['_RETRIEVAL']._serialized_start=884
-  _globals['_RETRIEVAL']._serialized_end=1020
+  _globals['_HYBRIDSEARCHREQUEST']._serialized_end=240
+  _globals['_HYBRIDHIT']._serialized_start=242
+  _globals['_HYBRIDHIT']._serialized_end=366
+  _globals['_HYBRIDSEARCHRESPONSE']._serialized_start=368
+  _globals['_HYBRIDSEARCHRESPONSE']._serialized_end=423
+  _globals['_ASKREQUEST']._serialized_start=426
+  _globals['_ASKREQUEST']._serialized_end=635
+  _globals['_ASKSOURCE']._serialized_start=637
+  _globals['_ASKSOURCE']._serialized_end=696
+  _globals['_ASKRESULT']._serialized_start=699
+  _globals['_ASKRESULT']._serialized_end=833
+  _globals['_ASKRESPONSE']._serialized_start=835
+  _globals['_ASKRESPONSE']._serialized_end=897
+  _globals['_RETRIEVAL']._serialized_start=900
+  _globals['_RETRIEVAL']._serialized_end=1036
 # @@protoc_insertion_point(module_scope)

@@ -9,18 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class HybridSearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "k", "filter", "dense_weight")
+    __slots__ = ("collection", "query", "k", "filter", "dense_weight", "fusion")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     DENSE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: str
     k: int
     filter: _common_pb2.Filter
     dense_weight: float
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., dense_weight: _Optional[float] = ...) -> None: ...
+    fusion: str
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., dense_weight: _Optional[float] = ..., fusion: _Optional[str] = ...) -> None: ...
 
 class HybridHit(_message.Message):
     __slots__ = ("id", "score", "payload", "document")

@@ -50,8 +50,10 @@ class RetrievalServicer:
     """Missing associated documentation comment in .proto file."""
 
     def HybridSearch(self, request, context):
-        """NOT_FOUND for an unknown collection; INVALID_ARGUMENT for an empty query or a collection
-        without an embedder.
+        """The Points service's hybrid search of one text (embedded for the dense half, analyzed
+        for the keyword half), with payloads and documents. NOT_FOUND for an unknown collection;
+        INVALID_ARGUMENT for an empty query, a collection without an embedder, an unknown fusion
+        or a weight outside [0, 1].
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
