@@ -373,7 +373,9 @@ def latency_p50(col, Q, ef, hnsw_peer) -> dict:
     """Median microseconds of one-query calls (each of the 1,000 queries once, three passes),
     hnswlib's knn_query beside when given. The calls take turns, so a drift of the machine's
     speed during the passes weighs on each alike; each walks another query than the call before
-    it (a query walked again finds its nodes in the caches)."""
+    it (a query walked again finds its nodes in the caches), and the order of the turns
+    rotates, so each path follows each other path (whose walk leaves the caches cold) as
+    often."""
     index = col._index
     Qn = np.ascontiguousarray(Q, dtype=np.float32)
     calls = {
@@ -388,10 +390,13 @@ def latency_p50(col, Q, ef, hnsw_peer) -> dict:
         hnsw_peer.index.set_num_threads(1)
         calls["hnswlib knn_query"] = lambda q: hnsw_peer.index.knn_query(Qn[q : q + 1], k=K)
     times = {label: [] for label in calls}
-    n, step = len(Q), len(Q) // len(calls)
+    items = list(calls.items())
+    n, step = len(Q), len(Q) // len(items)
     for _ in range(3):
         for q in range(n):
-            for j, (label, call) in enumerate(calls.items()):
+            first = q % len(items)  # each path follows each other path as often
+            for j in range(len(items)):
+                label, call = items[(first + j) % len(items)]
                 start = time.perf_counter()
                 call((q + j * step) % n)
                 times[label].append(time.perf_counter() - start)
