@@ -148,30 +148,6 @@ def _heap_push(hk, hv, n, key, val):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _heap_pop(hk, hv, n):
-    """Remove the top of a max-heap of size n; returns the new size."""
-    n -= 1
-    key = hk[n]
-    val = hv[n]
-    pos = 0
-    while True:
-        c = 2 * pos + 1
-        if c >= n:
-            break
-        if c + 1 < n and hk[c + 1] > hk[c]:
-            c += 1
-        if hk[c] <= key:
-            break
-        hk[pos] = hk[c]
-        hv[pos] = hv[c]
-        pos = c
-    if n > 0:
-        hk[pos] = key
-        hv[pos] = val
-    return n
-
-
-@njit(nogil=True, cache=True, inline="always")
 def _heap_replace_top(hk, hv, n, key, val):
     """Replace the top of a max-heap of size n >= 1 by (key, val)."""
     pos = 0
@@ -188,6 +164,15 @@ def _heap_replace_top(hk, hv, n, key, val):
         pos = c
     hk[pos] = key
     hv[pos] = val
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _heap_pop(hk, hv, n):
+    """Remove the top of a max-heap of size n; returns the new size."""
+    n -= 1
+    if n > 0:  # the last entry takes the top's place
+        _heap_replace_top(hk, hv, n, hk[n], hv[n])
+    return n
 
 
 @njit(nogil=True, cache=True, inline="always")
