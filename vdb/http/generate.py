@@ -3,8 +3,8 @@ cancellation as the gRPC Generation service."""
 
 import threading
 
-from vdb.errors import AbortedError, UnavailableError
-from vdb.rpc.generation import TurnCancelled
+from vdb.errors import UnavailableError
+from vdb.rpc.generation import TurnCancelled, stepped
 
 
 class Run:
@@ -21,6 +21,10 @@ class Run:
     def cancel(self) -> None:
         self.cancelled.set()
 
+    def _alive(self) -> None:
+        if self.core.stopping.is_set():
+            raise UnavailableError("the server is shutting down")
+
     def __iter__(self):
         method, first, max_tokens, stop, settings, chunk = self.args
         host, cancel = self.host, self.cancelled
@@ -36,28 +40,7 @@ class Run:
                     prefill_chunk=chunk,
                     **settings,
                 )
-                stopped = lambda: cancel.is_set() or handle.aborted.is_set()  # noqa: E731
-                try:
-                    while True:
-                        if self.core.stopping.is_set():
-                            raise UnavailableError("the server is shutting down")
-                        with host.turns.turn(stopped):
-                            if handle.aborted.is_set():
-                                raise TurnCancelled
-                            try:
-                                piece = run.step()
-                            except StopIteration:
-                                break
-                        if piece:
-                            yield piece
-                except TurnCancelled:
-                    if handle.aborted.is_set() and not cancel.is_set():
-                        raise AbortedError(
-                            "the server's model was replaced before this stream finished"
-                        ) from None
-                    return
-                finally:
-                    run.close()
+                yield from stepped(host, handle, run, cancel, self._alive)
                 self.finish_reason = "length" if run.finish_reason == "length" else "stop"
                 self.prompt_tokens = run.prompt_tokens
                 self.completion_tokens = run.completion_tokens

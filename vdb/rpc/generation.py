@@ -32,6 +32,33 @@ class TurnCancelled(Exception):
     """The stream stopped waiting for its turn (cancelled, or its model is being replaced)."""
 
 
+def stepped(host, handle, run, cancel, alive):
+    """The text pieces of a streamed generation run on handle's model, one step per turn of
+    host; alive() before each step (it raises to end the stream). Closes run. TurnCancelled
+    once cancel is set or the model is being replaced, AbortedError once it was replaced."""
+    stopped = lambda: cancel.is_set() or handle.aborted.is_set()  # noqa: E731
+    try:
+        while True:
+            alive()
+            with host.turns.turn(stopped):
+                if handle.aborted.is_set():
+                    raise TurnCancelled
+                try:
+                    piece = run.step()
+                except StopIteration:
+                    return
+            if piece:
+                yield piece
+    except TurnCancelled:
+        if handle.aborted.is_set() and not cancel.is_set():
+            raise AbortedError(
+                "the server's model was replaced before this stream finished"
+            ) from None
+        raise
+    finally:
+        run.close()
+
+
 class Turns:
     """First come, first served turns: one generation step (a prompt chunk or one token) runs
     at a time, and a stream that finishes a step queues behind the streams already waiting,
@@ -218,27 +245,9 @@ class GenerationService(ggrpc.GenerationServicer):
         try:
             with host.stream(cancel.is_set) as handle:
                 run = start(handle.model, cancel)
-                stopped = lambda: cancel.is_set() or handle.aborted.is_set()  # noqa: E731
-                try:
-                    while True:
-                        self.core.check_alive(context)
-                        with host.turns.turn(stopped):
-                            if handle.aborted.is_set():
-                                raise TurnCancelled
-                            try:
-                                piece = run.step()
-                            except StopIteration:
-                                break
-                        if piece:
-                            yield gpb.GenerateResponse(text=piece)
-                except TurnCancelled:
-                    if handle.aborted.is_set() and not cancel.is_set():
-                        raise AbortedError(
-                            "the server's model was replaced before this stream finished"
-                        ) from None
-                    return
-                finally:
-                    run.close()
+                alive = lambda: self.core.check_alive(context)  # noqa: E731
+                for piece in stepped(host, handle, run, cancel, alive):
+                    yield gpb.GenerateResponse(text=piece)
                 if run.finish_reason == "cancelled":
                     return
                 yield gpb.GenerateResponse(
