@@ -1,10 +1,10 @@
-"""Generation over HTTP through the server's ModelHost: the same stream limit, turns and
+"""Generation over HTTP through the server's ModelHost: the same stream limit, batched steps and
 cancellation as the gRPC Generation service."""
 
 import threading
 
 from vdb.errors import UnavailableError
-from vdb.rpc.generation import TurnCancelled, stepped
+from vdb.rpc.generation import Stopped, TurnCancelled, stepped
 
 
 class Run:
@@ -36,7 +36,7 @@ class Run:
                     max_tokens,
                     stop,
                     stream=True,
-                    cancel=cancel,
+                    cancel=Stopped(cancel, handle.aborted),
                     prefill_chunk=chunk,
                     **settings,
                 )
