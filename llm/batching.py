@@ -125,6 +125,15 @@ class Batcher:
         return decodes, prefill
 
     def _run(self, decodes: list, prefill) -> None:
+        try:
+            self._step(decodes, prefill)
+        except BaseException as exc:  # an interrupt: no caller of the step waits for ever
+            for r in [*decodes, prefill]:
+                if r is not None and not r.done:
+                    r.error, r.done = RuntimeError(f"the step was interrupted ({exc!r})"), True
+            raise
+
+    def _step(self, decodes: list, prefill) -> None:
         net = self.net
         ready = []
         for r in decodes:
