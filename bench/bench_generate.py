@@ -17,6 +17,7 @@ greedily, one token per step, for the same number of steps.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -213,6 +214,15 @@ def parallel(args, make, types) -> None:
             f"\n{qtype}: one stream alone: prompt {one['prompt_tps']:.1f} tok/s "
             f"({PREFIX_PROMPT} tokens), generation {one['gen_tps']:.2f} tok/s"
         )
+        if importlib.util.find_spec("llama_cpp") is not None:  # its single-stream figure
+            peer = worker("llama.cpp-repack", str(path), PREFIX_PROMPT, gen) or worker(
+                "llama.cpp", str(path), PREFIX_PROMPT, gen
+            )
+            if peer:
+                print(
+                    f"  llama.cpp ({peer['engine']}), one stream: prompt "
+                    f"{peer['prompt_tps']:.1f} tok/s, generation {peer['gen_tps']:.2f} tok/s"
+                )
         base = next(p for p in r["parallel"] if p["streams"] == 1)
         for p in r["parallel"]:
             n = p["streams"]
