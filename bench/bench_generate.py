@@ -76,6 +76,76 @@ def ours_parallel(path: str, prompt: int, gen: int, counts: list[int]) -> dict:
     return dict(single=single, parallel=runs, cold_ms=cold, warm_ms=warm)
 
 
+def llama_cpp_parallel(path: str, prompt: int, gen: int, counts: list[int]) -> dict:
+    """llama.cpp serving N sequences the way its server's parallel slots do, for each N in
+    counts: one context holding N sequences, each prompt prefilled as a batch, then every
+    decode step one llama_decode of N tokens (one per sequence), greedy. Returns {N:
+    aggregate decode tokens/s}."""
+    return {n: _llama_cpp_slots(path, n, prompt, gen) for n in counts}
+
+
+def _llama_cpp_slots(path: str, n: int, prompt: int, gen: int) -> float:
+    import ctypes
+
+    import llama_cpp
+    import llama_cpp.llama
+    import numpy as np
+
+    from bench.common import llama_cpp_model
+    from llm import bench
+
+    bindings = llama_cpp.llama.llama_cpp
+    default = bindings.llama_context_default_params
+
+    def params():
+        p = default()
+        p.n_seq_max = n
+        return p
+
+    bindings.llama_context_default_params = params
+    try:
+        model = llama_cpp_model(
+            path,
+            n_ctx=n * (prompt + gen),
+            n_batch=max(prompt, n),
+            n_ubatch=max(prompt, n),
+            n_threads=THREADS,
+            n_threads_batch=THREADS,
+        )
+    finally:
+        bindings.llama_context_default_params = default
+    ctx, vocab = model._ctx.ctx, model.n_vocab()
+    batch = llama_cpp.llama_batch_init(max(prompt, n), 0, n)
+    floats = ctypes.POINTER(ctypes.c_float)
+
+    def decode(items):  # [(token, position, sequence, wants logits)]
+        batch.n_tokens = len(items)
+        for i, (tok, pos, seq, want) in enumerate(items):
+            batch.token[i], batch.pos[i] = tok, pos
+            batch.n_seq_id[i], batch.seq_id[i][0] = 1, seq
+            batch.logits[i] = want
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    def pick(i):
+        row = ctypes.cast(llama_cpp.llama_get_logits_ith(ctx, i), floats)
+        return int(np.argmax(np.ctypeslib.as_array(row, shape=(vocab,))))
+
+    tokens = []
+    for seq in range(n):
+        ids = bench.prompt_ids(vocab, prompt, seed=seq)
+        decode([(t, pos, seq, pos == prompt - 1) for pos, t in enumerate(ids)])
+        tokens.append(pick(prompt - 1))
+    start = time.perf_counter()
+    for step in range(gen - 1):
+        decode([(tokens[seq], prompt + step, seq, True) for seq in range(n)])
+        tokens = [pick(seq) for seq in range(n)]
+    rate = n * (gen - 1) / (time.perf_counter() - start)
+    llama_cpp.llama_batch_free(batch)
+    model.close()
+    return rate
+
+
 def llama_cpp(path: str, prompt: int, gen: int, extra_bufts: bool = False) -> dict:
     import numpy as np
 
@@ -214,15 +284,16 @@ def parallel(args, make, types) -> None:
             f"\n{qtype}: one stream alone: prompt {one['prompt_tps']:.1f} tok/s "
             f"({PREFIX_PROMPT} tokens), generation {one['gen_tps']:.2f} tok/s"
         )
-        if importlib.util.find_spec("llama_cpp") is not None:  # its single-stream figure
-            peer = worker("llama.cpp-repack", str(path), PREFIX_PROMPT, gen) or worker(
-                "llama.cpp", str(path), PREFIX_PROMPT, gen
-            )
-            if peer:
+        peer = {}
+        if importlib.util.find_spec("llama_cpp") is not None:
+            one_peer = worker("llama.cpp", str(path), PREFIX_PROMPT, gen)
+            if one_peer:
                 print(
-                    f"  llama.cpp ({peer['engine']}), one stream: prompt "
-                    f"{peer['prompt_tps']:.1f} tok/s, generation {peer['gen_tps']:.2f} tok/s"
+                    f"  llama.cpp, one stream: prompt {one_peer['prompt_tps']:.1f} tok/s, "
+                    f"generation {one_peer['gen_tps']:.2f} tok/s"
                 )
+            slots = ",".join(map(str, counts))
+            peer = worker("llama.cpp-parallel", str(path), prompt, gen, slots) or {}
         base = next(p for p in r["parallel"] if p["streams"] == 1)
         for p in r["parallel"]:
             n = p["streams"]
@@ -235,6 +306,12 @@ def parallel(args, make, types) -> None:
                 f"{per} tok/s; first tokens {firsts} ms; {p['steps']} steps, up to "
                 f"{p['widest']} streams in one"
             )
+            if str(n) in peer:
+                theirs = peer[str(n)]
+                print(
+                    f"    llama.cpp, {n} parallel sequences in one context: aggregate "
+                    f"{theirs:.2f} tok/s; ours / theirs {p['aggregate_tps'] / theirs:.2f}x"
+                )
         alone_ms = base["ttft_ms"][0]
         by = {p["streams"]: p for p in r["parallel"]}
         if 4 in by:
@@ -266,7 +343,9 @@ def _pf(ok: bool) -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         engine, path, prompt, gen = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-        if engine == "ours-parallel":
+        if engine == "llama.cpp-parallel":
+            result = llama_cpp_parallel(path, prompt, gen, [int(n) for n in sys.argv[6].split(",")])
+        elif engine == "ours-parallel":
             counts = [int(n) for n in sys.argv[6].split(",")]
             result = ours_parallel(path, prompt, gen, counts)
         elif engine == "ours":
