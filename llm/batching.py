@@ -4,11 +4,12 @@ Each generation runs in its own thread and asks the model's Batcher for its pass
 that finds no pass running waits until every generation taking part has asked (or GATHER
 seconds have gone by), then takes what is queued as one step: the decode requests (one token
 each) together through LlamaModel.forward_batch, which reads the weights once for all of
-them, and the oldest prompt chunk beside them, so that prompts run in the order they came
-and a long one never stalls the streams that are decoding (its chunks, the server's
-prefill_chunk, are the step's token budget). Callers that ask meanwhile queue for the next
-step; generations join and leave between steps. Each generation's logits are exactly those it
-gets alone: forward_batch's rows equal single steps.
+them, and the oldest prompt chunk beside them, at most BUDGET of its tokens (a longer one
+goes on in the next steps), so that prompts run in the order they came and a long one never
+stalls the streams that are decoding. Callers that ask meanwhile queue for the next step;
+generations join and leave between steps. Each generation's logits are exactly those it gets
+alone: forward_batch's rows equal single steps, and an integer model's logits do not depend
+on how a prompt is cut.
 """
 
 import threading
@@ -16,6 +17,7 @@ import time
 from contextlib import contextmanager
 
 GATHER = 0.005  # seconds a step waits for the generations taking part to ask
+BUDGET = 256  # prompt tokens a step runs at most, beside the decoding streams' tokens
 POLL = 0.05  # seconds between checks for cancellation while queued
 
 
@@ -44,8 +46,11 @@ class _Request:
 class Batcher:
     """The passes of one model's generations (see the module). Thread-safe."""
 
-    def __init__(self, net):
+    def __init__(self, net, budget: int | None = None):
         self.net = net
+        # prompt tokens per step: a longer prompt chunk runs over several steps (integer
+        # models only, whose logits do not depend on how a prompt is cut)
+        self.budget = budget if budget is not None else (BUDGET if net.integer else 0)
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
         self._running = False
@@ -121,7 +126,8 @@ class Batcher:
         lock."""
         decodes = [r for r in self._queue if r.decode]
         prefill = next((r for r in self._queue if not r.decode), None)
-        self._queue = [r for r in self._queue if not r.decode and r is not prefill]
+        whole = prefill is not None and not (self.budget and len(prefill.tokens) > self.budget)
+        self._queue = [r for r in self._queue if not r.decode and not (whole and r is prefill)]
         return decodes, prefill
 
     def _run(self, decodes: list, prefill) -> None:
@@ -150,7 +156,17 @@ class Batcher:
             else:
                 for r, row in zip(ready, logits, strict=True):
                     r.logits, r.done = row, True
-        if prefill is not None:
+        if prefill is not None and self.budget and len(prefill.tokens) > self.budget:
+            part, rest = prefill.tokens[: self.budget], prefill.tokens[self.budget :]
+            try:  # the first part now; the request stays queued with the rest
+                net.forward(part, prefill.cache)
+                prefill.tokens = rest
+            except Exception as exc:  # noqa: BLE001 - raised in the caller's thread
+                with self._cond:
+                    if prefill in self._queue:
+                        self._queue.remove(prefill)
+                prefill.error, prefill.done = exc, True
+        elif prefill is not None:
             self._settle(prefill, lambda: net.forward(prefill.tokens, prefill.cache))
         self.steps += 1
         self.decoded += len(ready)

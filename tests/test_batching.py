@@ -193,3 +193,15 @@ def test_generate_reuses_prefixes_within_the_budget(tmp_path):
     assert small.stats()["entries"] == 1 and small.bytes <= small.budget
     with pytest.raises(ValueError, match="budget"):
         PrefixCache(-1)
+
+
+def test_a_long_prompt_runs_over_several_steps_within_the_budget(tmp_path):
+    path = synthetic.write(tmp_path / "m.gguf", VOCAB, qtype="Q4_0")
+    whole = llm.load(path, prefix_cache_bytes=0)
+    whole.batcher.budget = 0
+    cut = llm.load(path, prefix_cache_bytes=0)
+    cut.batcher.budget = 8
+    prompt = _prompts(1, [37], seed=6)[0]
+    kw = dict(prompt=prompt, max_tokens=10, temperature=0.8, seed=2)
+    assert cut.generate(**kw) == whole.generate(**kw)
+    assert cut.batcher.steps == 5 + 9 and whole.batcher.steps == 1 + 9  # 37 = 4 x 8 + 5
