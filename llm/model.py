@@ -119,10 +119,13 @@ class Generation:
     Afterwards `finish_reason` is "stop" (an end-of-generation token or a stop string),
     "length" (max_tokens) or "cancelled", and `prompt_tokens` and `completion_tokens` count
     the tokens. close() stops it. Each generation has its own KV cache; the weights are only
-    read, so generations may run at once from several threads.
+    read, so generations may run at once from several threads, and the model's Batcher
+    (llm.batching) runs their forward passes together, a step at a time.
 
     step() does one unit of work (a prefill chunk, or one token) and returns the text it
-    released, possibly ""; a scheduler interleaving several generations calls it in turn.
+    released, possibly "". Generations stepped by one thread in turn work too, but each
+    step then waits llm.batching.GATHER seconds for the others, which cannot ask meanwhile:
+    give each its own thread.
     """
 
     def __init__(self, model, ids, max_tokens, stop, sampling, cancel=None, prefill_chunk=None):
