@@ -192,7 +192,7 @@ def test_search_halves_are_both_queries_unfused(db, metric, index):
     c.upsert(list(range(80)), X, payloads=[{"g": i % 2} for i in range(80)], documents=docs)
     q = rng.standard_normal(3).astype(np.float32)
     for flt in (None, {"g": 0}):
-        found = c.search_halves(q, "river", k=10, filter=flt)
+        found = c._search_halves(q, "river", k=10, filter=flt)
         dense = c.search(q, k=10, filter=flt, ef=200)
         keyword = c.search(text="river", k=10, filter=flt)
         assert [f.hit.id for f in found[: len(dense)]] == [h.id for h in dense]
@@ -207,12 +207,12 @@ def test_search_halves_are_both_queries_unfused(db, metric, index):
             assert f.hit.document == docs[f.hit.id] and f.hit.payload == {"g": f.hit.id % 2}
             assert flt is None or f.hit.id % 2 == 0
     with pytest.raises(InvalidArgumentError, match="one query and one text"):
-        c.search_halves([q, q], "river")
+        c._search_halves([q, q], "river")
     with pytest.raises(InvalidArgumentError, match="non-empty string"):
-        c.search_halves(q, "")
+        c._search_halves(q, "")
     plain = db.create_collection("p", dim=3)
     with pytest.raises(InvalidArgumentError, match="no keyword index"):
-        plain.search_halves(q, "river")
+        plain._search_halves(q, "river")
 
 
 def test_enable_text_indexes_existing_points(db):

@@ -291,20 +291,21 @@ class TextIndexed:
         results = self._results(rows, ids, scores, raws, missing, want)
         return results[0] if single else results
 
-    def search_halves(self, query, text: str, k: int = 10, filter=None, ef=None) -> list:
-        """The k best points of each half of a hybrid search, unfused, for callers that fuse
-        them with signals of their own (agent memory ranks by relevance, recency and
-        importance): a list of HalvesHit, the dense half's hits first (best first), then
-        those only the keyword half found (best first). Each holds its Hit (payload and
-        document; score the dense one) and both halves' scores: dense for every point (from
-        the index's vector when only the keyword half found it) and keyword (BM25, 0.0 when
-        only the dense half found it). query is one vector or one text (embedded); the filter
-        applies to both halves, evaluated once."""
+    def _search_halves(self, query, text: str, k: int = 10, filter=None, ef=None) -> list:
+        """The k best points of each half of a hybrid search, unfused, for agent memory,
+        which fuses them with recency and importance in the process that holds the
+        collection (so the remote collection has no such method): a list of HalvesHit, the
+        dense half's hits first (best first), then those only the keyword half found (best
+        first). Each holds its Hit (payload and document; score the dense one) and both
+        halves' scores: dense for every point (from the index's vector when only the keyword
+        half found it) and keyword (BM25, 0.0 when only the dense half found it). query is
+        one vector or one text (embedded); the filter applies to both halves, evaluated
+        once."""
         texts, single = query_texts(text)
         self._need_text()
         q_single, q, k, node, ef = self._query(query, k, filter, ef)
         if not (single and q_single):
-            raise InvalidArgumentError("search_halves takes one query and one text")
+            raise InvalidArgumentError("a search of both halves takes one query and one text")
         terms = analyzers.get(self.config.text.analyzer).terms(texts[0])
         with self._lock.read():
             mask = self._matching(node) if node is not None else None

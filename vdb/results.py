@@ -35,7 +35,7 @@ class Hit:
 
 @dataclass(slots=True)
 class HalvesHit:
-    """One point of Collection.search_halves: its Hit (score the dense half's), and both
+    """One point of Collection._search_halves: its Hit (score the dense half's), and both
     halves' scores unfused: dense (the vector metric's score, taken from the index's vector
     when only the keyword half found the point) and keyword (BM25, 0.0 when only the dense
     half found it)."""

@@ -81,7 +81,7 @@ class Reading:
         with a keyword index the n best by BM25 too, in one query of the collection."""
         if not isinstance(query, str) or self.col.config.text is None:
             return [((1.0 + h.score) / 2, h) for h in self.col.search(query, k=n, filter=flt)]
-        found = self.col.search_halves(query, query, k=n, filter=flt)
+        found = self.col._search_halves(query, query, k=n, filter=flt)
         best = max((f.keyword for f in found), default=0.0) or 1.0
         return [
             (
