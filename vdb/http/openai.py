@@ -104,7 +104,7 @@ class OpenAIRoutes:
                 used = sum(len(tok.encode(t)) for t in texts)
             except Exception:
                 used = 0
-        return embedder.embed(texts), used
+        return self.core.embed(embedder, texts, auth.CALL), used  # the server's embed slots
 
     def _sampler(self, req: dict) -> dict:
         settings = {k: field(req, k, t) for k, t in SAMPLER.items()}
@@ -135,7 +135,7 @@ class OpenAIRoutes:
             )
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         self.core.limits.text("".join(m["content"] for m in messages), "chat")
-        return await self._generate(req, "chat", messages, 256, chat=True)
+        return await self._generate(request, req, "chat", messages, 256, chat=True)
 
     async def completions(self, request):
         auth.admit(self.core, request)
@@ -148,9 +148,9 @@ class OpenAIRoutes:
                 raise ApiError(400, "prompt must be a string or one token array", "prompt")
         if isinstance(prompt, str):
             self.core.limits.text(prompt, "prompt")
-        return await self._generate(req, "generate", prompt, 16, chat=False)
+        return await self._generate(request, req, "generate", prompt, 16, chat=False)
 
-    async def _generate(self, req, method, first, default_max, chat: bool):
+    async def _generate(self, request, req, method, first, default_max, chat: bool):
         model = field(req, "model", str, "")
         if self.host.model is not None and model and model != self.host.name:
             raise ApiError(404, f"the model {model!r} does not exist", "model", "model_not_found")
@@ -179,9 +179,7 @@ class OpenAIRoutes:
         self.server.http_metrics.streams(+1)
         if not stream:
             try:
-                text = [first_piece] if first_piece else []
-                while (piece := await _next(pieces, run)) is not None:
-                    text.append(piece)
+                text = await gathered(request, pieces, run, first_piece)
             finally:
                 self.server.http_metrics.streams(-1)
                 run.cancel()
@@ -239,6 +237,17 @@ async def _next(pieces, run):
     except BaseException:
         run.cancel()
         raise
+
+
+async def gathered(request, pieces, run, first) -> list[str]:
+    """The pieces of a run not streamed, the first one already taken; the run is cancelled at
+    its next step once the client disconnects."""
+    text = [first] if first else []
+    while (piece := await _next(pieces, run)) is not None:
+        text.append(piece)
+        if await request.is_disconnected():
+            run.cancel()
+    return text
 
 
 def _close(pieces) -> None:
