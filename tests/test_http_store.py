@@ -289,3 +289,19 @@ def test_ask_extractive(base, collections):
     error(call(base, "/v1/collections/docs/ask", {"question": "  "}), 400)
     error(call(base, "/v1/collections/docs/ask", {"question": "x", "max_tokens": 0}), 400)
     error(call(base, "/v1/collections/nope/ask", {"question": "x"}), 404)
+
+
+def test_openapi_lists_every_route(base, served):
+    from openapi_spec_validator import validate
+
+    status, doc = call(base, "/openapi.json", key=None)
+    assert status == 200 and doc["openapi"].startswith("3.") and doc["paths"]
+    validate(doc)
+    routes = {
+        (route.path, method.lower())
+        for route in served.http.app.routes
+        for method in route.methods
+        if method != "HEAD"
+    }
+    listed = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert routes == listed

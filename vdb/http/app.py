@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vdb.http import auth
+from vdb.http import auth, openapi
 from vdb.http.errors import body, response
 from vdb.http.metrics import CONTENT_TYPE
 from vdb.http.openai import OpenAIRoutes
@@ -93,6 +93,11 @@ def build(server, metrics):
         ok = not server.core.stopping.is_set()
         return JSONResponse({"status": "ok" if ok else "stopping"}, status_code=200 if ok else 503)
 
+    spec = JSONResponse(openapi.document())
+
+    async def openapi_json(request):
+        return spec
+
     async def prometheus(request):
         auth.admit(server.core, request)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -105,6 +110,7 @@ def build(server, metrics):
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/openapi.json", openapi_json),
             Route("/metrics", _answering(prometheus)),
             Route("/v1/models", _answering(routes.models)),
             Route("/v1/embeddings", _answering(routes.embeddings), methods=["POST"]),
