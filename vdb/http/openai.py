@@ -65,6 +65,9 @@ class OpenAIRoutes:
         now = int(self.core.started)
         names = ([self.host.name] if self.host.model is not None else []) + [DEFAULT_EMBEDDER]
         data = [{"id": n, "object": "model", "created": now, "owned_by": "vdb"} for n in names]
+        model = self.host.model
+        if model is not None:  # what OpenAICompatible reads to fit prompts
+            data[0]["context_length"] = getattr(model, "n_ctx", None)
         return JSONResponse({"object": "list", "data": data})
 
     async def embeddings(self, request):
