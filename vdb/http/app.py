@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vdb.http import auth, openapi
+from vdb.http import auth, console, openapi
 from vdb.http.errors import body, response
 from vdb.http.metrics import CONTENT_TYPE
 from vdb.http.openai import OpenAIRoutes
@@ -117,6 +117,7 @@ def build(server, metrics):
             Route("/v1/chat/completions", _answering(routes.chat), methods=["POST"]),
             Route("/v1/completions", _answering(routes.completions), methods=["POST"]),
             *store_routes(server),
+            *console.routes(),
         ],
         exception_handlers={HTTPException: http_error},
         middleware=[Middleware(_Measure, metrics=metrics)],

@@ -34,6 +34,7 @@ ROUTES = (
     ("/healthz", "get", "Health (no key needed)", None, (), False),
     ("/metrics", "get", "Prometheus metrics", None, (), False),
     ("/openapi.json", "get", "This document (no key needed)", None, (), False),
+    ("/", "get", "The web console (no key needed; its page asks for one)", None, (), False),
     ("/v1/models", "get", "The generation model and the default embedder", None, (), False),
     (
         "/v1/embeddings",
