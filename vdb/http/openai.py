@@ -8,12 +8,22 @@ import uuid
 import anyio
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from vdb import embedding
 from vdb.http import auth
 from vdb.http.errors import ApiError
 from vdb.http.generate import Run
+
+
+class Json(Response):
+    """A JSON response by orjson (numpy arrays as lists, float32 as the shortest float32)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+
 
 SAMPLER = {"temperature": (int, float), "top_p": (int, float), "top_k": int, "seed": int}
 
@@ -90,10 +100,10 @@ class OpenAIRoutes:
         vectors, used = await run_in_threadpool(self._embed, embedder, texts)
         data = []
         for i, v in enumerate(vectors):
-            out = base64.b64encode(v.tobytes()).decode() if fmt == "base64" else v.tolist()
+            out = base64.b64encode(v.tobytes()).decode() if fmt == "base64" else v
             data.append({"object": "embedding", "index": i, "embedding": out})
         usage = {"prompt_tokens": used, "total_tokens": used}
-        return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
+        return Json({"object": "list", "data": data, "model": model, "usage": usage})
 
     def _embed(self, embedder, texts):
         tok = getattr(embedder, "tokenizer", None)

@@ -2,23 +2,12 @@
 with its validation and errors, under the server's keys, limits and query cache."""
 
 import numpy as np
-import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 
 from vdb.http import auth
 from vdb.http.auth import CALL
 from vdb.http.errors import ApiError
-from vdb.http.openai import field, read_json
-
-
-class Json(Response):
-    """A JSON response by orjson (numpy arrays as lists)."""
-
-    media_type = "application/json"
-
-    def render(self, content) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+from vdb.http.openai import Json, field, read_json
 
 
 def record(r, with_vectors: bool) -> dict:
