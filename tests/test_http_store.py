@@ -305,3 +305,10 @@ def test_openapi_lists_every_route(base, served):
     }
     listed = {(path, method) for path, ops in doc["paths"].items() for method in ops}
     assert routes == listed
+
+
+def test_the_listening_socket_says_tcp(served):
+    import socket
+
+    # asyncio sets TCP_NODELAY on the connections of such a socket only
+    assert served.http.server.servers[0].sockets[0].proto == socket.IPPROTO_TCP
