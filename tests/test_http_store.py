@@ -215,6 +215,7 @@ def test_errors_have_the_embedded_classes_statuses(base, collections):
     error(call(base, "/v1/collections/vecs/points/get", {"ids": [{"x": 1}]}), 400)
     error(call(base, "/v1/collections/vecs/points", {"ids": [1], "vectors": [[1, 2]]}), 400)
     error(call(base, "/v1/collections/vecs/points/delete", {}), 400)
+    error(call(base, "/v1/collections/vecs/points", {"points": None, "ids": [1]}), 400)
     error(call(base, "/v1/collections", {"name": "vecs", "dim": 4}), 409)
     error(call(base, "/v1/collections", {"name": "bad name!", "dim": 4}), 400)
     error(call(base, "/v1/collections", {"name": "x", "dim": 4, "embedder": "/etc/passwd"}), 404)
@@ -312,3 +313,37 @@ def test_the_listening_socket_says_tcp(served):
 
     # asyncio sets TCP_NODELAY on the connections of such a socket only
     assert served.http.server.servers[0].sockets[0].proto == socket.IPPROTO_TCP
+
+
+BAD_VALUES = [None, True, 0, -1, 1.5, "x", "", [], [1], ["a"], [[1, 2]], {}, {"a": 1}, [None]]
+BAD_VALUES += [[True], 10**30, 1e308, {"$and": 5}, [[]], [{"x": 1}], {"$nope": []}]
+FIELDS = {
+    "/v1/collections": ["name", "dim", "metric", "index", "embedder", "text"],
+    "/v1/collections/vecs/points": ["ids", "vectors", "payloads", "documents", "points"],
+    "/v1/collections/docs/points": ["ids", "vectors", "payloads", "documents", "points"],
+    "/v1/collections/vecs/points/get": ["ids", "with_vectors"],
+    "/v1/collections/vecs/points/delete": ["ids", "filter"],
+    "/v1/collections/vecs/count": ["filter"],
+    "/v1/collections/vecs/scroll": ["filter", "limit", "after", "with_vectors"],
+    "/v1/collections/vecs/search": ["vector", "text", "k", "ef", "filter", "with_payload"],
+    "/v1/collections/docs/search": ["vector", "text", "k", "filter", "with_document"],
+    "/v1/collections/docs/query": ["text", "vector", "dense", "fusion", "dense_weight", "k"],
+}
+
+
+def test_random_bad_bodies_never_get_a_server_error(base, collections, served):
+    import random
+
+    rnd = random.Random(0)
+    ro = served.core.db.get_collection("vecs")
+    for path, fields in FIELDS.items():
+        for i in range(40):
+            chosen = rnd.sample(fields, rnd.randint(1, len(fields)))
+            body = {f: rnd.choice(BAD_VALUES) for f in chosen}
+            if path == "/v1/collections" and isinstance(body.get("name"), str):
+                body["name"] += f"n{i}"
+            status, payload = call(base, path, body)
+            assert status < 500, (path, body, payload)
+            if status >= 400:
+                assert set(payload["error"]) == {"message", "type", "param", "code"}
+    assert call(base, "/healthz", key=None)[0] == 200 and ro.count() >= 0

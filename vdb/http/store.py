@@ -111,7 +111,7 @@ class StoreRoutes:
         """Points as columns (ids, vectors, payloads, documents: Collection.upsert's
         arguments) or as a list of objects (points: [{id, vector, payload, document}])."""
         req = await self._request(request, write=True)
-        if "points" in req:
+        if req.get("points") is not None:
             points = field(req, "points", list)
             if not all(isinstance(p, dict) for p in points):
                 raise ApiError(400, "points must be objects", "points")
