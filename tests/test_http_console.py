@@ -4,12 +4,15 @@ question answered with the answer streaming in and its sources listed, a screens
 not blank."""
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
 
+import llm
 from tests.conftest import fixture_file
 from tests.rpc import serving
+from vdb import rag
 from vdb.database import DEFAULT_EMBEDDER
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,6 +74,11 @@ def served(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def stories():
+    return llm.load(fixture_file("models", "stories260K.gguf"))
+
+
+@pytest.fixture(scope="module")
 def browser():
     with playwright.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -80,7 +88,12 @@ def browser():
             chromium.close()
 
 
-def test_console_lists_searches_and_answers(served, browser):
+def greedy(route):
+    body = json.loads(route.request.post_data)
+    route.continue_(post_data=json.dumps({**body, "temperature": 0}))
+
+
+def test_console_lists_searches_and_answers(served, browser, stories):
     expect = playwright.expect
     expect.set_options(timeout=60_000)
     col = served.core.db.get_collection("docs")
@@ -113,16 +126,19 @@ def test_console_lists_searches_and_answers(served, browser):
     page.fill("#filter", "")
 
     page.evaluate(
-        """() => { window.updates = 0; new MutationObserver(() => window.updates++)
+        """() => { window.updates = 0; new MutationObserver((r) => window.updates += r.length)
         .observe(document.getElementById("answer"), {childList: true, characterData: true,
         subtree: true}); }"""
     )
-    page.fill("#question", "How long are backups kept?")
+    page.route("**/ask", greedy)  # the page's request, at temperature 0
+    question = "How long are backups kept?"
+    pieces = []
+    local = rag.ask(col, question, stories, k=5, temperature=0, on_piece=pieces.append)
+    page.fill("#question", question)
     page.click("#ask-form button[type=submit]")
-    expect(page.locator("#sources li").first).to_be_visible()
-    assert page.locator("#sources li").count() >= 1
-    assert page.locator("#answer").inner_text().strip()
-    assert page.evaluate("window.updates") > 1  # the answer came in pieces
+    expect(page.locator("#sources li")).to_have_count(len(local.sources))
+    assert page.locator("#answer").text_content() == local.text
+    assert page.evaluate("window.updates") == len(pieces) > 1  # the answer came in pieces
     expect(page.locator("#sources li").first.locator(".where")).to_contain_text("handbook.md")
     assert page.locator("#status").inner_text() == ""
 
