@@ -254,6 +254,7 @@ def test_disconnect_frees_the_stream_and_metrics(base, client, served, monkeypat
     text = raw(base, "/metrics")[1].decode()
     assert 'vdb_http_requests_total{route="/v1/completions",status="200"}' in text
     assert "vdb_http_request_seconds_bucket" in text and "vdb_collections 0.0" in text
+    assert "vdb_query_cache_hit_ratio " in text
 
 
 def test_full_streams_get_429_and_no_model_503(base, client, served, monkeypatch, tmp_path):
