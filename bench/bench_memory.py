@@ -262,7 +262,10 @@ def exact_recall(known: dict, superseded: set, qvecs, targets) -> float:
 
 
 def measure(label, mem, chroma, qvecs, qtexts, targets, superseded, embedder, known) -> dict:
-    """Recall quality and latency of ours (vector and text queries) and the peer's."""
+    """Recall quality and latency of ours (vector and text queries) and the peer's, once the
+    background linker has put every memory in the HNSW graph (the steady state)."""
+    while mem.col.info()["buffered"]:
+        time.sleep(0.1)
     out = {"label": label, "exact": exact_recall(known, superseded, qvecs, targets)}
 
     def ours_vec(v):

@@ -82,3 +82,76 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass(frozen=True)
+class ParallelResult:
+    streams: int
+    prompt_tokens: int
+    gen_tokens: int
+    aggregate_tps: float  # tokens decoded by all streams per second, first token to last
+    stream_tps: list  # each stream's tokens per second after its first token
+    ttft_ms: list  # the streams' times to first token, shortest first
+    steps: int  # forward passes the batcher ran
+    widest: int  # most streams decoded in one of them
+    wall_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_parallel(
+    model, streams: int, prompt_tokens: int = 512, gen_tokens: int = 128, prefill_chunk=None
+) -> ParallelResult:
+    """streams generations started together from threads (random prompts of prompt_tokens,
+    each its own), each generating gen_tokens greedily through
+    model.generate (end-of-generation tokens banned, so every stream runs its length); their
+    forward passes are batched by the model's Batcher."""
+    import threading
+
+    vocab = model.config.vocab_size
+    warm = model.net.new_cache(16)
+    model.net.forward(prompt_ids(vocab, 9), warm)
+    model.net.forward([1], warm)
+    if streams > 1:
+        model.net.forward_batch([1] * 2, [warm, model.net.new_cache(16)])
+    ban = {t: float("-inf") for t in model.tokenizer.end_ids}
+    steps0 = model.batcher.steps
+    model.batcher.widest = 0
+    first = [0.0] * streams
+    end = [0.0] * streams
+    made = [0] * streams
+    start = time.perf_counter()
+
+    def one(i):
+        run = model.generate(
+            prompt_ids(vocab, prompt_tokens, seed=i),
+            gen_tokens,
+            stream=True,
+            temperature=0,
+            logit_bias=ban,
+            prefill_chunk=prefill_chunk,
+        )
+        for _ in iter(run.step, None):  # a step: a prompt chunk or a token
+            if not first[i] and run.completion_tokens:
+                first[i] = time.perf_counter()
+        end[i] = time.perf_counter()
+        made[i] = run.completion_tokens
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    decode = sum(m - 1 for m in made)
+    return ParallelResult(
+        streams=streams,
+        prompt_tokens=prompt_tokens,
+        gen_tokens=gen_tokens,
+        aggregate_tps=decode / max(max(end) - min(first), 1e-9),
+        stream_tps=[(m - 1) / max(e - f, 1e-9) for m, f, e in zip(made, first, end, strict=True)],
+        ttft_ms=sorted((f - start) * 1e3 for f in first),
+        steps=model.batcher.steps - steps0,
+        widest=model.batcher.widest,
+        wall_s=max(end) - start,
+    )

@@ -261,6 +261,79 @@ class LlamaModel:
             )
         return out
 
+    def forward_batch(self, tokens, caches: list) -> np.ndarray:
+        """One new token for each of several sequences, each after its own cache's positions,
+        in one pass: the matrix products take every sequence's row at once (the weights are
+        read once for all of them) and attention runs per sequence over its own cache.
+        Returns (B, vocab) logits and extends each cache by one position. Row i equals
+        forward([tokens[i]], caches[i]): the integer kernels round and multiply each row on
+        its own; a model with float matrices (whose products would sum in another order for
+        several rows) steps the sequences one at a time."""
+        cfg = self.config
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        if len(tokens) != len(caches) or len({id(c) for c in caches}) != len(caches):
+            raise ValueError("forward_batch takes one token for each of distinct caches")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
+            raise PromptError(f"token ids must be in [0, {cfg.vocab_size})")
+        for c in caches:
+            if c.length + 1 > c.n_ctx:
+                raise ContextOverflowError(
+                    f"{c.length + 1} positions do not fit in the context of {c.n_ctx}"
+                )
+        if len(tokens) == 1 or not self.integer:
+            return np.stack([self.forward([t], c) for t, c in zip(tokens, caches, strict=True)])
+        out = self._batch_pass(tokens, caches)
+        if not np.isfinite(out).all():
+            raise MalformedModelError(
+                f"{self.name}: the weights give non-finite logits (NaN or infinity): they are "
+                "damaged or out of range"
+            )
+        return out
+
+    def _batch_pass(self, tokens: np.ndarray, caches: list) -> np.ndarray:
+        """forward_batch's pass, as _pass steps one token (n == 1) but with a row per cache."""
+        cfg = self.config
+        b = len(tokens)
+        x = quants.dequantize(self.tok_embd, tokens)  # (b, d)
+        if self.lookup_only:
+            quants.release_pages(self.tok_embd.raw)
+        if self.embed_scale is not None:
+            x *= self.embed_scale
+        positions = np.array([c.length for c in caches], np.int64)
+        heads, kv_heads, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        ropes: dict[tuple, tuple] = {}
+        for li, layer in enumerate(self.layers):
+            h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
+            sc, memo = layer.scale, {}
+            q = _linear(h, layer.q, layer.q_bias, sc["attn_q"], memo).reshape(b, heads, hd)
+            k = _linear(h, layer.k, layer.k_bias, sc["attn_k"], memo).reshape(b, kv_heads, hd)
+            v = _linear(h, layer.v, layer.v_bias, sc["attn_v"], memo).reshape(b, kv_heads, hd)
+            if layer.q_norm is not None:
+                q = _rms_norm(q, layer.q_norm, cfg.norm_eps)
+                k = _rms_norm(k, layer.k_norm, cfg.norm_eps)
+            if layer.rope not in ropes:
+                ropes[layer.rope] = _rope(positions, *layer.rope, self.rope_dim, self.rope_factors)
+            cos, sin = ropes[layer.rope]
+            ops.rope(q, cos, sin, self.neox)
+            ops.rope(k, cos, sin, self.neox)
+            if self.q_scale is not None:
+                q *= self.q_scale
+            ops.round_half(q.reshape(b, heads * hd))
+            ctx = np.empty((b, heads, hd), np.float32)
+            for i, c in enumerate(caches):
+                p = c.length
+                ops.store_half(k[i : i + 1], c.k16[li, :, p : p + 1])
+                ops.store_half(v[i : i + 1], c.v16[li, :, p : p + 1])
+                first = max(0, p + 1 - layer.window) if layer.window else 0
+                k16, v16 = c.k16[li], c.v16[li]
+                attention.decode(q[i], k16, v16, first, p + 1, self.kq_scale, ctx[i])
+            x = self._after_attention(x, ctx.reshape(b, heads * hd), layer)
+        for c in caches:
+            c.length += 1
+        return quants.matmul(
+            _rms_norm(x, self.output_norm, cfg.norm_eps), self.output, int8=_int8(b, self.output)
+        )
+
     def _pass_bytes(self, rows: int, end: int, all_logits: bool) -> int:
         """About the most memory a pass of rows tokens over end positions holds at once:
         activations, one KV head's scores, mask and float32 keys and values, logits."""

@@ -1,11 +1,13 @@
 """A generation model: GGUF file, tokenizer and forward pass, with generate()."""
 
 from llm import chat
+from llm.batching import Batcher, StepCancelled
 from llm.errors import PromptError
 from llm.generate import TextStream, check_count, check_stop
 from llm.generate import sampler as make_sampler
 from llm.gguf_file import GGUFFile, show
 from llm.llama import ContextOverflowError, LlamaModel
+from llm.prefix import DEFAULT_BYTES, PrefixCache
 from llm.tokenizer import GENERATIVE
 from llm.tokenizer import load as load_tokenizer
 
@@ -17,9 +19,10 @@ class Model:
     ', there was a little girl named Lily. She loved to play outside'
     """
 
-    def __init__(self, path, n_ctx: int | None = None):
+    def __init__(self, path, n_ctx: int | None = None, prefix_cache_bytes: int = DEFAULT_BYTES):
         if n_ctx is not None and (type(n_ctx) is not int or n_ctx < 1):
             raise ContextOverflowError(f"n_ctx must be a positive integer, got {show(n_ctx)}")
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.file = GGUFFile(path)
         self.file_bytes = self.file.path.stat().st_size
         # every check of the file comes before a kernel reads a weight: the vocabulary here,
@@ -30,6 +33,9 @@ class Model:
         self.config = self.net.config
         self.n_ctx = min(n_ctx or self.config.context_length, self.config.context_length)
         self.net.check_cache(self.n_ctx)
+        self.batcher = Batcher(self.net)
+        if not self.net.integer:  # float products of several rows sum in another order
+            self.prefix_cache.budget = 0
 
     def tokenize(self, text: str, bos: bool | None = None, special: bool = False) -> list[int]:
         return self.tokenizer.encode(text, bos=bos, special=special)
@@ -113,15 +119,19 @@ class Generation:
     Afterwards `finish_reason` is "stop" (an end-of-generation token or a stop string),
     "length" (max_tokens) or "cancelled", and `prompt_tokens` and `completion_tokens` count
     the tokens. close() stops it. Each generation has its own KV cache; the weights are only
-    read, so generations may run at once from several threads.
+    read, so generations may run at once from several threads, and the model's Batcher
+    (llm.batching) runs their forward passes together, a step at a time.
 
     step() does one unit of work (a prefill chunk, or one token) and returns the text it
-    released, possibly ""; a scheduler interleaving several generations calls it in turn.
+    released, possibly "". Generations stepped by one thread in turn work too, but each
+    step then waits llm.batching.GATHER seconds for the others, which cannot ask meanwhile:
+    give each its own thread.
     """
 
     def __init__(self, model, ids, max_tokens, stop, sampling, cancel=None, prefill_chunk=None):
         self.prompt_tokens = len(ids)
         self.completion_tokens = 0
+        self.cached_tokens = 0  # prompt tokens whose keys and values came from the prefix cache
         self.finish_reason: str | None = None
         self._cancel = cancel
         self._steps = self._run(model, ids, max_tokens, stop, sampling, prefill_chunk)
@@ -151,15 +161,31 @@ class Generation:
         return False
 
     def _run(self, model, ids, max_tokens, stop, sampling, chunk):
+        batcher = model.batcher
+        batcher.join()
+        try:
+            yield from self._steps_of(model, ids, max_tokens, stop, sampling, chunk)
+        except StepCancelled:
+            self.finish_reason = "cancelled"
+        finally:
+            batcher.leave()
+
+    def _forward(self, model, tokens, cache):
+        stopped = self._cancel.is_set if self._cancel is not None else None
+        return model.batcher.forward(tokens, cache, stopped)
+
+    def _steps_of(self, model, ids, max_tokens, stop, sampling, chunk):
         net, tok = model.net, model.tokenizer
         cache = net.new_cache(model.n_ctx)
+        self.cached_tokens = model.prefix_cache.restore(ids, cache)
         chunk = chunk or len(ids)
-        for start in range(0, len(ids), chunk):
+        for start in range(self.cached_tokens, len(ids), chunk):
             if self._cancelled():
                 return
-            logits = net.forward(ids[start : start + chunk], cache)
+            logits = self._forward(model, ids[start : start + chunk], cache)
             if start + chunk < len(ids):
                 yield ""
+        model.prefix_cache.store(ids, cache)
         text = TextStream(stop)
         history = list(ids)
         if max_tokens == 0:
@@ -185,11 +211,11 @@ class Generation:
                 yield piece + text.flush()
                 return
             yield piece
-            logits = net.forward([token], cache)
+            logits = self._forward(model, [token], cache)
         tail = text.flush()
         if tail:
             yield tail
 
 
-def load(path, n_ctx: int | None = None) -> Model:
-    return Model(path, n_ctx)
+def load(path, n_ctx: int | None = None, prefix_cache_bytes: int = DEFAULT_BYTES) -> Model:
+    return Model(path, n_ctx, prefix_cache_bytes)

@@ -456,6 +456,11 @@ def test_llm_chat_and_bench():
     figures = json.loads(bench.output)
     assert figures["prompt_tokens"] == 16 and figures["gen_tokens"] == 4
     assert figures["prompt_tps"] > 0 and figures["itl_p99_ms"] >= figures["itl_p50_ms"]
+    args = ["llm", "bench", model, "--prompt-tokens", "16", "--gen-tokens", "5", "--parallel", "3"]
+    parallel = json.loads(runner.invoke(main, [*args, "--json"]).output)
+    assert parallel["streams"] == 3 and len(parallel["ttft_ms"]) == 3
+    assert parallel["aggregate_tps"] > 0 and 1 <= parallel["widest"] <= 3
+    assert "aggregate" in runner.invoke(main, args).output
     too_long = runner.invoke(
         main, ["llm", "bench", model, "--prompt-tokens", "5000", "--gen-tokens", "4"]
     )

@@ -1,5 +1,5 @@
 """The Generation service through a real server on 127.0.0.1 port 0 with stories260K: the
-same text as the embedded model, fair turns, cancellation, limits, bad input, and replacing
+same text as the embedded model, concurrent streams, cancellation, limits, bad input, and replacing
 the model while streams run."""
 
 import shutil
@@ -18,7 +18,6 @@ from tests.rpc import serving
 from vdb.cli.main import main as cli
 from vdb.rpc._gen import generation_pb2 as gpb
 from vdb.rpc._gen import generation_pb2_grpc as ggrpc
-from vdb.rpc.generation import Turns
 
 Code = grpc.StatusCode
 PROMPT = "Once upon a time"
@@ -106,25 +105,11 @@ def test_concurrent_streams_each_get_their_own_text(model, stories):
     for t in threads:
         t.join()
     assert results == expected
-
-
-def test_turns_rotate_in_arrival_order():
-    turns, order = Turns(), []
-
-    def stream(name):
-        for _ in range(3):
-            with turns.turn(lambda: False):
-                order.append(name)
-
-    with turns.turn(lambda: False):  # hold the turn while the streams queue up
-        threads = []
-        for i, name in enumerate("abc"):
-            threads.append(threading.Thread(target=stream, args=(name,)))
-            threads[-1].start()
-            _until(lambda i=i: turns.waiting == i + 1)
-    for t in threads:
-        t.join()
-    assert "".join(order) == "abcabcabc"
+    info = model.info()
+    assert info["batched_tokens"] >= 4 * 59 and 0 < info["batched_steps"] <= info["batched_tokens"]
+    assert info["queued_streams"] == 0
+    # a model with float matrices keeps no prefixes: their products would not repeat exactly
+    assert info["prefix_cache"] == {"bytes": 0, "budget": 0, "entries": 0, "hits": 0}
 
 
 def test_cancel_stops_the_generation_and_frees_the_stream(served, model):
@@ -134,22 +119,22 @@ def test_cancel_stops_the_generation_and_frees_the_stream(served, model):
     run.close()
     assert run.finish_reason == "cancelled"
     _until(lambda: server.models.active == 0)
-    # a stream cancelled while it waits for its turn leaves the queue
-    with server.models.turns.turn(lambda: False):
+    # a stream cancelled while it waits for its step leaves the queue
+    with server.models.model.batcher.hold():
         run = model.generate(PROMPT, 50, temperature=0, stream=True)
         waiter = threading.Thread(target=lambda: next(run, None))
         waiter.start()
-        _until(lambda: server.models.turns.waiting == 1)
+        _until(lambda: server.models.queued == 1)
         run.close()
         waiter.join()
-        _until(lambda: server.models.turns.waiting == 0 and server.models.active == 0)
+        _until(lambda: server.models.queued == 0 and server.models.active == 0)
     assert model.generate(PROMPT, 5, temperature=0)
 
 
 def test_stream_limit(tmp_path, models):
     with serving(tmp_path / "db", model=str(models / "a.gguf"), max_generations=1) as (s, addr):
         with vdb.connect_model(addr) as m:
-            with s.models.turns.turn(lambda: False):
+            with s.models.model.batcher.hold():
                 first = m.generate(PROMPT, 10, temperature=0, stream=True)
                 holder = threading.Thread(target=lambda: list(first))
                 holder.start()
@@ -248,7 +233,7 @@ def test_swap_drains_in_flight_streams(served, model, stories):
     host = server.models
     swapped = {}
     with vdb.connect_model(address) as admin:
-        with host.turns.turn(lambda: False):  # the stream is admitted but waits for its turn
+        with host.model.batcher.hold():  # the stream is admitted but waits for its step
             run = model.generate(PROMPT, 12, temperature=0, stream=True)
             reader = threading.Thread(target=lambda: swapped.setdefault("text", "".join(run)))
             reader.start()
@@ -277,7 +262,7 @@ def test_swap_aborts_streams_that_outlive_the_drain_timeout(served, model):
             errors.append(exc)
 
     with vdb.connect_model(address) as admin:
-        with host.turns.turn(lambda: False):
+        with host.model.batcher.hold():
             run = model.generate(PROMPT, 12, temperature=0, stream=True)
             reader = threading.Thread(target=read, args=(run,))
             reader.start()

@@ -182,6 +182,39 @@ def test_hybrid_fuses_both_halves(col):
     assert {h.id % 2 for h in only_keyword} == {1}
 
 
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_search_halves_are_both_queries_unfused(db, metric, index):
+    c = db.create_collection("h", dim=3, metric=metric, index=index, text="en")
+    rng = np.random.default_rng(5)
+    docs = [f"item {i} about rivers" if i % 4 == 0 else f"item {i} about stones" for i in range(80)]
+    X = rng.standard_normal((80, 3)).astype(np.float32)
+    c.upsert(list(range(80)), X, payloads=[{"g": i % 2} for i in range(80)], documents=docs)
+    q = rng.standard_normal(3).astype(np.float32)
+    for flt in (None, {"g": 0}):
+        found = c.search_halves(q, "river", k=10, filter=flt)
+        dense = c.search(q, k=10, filter=flt, ef=200)
+        keyword = c.search(text="river", k=10, filter=flt)
+        assert [f.hit.id for f in found[: len(dense)]] == [h.id for h in dense]
+        assert {f.hit.id for f in found} == {h.id for h in dense} | {h.id for h in keyword}
+        bm25 = {h.id: h.score for h in keyword}
+        qn = q / np.linalg.norm(q) if metric == "cosine" else q
+        for f in found:
+            v = X[f.hit.id] / np.linalg.norm(X[f.hit.id]) if metric == "cosine" else X[f.hit.id]
+            want = float(v @ qn) if metric == "cosine" else float(np.linalg.norm(v - qn))
+            assert f.dense == pytest.approx(want, abs=1e-5)
+            assert f.keyword == pytest.approx(bm25.get(f.hit.id, 0.0), rel=1e-6)
+            assert f.hit.document == docs[f.hit.id] and f.hit.payload == {"g": f.hit.id % 2}
+            assert flt is None or f.hit.id % 2 == 0
+    with pytest.raises(InvalidArgumentError, match="one query and one text"):
+        c.search_halves([q, q], "river")
+    with pytest.raises(InvalidArgumentError, match="non-empty string"):
+        c.search_halves(q, "")
+    plain = db.create_collection("p", dim=3)
+    with pytest.raises(InvalidArgumentError, match="no keyword index"):
+        plain.search_halves(q, "river")
+
+
 def test_enable_text_indexes_existing_points(db):
     c = db.create_collection("c", dim=2)
     c.upsert([1, 2], [[1, 0], [0, 1]], payloads=[{"t": "red fox"}, {"t": "blue whale"}])

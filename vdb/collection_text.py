@@ -19,7 +19,7 @@ from vdb.errors import DataCorruptedError, InvalidArgumentError, shown
 from vdb.index import sparse_file
 from vdb.index.hnsw import HnswIndex
 from vdb.index.sparse import SparseIndex
-from vdb.results import Hit, Selection
+from vdb.results import HalvesHit, Hit, Selection
 from vdb.storage import keys, oplog, values
 from vdb.storage.codec import open_record, record_document, record_payload
 from vdb.text import analyzer as analyzers
@@ -255,11 +255,7 @@ class TextIndexed:
         self._check_open()
         fusion, weight = hybrid.checked(fusion, dense_weight)
         texts, single = query_texts(text)
-        if self.config.text is None:
-            raise InvalidArgumentError(
-                f"collection {self.name!r} has no keyword index: create it with text=... or "
-                "call enable_text()"
-            )
+        self._need_text()
         if queries is None:
             k = validate.top_k(k)
             node = filters.parse(filter)
@@ -294,6 +290,56 @@ class TextIndexed:
             return list(map(Hit, ids.tolist(), scores[0].tolist(), nones, nones))
         results = self._results(rows, ids, scores, raws, missing, want)
         return results[0] if single else results
+
+    def search_halves(self, query, text: str, k: int = 10, filter=None, ef=None) -> list:
+        """The k best points of each half of a hybrid search, unfused, for callers that fuse
+        them with signals of their own (agent memory ranks by relevance, recency and
+        importance): a list of HalvesHit, the dense half's hits first (best first), then
+        those only the keyword half found (best first). Each holds its Hit (payload and
+        document; score the dense one) and both halves' scores: dense for every point (from
+        the index's vector when only the keyword half found it) and keyword (BM25, 0.0 when
+        only the dense half found it). query is one vector or one text (embedded); the filter
+        applies to both halves, evaluated once."""
+        texts, single = query_texts(text)
+        self._need_text()
+        q_single, q, k, node, ef = self._query(query, k, filter, ef)
+        if not (single and q_single):
+            raise InvalidArgumentError("search_halves takes one query and one text")
+        terms = analyzers.get(self.config.text.analyzer).terms(texts[0])
+        with self._lock.read():
+            mask = self._matching(node) if node is not None else None
+            if isinstance(self._index, HnswIndex):
+                d_scores, d_rows = self._index.search(q, k, mask, ef=ef)
+            else:
+                d_scores, d_rows = self._index.search(q, k, mask)
+            n = int(np.count_nonzero(d_rows[0] >= 0))
+            d_rows, d_scores = d_rows[0, :n], d_scores[0, :n]
+            s_scores, s_rows = self._text.search(terms, k, self._sparse_mask(mask))
+            only = s_rows[~np.isin(s_rows, d_rows)]
+            rows = np.concatenate([d_rows, only])[None, :]
+            scores = np.concatenate([d_scores, self._dense_scores(q[0], only)])[None, :]
+            ids = self._ids.lookup(rows)
+            raws, missing = self._read_rows(rows)
+            s_ids = self._ids.take(s_rows).tolist()
+        keyword = dict(zip(s_ids, s_scores.tolist(), strict=True))
+        hits = self._results(rows, ids, scores.astype(np.float32), raws, missing, Selection())[0]
+        return [HalvesHit(h, h.score, keyword.get(h.id, 0.0)) for h in hits]
+
+    def _dense_scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) float32: the vector metric's score of the checked query q (dim,)
+        against the index's vectors at rows, as its searches score them. Call under the
+        lock."""
+        X = self._index.vectors[rows]
+        if self.metric == "l2":
+            return np.sqrt(np.vecdot(X - q, X - q)).astype(np.float32)
+        return (X @ q).astype(np.float32)
+
+    def _need_text(self) -> None:
+        if self.config.text is None:
+            raise InvalidArgumentError(
+                f"collection {self.name!r} has no keyword index: create it with text=... or "
+                "call enable_text()"
+            )
 
     def _sparse_mask(self, mask: np.ndarray | None) -> np.ndarray:
         """(m,) bool over slots: those a keyword match may come from (live points that pass

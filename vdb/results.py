@@ -33,6 +33,18 @@ class Hit:
         ) and (self.vector is None or np.array_equal(self.vector, other.vector))
 
 
+@dataclass(slots=True)
+class HalvesHit:
+    """One point of Collection.search_halves: its Hit (score the dense half's), and both
+    halves' scores unfused: dense (the vector metric's score, taken from the index's vector
+    when only the keyword half found the point) and keyword (BM25, 0.0 when only the dense
+    half found it)."""
+
+    hit: Hit
+    dense: float
+    keyword: float
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """What a search returns beside ids and scores: payload (True, False, or the tuple of

@@ -312,14 +312,35 @@ def swap_command(ctx, name, drain_timeout):
     show_default=True,
     help="Tokens generated one at a time after it.",
 )
+@click.option(
+    "--parallel",
+    type=click.IntRange(1),
+    default=None,
+    help="N streams at once, decoded together: aggregate and per-stream tokens/s and each "
+    "stream's time to first token.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_command(model, prompt_tokens, gen_tokens, as_json):
+def bench_command(model, prompt_tokens, gen_tokens, parallel, as_json):
     """Speed of MODEL (a cached name or a .gguf file) here: prompt and generation tokens/s,
-    time to first token, and inter-token latency percentiles."""
+    time to first token, and inter-token latency percentiles; with --parallel N, the same
+    for N concurrent streams."""
     import llm
     from llm import bench
 
     m = llm.load(model, n_ctx=prompt_tokens + gen_tokens)
+    if parallel is not None:
+        p = bench.run_parallel(m, parallel, prompt_tokens, gen_tokens)
+        if as_json:
+            echo_json(p.as_dict())
+            return
+        per = ", ".join(f"{t:.2f}" for t in p.stream_tps)
+        firsts = ", ".join(f"{t:.0f}" for t in p.ttft_ms)
+        click.echo(f"streams     {p.streams:10d} ({p.prompt_tokens} + {p.gen_tokens} tokens each)")
+        click.echo(f"aggregate   {p.aggregate_tps:10.2f} tokens/s")
+        click.echo(f"per stream  {per} tokens/s")
+        click.echo(f"first token {firsts} ms")
+        click.echo(f"steps       {p.steps:10d} (at most {p.widest} streams decoded in one)")
+        return
     r = bench.run(m, prompt_tokens, gen_tokens)
     if as_json:
         echo_json(r.as_dict())

@@ -165,7 +165,16 @@ class ByteSize(click.ParamType):
     type=click.IntRange(1),
     default=256,
     show_default=True,
-    help="Prompt tokens a generation stream processes per turn.",
+    help="Prompt tokens a generation stream processes per step (the step's budget beside "
+    "the other streams' decoded tokens).",
+)
+@click.option(
+    "--prefix-cache-mb",
+    type=click.IntRange(0),
+    default=256,
+    show_default=True,
+    help="MiB of prompt prefixes' keys and values kept for reuse by later prompts that start "
+    "alike (0: off).",
 )
 @click.option(
     "--max-batch-queries",

@@ -1,10 +1,10 @@
-"""Generation over HTTP through the server's ModelHost: the same stream limit, turns and
+"""Generation over HTTP through the server's ModelHost: the same stream limit, batched steps and
 cancellation as the gRPC Generation service."""
 
 import threading
 
 from vdb.errors import UnavailableError
-from vdb.rpc.generation import TurnCancelled, stepped
+from vdb.rpc.generation import Stopped, TurnCancelled, stepped
 
 
 class Run:
@@ -25,15 +25,15 @@ class Run:
         if self.core.stopping.is_set():
             raise UnavailableError("the server is shutting down")
 
-    def _start(self, model):
-        """The streamed run of model this generation steps through."""
+    def _start(self, handle):
+        """The streamed run of handle's model this generation steps through."""
         method, first, max_tokens, stop, settings, chunk = self.args
-        return getattr(model, method)(
+        return getattr(handle.model, method)(
             first,
             max_tokens,
             stop,
             stream=True,
-            cancel=self.cancelled,
+            cancel=Stopped(self.cancelled, handle.aborted),
             prefill_chunk=chunk,
             **settings,
         )
@@ -43,7 +43,7 @@ class Run:
         try:
             with host.stream(cancel.is_set) as handle:
                 self.model = handle.name
-                run = self._start(handle.model)
+                run = self._start(handle)
                 yield from stepped(host, handle, run, cancel, self._alive)
                 self.finish_reason = "length" if run.finish_reason == "length" else "stop"
                 self.prompt_tokens = run.prompt_tokens
@@ -60,17 +60,17 @@ class AskRun(Run):
         super().__init__(core, host, "", None, max_tokens, (), settings, chunk)
         self.question, self.sources, self.used = question, sources, []
 
-    def _start(self, model):
+    def _start(self, handle):
         from vdb import rag
 
         _, _, max_tokens, _, settings, chunk = self.args
         self.used, stream = rag.start_answer(
-            model,
+            handle.model,
             self.question,
             self.sources,
             max_tokens,
             None,
-            cancel=self.cancelled,
+            cancel=Stopped(self.cancelled, handle.aborted),
             prefill_chunk=chunk,
             **settings,
         )

@@ -45,8 +45,8 @@ class Metrics:
         )
         yield GaugeMetricFamily(
             "vdb_generation_streams_queued",
-            "Generation streams waiting for a turn",
-            value=host.turns.waiting,
+            "Generation streams waiting for the model's next step",
+            value=host.queued,
         )
         elapsed = max(time.monotonic() - self._started, 1e-9)
         yield GaugeMetricFamily(

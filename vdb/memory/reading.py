@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from vdb import filters
 from vdb.errors import InvalidArgumentError
 from vdb.memory.records import KINDS, TURN, MemoryRecord, Recalled, _check_text, _count, _one_vector
@@ -80,29 +78,18 @@ class Reading:
 
     def _candidates(self, query, n: int, flt) -> list:
         """[(relevance, Hit)] of the memories a recall ranks: the n nearest, and for a text
-        with a keyword index the n best by BM25 too (their cosine from their vectors)."""
+        with a keyword index the n best by BM25 too, in one query of the collection."""
         if not isinstance(query, str) or self.col.config.text is None:
             return [((1.0 + h.score) / 2, h) for h in self.col.search(query, k=n, filter=flt)]
-        q = np.asarray(self.col.embedder.embed([query])[0], np.float32)
-        q = q / np.linalg.norm(q)
-        dense = self.col.search(q, k=n, filter=flt)
-        keyword = self.col.search(text=query, k=n, filter=flt, with_vectors=True)
-        cosine = {h.id: h.score for h in dense}
-        best = keyword[0].score if keyword else 1.0
-        bm25 = {h.id: h.score / best for h in keyword}
-        hits = {h.id: h for h in dense}
-        for h in keyword:
-            if h.id not in hits:
-                v = np.asarray(h.vector, np.float32)
-                cosine[h.id] = float(v @ q) / float(np.linalg.norm(v))
-                hits[h.id] = h
+        found = self.col.search_halves(query, query, k=n, filter=flt)
+        best = max((f.keyword for f in found), default=0.0) or 1.0
         return [
             (
-                KEYWORD_WEIGHT * bm25.get(i, 0.0)
-                + (1 - KEYWORD_WEIGHT) * min(1.0, max(0.0, (1.0 + cosine[i]) / 2)),
-                h,
+                KEYWORD_WEIGHT * f.keyword / best
+                + (1 - KEYWORD_WEIGHT) * min(1.0, max(0.0, (1.0 + f.dense) / 2)),
+                f.hit,
             )
-            for i, h in hits.items()
+            for f in found
         ]
 
     def get(self, memory_id: str) -> MemoryRecord:

@@ -1,9 +1,10 @@
-"""The Generation service: one GGUF model shared by every client, fair turns between
-concurrent streams, cancellation, and replacing the model while the server runs."""
+"""The Generation service: one GGUF model shared by every client, its concurrent streams
+decoded together (llm.batching: one forward pass per step takes every stream's next token,
+and prompt chunks in arrival order beside them), cancellation, and replacing the model while
+the server runs."""
 
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,24 +30,25 @@ NO_MODEL = "this server has no generation model: start it with --model FILE.gguf
 
 
 class TurnCancelled(Exception):
-    """The stream stopped waiting for its turn (cancelled, or its model is being replaced)."""
+    """The stream stopped waiting for its step (cancelled, or its model is being replaced)."""
 
 
 def stepped(host, handle, run, cancel, alive):
-    """The text pieces of a streamed generation run on handle's model, one step per turn of
-    host; alive() before each step (it raises to end the stream). Closes run. TurnCancelled
-    once cancel is set or the model is being replaced, AbortedError once it was replaced."""
-    stopped = lambda: cancel.is_set() or handle.aborted.is_set()  # noqa: E731
+    """The text pieces of a streamed generation run on handle's model, one step at a time
+    (its passes batched with the other streams' by the model's Batcher); alive() before each
+    step (it raises to end the stream). Closes run. TurnCancelled once cancel is set or the
+    model is being replaced, AbortedError once it was replaced."""
     try:
         while True:
             alive()
-            with host.turns.turn(stopped):
-                if handle.aborted.is_set():
-                    raise TurnCancelled
-                try:
-                    piece = run.step()
-                except StopIteration:
-                    return
+            if cancel.is_set() or handle.aborted.is_set():
+                raise TurnCancelled
+            try:
+                piece = run.step()
+            except StopIteration:
+                if run.finish_reason == "cancelled" and handle.aborted.is_set():
+                    raise TurnCancelled from None
+                return
             if piece:
                 yield piece
     except TurnCancelled:
@@ -59,44 +61,16 @@ def stepped(host, handle, run, cancel, alive):
         run.close()
 
 
-class Turns:
-    """First come, first served turns: one generation step (a prompt chunk or one token) runs
-    at a time, and a stream that finishes a step queues behind the streams already waiting,
-    so concurrent streams advance in rotation and none waits behind another's whole reply.
-    One step at a time also lets each step use both cores for its matrix work."""
+class Stopped:
+    """is_set() once any of the events is: a stream's cancellation or its model's
+    replacement (given to a generation as its cancel, so that either ends a wait for its
+    step)."""
 
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._queue: deque = deque()
-        self._busy = False
+    def __init__(self, *events):
+        self.events = events
 
-    @contextmanager
-    def turn(self, stopped):
-        """Hold the turn for one step; TurnCancelled once stopped() while waiting."""
-        ticket = object()
-        with self._cond:
-            self._queue.append(ticket)
-            try:
-                while self._busy or self._queue[0] is not ticket:
-                    if stopped():
-                        raise TurnCancelled
-                    self._cond.wait(POLL)
-            except BaseException:
-                self._queue.remove(ticket)
-                self._cond.notify_all()
-                raise
-            self._queue.popleft()
-            self._busy = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
-
-    @property
-    def waiting(self) -> int:
-        return len(self._queue)
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
 
 
 class _Stream:
@@ -109,8 +83,11 @@ class ModelHost:
     """The server's generation model: loaded once, used by every stream, and replaced by
     swap() after the streams in flight drain."""
 
-    def __init__(self, path=None, model_dir=None, n_ctx=None, max_streams=4):
+    def __init__(self, path=None, model_dir=None, n_ctx=None, max_streams=4, prefix_bytes=None):
+        from llm.prefix import DEFAULT_BYTES
+
         self.n_ctx = n_ctx
+        self.prefix_bytes = DEFAULT_BYTES if prefix_bytes is None else prefix_bytes
         self.max_streams = max_streams
         self.model, self.name = None, ""
         self.model_dir = Path(model_dir) if model_dir else None
@@ -118,7 +95,6 @@ class ModelHost:
             path = Path(path)
             self.model, self.name = self._load(path), path.name
             self.model_dir = self.model_dir or path.parent
-        self.turns = Turns()
         self.swaps = 0
         self._cond = threading.Condition()
         self._streams: set[_Stream] = set()
@@ -143,11 +119,17 @@ class ModelHost:
     def _load(self, path: Path):
         import llm
 
-        return llm.load(path, self.n_ctx)
+        return llm.load(path, self.n_ctx, self.prefix_bytes)
 
     @property
     def active(self) -> int:
         return len(self._streams)
+
+    @property
+    def queued(self) -> int:
+        """Streams waiting for the model's next step."""
+        model = self.model
+        return model.batcher.waiting if model is not None else 0
 
     def _check_room(self, waiting: int) -> None:
         if len(self._streams) + waiting >= self.max_streams:
@@ -244,7 +226,7 @@ class GenerationService(ggrpc.GenerationServicer):
         host = self.host
         try:
             with host.stream(cancel.is_set) as handle:
-                run = start(handle.model, cancel)
+                run = start(handle.model, Stopped(cancel, handle.aborted))
                 alive = lambda: self.core.check_alive(context)  # noqa: E731
                 for piece in stepped(host, handle, run, cancel, alive):
                     yield gpb.GenerateResponse(text=piece)
@@ -309,9 +291,19 @@ class GenerationService(ggrpc.GenerationServicer):
         host = self.host
         model, name = host.model, host.name
         msg = gpb.ModelInfoResponse(
-            loaded=model is not None, swaps=host.swaps, active_streams=host.active
+            loaded=model is not None,
+            swaps=host.swaps,
+            active_streams=host.active,
+            queued_streams=host.queued,
         )
         if model is not None:
+            cached = model.prefix_cache.stats()
+            msg.prefix_cache_bytes = cached["bytes"]
+            msg.prefix_cache_budget = cached["budget"]
+            msg.prefix_cache_entries = cached["entries"]
+            msg.prefix_cache_hits = cached["hits"]
+            msg.batched_steps = model.batcher.steps
+            msg.batched_tokens = model.batcher.decoded
             msg.name = name
             msg.architecture = model.config.architecture
             msg.context_length = model.n_ctx

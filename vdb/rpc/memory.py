@@ -128,8 +128,8 @@ class HostedModel:
         return self.host.model.tokenize(text, bos=bos, special=special)
 
     def chat(self, messages, max_tokens: int = 256, **sampler) -> str:
-        from vdb.errors import ResourceExhaustedError
-        from vdb.rpc.generation import TurnCancelled
+        from vdb.errors import AbortedError, ResourceExhaustedError
+        from vdb.rpc.generation import TurnCancelled, stepped
 
         host = self.host
         try:
@@ -137,20 +137,9 @@ class HostedModel:
                 run = handle.model.chat(
                     messages, max_tokens, stream=True, prefill_chunk=self.prefill_chunk, **sampler
                 )
-                pieces = []
-                try:
-                    while True:
-                        with host.turns.turn(handle.aborted.is_set):
-                            if handle.aborted.is_set():
-                                raise TurnCancelled
-                            try:
-                                pieces.append(run.step())
-                            except StopIteration:
-                                break
-                finally:
-                    run.close()
-                return "".join(pieces)
-        except (TurnCancelled, ResourceExhaustedError):
+                never = threading.Event()
+                return "".join(stepped(host, handle, run, never, lambda: None))
+        except (TurnCancelled, AbortedError, ResourceExhaustedError):
             return ""
 
 

@@ -27,7 +27,9 @@ class RemoteModel(Connection):
 
     def info(self) -> dict:
         """The server's model: loaded, name, architecture, context_length, vocab_size,
-        file_bytes, chat_template, swaps, active_streams."""
+        file_bytes, chat_template, swaps, active_streams, queued_streams, prefix_cache (bytes,
+        budget, entries, hits) and batched_steps / batched_tokens (the batcher's passes and
+        the tokens decoded in them)."""
         msg = self._call(self._stub.ModelInfo, gpb.ModelInfoRequest())
         return {
             "loaded": msg.loaded,
@@ -39,6 +41,15 @@ class RemoteModel(Connection):
             "chat_template": msg.chat_template,
             "swaps": msg.swaps,
             "active_streams": msg.active_streams,
+            "queued_streams": msg.queued_streams,
+            "prefix_cache": {
+                "bytes": msg.prefix_cache_bytes,
+                "budget": msg.prefix_cache_budget,
+                "entries": msg.prefix_cache_entries,
+                "hits": msg.prefix_cache_hits,
+            },
+            "batched_steps": msg.batched_steps,
+            "batched_tokens": msg.batched_tokens,
         }
 
     def tokenize(self, text: str, bos: bool | None = None, special: bool = False) -> list[int]:

@@ -108,7 +108,8 @@ class ServerOptions:
     model_dir: str | None = None  # where SwapModel finds models (default: the model's directory)
     model_ctx: int | None = None  # context length (default: the model's own)
     max_generations: int = 4  # generation streams at once; more get RESOURCE_EXHAUSTED
-    prefill_chunk: int = 256  # prompt tokens per turn of a generation stream
+    prefill_chunk: int = 256  # prompt tokens per step of a generation stream
+    prefix_cache_mb: int = 256  # prompt prefixes' keys and values kept for reuse (0: off)
     max_batch_queries: int = Limits.max_batch_queries  # query rows of one SearchBatch
     max_k: int = Limits.max_k  # k (and ef) of one search, recall or hybrid search
     max_results: int = Limits.max_results  # queries x k of one SearchBatch
@@ -551,7 +552,11 @@ class Server:
         sgrpc.add_ServerServicer_to_server(ServerService(self.core), self._server)
         egrpc.add_EmbeddingsServicer_to_server(EmbeddingsService(self.core), self._server)
         self.models = ModelHost(
-            options.model, options.model_dir, options.model_ctx, options.max_generations
+            options.model,
+            options.model_dir,
+            options.model_ctx,
+            options.max_generations,
+            options.prefix_cache_mb << 20,
         )
         generation = GenerationService(self.core, self.models, options.prefill_chunk)
         ggrpc.add_GenerationServicer_to_server(generation, self._server)

@@ -83,7 +83,8 @@ class Analyzer:
     def _known(self, words: list[list[str]]) -> dict[str, str]:
         """A map holding the term of every word in words."""
         cache = self._cache
-        new = set().union(*words) - cache.keys() if words else ()
+        new = {w for ws in words for w in ws if w not in cache}  # not set - keys(): that
+        # copies every key of the cache into a set first
         if not new:
             return cache
         kept = [w for w in new if w not in self._stop and len(w) > 1]

@@ -122,7 +122,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("loaded", "name", "architecture", "context_length", "vocab_size", "file_bytes", "chat_template", "swaps", "active_streams")
+    __slots__ = ("loaded", "name", "architecture", "context_length", "vocab_size", "file_bytes", "chat_template", "swaps", "active_streams", "queued_streams", "prefix_cache_bytes", "prefix_cache_budget", "prefix_cache_entries", "prefix_cache_hits", "batched_steps", "batched_tokens")
     LOADED_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,13 @@ class ModelInfoResponse(_message.Message):
     CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     SWAPS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_CACHE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_CACHE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_STEPS_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     loaded: bool
     name: str
     architecture: str
@@ -141,7 +148,14 @@ class ModelInfoResponse(_message.Message):
     chat_template: bool
     swaps: int
     active_streams: int
-    def __init__(self, loaded: _Optional[bool] = ..., name: _Optional[str] = ..., architecture: _Optional[str] = ..., context_length: _Optional[int] = ..., vocab_size: _Optional[int] = ..., file_bytes: _Optional[int] = ..., chat_template: _Optional[bool] = ..., swaps: _Optional[int] = ..., active_streams: _Optional[int] = ...) -> None: ...
+    queued_streams: int
+    prefix_cache_bytes: int
+    prefix_cache_budget: int
+    prefix_cache_entries: int
+    prefix_cache_hits: int
+    batched_steps: int
+    batched_tokens: int
+    def __init__(self, loaded: _Optional[bool] = ..., name: _Optional[str] = ..., architecture: _Optional[str] = ..., context_length: _Optional[int] = ..., vocab_size: _Optional[int] = ..., file_bytes: _Optional[int] = ..., chat_template: _Optional[bool] = ..., swaps: _Optional[int] = ..., active_streams: _Optional[int] = ..., queued_streams: _Optional[int] = ..., prefix_cache_bytes: _Optional[int] = ..., prefix_cache_budget: _Optional[int] = ..., prefix_cache_entries: _Optional[int] = ..., prefix_cache_hits: _Optional[int] = ..., batched_steps: _Optional[int] = ..., batched_tokens: _Optional[int] = ...) -> None: ...
 
 class SwapModelRequest(_message.Message):
     __slots__ = ("name", "drain_timeout")

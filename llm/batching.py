@@ -1,0 +1,181 @@
+"""Continuous batching: the forward passes of concurrent generations of one model, run together.
+
+Each generation runs in its own thread and asks the model's Batcher for its passes. A caller
+that finds no pass running waits until every generation taking part has asked (or GATHER
+seconds have gone by), then takes what is queued as one step: the decode requests (one token
+each) together through LlamaModel.forward_batch, which reads the weights once for all of
+them, and the oldest prompt chunk beside them, at most BUDGET of its tokens (a longer one
+goes on in the next steps), so that prompts run in the order they came and a long one never
+stalls the streams that are decoding. Callers that ask meanwhile queue for the next step;
+generations join and leave between steps. Each generation's logits are exactly those it gets
+alone: forward_batch's rows equal single steps, and an integer model's logits do not depend
+on how a prompt is cut.
+"""
+
+import threading
+import time
+from contextlib import contextmanager
+
+GATHER = 0.005  # seconds a step waits for the generations taking part to ask
+BUDGET = 256  # prompt tokens a step runs at most, beside the decoding streams' tokens
+POLL = 0.05  # seconds between checks for cancellation while queued
+
+
+class StepCancelled(Exception):
+    """The caller stopped waiting for its pass (stopped() became true while it was queued)."""
+
+
+class _Request:
+    __slots__ = ("tokens", "cache", "since", "done", "logits", "error")
+
+    def __init__(self, tokens, cache):
+        self.tokens, self.cache = tokens, cache
+        self.since = time.monotonic()
+        self.done, self.logits, self.error = False, None, None
+
+    @property
+    def decode(self) -> bool:
+        return len(self.tokens) == 1
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.logits
+
+
+class Batcher:
+    """The passes of one model's generations (see the module). Thread-safe."""
+
+    def __init__(self, net, budget: int | None = None):
+        self.net = net
+        # prompt tokens per step: a longer prompt chunk runs over several steps (integer
+        # models only, whose logits do not depend on how a prompt is cut)
+        self.budget = budget if budget is not None else (BUDGET if net.integer else 0)
+        self._cond = threading.Condition()
+        self._queue: list[_Request] = []
+        self._running = False
+        self._members = 0  # generations between join() and leave()
+        self.steps = 0  # passes run
+        self.decoded = 0  # tokens decoded in them
+        self.widest = 0  # most decode requests in one step
+
+    def join(self) -> None:
+        with self._cond:
+            self._members += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._members -= 1
+            self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for the next step."""
+        return len(self._queue)
+
+    @property
+    def members(self) -> int:
+        return self._members
+
+    @contextmanager
+    def hold(self):
+        """No step runs while held (requests queue meanwhile)."""
+        with self._cond:
+            while self._running:
+                self._cond.wait(POLL)
+            self._running = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+
+    def forward(self, tokens, cache, stopped=None):
+        """The logits net.forward(tokens, cache) gives (of the last token), run in a step
+        with the other generations' requests. StepCancelled once stopped() while queued."""
+        req = _Request([int(t) for t in tokens], cache)
+        with self._cond:
+            self._queue.append(req)
+            self._cond.notify_all()
+        while True:
+            with self._cond:
+                while True:
+                    if req.done:
+                        return req.result()
+                    if not self._running:
+                        gathered = len(self._queue) >= self._members
+                        if gathered or time.monotonic() - self._queue[0].since >= GATHER:
+                            batch = self._take()
+                            self._running = True
+                            break
+                    if stopped is not None and req in self._queue and stopped():
+                        self._queue.remove(req)
+                        self._cond.notify_all()
+                        raise StepCancelled
+                    self._cond.wait(POLL if self._running else GATHER)
+            try:
+                self._run(*batch)
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
+
+    def _take(self):
+        """(decode requests, the oldest prompt chunk or None), out of the queue. Under the
+        lock."""
+        decodes = [r for r in self._queue if r.decode]
+        prefill = next((r for r in self._queue if not r.decode), None)
+        whole = prefill is not None and not (self.budget and len(prefill.tokens) > self.budget)
+        self._queue = [r for r in self._queue if not r.decode and not (whole and r is prefill)]
+        return decodes, prefill
+
+    def _run(self, decodes: list, prefill) -> None:
+        try:
+            self._step(decodes, prefill)
+        except BaseException as exc:  # an interrupt: no caller of the step waits for ever
+            for r in [*decodes, prefill]:
+                if r is not None and not r.done:
+                    r.error, r.done = RuntimeError(f"the step was interrupted ({exc!r})"), True
+            raise
+
+    def _step(self, decodes: list, prefill) -> None:
+        net = self.net
+        ready = []
+        for r in decodes:
+            if r.cache.length + 1 > r.cache.n_ctx:  # its own error, not the step's
+                self._settle(r, lambda r=r: net.forward(r.tokens, r.cache))
+            else:
+                ready.append(r)
+        if ready:
+            try:
+                logits = net.forward_batch([r.tokens[0] for r in ready], [r.cache for r in ready])
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of the step
+                for r in ready:
+                    r.error, r.done = exc, True
+            else:
+                for r, row in zip(ready, logits, strict=True):
+                    r.logits, r.done = row, True
+        if prefill is not None and self.budget and len(prefill.tokens) > self.budget:
+            part, rest = prefill.tokens[: self.budget], prefill.tokens[self.budget :]
+            try:  # the first part now; the request stays queued with the rest
+                net.forward(part, prefill.cache)
+                prefill.tokens = rest
+            except Exception as exc:  # noqa: BLE001 - raised in the caller's thread
+                with self._cond:
+                    if prefill in self._queue:
+                        self._queue.remove(prefill)
+                prefill.error, prefill.done = exc, True
+        elif prefill is not None:
+            self._settle(prefill, lambda: net.forward(prefill.tokens, prefill.cache))
+        self.steps += 1
+        self.decoded += len(ready)
+        self.widest = max(self.widest, len(ready))
+
+    @staticmethod
+    def _settle(r: _Request, run) -> None:
+        try:
+            r.logits = run()
+        except Exception as exc:  # noqa: BLE001 - raised in the caller's thread
+            r.error = exc
+        r.done = True
