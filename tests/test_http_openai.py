@@ -254,6 +254,7 @@ def test_disconnect_frees_the_stream_and_metrics(base, client, served, monkeypat
     text = raw(base, "/metrics")[1].decode()
     assert 'vdb_http_requests_total{route="/v1/completions",status="200"}' in text
     assert "vdb_http_request_seconds_bucket" in text and "vdb_collections 0.0" in text
+    assert "vdb_query_cache_hit_ratio " in text
 
 
 def test_full_streams_get_429_and_no_model_503(base, client, served, monkeypatch, tmp_path):
@@ -279,3 +280,26 @@ def test_full_streams_get_429_and_no_model_503(base, client, served, monkeypatch
         )
         assert status == 503 and error_of(payload)["type"] == "server_error"
         assert raw(url, "/healthz")[0] == 200
+
+
+def test_disconnect_cancels_a_completion_not_streamed(base, served, monkeypatch):
+    monkeypatch.setattr(served.models, "model", _Slow(served.models.model))
+    conn = http.client.HTTPConnection("127.0.0.1", served.http_port, timeout=30)
+    body = json.dumps({"prompt": PROMPT, "max_tokens": 2000, "temperature": 0}).encode()
+    conn.request(
+        "POST",
+        "/v1/completions",
+        body,
+        {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    deadline = time.monotonic() + 30
+    while not served.models.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert served.models.active == 1
+    conn.sock.shutdown(2)
+    conn.close()
+    deadline = time.monotonic() + 30
+    while served.models.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served.models.active == 0
+    assert metric(base, "vdb_http_streams_running") == 0

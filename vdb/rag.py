@@ -14,6 +14,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 from vdb.errors import InvalidArgumentError, ReadOnlyError
+from vdb.openai_compatible import OpenAICompatible  # noqa: F401  (rag.ask(..., llm=...))
 from vdb.text import analyzer as analyzers
 from vdb.text import extract, hybrid
 
@@ -143,6 +144,7 @@ def ask(
     max_tokens: int = 256,
     on_piece=None,
     memory: str | None = None,
+    llm=None,
     **sampler,
 ) -> Answer:
     """Answer question from col. With model (an llm model, local or remote) the answer is
@@ -150,7 +152,13 @@ def ask(
     it streams. Without one, the answer is the best sentence of the best source, labelled
     extractive. On a remote collection, with no model or the server's own model, the server
     does the work (the Ask RPC). memory: a block the generated answer may also draw on, such
-    as an agent's Memory.context(question) (extractive answers leave it aside)."""
+    as an agent's Memory.context(question) (extractive answers leave it aside).
+    llm: the generator, as model (either one): such as OpenAICompatible(url), any server of
+    the OpenAI API answering from the same prompt."""
+    if llm is not None:
+        if model is not None:
+            raise InvalidArgumentError("give model or llm, not both")
+        model = llm
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
     if not isinstance(question, str) or not question.strip():
@@ -295,7 +303,7 @@ def prompt_tokens(model, question, sources, memory=None, chat: bool | None = Non
         chat = has_template(model)
     if chat:
         return _count(model, _messages(question, sources, memory))
-    return len(model.tokenize(completion_prompt(question, sources, memory)))
+    return _tokens(model, completion_prompt(question, sources, memory))
 
 
 def _context(model) -> int:
@@ -307,4 +315,12 @@ def _count(model, messages) -> int:
     if hasattr(model, "chat_prompt"):
         return len(model.tokenize(model.chat_prompt(messages), special=True))
     text = "\n\n".join(m["content"] for m in messages)
-    return len(model.tokenize(text)) + 32  # remote: the template's own tokens, roughly
+    return _tokens(model, text) + 32  # remote: the template's own tokens, roughly
+
+
+def _tokens(model, text: str) -> int:
+    """Tokens of text by model's tokenizer, or its estimate when it has none (a server of the
+    OpenAI API)."""
+    if hasattr(model, "count_tokens"):
+        return model.count_tokens(text)
+    return len(model.tokenize(text))

@@ -18,6 +18,23 @@ def _where(s) -> str:
     return place
 
 
+def _remote(ctx, url, name, key, completions, n_ctx, sampler):
+    """(the OpenAI-compatible generator, the sampler settings to send it: the main ones and
+    those set away from their defaults)."""
+    from vdb.openai_compatible import OpenAICompatible
+
+    defaults = {p.name: p.default for p in ctx.command.params}
+    kept = ("temperature", "top_p", "top_k", "seed")
+    sent = {k: v for k, v in sampler.items() if k in kept or (v and v != defaults.get(k, v))}
+    try:
+        llm = OpenAICompatible(
+            url, model=name, api_key=key, chat=not completions, context_length=n_ctx
+        )
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    return llm, sent
+
+
 @click.command("ask")
 @click.argument("question")
 @click.option("--collection", "-c", required=True, help="The collection to answer from.")
@@ -40,6 +57,20 @@ def _where(s) -> str:
     help="Tokens of the generated answer at most.",
 )
 @click.option("--ctx", "n_ctx", type=click.IntRange(1), help="Context size of the model.")
+@click.option(
+    "--llm-url",
+    metavar="URL",
+    help="Generate the answer on a server of the OpenAI API (llama.cpp's server, ollama, vLLM, "
+    "`vdb serve --http-port`), its base URL such as http://127.0.0.1:8080/v1.",
+)
+@click.option("--llm-model", metavar="NAME", help="With --llm-url: the model (default: its first).")
+@click.option("--llm-key", metavar="KEY", envvar="VDB_LLM_KEY", help="With --llm-url: its API key.")
+@click.option(
+    "--llm-completions",
+    is_flag=True,
+    help="With --llm-url: a base model, sent the few-shot document on /v1/completions instead "
+    "of chat messages.",
+)
 @click.option("--agent", "-a", help="Also draw on this agent's memory (see `vdb memory`).")
 @click.option("--user", "-u", "user_id", help="With --agent: this user's memories.")
 @click.option(
@@ -67,6 +98,10 @@ def ask_cmd(
     filter_json,
     max_tokens,
     n_ctx,
+    llm_url,
+    llm_model,
+    llm_key,
+    llm_completions,
     agent,
     user_id,
     session_id,
@@ -86,10 +121,16 @@ def ask_cmd(
         raise click.UsageError("--user and --session need --agent")
 
     model = None
+    if model_path and llm_url:
+        raise click.UsageError("give --model or --llm-url, not both")
+    if (llm_model or llm_key or llm_completions) and not llm_url:
+        raise click.UsageError("--llm-model, --llm-key and --llm-completions need --llm-url")
     if model_path:
         import llm
 
         model = llm.load(model_path, n_ctx=n_ctx)
+    elif llm_url:
+        model, sampler = _remote(ctx, llm_url, llm_model, llm_key, llm_completions, n_ctx, sampler)
     flt = parse_json(filter_json, "--filter") if filter_json else None
 
     started = []
@@ -110,7 +151,7 @@ def ask_cmd(
         col = db.get_collection(collection)
         memory = None
         if agent is not None:
-            local = {"generator": model} if not ctx.obj.get("server") else {}
+            local = {"generator": model} if model_path and not ctx.obj.get("server") else {}
             mem = db.memory(agent, **local)
             memory = mem.context(question, memory_tokens, user_id=user_id, session_id=session_id)
         answer = rag.ask(

@@ -19,3 +19,17 @@ def admit(core, request, write: bool = False, admin: bool = False) -> int:
     if admin and found < ADMIN:
         raise PermissionDeniedError("this request needs an admin API key")
     return found
+
+
+class Call:
+    """What the server's checks ask of a gRPC call, for an HTTP request: no deadline, and
+    active until the server stops (the core's check_alive then raises)."""
+
+    def time_remaining(self):
+        return None
+
+    def is_active(self) -> bool:
+        return True
+
+
+CALL = Call()

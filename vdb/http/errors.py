@@ -24,8 +24,13 @@ _STATUS = (
     (errors.UnavailableError, 503, "service_unavailable"),
     (errors.AbortedError, 503, "service_unavailable"),
     (errors.CollectionExistsError, 409, "conflict"),
+    (errors.ClosedError, 503, "service_unavailable"),
+    (errors.DatabaseLockedError, 503, "service_unavailable"),
+    (errors.DataCorruptedError, 500, "data_loss"),
+    (errors.StorageError, 503, "service_unavailable"),
     (ValueError, 400, "invalid_request_error"),
     (LlmError, 400, "invalid_request_error"),
+    (KeyError, 404, "not_found"),
 )
 
 

@@ -54,6 +54,17 @@ class Metrics:
             "Tokens generated over HTTP per second of uptime",
             value=self.generated._value.get() / elapsed,
         )
+        cache = self.server.core.cache
+        if cache is not None:
+            stats = cache.stats()
+            yield GaugeMetricFamily(
+                "vdb_query_cache_hit_ratio",
+                "Query-result cache hits over lookups so far (gRPC searches)",
+                value=stats["hit_rate"],
+            )
+            yield GaugeMetricFamily(
+                "vdb_query_cache_entries", "Query-result cache entries", value=stats["entries"]
+            )
         names = db.list_collections()
         yield GaugeMetricFamily("vdb_collections", "Collections", value=len(names))
         points = GaugeMetricFamily("vdb_points", "Points by collection", labels=["collection"])

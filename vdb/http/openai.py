@@ -8,12 +8,22 @@ import uuid
 import anyio
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from vdb import embedding
 from vdb.http import auth
 from vdb.http.errors import ApiError
 from vdb.http.generate import Run
+
+
+class Json(Response):
+    """A JSON response by orjson (numpy arrays as lists, float32 as the shortest float32)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+
 
 SAMPLER = {"temperature": (int, float), "top_p": (int, float), "top_k": int, "seed": int}
 
@@ -65,6 +75,9 @@ class OpenAIRoutes:
         now = int(self.core.started)
         names = ([self.host.name] if self.host.model is not None else []) + [DEFAULT_EMBEDDER]
         data = [{"id": n, "object": "model", "created": now, "owned_by": "vdb"} for n in names]
+        model = self.host.model
+        if model is not None:  # what OpenAICompatible reads to fit prompts
+            data[0]["context_length"] = getattr(model, "n_ctx", None)
         return JSONResponse({"object": "list", "data": data})
 
     async def embeddings(self, request):
@@ -87,10 +100,10 @@ class OpenAIRoutes:
         vectors, used = await run_in_threadpool(self._embed, embedder, texts)
         data = []
         for i, v in enumerate(vectors):
-            out = base64.b64encode(v.tobytes()).decode() if fmt == "base64" else v.tolist()
+            out = base64.b64encode(v.tobytes()).decode() if fmt == "base64" else v
             data.append({"object": "embedding", "index": i, "embedding": out})
         usage = {"prompt_tokens": used, "total_tokens": used}
-        return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
+        return Json({"object": "list", "data": data, "model": model, "usage": usage})
 
     def _embed(self, embedder, texts):
         tok = getattr(embedder, "tokenizer", None)
@@ -104,7 +117,7 @@ class OpenAIRoutes:
                 used = sum(len(tok.encode(t)) for t in texts)
             except Exception:
                 used = 0
-        return embedder.embed(texts), used
+        return self.core.embed(embedder, texts, auth.CALL), used  # the server's embed slots
 
     def _sampler(self, req: dict) -> dict:
         settings = {k: field(req, k, t) for k, t in SAMPLER.items()}
@@ -135,7 +148,7 @@ class OpenAIRoutes:
             )
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         self.core.limits.text("".join(m["content"] for m in messages), "chat")
-        return await self._generate(req, "chat", messages, 256, chat=True)
+        return await self._generate(request, req, "chat", messages, 256, chat=True)
 
     async def completions(self, request):
         auth.admit(self.core, request)
@@ -148,9 +161,9 @@ class OpenAIRoutes:
                 raise ApiError(400, "prompt must be a string or one token array", "prompt")
         if isinstance(prompt, str):
             self.core.limits.text(prompt, "prompt")
-        return await self._generate(req, "generate", prompt, 16, chat=False)
+        return await self._generate(request, req, "generate", prompt, 16, chat=False)
 
-    async def _generate(self, req, method, first, default_max, chat: bool):
+    async def _generate(self, request, req, method, first, default_max, chat: bool):
         model = field(req, "model", str, "")
         if self.host.model is not None and model and model != self.host.name:
             raise ApiError(404, f"the model {model!r} does not exist", "model", "model_not_found")
@@ -179,9 +192,7 @@ class OpenAIRoutes:
         self.server.http_metrics.streams(+1)
         if not stream:
             try:
-                text = [first_piece] if first_piece else []
-                while (piece := await _next(pieces, run)) is not None:
-                    text.append(piece)
+                text = await gathered(request, pieces, run, first_piece)
             finally:
                 self.server.http_metrics.streams(-1)
                 run.cancel()
@@ -239,6 +250,17 @@ async def _next(pieces, run):
     except BaseException:
         run.cancel()
         raise
+
+
+async def gathered(request, pieces, run, first) -> list[str]:
+    """The pieces of a run not streamed, the first one already taken; the run is cancelled at
+    its next step once the client disconnects."""
+    text = [first] if first else []
+    while (piece := await _next(pieces, run)) is not None:
+        text.append(piece)
+        if await request.is_disconnected():
+            run.cancel()
+    return text
 
 
 def _close(pieces) -> None:
