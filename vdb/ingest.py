@@ -68,6 +68,7 @@ class IngestReport:
     planned_files: int = 0  # files loaded, chunked and compared so far
     planned_bytes: int = 0  # their size
     to_embed: int = 0  # chunks those files need embedded
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per stage (Ray runs)
 
     @property
     def chunks_per_second(self) -> float:

@@ -49,6 +49,14 @@ def import_ray():
     return ray
 
 
+def threads(cpus: float) -> dict[str, str]:
+    """The environment that holds an actor's BLAS and numba threads to its CPUs (spinning
+    BLAS threads of several actors on the same cores slow every one of them)."""
+    n = str(max(1, int(cpus)))
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    return dict.fromkeys(names, n)
+
+
 def quiet(ray) -> None:
     """No Ray Data progress bars or execution logs (a command prints its own progress)."""
     context = ray.data.DataContext.get_current()
@@ -141,14 +149,22 @@ def ray_ingest(
             "text_field": text_field,
             "settings": settings,
         }
+        report = job.report
+        marks = [time.perf_counter()]
         job.plan(ray, local.discover(paths, ignore), plan_settings)
+        marks.append(time.perf_counter())
         cpus = ray.cluster_resources().get("CPU", 1.0)
         pool = actors or max(1, int(cpus // actor_cpus))
         job.embed_and_write(ray, embed_class, pool, actor_cpus)
-        report = job.report
+        marks.append(time.perf_counter())
         if sync:
             report.deleted += job.retrying(local._sync, col, paths, set(job.names))
         report.seconds = time.perf_counter() - started
+        report.phases = {
+            "prepare": marks[0] - started,
+            "plan": marks[1] - marks[0],
+            "embed": marks[2] - marks[1],
+        }
         return report
     finally:
         if own:
@@ -282,6 +298,7 @@ class _Job:
                 batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=pool),
                 num_cpus=actor_cpus,
+                runtime_env={"env_vars": threads(actor_cpus)},
                 max_restarts=RETRIES,
                 max_task_retries=RETRIES,
             )
