@@ -296,7 +296,7 @@ class _Job:
                 actor,
                 batch_size=1,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=pool),
+                compute=ray.data.ActorPoolStrategy(size=min(pool, len(items))),
                 num_cpus=actor_cpus,
                 runtime_env={"env_vars": threads(actor_cpus)},
                 max_restarts=RETRIES,
