@@ -142,7 +142,7 @@ def ray_ingest(
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         _check_cluster(ray, db, actors, actor_cpus)
-        job = _Job(db, col, model.name, batch_size, progress, patience)
+        job = _Job(col, model.name, batch_size, progress, patience)
         plan_settings = {
             "max_tokens": max_tokens,
             "overlap": overlap,
@@ -189,8 +189,8 @@ def _check_cluster(ray, db, actors, actor_cpus) -> None:
 class _Job:
     """The driver's side of one run: plans in file order, batches, writes, stale deletes."""
 
-    def __init__(self, db, col, model: str, batch_size: int, progress, patience: float):
-        self.db, self.col, self.model = db, col, model
+    def __init__(self, col, model: str, batch_size: int, progress, patience: float):
+        self.col, self.model = col, model
         self.batch_size, self.progress, self.patience = batch_size, progress, patience
         self.report = local.IngestReport()
         self.names: list[str] = []
@@ -225,8 +225,8 @@ class _Job:
         self.names = [str(f) for f in files]
         existing = self.retrying(local.existing_payloads, self.col, self.names)
         rows = [
-            {"file": i, "path": name, "size": size, "existing": orjson.dumps(existing[name])}
-            for i, (name, size) in enumerate(zip(self.names, sizes, strict=True))
+            {"file": i, "path": name, "existing": orjson.dumps(existing[name])}
+            for i, name in enumerate(self.names)
         ]
         if not rows:
             self.tick()
