@@ -68,6 +68,7 @@ class IngestReport:
     planned_files: int = 0  # files loaded, chunked and compared so far
     planned_bytes: int = 0  # their size
     to_embed: int = 0  # chunks those files need embedded
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per stage (Ray runs)
 
     @property
     def chunks_per_second(self) -> float:
@@ -231,6 +232,49 @@ def _existing(col, files: list[str]) -> dict[str, dict[str, dict]]:
     return out
 
 
+def prepare(db, collection, embedder, chunk_tokens, overlap, text_field, **counts):
+    """(collection, embedding model, tokens per chunk, settings hash) of an ingestion run, the
+    collection created with embedder (by default the default model) if missing; counts are
+    checked as integers >= 1 (overlap >= 0)."""
+    import embed
+
+    limits = [(name, value, 1) for name, value in counts.items()] + [("overlap", overlap, 0)]
+    for name, value, low in limits:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+    try:
+        col = db.get_collection(collection)
+    except CollectionNotFoundError:
+        col = db.get_or_create_collection(
+            collection, embedder=embedder or embed.DEFAULT_MODEL, text="en"
+        )
+    if col.config.embedder is None:
+        raise InvalidArgumentError(
+            f"collection {collection!r} has no embedder: ingestion needs one to embed chunks"
+        )
+    model = embed.load(col.config.embedder)
+    max_tokens = model.max_tokens - 2 if chunk_tokens is None else chunk_tokens
+    if max_tokens > model.max_tokens - 2:
+        raise InvalidArgumentError(
+            f"chunk_tokens {max_tokens} exceeds what {col.config.embedder} reads "
+            f"({model.max_tokens - 2} tokens besides its special tokens)"
+        )
+    chunking.check(max_tokens, overlap)
+    # chunks made with other settings are redone (an unchanged file is not skipped)
+    settings = _hash(
+        col.config.embedder, str(max_tokens), str(overlap), text_field, chunking.VERSION
+    )[:16]
+    return col, model, max_tokens, settings
+
+
+def existing_payloads(col, names: list[str]) -> dict[str, dict[str, dict]]:
+    """file -> {id: payload} of the points the collection holds for the files, 512 at a time."""
+    existing = {}
+    for i in range(0, len(names), 512):
+        existing.update(_existing(col, names[i : i + 512]))
+    return existing
+
+
 def ingest(
     db,
     paths,
@@ -251,32 +295,17 @@ def ingest(
     less its two special tokens); sync: also delete the chunks of files under the given
     directories that no longer exist. progress(report, files_done, files_total) is called as
     work lands; the report's embedded and expected_embeds measure the work in chunks."""
-    import embed
-
-    limits = (("batch_size", batch_size, 1), ("jobs", jobs, 1), ("overlap", overlap, 0))
-    for name, value, low in limits:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
     started = time.perf_counter()
-    try:
-        col = db.get_collection(collection)
-    except CollectionNotFoundError:
-        col = db.get_or_create_collection(
-            collection, embedder=embedder or embed.DEFAULT_MODEL, text="en"
-        )
-    if col.config.embedder is None:
-        raise InvalidArgumentError(
-            f"collection {collection!r} has no embedder: ingestion needs one to embed chunks"
-        )
-    model = embed.load(col.config.embedder)
-    max_tokens = model.max_tokens - 2 if chunk_tokens is None else chunk_tokens
-    if max_tokens > model.max_tokens - 2:
-        raise InvalidArgumentError(
-            f"chunk_tokens {max_tokens} exceeds what {col.config.embedder} reads "
-            f"({model.max_tokens - 2} tokens besides its special tokens)"
-        )
-
-    chunking.check(max_tokens, overlap)
+    col, model, max_tokens, settings = prepare(
+        db,
+        collection,
+        embedder,
+        chunk_tokens,
+        overlap,
+        text_field,
+        batch_size=batch_size,
+        jobs=jobs,
+    )
 
     def count(texts: list[str]) -> list[int]:
         return [len(ids) - 2 for ids in model.tokenizer.encode_batch(texts)]
@@ -285,9 +314,7 @@ def ingest(
     sizes = [_size(f) for f in files]
     report = IngestReport(files=len(files), bytes=sum(sizes))
     names = [str(f) for f in files]
-    existing = {}
-    for i in range(0, len(names), 512):
-        existing.update(_existing(col, names[i : i + 512]))
+    existing = existing_payloads(col, names)
 
     pending: list[ChunkPoint] = []
     waiting: list[tuple[FilePlan, int]] = []  # plans whose stale ids go once written
@@ -308,11 +335,6 @@ def ingest(
         waiting[:] = [w for w in waiting if w[1] > written]
         if progress is not None:
             progress(report, planned, len(files))
-
-    # chunks made with other settings are redone (an unchanged file is not skipped)
-    settings = _hash(
-        col.config.embedder, str(max_tokens), str(overlap), text_field, chunking.VERSION
-    )[:16]
 
     planning = threading.Lock()
 
@@ -377,3 +399,11 @@ def _sync(col, paths, present: set[str]) -> int:
     if not gone:
         return 0
     return col.delete(filter={"file": {"$in": sorted(gone)}}).count
+
+
+def ray_ingest(db, paths, collection: str, **options) -> IngestReport:
+    """ingest() on a Ray cluster (Ray Data): see vdb.ingest_ray.ray_ingest. Needs the extra
+    `pip install 'vdb[ray]'`."""
+    from vdb.ingest_ray import ray_ingest as run
+
+    return run(db, paths, collection, **options)

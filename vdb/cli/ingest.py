@@ -46,6 +46,22 @@ EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 )
 @click.option("--sync", is_flag=True, help="Delete chunks of files gone from the directories.")
 @click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run on a Ray cluster (Ray Data): plan files in tasks, embed in a pool of actors, "
+    "write from here. ADDRESS as for ray.init (auto, ray://HOST:PORT); none joins RAY_ADDRESS "
+    "or starts a local cluster. Needs pip install 'vdb[ray]'.",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(1),
+    help="Embedding actors with --ray (default: the cluster's CPUs).",
+)
+@click.option(
     "--progress",
     "progress_mode",
     type=click.Choice(progress.MODES),
@@ -57,7 +73,7 @@ EXIT_FILES_FAILED = 3  # some files could not be read; the others were ingested
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def ingest_cmd(ctx, paths, collection, progress_mode, as_json, **options):
+def ingest_cmd(ctx, paths, collection, progress_mode, as_json, ray_address, actors, **options):
     """Ingest each PATH (files, directories, globs: .txt .md .rst .html .pdf .json .jsonl) into
     the --collection: chunked by the embedding model's token counts, embedded in batches,
     with source, span and heading path in each chunk's payload. Unchanged chunks are skipped on
@@ -75,11 +91,14 @@ def ingest_cmd(ctx, paths, collection, progress_mode, as_json, **options):
     """
     from vdb.ingest import ingest
 
+    run = ingest
+    if ray_address is not None:
+        run = _on_ray(ray_address or None, actors, options)
     reporter = progress.make(progress.choose(progress_mode, as_json))
     report = None
     with open_db(ctx) as db:
         try:
-            report = ingest(db, paths, collection, progress=reporter, **options)
+            report = run(db, paths, collection, progress=reporter, **options)
         finally:
             reporter.close(report)
     summary = {
@@ -100,6 +119,26 @@ def ingest_cmd(ctx, paths, collection, progress_mode, as_json, **options):
         _print_summary(report)
     if report.failed:
         ctx.exit(EXIT_FILES_FAILED)
+
+
+def _on_ray(address, actors, options: dict):
+    """ray_ingest for the options (--jobs is the local executor's), or a usage error naming
+    the extra when Ray is not installed."""
+    from vdb import ingest_ray
+
+    try:
+        ray = ingest_ray.import_ray()
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    ingest_ray.quiet(ray)
+    options.pop("jobs")
+
+    def run(db, paths, collection, **kwargs):
+        return ingest_ray.ray_ingest(
+            db, paths, collection, address=address, actors=actors, **kwargs
+        )
+
+    return run
 
 
 def _print_summary(report) -> None:
