@@ -50,7 +50,7 @@ def ours_parallel(path: str, prompt: int, gen: int, counts: list[int]) -> dict:
     import llm
     from llm import bench
 
-    model = llm.load(path, n_ctx=max(prompt + gen, PREFIX_PROMPT + 8))
+    model = llm.load(path, n_ctx=max(prompt, PREFIX_PROMPT) + gen)
     single = bench.run(model, PREFIX_PROMPT, gen).as_dict()
     runs = [
         bench.run_parallel(model, n, prompt, gen, prefill_chunk=PARALLEL_CHUNK).as_dict()
@@ -300,7 +300,8 @@ def parallel(args, make, types) -> None:
             per = " ".join(f"{t:.1f}" for t in p["stream_tps"])
             firsts = " ".join(f"{t:.0f}" for t in p["ttft_ms"])
             print(
-                f"  {n} stream(s): aggregate {p['aggregate_tps']:.2f} tok/s = "
+                f"  {n} stream(s): aggregate {p['aggregate_tps']:.2f} tok/s while all decode "
+                f"({p['overall_tps']:.2f} from the first token to the last) = "
                 f"{p['aggregate_tps'] / base['aggregate_tps']:.2f}x one stream, "
                 f"{p['aggregate_tps'] / one['prompt_tps']:.2f}x the prompt rate; per stream "
                 f"{per} tok/s; first tokens {firsts} ms; {p['steps']} steps, up to "

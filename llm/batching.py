@@ -54,6 +54,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
         self._running = False
+        self._free_since = 0.0  # when the last step ended
         self._members = 0  # generations between join() and leave()
         self.steps = 0  # passes run
         self.decoded = 0  # tokens decoded in them
@@ -105,7 +106,8 @@ class Batcher:
                         return req.result()
                     if not self._running:
                         gathered = len(self._queue) >= self._members
-                        if gathered or time.monotonic() - self._queue[0].since >= GATHER:
+                        waited = time.monotonic() - max(self._queue[0].since, self._free_since)
+                        if gathered or waited >= GATHER:
                             batch = self._take()
                             self._running = True
                             break
@@ -119,6 +121,7 @@ class Batcher:
             finally:
                 with self._cond:
                     self._running = False
+                    self._free_since = time.monotonic()  # the others' gathering starts now
                     self._cond.notify_all()
 
     def _take(self):

@@ -89,7 +89,8 @@ class ParallelResult:
     streams: int
     prompt_tokens: int
     gen_tokens: int
-    aggregate_tps: float  # tokens decoded by all streams per second, first token to last
+    aggregate_tps: float  # tokens decoded per second while every stream was decoding
+    overall_tps: float  # tokens decoded by all streams per second, first token to last
     stream_tps: list  # each stream's tokens per second after its first token
     ttft_ms: list  # the streams' times to first token, shortest first
     steps: int  # forward passes the batcher ran
@@ -121,6 +122,7 @@ def run_parallel(
     first = [0.0] * streams
     end = [0.0] * streams
     made = [0] * streams
+    stamps: list[list[float]] = [[] for _ in range(streams)]  # when each token came
     start = time.perf_counter()
 
     def one(i):
@@ -132,9 +134,12 @@ def run_parallel(
             logit_bias=ban,
             prefill_chunk=prefill_chunk,
         )
+        seen = 0
         for _ in iter(run.step, None):  # a step: a prompt chunk or a token
-            if not first[i] and run.completion_tokens:
-                first[i] = time.perf_counter()
+            if run.completion_tokens > seen:
+                seen = run.completion_tokens
+                stamps[i].append(time.perf_counter())
+                first[i] = first[i] or stamps[i][-1]
         end[i] = time.perf_counter()
         made[i] = run.completion_tokens
 
@@ -144,11 +149,14 @@ def run_parallel(
     for t in threads:
         t.join()
     decode = sum(m - 1 for m in made)
+    a, b = max(first), min(end)  # every stream decoding
+    inside = sum(a < t <= b for ts in stamps for t in ts)
     return ParallelResult(
         streams=streams,
         prompt_tokens=prompt_tokens,
         gen_tokens=gen_tokens,
-        aggregate_tps=decode / max(max(end) - min(first), 1e-9),
+        aggregate_tps=inside / (b - a) if b > a else decode / max(max(end) - min(first), 1e-9),
+        overall_tps=decode / max(max(end) - min(first), 1e-9),
         stream_tps=[(m - 1) / max(e - f, 1e-9) for m, f, e in zip(made, first, end, strict=True)],
         ttft_ms=sorted((f - start) * 1e3 for f in first),
         steps=model.batcher.steps - steps0,
