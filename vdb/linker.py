@@ -47,12 +47,14 @@ class Linker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._index is None and not self._stopped:
+                if self._index is None or self._stopped:
+                    # Nothing to link: the thread ends (wake() starts another). OpenMP keeps a
+                    # team of worker threads for each thread that ran a parallel region, and
+                    # once the process has more of them than cores, every team's workers sleep
+                    # right after each region instead of spinning: a question's embedding in
+                    # another thread took 4.5 ms instead of 2.6 while this one only waited.
                     self._busy = False
-                    self._cond.notify_all()
-                    self._cond.wait()
-                if self._stopped:
-                    self._busy = False
+                    self._thread = None
                     self._cond.notify_all()
                     return
                 index, self._index = self._index, None
