@@ -294,30 +294,12 @@ class LlamaModel:
         """forward_batch's pass, as _pass steps one token (n == 1) but with a row per cache."""
         cfg = self.config
         b = len(tokens)
-        x = quants.dequantize(self.tok_embd, tokens)  # (b, d)
-        if self.lookup_only:
-            quants.release_pages(self.tok_embd.raw)
-        if self.embed_scale is not None:
-            x *= self.embed_scale
+        x = self._embed(tokens)  # (b, d)
         positions = np.array([c.length for c in caches], np.int64)
-        heads, kv_heads, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        heads, hd = cfg.n_heads, cfg.head_dim
         ropes: dict[tuple, tuple] = {}
         for li, layer in enumerate(self.layers):
-            h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
-            sc, memo = layer.scale, {}
-            q = _linear(h, layer.q, layer.q_bias, sc["attn_q"], memo).reshape(b, heads, hd)
-            k = _linear(h, layer.k, layer.k_bias, sc["attn_k"], memo).reshape(b, kv_heads, hd)
-            v = _linear(h, layer.v, layer.v_bias, sc["attn_v"], memo).reshape(b, kv_heads, hd)
-            if layer.q_norm is not None:
-                q = _rms_norm(q, layer.q_norm, cfg.norm_eps)
-                k = _rms_norm(k, layer.k_norm, cfg.norm_eps)
-            if layer.rope not in ropes:
-                ropes[layer.rope] = _rope(positions, *layer.rope, self.rope_dim, self.rope_factors)
-            cos, sin = ropes[layer.rope]
-            ops.rope(q, cos, sin, self.neox)
-            ops.rope(k, cos, sin, self.neox)
-            if self.q_scale is not None:
-                q *= self.q_scale
+            q, k, v = self._qkv(x, layer, positions, ropes)
             ops.round_half(q.reshape(b, heads * hd))
             ctx = np.empty((b, heads, hd), np.float32)
             for i, c in enumerate(caches):
@@ -345,14 +327,41 @@ class LlamaModel:
         scores = rows * end * (group + 1) + 2 * end * cfg.head_dim
         return 4 * (rows * widths + logits + scores)
 
-    def _pass(self, tokens, cache: KVCache, all_logits: bool) -> np.ndarray:
-        cfg = self.config
-        n, start = len(tokens), cache.length
-        x = quants.dequantize(self.tok_embd, tokens)  # (n, d)
+    def _embed(self, tokens) -> np.ndarray:
+        """(n, d) float32: the tokens' embedding rows (scaled where the architecture does)."""
+        x = quants.dequantize(self.tok_embd, tokens)
         if self.lookup_only:
             quants.release_pages(self.tok_embd.raw)
         if self.embed_scale is not None:
             x *= self.embed_scale
+        return x
+
+    def _qkv(self, x, layer, positions, ropes: dict):
+        """q (n, heads, hd), k and v (n, kv_heads, hd) of layer for rows x at positions: the
+        projections, q/k norms, RoPE and q's scale. ropes caches (cos, sin) by (base, scale)."""
+        cfg = self.config
+        n, heads, kv_heads, hd = len(x), cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
+        sc, memo = layer.scale, {}
+        q = _linear(h, layer.q, layer.q_bias, sc["attn_q"], memo).reshape(n, heads, hd)
+        k = _linear(h, layer.k, layer.k_bias, sc["attn_k"], memo).reshape(n, kv_heads, hd)
+        v = _linear(h, layer.v, layer.v_bias, sc["attn_v"], memo).reshape(n, kv_heads, hd)
+        if layer.q_norm is not None:  # each head normalized over its own dimensions
+            q = _rms_norm(q, layer.q_norm, cfg.norm_eps)
+            k = _rms_norm(k, layer.k_norm, cfg.norm_eps)
+        if layer.rope not in ropes:
+            ropes[layer.rope] = _rope(positions, *layer.rope, self.rope_dim, self.rope_factors)
+        cos, sin = ropes[layer.rope]
+        ops.rope(q, cos, sin, self.neox)
+        ops.rope(k, cos, sin, self.neox)
+        if self.q_scale is not None:
+            q *= self.q_scale
+        return q, k, v
+
+    def _pass(self, tokens, cache: KVCache, all_logits: bool) -> np.ndarray:
+        cfg = self.config
+        n, start = len(tokens), cache.length
+        x = self._embed(tokens)  # (n, d)
         positions = np.arange(start, start + n)
         heads, kv_heads, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         group = heads // kv_heads
@@ -360,21 +369,7 @@ class LlamaModel:
         ropes: dict[tuple, tuple] = {}  # (base, scale) -> (cos, sin), (n, rope_dim / 2)
         masks: dict[int, np.ndarray | None] = {}  # window -> (n, end) mask
         for li, layer in enumerate(self.layers):
-            h = _rms_norm(x, layer.attn_norm, cfg.norm_eps)
-            sc, memo = layer.scale, {}
-            q = _linear(h, layer.q, layer.q_bias, sc["attn_q"], memo).reshape(n, heads, hd)
-            k = _linear(h, layer.k, layer.k_bias, sc["attn_k"], memo).reshape(n, kv_heads, hd)
-            v = _linear(h, layer.v, layer.v_bias, sc["attn_v"], memo).reshape(n, kv_heads, hd)
-            if layer.q_norm is not None:  # each head normalized over its own dimensions
-                q = _rms_norm(q, layer.q_norm, cfg.norm_eps)
-                k = _rms_norm(k, layer.k_norm, cfg.norm_eps)
-            if layer.rope not in ropes:
-                ropes[layer.rope] = _rope(positions, *layer.rope, self.rope_dim, self.rope_factors)
-            cos, sin = ropes[layer.rope]
-            ops.rope(q, cos, sin, self.neox)
-            ops.rope(k, cos, sin, self.neox)
-            if self.q_scale is not None:
-                q *= self.q_scale
+            q, k, v = self._qkv(x, layer, positions, ropes)
             ops.store_half(k, cache.k16[li, :, start:end])
             ops.store_half(v, cache.v16[li, :, start:end])
             ops.round_half(q.reshape(n, heads * hd))  # as llama.cpp multiplies by f16 keys
@@ -391,7 +386,7 @@ class LlamaModel:
             ctx = np.empty((kv_heads, group * n, hd), np.float32)
             self._prefill_attention(qg, cache, li, end, masks[layer.window], ctx)
             attn = ctx.reshape(heads, n, hd).transpose(1, 0, 2).reshape(n, heads * hd)
-            del h, q, k, v, qg, ctx  # a long prompt's activations, freed before the FFN
+            del q, k, v, qg, ctx  # a long prompt's activations, freed before the FFN
             x = self._after_attention(x, attn, layer)
         cache.length = end
         last = x if all_logits else x[-1:]
