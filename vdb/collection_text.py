@@ -309,12 +309,7 @@ class TextIndexed:
         terms = analyzers.get(self.config.text.analyzer).terms(texts[0])
         with self._lock.read():
             mask = self._matching(node) if node is not None else None
-            if isinstance(self._index, HnswIndex):
-                d_scores, d_rows = self._index.search(q, k, mask, ef=ef)
-            else:
-                d_scores, d_rows = self._index.search(q, k, mask)
-            n = int(np.count_nonzero(d_rows[0] >= 0))
-            d_rows, d_scores = d_rows[0, :n], d_scores[0, :n]
+            d_rows, d_scores = self._dense_top(q, k, mask, ef)
             s_scores, s_rows = self._text.search(terms, k, self._sparse_mask(mask))
             only = s_rows[~np.isin(s_rows, d_rows)]
             rows = np.concatenate([d_rows, only])[None, :]
@@ -325,6 +320,16 @@ class TextIndexed:
         keyword = dict(zip(s_ids, s_scores.tolist(), strict=True))
         hits = self._results(rows, ids, scores.astype(np.float32), raws, missing, Selection())[0]
         return [HalvesHit(h, h.score, keyword.get(h.id, 0.0)) for h in hits]
+
+    def _dense_top(self, q: np.ndarray, k: int, mask, ef):
+        """(rows (k',), scores (k',)) of the vector index's k best for one query q (1, dim)
+        under mask. Call under the lock."""
+        if isinstance(self._index, HnswIndex):
+            scores, rows = self._index.search(q, k, mask, ef=ef)
+        else:
+            scores, rows = self._index.search(q, k, mask)
+        n = int(np.count_nonzero(rows[0] >= 0))
+        return rows[0, :n], scores[0, :n]
 
     def _dense_scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """(len(rows),) float32: the vector metric's score of the checked query q (dim,)
@@ -356,12 +361,7 @@ class TextIndexed:
         """(rows, fused scores) of a hybrid search: the best max(k, POOL) of each half, fused
         on the points' ids (ties broken as vdb.text.hybrid breaks them)."""
         pool = max(k, hybrid.POOL)
-        if isinstance(self._index, HnswIndex):
-            d_scores, d_rows = self._index.search(q, pool, mask, ef=ef)
-        else:
-            d_scores, d_rows = self._index.search(q, pool, mask)
-        n = int(np.count_nonzero(d_rows[0] >= 0))
-        d_rows, d_scores = d_rows[0, :n], d_scores[0, :n]
+        d_rows, d_scores = self._dense_top(q, pool, mask, ef)
         s_scores, s_rows = self._text.search(terms, pool, self._sparse_mask(mask))
         sign = -1.0 if self.metric == "l2" else 1.0  # l2 scores are distances
         d_ids, s_ids = self._ids.take(d_rows).tolist(), self._ids.take(s_rows).tolist()
