@@ -137,9 +137,11 @@ class Batcher:
         try:
             self._step(decodes, prefill)
         except BaseException as exc:  # an interrupt: no caller of the step waits for ever
-            for r in [*decodes, prefill]:
-                if r is not None and not r.done:
-                    r.error, r.done = RuntimeError(f"the step was interrupted ({exc!r})"), True
+            failed = [r for r in [*decodes, prefill] if r is not None and not r.done]
+            for r in failed:
+                r.error, r.done = RuntimeError(f"the step was interrupted ({exc!r})"), True
+            with self._cond:  # a prompt cut by the budget stays queued until its last part
+                self._queue = [r for r in self._queue if r not in failed]
             raise
 
     def _step(self, decodes: list, prefill) -> None:
