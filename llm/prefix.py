@@ -78,19 +78,19 @@ class PrefixCache:
         size = 2 * cache.k[:, :, :n].nbytes
         if size > self.budget:
             return
-        key = tuple(ids)
+        key, tokens = tuple(ids), np.asarray(ids, np.int64)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return
             for other, entry in list(self._entries.items()):  # a prefix of this one: replaced
-                if len(entry[0]) <= n and _common(entry[0], np.asarray(ids)) == len(entry[0]):
+                if len(entry[0]) <= n and _common(entry[0], tokens) == len(entry[0]):
                     self._drop(other)
             while self._entries and self.bytes + size > self.budget:
                 self._drop(next(iter(self._entries)))
             k = np.array(cache.k[:, :, :n])
             v = np.array(cache.v[:, :, :n])
-            self._entries[key] = (np.asarray(ids, np.int64), k, v)
+            self._entries[key] = (tokens, k, v)
             self.bytes += size
 
     def clear(self) -> None:

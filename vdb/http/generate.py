@@ -44,7 +44,7 @@ class Run:
             with host.stream(cancel.is_set) as handle:
                 self.model = handle.name
                 run = self._start(handle)
-                yield from stepped(host, handle, run, cancel, self._alive)
+                yield from stepped(handle, run, cancel, self._alive)
                 self.finish_reason = "length" if run.finish_reason == "length" else "stop"
                 self.prompt_tokens = run.prompt_tokens
                 self.completion_tokens = run.completion_tokens

@@ -33,7 +33,7 @@ class TurnCancelled(Exception):
     """The stream stopped waiting for its step (cancelled, or its model is being replaced)."""
 
 
-def stepped(host, handle, run, cancel, alive):
+def stepped(handle, run, cancel, alive):
     """The text pieces of a streamed generation run on handle's model, one step at a time
     (its passes batched with the other streams' by the model's Batcher); alive() before each
     step (it raises to end the stream). Closes run. TurnCancelled once cancel is set or the
@@ -220,7 +220,7 @@ class GenerationService(ggrpc.GenerationServicer):
         self.core, self.host, self.prefill_chunk = core, host, prefill_chunk
 
     def _serve(self, context, start):
-        """Stream the pieces of the generation start(model, cancel) makes, a step per turn."""
+        """Stream the pieces of the generation start(model, cancel) makes, a step at a time."""
         cancel = threading.Event()
         context.add_callback(cancel.set)
         host = self.host
@@ -228,7 +228,7 @@ class GenerationService(ggrpc.GenerationServicer):
             with host.stream(cancel.is_set) as handle:
                 run = start(handle.model, Stopped(cancel, handle.aborted))
                 alive = lambda: self.core.check_alive(context)  # noqa: E731
-                for piece in stepped(host, handle, run, cancel, alive):
+                for piece in stepped(handle, run, cancel, alive):
                     yield gpb.GenerateResponse(text=piece)
                 if run.finish_reason == "cancelled":
                     return

@@ -138,7 +138,7 @@ class HostedModel:
                     messages, max_tokens, stream=True, prefill_chunk=self.prefill_chunk, **sampler
                 )
                 never = threading.Event()
-                return "".join(stepped(host, handle, run, never, lambda: None))
+                return "".join(stepped(handle, run, never, lambda: None))
         except (TurnCancelled, AbortedError, ResourceExhaustedError):
             return ""
 
