@@ -31,12 +31,17 @@ class _Layer:
             quants.check(w)
             return quants.dequantize(w) if w.qtype == Q.F32 else quants.interleave(w)
 
-        q, k, v = weight("attn_q.weight"), weight("attn_k.weight"), weight("attn_v.weight")
         self.qkv_bias = np.concatenate([vec("attn_q.bias"), vec("attn_k.bias"), vec("attn_v.bias")])
-        if all(isinstance(w, np.ndarray) for w in (q, k, v)):  # float32: one product, not three
-            self.qkv = [np.concatenate([q, k, v])]
+        qkv = quants.stacked([t("attn_q.weight"), t("attn_k.weight"), t("attn_v.weight")])
+        qkv = None if qkv is None else quants.interleave(qkv)
+        if qkv is not None and qkv.packed is not None:
+            self.qkv = [qkv]  # one integer product, not three (each output row is its own)
         else:
-            self.qkv = [q, k, v]
+            q, k, v = weight("attn_q.weight"), weight("attn_k.weight"), weight("attn_v.weight")
+            if all(isinstance(w, np.ndarray) for w in (q, k, v)):  # float32: one product
+                self.qkv = [np.concatenate([q, k, v])]
+            else:
+                self.qkv = [q, k, v]
         self.out, self.out_bias = weight("attn_output.weight"), vec("attn_output.bias")
         self.norm1 = vec("attn_output_norm.weight"), vec("attn_output_norm.bias")
         self.up, self.up_bias = weight("ffn_up.weight"), vec("ffn_up.bias")

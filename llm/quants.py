@@ -315,6 +315,21 @@ def _bytes(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.raw).view(np.uint8).reshape(rows, -1)
 
 
+def stacked(ts: list[Tensor]) -> Tensor | None:
+    """Matrices of one block type and width as one matrix, their rows one after another (a
+    copy in memory), or None when their types or widths differ or they are float32."""
+    first = ts[0]
+    for t in ts:
+        check(t)
+    if first.qtype == Q.F32 or any(
+        t.qtype != first.qtype or len(t.shape) != 2 or t.shape[1] != first.shape[1] for t in ts
+    ):
+        return None
+    raw = np.concatenate([_bytes(t) for t in ts])
+    rows = sum(t.shape[0] for t in ts)
+    return Tensor("+".join(t.name for t in ts), first.qtype, (rows, first.shape[1]), raw)
+
+
 def interleave(t: Tensor) -> Tensor:
     """t ready for integer products. A matrix of an integer kind (i8group.GROUPED: Q8_0, Q4_0,
     Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, TQ2_0) whose rows come in groups of 8

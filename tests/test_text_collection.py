@@ -215,6 +215,32 @@ def test_search_halves_are_both_queries_unfused(db, metric, index):
         plain._search_halves(q, "river")
 
 
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_search_halves_choose_sees_every_candidate_and_reads_only_its_picks(db, index):
+    c = db.create_collection("h", dim=3, index=index, text="en")
+    rng = np.random.default_rng(6)
+    docs = [f"item {i} about rivers" if i % 3 == 0 else f"item {i} about stones" for i in range(60)]
+    X = rng.standard_normal((60, 3)).astype(np.float32)
+    pay = [{"n": float(i) / 2, "g": i % 2} if i % 5 else {"g": i % 2} for i in range(60)]
+    c.upsert([f"p{i}" for i in range(60)], X, payloads=pay, documents=docs)
+    q = rng.standard_normal(3).astype(np.float32)
+    whole = c._search_halves(q, "river", k=8, filter={"g": 0})
+    seen = {}
+
+    def choose(ids, dense, keyword, columns):
+        seen.update(ids=ids, dense=dense.tolist(), keyword=keyword.tolist(), n=columns["n"])
+        return [len(ids) - 1, 0, 2]
+
+    picked = c._search_halves(q, "river", k=8, filter={"g": 0}, numbers=("n",), choose=choose)
+    assert seen["ids"] == [f.hit.id for f in whole]
+    assert seen["dense"] == [f.dense for f in whole]
+    assert seen["keyword"] == [f.keyword for f in whole]
+    for i, n in zip(seen["ids"], seen["n"].tolist(), strict=True):
+        j = int(i[1:])
+        assert n == pay[j]["n"] if "n" in pay[j] else np.isnan(n)
+    assert picked == [whole[-1], whole[0], whole[2]]
+
+
 def test_enable_text_indexes_existing_points(db):
     c = db.create_collection("c", dim=2)
     c.upsert([1, 2], [[1, 0], [0, 1]], payloads=[{"t": "red fox"}, {"t": "blue whale"}])

@@ -291,7 +291,9 @@ class TextIndexed:
         results = self._results(rows, ids, scores, raws, missing, want)
         return results[0] if single else results
 
-    def _search_halves(self, query, text: str, k: int = 10, filter=None, ef=None) -> list:
+    def _search_halves(
+        self, query, text: str, k: int = 10, filter=None, ef=None, numbers=(), choose=None
+    ) -> list:
         """The k best points of each half of a hybrid search, unfused, for agent memory,
         which fuses them with recency and importance in the process that holds the
         collection (so the remote collection has no such method): a list of HalvesHit, the
@@ -300,7 +302,13 @@ class TextIndexed:
         halves' scores: dense for every point (from the index's vector when only the keyword
         half found it) and keyword (BM25, 0.0 when only the dense half found it). query is
         one vector or one text (embedded); the filter applies to both halves, evaluated
-        once."""
+        once.
+
+        choose, when given, picks the points whose records are read, before any is:
+        choose(ids, dense, keyword, columns) gets the candidates' ids (list), both halves'
+        scores ((c,) float64 each, in the order above) and {path: (c,) float64} of the
+        numbers the candidates' payloads hold at each key path in numbers (NaN for none), and
+        returns the positions to return, in the order to return them."""
         texts, single = query_texts(text)
         self._need_text()
         q_single, q, k, node, ef = self._query(query, k, filter, ef)
@@ -312,14 +320,25 @@ class TextIndexed:
             d_rows, d_scores = self._dense_top(q, k, mask, ef)
             s_scores, s_rows = self._text.search(terms, k, self._sparse_mask(mask))
             only = s_rows[~np.isin(s_rows, d_rows)]
-            rows = np.concatenate([d_rows, only])[None, :]
-            scores = np.concatenate([d_scores, self._dense_scores(q[0], only)])[None, :]
-            ids = self._ids.lookup(rows)
-            raws, missing = self._read_rows(rows)
-            s_ids = self._ids.take(s_rows).tolist()
-        keyword = dict(zip(s_ids, s_scores.tolist(), strict=True))
-        hits = self._results(rows, ids, scores.astype(np.float32), raws, missing, Selection())[0]
-        return [HalvesHit(h, h.score, keyword.get(h.id, 0.0)) for h in hits]
+            rows = np.concatenate([d_rows, only])
+            dense = np.concatenate([d_scores, self._dense_scores(q[0], only)])
+            keyword = np.zeros(len(rows))
+            order = np.argsort(rows)
+            keyword[order[np.searchsorted(rows, s_rows, sorter=order)]] = s_scores
+            if choose is not None:
+                columns = {path: self._payloads.numbers(path, rows) for path in numbers}
+                picked = np.asarray(
+                    choose(self._ids.take(rows).tolist(), dense.astype(np.float64), keyword,
+                           columns), np.int64,
+                )  # fmt: skip
+                rows, dense, keyword = rows[picked], dense[picked], keyword[picked]
+            ids = self._ids.lookup(rows[None, :])
+            raws, missing = self._read_rows(rows[None, :])
+        hits = self._results(
+            rows[None, :], ids, dense[None, :].astype(np.float32), raws, missing, Selection()
+        )[0]
+        of_id = dict(zip(ids[0].tolist(), keyword.tolist(), strict=True))
+        return [HalvesHit(h, h.score, of_id[h.id]) for h in hits]
 
     def _dense_top(self, q: np.ndarray, k: int, mask, ef):
         """(rows (k',), scores (k',)) of the vector index's k best for one query q (1, dim)

@@ -473,6 +473,12 @@ class PayloadIndex:
         for path, cleared in by_path.items():
             self.fields[path].clear(cleared)
 
+    def numbers(self, path: str, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) float64: the number each row holds at the key path (NaN where it holds
+        none, or something else)."""
+        field = self.fields.get(path)
+        return np.full(len(rows), np.nan) if field is None else field.num[rows]
+
     def mask(self, node, n: int) -> np.ndarray:
         """Evaluate a parsed filter over rows [0, n): (n,) bool."""
         if node is None:

@@ -16,12 +16,15 @@ class Segment(NamedTuple):
     def size(self) -> int:
         return len(self.vids)
 
-    def find(self, tid: int) -> slice | None:
-        """The span of a term's postings, or None when the segment has none."""
-        i = int(np.searchsorted(self.tids, tid))
-        if i < len(self.tids) and self.tids[i] == tid:
-            return slice(int(self.starts[i]), int(self.starts[i + 1]))
-        return None
+    def spans(self, tids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, stops), each (t,) int64: the span of each term's postings (empty when
+        the segment has none)."""
+        i = np.searchsorted(self.tids, tids)
+        held = i < len(self.tids)
+        held[held] = self.tids[i[held]] == tids[held]
+        starts = np.where(held, self.starts[np.minimum(i, len(self.tids) - 1)], 0)
+        stops = np.where(held, self.starts[np.minimum(i, len(self.tids) - 1) + 1], 0)
+        return starts, stops
 
     def posting_tids(self) -> np.ndarray:
         """(p,) int32: the term of every posting."""

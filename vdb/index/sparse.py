@@ -344,39 +344,32 @@ class SparseIndex:
         for term in terms:
             counts[term] = counts.get(term, 0) + 1
         n = self.n_docs
-        if not n:
+        known = [(self.terms[t], c) for t, c in counts.items() if t in self.terms]
+        if not n or not known:
             return EMPTY_I64, np.zeros(0)
+        tids = np.array([tid for tid, _ in known], np.int32)
+        repeats = [c for _, c in known]
+        slot_of, vid_of, length = self.slot_of, self.vid_of, self.length
+        spans = [(seg, *seg.spans(tids)) for seg in self.segments]
+        df = np.zeros(len(tids), np.int64)
+        for seg, starts, stops in spans:
+            kernels.live_counts(seg.vids, starts, stops, slot_of, vid_of, df)
+        weights = np.array(
+            [c * math.log(1 + (n - d + 0.5) / (d + 0.5)) if d else 0.0
+             for c, d in zip(repeats, df.tolist(), strict=True)],
+        )  # fmt: skip
         avgdl = self.total_length / n
         allowed = mask if mask is not None else self.vid_of[: self.size] >= 0
         acc, seen, touched = _scratch(self.size)
-        slot_of, vid_of, length = self.slot_of, self.vid_of, self.length
         found = 0
-        for term, count in counts.items():
-            tid = self.terms.get(term)
-            if tid is None:
-                continue
-            parts = self._parts(tid)
-            df = sum(kernels.live_count(vids, slot_of, vid_of) for vids, _ in parts)
-            if not df:
-                continue
-            weight = count * math.log(1 + (n - df + 0.5) / (df + 0.5))
-            for vids, tfs in parts:
-                found = kernels.accumulate(
-                    vids, tfs, slot_of, vid_of, length, allowed, weight, avgdl, acc, seen,
-                    touched, found,
-                )  # fmt: skip
+        for seg, starts, stops in spans:
+            found = kernels.accumulate(
+                seg.vids, seg.tfs, starts, stops, weights, slot_of, vid_of, length, allowed,
+                avgdl, acc, seen, touched, found,
+            )  # fmt: skip
         scores = np.empty(found)
         kernels.collect(acc, seen, touched, found, scores)
         return touched[:found].copy(), scores
-
-    def _parts(self, tid: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """[(vids, tfs)] of a term's postings, one pair per segment holding it."""
-        out = []
-        for seg in self.segments:
-            span = seg.find(tid)
-            if span is not None:
-                out.append((seg.vids[span], seg.tfs[span]))
-        return out
 
     def stats(self) -> dict:
         """Figures for info(): texts, terms, postings (live and stale), segments, bytes."""

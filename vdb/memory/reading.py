@@ -57,18 +57,8 @@ class Reading:
             filters.parse(filter)  # its errors point into the caller's filter
             clauses.append(filter)
         flt = self._filter(clauses, history)
-        n = max(CANDIDATES, k)
-        candidates = self._candidates(query, n, flt)
         now = self.clock()
-        w = self.weights
-        scored = []
-        for rel, h in candidates:
-            rec = self._recency(h.id, h.payload, now)
-            imp = h.payload["importance"]
-            score = w["relevance"] * rel + w["recency"] * rec + w["importance"] * imp
-            scored.append((score, rel, rec, imp, h))
-        scored.sort(key=lambda s: -s[0])
-        top = scored[:k]
+        top = self._ranked(query, max(CANDIDATES, k), k, flt, now)
         if not history:
             self._touch([h.id for *_, h in top], now)
         return [
@@ -76,21 +66,49 @@ class Reading:
             for s, rel, rec, imp, h in top
         ]
 
-    def _candidates(self, query, n: int, flt) -> list:
-        """[(relevance, Hit)] of the memories a recall ranks: the n nearest, and for a text
-        with a keyword index the n best by BM25 too, in one query of the collection."""
+    def _ranked(self, query, n: int, k: int, flt, now: float) -> list:
+        """[(score, relevance, recency, importance, Hit)] of the k best of the memories a
+        recall ranks, best first: the n nearest, and for a text with a keyword index the n
+        best by BM25 too, found in one query of the collection, which reads the records of
+        the k best only (the others are scored from its payload columns)."""
         if not isinstance(query, str) or self.col.config.text is None:
-            return [((1.0 + h.score) / 2, h) for h in self.col.search(query, k=n, filter=flt)]
-        found = self.col._search_halves(query, query, k=n, filter=flt)
-        best = max((f.keyword for f in found), default=0.0) or 1.0
-        return [
-            (
-                KEYWORD_WEIGHT * f.keyword / best
-                + (1 - KEYWORD_WEIGHT) * min(1.0, max(0.0, (1.0 + f.dense) / 2)),
-                f.hit,
-            )
-            for f in found
-        ]
+            hits = self.col.search(query, k=n, filter=flt)
+            scored = [(*self._scored(h.id, (1.0 + h.score) / 2, h.payload, now), h) for h in hits]
+            scored.sort(key=lambda s: -s[0])
+            return scored[:k]
+        chosen = {}
+
+        def choose(ids, dense, keyword, columns):
+            best = float(keyword.max(initial=0.0)) or 1.0
+            rows = zip(
+                ids, dense.tolist(), keyword.tolist(), columns["last_access"].tolist(),
+                columns["importance"].tolist(), strict=True,
+            )  # fmt: skip
+            scored = [
+                self._scored(
+                    i,
+                    KEYWORD_WEIGHT * kw / best
+                    + (1 - KEYWORD_WEIGHT) * min(1.0, max(0.0, (1.0 + d) / 2)),
+                    {"last_access": last, "importance": imp},
+                    now,
+                )
+                for i, d, kw, last, imp in rows
+            ]
+            order = sorted(range(len(scored)), key=lambda j: -scored[j][0])[:k]
+            chosen.update((ids[j], scored[j]) for j in order)
+            return order
+
+        found = self.col._search_halves(
+            query, query, k=n, filter=flt, numbers=("last_access", "importance"), choose=choose
+        )
+        return [(*chosen[f.hit.id], f.hit) for f in found]
+
+    def _scored(self, memory_id, rel: float, payload: dict, now: float) -> tuple:
+        """(score, relevance, recency, importance) of a memory whose relevance is rel."""
+        w = self.weights
+        rec = self._recency(memory_id, payload, now)
+        imp = payload["importance"]
+        return w["relevance"] * rel + w["recency"] * rec + w["importance"] * imp, rel, rec, imp
 
     def get(self, memory_id: str) -> MemoryRecord:
         pt = self._point(memory_id)
