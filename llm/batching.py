@@ -4,17 +4,25 @@ Each generation runs in its own thread and asks the model's Batcher for its pass
 that finds no pass running waits until every generation taking part has asked (or GATHER
 seconds have gone by), then takes what is queued as one step: the decode requests (one token
 each) together through LlamaModel.forward_batch, which reads the weights once for all of
-them, and the oldest prompt chunk beside them, at most BUDGET of its tokens (a longer one
-goes on in the next steps), so that prompts run in the order they came and a long one never
-stalls the streams that are decoding. Callers that ask meanwhile queue for the next step;
-generations join and leave between steps. Each generation's logits are exactly those it gets
-alone: forward_batch's rows equal single steps, and an integer model's logits do not depend
-on how a prompt is cut.
+them, and a prompt chunk beside them, the earliest generation's, at most BUDGET of its
+tokens (a longer one goes on in the next steps), so that prompts run in the order their
+generations came and a long one never stalls the streams that are decoding. Callers that
+ask meanwhile queue for the next step; generations join and leave between steps. Each
+generation's logits are exactly those it gets alone: forward_batch's rows equal single steps,
+and an integer model's logits do not depend on how a prompt is cut.
+
+Every step of every model runs on one thread of the process (_Stepper), whose OpenMP team
+is then the only one at work while generations run (llm.omp); a generation gives back its
+own thread's team when it starts, and the stepping thread its team once none runs.
 """
 
+import os
 import threading
 import time
+from concurrent import futures
 from contextlib import contextmanager
+
+from llm import omp
 
 GATHER = 0.005  # seconds a step waits for the generations taking part to ask
 BUDGET = 256  # prompt tokens a step runs at most, beside the decoding streams' tokens
@@ -26,11 +34,12 @@ class StepCancelled(Exception):
 
 
 class _Request:
-    __slots__ = ("tokens", "cache", "since", "done", "logits", "error")
+    __slots__ = ("tokens", "cache", "since", "arrived", "done", "logits", "error")
 
-    def __init__(self, tokens, cache):
+    def __init__(self, tokens, cache, arrived=None):
         self.tokens, self.cache = tokens, cache
         self.since = time.monotonic()
+        self.arrived = self.since if arrived is None else arrived  # its generation's start
         self.done, self.logits, self.error = False, None, None
 
     @property
@@ -41,6 +50,65 @@ class _Request:
         if self.error is not None:
             raise self.error
         return self.logits
+
+
+def _arrival(r: _Request) -> float:
+    return r.arrived
+
+
+class _Stepper:
+    """The thread that runs every Batcher's steps (started on first use, and again in a
+    forked child), and the count of generations running in the process."""
+
+    def __init__(self):
+        self._after_fork()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: futures.ThreadPoolExecutor | None = None
+        self._active = 0
+
+    def _submit(self, fn, *args) -> futures.Future | None:
+        with self._lock:
+            if self._executor is None:
+                self._executor = futures.ThreadPoolExecutor(1, thread_name_prefix="llm-step")
+            try:
+                return self._executor.submit(fn, *args)
+            except RuntimeError:  # the interpreter is exiting
+                return None
+
+    def run(self, fn, *args) -> None:
+        """fn(*args) on the stepping thread, returning once it has ended (also when the
+        caller is interrupted meanwhile, which is then raised)."""
+        future = self._submit(fn, *args)
+        if future is None:
+            fn(*args)
+            return
+        try:
+            future.result()
+        except BaseException:
+            futures.wait([future])
+            raise
+
+    def join(self) -> None:
+        omp.release()  # the caller only waits for its passes from now on
+        with self._lock:
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            idle = self._active == 0 and self._executor is not None
+        if idle:
+            self._submit(self._release_if_idle)
+
+    def _release_if_idle(self) -> None:
+        if not self._active:
+            omp.release()
+
+
+_STEPPER = _Stepper()
 
 
 class Batcher:
@@ -61,6 +129,7 @@ class Batcher:
         self.widest = 0  # most decode requests in one step
 
     def join(self) -> None:
+        _STEPPER.join()
         with self._cond:
             self._members += 1
 
@@ -68,6 +137,7 @@ class Batcher:
         with self._cond:
             self._members -= 1
             self._cond.notify_all()
+        _STEPPER.leave()
 
     @property
     def waiting(self) -> int:
@@ -92,10 +162,13 @@ class Batcher:
                 self._running = False
                 self._cond.notify_all()
 
-    def forward(self, tokens, cache, stopped=None):
+    def forward(self, tokens, cache, stopped=None, arrived=None):
         """The logits net.forward(tokens, cache) gives (of the last token), run in a step
-        with the other generations' requests. StepCancelled once stopped() while queued."""
-        req = _Request([int(t) for t in tokens], cache)
+        with the other generations' requests. StepCancelled once stopped() while queued.
+        arrived: when the caller's generation started (time.monotonic()), which orders
+        prompt chunks (default: now), so that a prompt sent in several chunks keeps its
+        place."""
+        req = _Request([int(t) for t in tokens], cache, arrived)
         with self._cond:
             self._queue.append(req)
             self._cond.notify_all()
@@ -117,7 +190,7 @@ class Batcher:
                         raise StepCancelled
                     self._cond.wait(POLL if self._running else GATHER)
             try:
-                self._run(*batch)
+                _STEPPER.run(self._run, *batch)
             finally:
                 with self._cond:
                     self._running = False
@@ -125,10 +198,10 @@ class Batcher:
                     self._cond.notify_all()
 
     def _take(self):
-        """(decode requests, the oldest prompt chunk or None), out of the queue. Under the
-        lock."""
+        """(decode requests, the earliest generation's prompt chunk or None), out of the
+        queue. Under the lock."""
         decodes = [r for r in self._queue if r.decode]
-        prefill = next((r for r in self._queue if not r.decode), None)
+        prefill = min((r for r in self._queue if not r.decode), key=_arrival, default=None)
         whole = prefill is not None and not (self.budget and len(prefill.tokens) > self.budget)
         self._queue = [r for r in self._queue if not r.decode and not (whole and r is prefill)]
         return decodes, prefill

@@ -33,41 +33,62 @@ def prompt_ids(vocab_size: int, n: int, seed: int = 0) -> list[int]:
 
 
 def run(model, prompt_tokens: int = 512, gen_tokens: int = 128, seed: int = 0) -> BenchResult:
-    """Prefill a random prompt of prompt_tokens, then generate gen_tokens greedily (EOS does
-    not stop it: every run measures the same number of steps)."""
-    net = model.net
+    """Prefill a random prompt of prompt_tokens, then generate gen_tokens greedily, through
+    model.generate as a user calls it (end-of-generation tokens banned, so that every run
+    measures the same number of steps; the prefix cache cleared first)."""
     if prompt_tokens + gen_tokens > model.n_ctx:
         from llm.errors import ContextOverflowError
 
         raise ContextOverflowError(
             f"{prompt_tokens} + {gen_tokens} tokens exceed the context of {model.n_ctx}"
         )
-    warm = net.new_cache(16)  # compiles the kernels once (numba caches them on disk)
-    net.forward(prompt_ids(net.config.vocab_size, 9, seed), warm)
-    net.forward([1], warm)
-    ids = prompt_ids(net.config.vocab_size, prompt_tokens, seed)
-    cache = net.new_cache(prompt_tokens + gen_tokens)
+    vocab = model.config.vocab_size
+    ban = {t: float("-inf") for t in model.tokenizer.end_ids}
+    _warm(model)
+    model.prefix_cache.clear()
+    run = model.generate(
+        prompt_ids(vocab, prompt_tokens, seed), gen_tokens, stream=True, temperature=0,
+        logit_bias=ban,
+    )  # fmt: skip
     start = time.perf_counter()
-    logits = net.forward(ids, cache)
-    token = int(np.argmax(logits))
-    first = time.perf_counter()
-    steps = []
-    for _ in range(gen_tokens - 1):
-        t = time.perf_counter()
-        token = int(np.argmax(net.forward([token], cache)))
-        steps.append(time.perf_counter() - t)
-    gaps = np.array(steps or [0.0]) * 1e3
+    stamps = []
+    for _ in iter(run.step, None):
+        if run.completion_tokens > len(stamps):
+            stamps.append(time.perf_counter())
+    first = stamps[0]
+    steps = np.diff(stamps)
+    gaps = (steps if len(steps) else np.zeros(1)) * 1e3
     return BenchResult(
         prompt_tokens=prompt_tokens,
         gen_tokens=gen_tokens,
         prompt_tps=prompt_tokens / (first - start),
-        gen_tps=len(steps) / max(sum(steps), 1e-9),
+        gen_tps=len(steps) / max(float(steps.sum()), 1e-9),
         ttft_ms=(first - start) * 1e3,
         itl_p50_ms=float(np.percentile(gaps, 50)),
         itl_p90_ms=float(np.percentile(gaps, 90)),
         itl_p99_ms=float(np.percentile(gaps, 99)),
         peak_rss_mib=peak_rss_mib(),
     )
+
+
+def _warm(model, streams: int = 1) -> None:
+    """A short generation of streams at once (loads the kernels numba has compiled before,
+    or compiles them), through model.generate as the measured runs go."""
+    import threading
+
+    vocab = model.config.vocab_size
+    threads = [
+        threading.Thread(
+            target=model.generate,
+            args=(prompt_ids(vocab, 9, seed=1000 + i), 2),
+            kwargs={"temperature": 0},
+        )  # fmt: skip
+        for i in range(streams)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def peak_rss_mib() -> float:
@@ -111,11 +132,8 @@ def run_parallel(
     import threading
 
     vocab = model.config.vocab_size
-    warm = model.net.new_cache(16)
-    model.net.forward(prompt_ids(vocab, 9), warm)
-    model.net.forward([1], warm)
-    if streams > 1:
-        model.net.forward_batch([1] * 2, [warm, model.net.new_cache(16)])
+    _warm(model, min(streams, 2))
+    model.prefix_cache.clear()  # every stream's prompt computed, as on its first arrival
     ban = {t: float("-inf") for t in model.tokenizer.end_ids}
     steps0 = model.batcher.steps
     model.batcher.widest = 0

@@ -1,6 +1,8 @@
 """A generation model: GGUF file, tokenizer and forward pass, with generate()."""
 
-from llm import chat
+import time
+
+from llm import chat, omp
 from llm.batching import Batcher, StepCancelled
 from llm.errors import PromptError
 from llm.generate import TextStream, check_count, check_stop
@@ -36,6 +38,7 @@ class Model:
         self.batcher = Batcher(self.net)
         if not self.net.integer:  # float products of several rows sum in another order
             self.prefix_cache.budget = 0
+        omp.release()  # the regrouping's team: the passes run on another thread (llm.batching)
 
     def tokenize(self, text: str, bos: bool | None = None, special: bool = False) -> list[int]:
         return self.tokenizer.encode(text, bos=bos, special=special)
@@ -134,6 +137,7 @@ class Generation:
         self.cached_tokens = 0  # prompt tokens whose keys and values came from the prefix cache
         self.finish_reason: str | None = None
         self._cancel = cancel
+        self._arrived = time.monotonic()  # orders its prompt chunks among the others'
         self._steps = self._run(model, ids, max_tokens, stop, sampling, prefill_chunk)
 
     def __iter__(self) -> "Generation":
@@ -172,7 +176,7 @@ class Generation:
 
     def _forward(self, model, tokens, cache):
         stopped = self._cancel.is_set if self._cancel is not None else None
-        return model.batcher.forward(tokens, cache, stopped)
+        return model.batcher.forward(tokens, cache, stopped, self._arrived)
 
     def _steps_of(self, model, ids, max_tokens, stop, sampling, chunk):
         net, tok = model.net, model.tokenizer

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import llm
-from llm import synthetic
-from llm.batching import Batcher, StepCancelled
+from llm import omp, synthetic
+from llm.batching import Batcher, StepCancelled, _Request
 from llm.errors import ContextOverflowError
 from llm.prefix import MIN_TOKENS, PrefixCache
 from tests.conftest import fixture_file
@@ -205,3 +205,47 @@ def test_a_long_prompt_runs_over_several_steps_within_the_budget(tmp_path):
     kw = dict(prompt=prompt, max_tokens=10, temperature=0.8, seed=2)
     assert cut.generate(**kw) == whole.generate(**kw)
     assert cut.batcher.steps == 5 + 9 and whole.batcher.steps == 1 + 9  # 37 = 4 x 8 + 5
+
+
+def test_every_pass_runs_on_the_one_stepping_thread(model, monkeypatch):
+    names = set()
+    net = model.net
+    for name in ("forward", "forward_batch"):
+        real = getattr(net, name)
+
+        def recorded(*args, _real=real, **kwargs):
+            names.add(threading.current_thread().name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(net, name, recorded)
+    prompts = _prompts(3, [6, 20, 9], seed=4)
+    expected = [_alone(model, prompt=p, max_tokens=8, temperature=0) for p in prompts]
+    assert _together(model, [dict(prompt=p, max_tokens=8, temperature=0) for p in prompts]) == (
+        expected
+    )
+    assert len(names) == 1 and names.pop().startswith("llm-step")
+
+
+def test_a_released_team_starts_again(model):
+    ids = _prompts(1, [7])[0]
+    text = model.generate(ids, 6, temperature=0)
+    assert omp.release() in (True, False)  # False only without libgomp
+    assert model.generate(ids, 6, temperature=0) == text
+    done = {}
+    t = threading.Thread(
+        target=lambda: done.setdefault("text", model.generate(ids, 6, temperature=0))
+    )
+    t.start()
+    t.join()
+    assert done["text"] == text
+
+
+def test_prompt_chunks_run_in_the_order_their_generations_came(model):
+    batcher = Batcher(model.net)
+    net = model.net
+    later = _Request([5, 6, 7], net.new_cache(16), arrived=2.0)  # queued first, started later
+    earlier = _Request([8, 9], net.new_cache(16), arrived=1.0)  # its second chunk
+    step = _Request([4], net.new_cache(16))
+    batcher._queue = [later, step, earlier]
+    assert batcher._take() == ([step], earlier)
+    assert batcher._queue == [later]
