@@ -25,6 +25,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from numba.typed import List
 
 from llm import attention, ops, qdot, quants, validate
 from llm.config import ModelConfig
@@ -298,17 +299,15 @@ class LlamaModel:
         positions = np.array([c.length for c in caches], np.int64)
         heads, hd = cfg.n_heads, cfg.head_dim
         ropes: dict[tuple, tuple] = {}
+        ks, vs = List([c.k16 for c in caches]), List([c.v16 for c in caches])
+        ends = positions + 1
         for li, layer in enumerate(self.layers):
             q, k, v = self._qkv(x, layer, positions, ropes)
             ops.round_half(q.reshape(b, heads * hd))
             ctx = np.empty((b, heads, hd), np.float32)
-            for i, c in enumerate(caches):
-                p = c.length
-                ops.store_half(k[i : i + 1], c.k16[li, :, p : p + 1])
-                ops.store_half(v[i : i + 1], c.v16[li, :, p : p + 1])
-                first = max(0, p + 1 - layer.window) if layer.window else 0
-                k16, v16 = c.k16[li], c.v16[li]
-                attention.decode(q[i], k16, v16, first, p + 1, self.kq_scale, ctx[i])
+            attention.decode_rows(
+                q, k, v, ks, vs, li, ends, layer.window or 0, self.kq_scale, ctx
+            )  # one parallel region for every sequence's heads
             x = self._after_attention(x, ctx.reshape(b, heads * hd), layer)
         for c in caches:
             c.length += 1
