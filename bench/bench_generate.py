@@ -42,20 +42,24 @@ def ours(path: str, prompt: int, gen: int) -> dict:
     return bench.run(model, prompt, gen).as_dict()
 
 
-def ours_parallel(path: str, prompt: int, gen: int, counts: list[int]) -> dict:
+def ours_parallel(path: str, prompt: int, gen: int, counts: list[int], repeat: int = 1) -> dict:
     """One stream's prompt and generation rates, then len(counts) runs of N concurrent
     streams (prompts processed PARALLEL_CHUNK tokens per step beside the decoding streams),
-    then time to first token of a 512-token prompt whose first 448 tokens are cached against
-    the same prompt cold."""
+    each of these repeat times in turn (the run with the median rate kept), then time to first
+    token of a 512-token prompt whose first 448 tokens are cached against the same prompt
+    cold."""
     import llm
     from llm import bench
 
     model = llm.load(path, n_ctx=max(prompt, PREFIX_PROMPT) + gen)
-    single = bench.run(model, PREFIX_PROMPT, gen).as_dict()
-    runs = [
-        bench.run_parallel(model, n, prompt, gen, prefill_chunk=PARALLEL_CHUNK).as_dict()
-        for n in counts
-    ]
+    singles, runs = [], {n: [] for n in counts}
+    for _ in range(repeat):
+        singles.append(bench.run(model, PREFIX_PROMPT, gen).as_dict())
+        for n in counts:
+            r = bench.run_parallel(model, n, prompt, gen, prefill_chunk=PARALLEL_CHUNK)
+            runs[n].append(r.as_dict())
+    single = _median(singles, "prompt_tps")
+    runs = [_median(runs[n], "aggregate_tps") for n in counts]
     vocab = model.config.vocab_size
     shared = bench.prompt_ids(vocab, PREFIX_CACHED, seed=100)
 
@@ -74,6 +78,12 @@ def ours_parallel(path: str, prompt: int, gen: int, counts: list[int]) -> dict:
         cold.append(first_token_ms(shared + tail))
     warm = [first_token_ms(shared + tail) for tail in tails[1:]]  # 448 tokens from the cache
     return dict(single=single, parallel=runs, cold_ms=cold, warm_ms=warm)
+
+
+def _median(results: list[dict], key: str) -> dict:
+    """The result whose key is the median (the lower middle one of an even count)."""
+    ordered = sorted(results, key=lambda r: r[key])
+    return dict(ordered[(len(ordered) - 1) // 2], repeats=len(results))
 
 
 def llama_cpp_parallel(path: str, prompt: int, gen: int, counts: list[int]) -> dict:
@@ -210,6 +220,13 @@ def main():
     )
     ap.add_argument("--prompt-tokens", type=int, default=128, help="per stream, with --parallel")
     ap.add_argument("--gen-tokens", type=int, default=64, help="per stream, with --parallel")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="with --parallel: runs of each of ours (one stream alone and each stream count), "
+        "taken in turn; the median's figures are reported (llama.cpp runs once)",
+    )
     args = ap.parse_args()
     from bench.make_models import DEFAULT_TYPES, make
 
@@ -271,12 +288,15 @@ def parallel(args, make, types) -> None:
     prompt, gen = args.prompt_tokens, args.gen_tokens
     print(
         f"{THREADS} threads; each stream: {prompt}-token prompt ({PARALLEL_CHUNK} tokens per "
-        f"step), {gen} tokens greedy; streams {' '.join(map(str, counts))}"
+        f"step), {gen} tokens greedy; streams {' '.join(map(str, counts))}; ours: the median "
+        f"of {args.repeat} runs"
     )
     for qtype in types:
         path = make(args.models, qtype)
         worker("ours", str(path), 8, 2)  # compiles any kernel not in numba's cache yet
-        r = worker("ours-parallel", str(path), prompt, gen, ",".join(map(str, counts)))
+        r = worker(
+            "ours-parallel", str(path), prompt, gen, ",".join(map(str, counts)), str(args.repeat)
+        )
         if r is None:
             continue
         one = r["single"]
@@ -348,7 +368,7 @@ if __name__ == "__main__":
             result = llama_cpp_parallel(path, prompt, gen, [int(n) for n in sys.argv[6].split(",")])
         elif engine == "ours-parallel":
             counts = [int(n) for n in sys.argv[6].split(",")]
-            result = ours_parallel(path, prompt, gen, counts)
+            result = ours_parallel(path, prompt, gen, counts, int(sys.argv[7]))
         elif engine == "ours":
             result = ours(path, prompt, gen)
         else:
