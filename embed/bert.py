@@ -7,6 +7,8 @@ equal length, so no work is spent on padding and no mask is needed.
 Per layer (post-norm):  x = LN(x + Attn(x));  x = LN(x + W_down GELU(W_up x))
 """
 
+import dataclasses
+
 import numpy as np
 from gguf import GGMLQuantizationType as Q
 
@@ -35,7 +37,9 @@ class _Layer:
         qkv = quants.stacked([t("attn_q.weight"), t("attn_k.weight"), t("attn_v.weight")])
         qkv = None if qkv is None else quants.interleave(qkv)
         if qkv is not None and qkv.packed is not None:
-            self.qkv = [qkv]  # one integer product, not three (each output row is its own)
+            # one integer product, not three (each output row is its own); the products read
+            # only the regrouped copy, so the stacked blocks are not kept beside it
+            self.qkv = [dataclasses.replace(qkv, raw=qkv.raw[:, :0])]
         else:
             q, k, v = weight("attn_q.weight"), weight("attn_k.weight"), weight("attn_v.weight")
             if all(isinstance(w, np.ndarray) for w in (q, k, v)):  # float32: one product
