@@ -77,10 +77,11 @@ def _warm(model, streams: int = 1) -> None:
     import threading
 
     vocab = model.config.vocab_size
+    n = max(1, min(9, model.n_ctx - 2))  # a prompt and a token or two that fit the context
     threads = [
         threading.Thread(
             target=model.generate,
-            args=(prompt_ids(vocab, 9, seed=1000 + i), 2),
+            args=(prompt_ids(vocab, n, seed=1000 + i), min(2, model.n_ctx - n)),
             kwargs={"temperature": 0},
         )  # fmt: skip
         for i in range(streams)

@@ -18,17 +18,26 @@ _pause = None
 
 def _function():
     """libgomp's omp_pause_resource_all when the process has loaded libgomp, else None (then
-    looked up again next time: numba loads it with its first parallel kernel)."""
+    looked up again next time: numba loads it with its first parallel kernel). A libgomp
+    older than OpenMP 5.0, or a system without dlopen's RTLD_NOLOAD, has none."""
     global _pause
     if _pause is None:
+        no_load = getattr(os, "RTLD_NOLOAD", None)
+        if no_load is None:
+            _pause = False
+            return None
         try:
-            lib = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD)
+            lib = ctypes.CDLL("libgomp.so.1", mode=no_load)
         except OSError:
             return None
-        fn = lib.omp_pause_resource_all
+        try:
+            fn = lib.omp_pause_resource_all
+        except AttributeError:
+            _pause = False
+            return None
         fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
         _pause = fn
-    return _pause
+    return _pause or None
 
 
 def release() -> bool:

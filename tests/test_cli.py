@@ -461,6 +461,10 @@ def test_llm_chat_and_bench():
     assert parallel["streams"] == 3 and len(parallel["ttft_ms"]) == 3
     assert parallel["aggregate_tps"] > 0 and 1 <= parallel["widest"] <= 3
     assert "aggregate" in runner.invoke(main, args).output
+    tiny = runner.invoke(
+        main, ["llm", "bench", model, "--prompt-tokens", "1", "--gen-tokens", "1", "--json"]
+    )  # a context of 2 positions: the warm-up generation fits in it too
+    assert tiny.exit_code == 0 and json.loads(tiny.output)["gen_tokens"] == 1
     too_long = runner.invoke(
         main, ["llm", "bench", model, "--prompt-tokens", "5000", "--gen-tokens", "4"]
     )

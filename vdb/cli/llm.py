@@ -303,7 +303,8 @@ def swap_command(ctx, name, drain_timeout):
     type=click.IntRange(1),
     default=512,
     show_default=True,
-    help="Length of the (random) prompt processed as one batch.",
+    help="Length of the (random) prompt, sent to generate() whole (its passes take up to "
+    "256 tokens each).",
 )
 @click.option(
     "--gen-tokens",
