@@ -99,32 +99,20 @@ def _llama_cpp_slots(path: str, n: int, prompt: int, gen: int) -> float:
     import ctypes
 
     import llama_cpp
-    import llama_cpp.llama
     import numpy as np
 
     from bench.common import llama_cpp_model
     from llm import bench
 
-    bindings = llama_cpp.llama.llama_cpp
-    default = bindings.llama_context_default_params
-
-    def params():
-        p = default()
-        p.n_seq_max = n
-        return p
-
-    bindings.llama_context_default_params = params
-    try:
-        model = llama_cpp_model(
-            path,
-            n_ctx=n * (prompt + gen),
-            n_batch=max(prompt, n),
-            n_ubatch=max(prompt, n),
-            n_threads=THREADS,
-            n_threads_batch=THREADS,
-        )
-    finally:
-        bindings.llama_context_default_params = default
+    model = llama_cpp_model(
+        path,
+        n_seq_max=n,
+        n_ctx=n * (prompt + gen),
+        n_batch=max(prompt, n),
+        n_ubatch=max(prompt, n),
+        n_threads=THREADS,
+        n_threads_batch=THREADS,
+    )
     ctx, vocab = model._ctx.ctx, model.n_vocab()
     batch = llama_cpp.llama_batch_init(max(prompt, n), 0, n)
     floats = ctypes.POINTER(ctypes.c_float)

@@ -1,5 +1,6 @@
 """Shared helpers: timing medians, the one-line summary format, and the benchmarks' data."""
 
+import contextlib
 import os
 import statistics
 import sys
@@ -58,23 +59,37 @@ def summary(
     return f"{name}: ours {ours:,.2f} {unit} | {peer_name} {peer:,.2f} {unit} | ratio {ratio:.2f}x"
 
 
-def llama_cpp_model(path, extra_bufts: bool = False, **kwargs):
+def llama_cpp_model(path, extra_bufts: bool = False, n_seq_max: int | None = None, **kwargs):
     """A llama_cpp.Llama on path, with the repacked weight buffers off unless extra_bufts:
     on CPUs with AMX, llama.cpp may crash on them (model params' use_extra_bufts, which
-    llama-cpp-python does not expose: set here through the defaults Llama() reads)."""
+    llama-cpp-python does not expose: set here through the defaults Llama() reads), and
+    room for n_seq_max sequences in its context when given (context params' n_seq_max,
+    not exposed either)."""
     import llama_cpp
     import llama_cpp.llama
 
     bindings = llama_cpp.llama.llama_cpp  # the module Llama() reads its defaults from
-    default = bindings.llama_model_default_params
+    context = {} if n_seq_max is None else {"n_seq_max": n_seq_max}
+    with (
+        _defaults(bindings, "llama_model_default_params", use_extra_bufts=extra_bufts),
+        _defaults(bindings, "llama_context_default_params", **context),
+    ):
+        return llama_cpp.Llama(model_path=str(path), verbose=False, **kwargs)
+
+
+@contextlib.contextmanager
+def _defaults(bindings, name: str, **fields):
+    """bindings.<name>() gives its parameters with fields set, inside the block."""
+    default = getattr(bindings, name)
 
     def params():
         p = default()
-        p.use_extra_bufts = extra_bufts
+        for field, value in fields.items():
+            setattr(p, field, value)
         return p
 
-    bindings.llama_model_default_params = params
+    setattr(bindings, name, params)
     try:
-        return llama_cpp.Llama(model_path=str(path), verbose=False, **kwargs)
+        yield
     finally:
-        bindings.llama_model_default_params = default
+        setattr(bindings, name, default)
