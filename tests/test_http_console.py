@@ -11,6 +11,7 @@ import pytest
 
 import llm
 from tests.conftest import fixture_file
+from tests.helpers.http_client import HANDBOOK
 from tests.rpc import serving
 from vdb import rag
 from vdb.database import DEFAULT_EMBEDDER
@@ -33,14 +34,7 @@ ARGS = [
     "--no-first-run",
 ]
 KEY = "console-key"
-DOCS = [
-    "Backups run every night at 02:00 and are kept for 30 days.",
-    "The office is closed on public holidays.",
-    "Visitors park in lot B, next to the main entrance.",
-    "Error E-17 means the printer is out of paper. Refill tray 2.",
-    "The guest network is called Lobby and needs no password.",
-    "The cafeteria opens at 8:00 on weekdays and serves lunch until 14:00.",
-]
+DOCS = HANDBOOK
 # Distinct colours of a PNG (given as base64), counted by the browser's own decoder.
 COLOURS = """async (png) => {
   const img = new Image();

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 import llm
 import vdb
 from tests.conftest import fixture_file
+from tests.helpers.http_client import HANDBOOK
 from tests.rpc import ServerProcess
 from vdb import errors, rag
 from vdb.cli.main import main
@@ -22,12 +23,7 @@ pytest.importorskip("uvicorn")
 
 KEY = "k"
 QUESTION = "How long are backups kept?"
-DOCS = [
-    "Backups run every night at 02:00 and are kept for 30 days.",
-    "The office is closed on public holidays.",
-    "Visitors park in lot B, next to the main entrance.",
-    "Error E-17 means the printer is out of paper. Refill tray 2.",
-]
+DOCS = HANDBOOK[:4]
 
 
 @pytest.fixture(scope="module")

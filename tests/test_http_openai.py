@@ -5,14 +5,13 @@ import base64
 import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 
 import llm
 from tests.conftest import fixture_file
+from tests.helpers.http_client import request
 from tests.rpc import serving
 from vdb import embedding
 from vdb.database import DEFAULT_EMBEDDER
@@ -55,17 +54,8 @@ def client(base):
 
 
 def raw(base, path, data=None, key=KEY, method=None):
-    """(status, decoded body) of one request."""
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    body = data if isinstance(data, bytes) or data is None else json.dumps(data).encode()
-    req = urllib.request.Request(base + path, body, headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    """(status, body) of one request."""
+    return request(base, path, data, key, method)
 
 
 def too_large(port, size):
@@ -245,10 +235,7 @@ def test_disconnect_frees_the_stream_and_metrics(base, client, served, monkeypat
     next(iter(stream))
     assert served.models.active == 1
     stream.close()
-    deadline = time.monotonic() + 30
-    while served.models.active and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert served.models.active == 0
+    assert _idle(served)
     assert metric(base, "vdb_generation_streams_active") == 0
     assert metric(base, "vdb_http_streams_running") == 0
     text = raw(base, "/metrics")[1].decode()
@@ -298,8 +285,13 @@ def test_disconnect_cancels_a_completion_not_streamed(base, served, monkeypatch)
     assert served.models.active == 1
     conn.sock.shutdown(2)
     conn.close()
-    deadline = time.monotonic() + 30
+    assert _idle(served)
+    assert metric(base, "vdb_http_streams_running") == 0
+
+
+def _idle(served, timeout=30.0) -> bool:
+    """Whether the server's generation streams all end within timeout seconds."""
+    deadline = time.monotonic() + timeout
     while served.models.active and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert served.models.active == 0
-    assert metric(base, "vdb_http_streams_running") == 0
+    return served.models.active == 0

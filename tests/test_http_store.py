@@ -2,14 +2,13 @@
 on 127.0.0.1 port 0, congruent with the embedded API over the same database."""
 
 import json
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 
 import llm
 from tests.conftest import fixture_file
+from tests.helpers.http_client import HANDBOOK, request
 from tests.rpc import serving
 from vdb import rag
 from vdb.database import DEFAULT_EMBEDDER
@@ -17,14 +16,7 @@ from vdb.database import DEFAULT_EMBEDDER
 pytest.importorskip("uvicorn")
 
 KEY, READ_ONLY = "writer", "reader"
-DOCS = [
-    "Backups run every night at 02:00 and are kept for 30 days.",
-    "The office is closed on public holidays.",
-    "Visitors park in lot B, next to the main entrance.",
-    "Error E-17 means the printer is out of paper. Refill tray 2.",
-    "The guest network is called Lobby and needs no password.",
-    "The cafeteria opens at 8:00 on weekdays and serves lunch until 14:00.",
-]
+DOCS = HANDBOOK
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +38,7 @@ def base(served):
 
 def call(base, path, data=None, key=KEY, method=None):
     """(status, decoded JSON or raw text) of one request."""
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    body = data if isinstance(data, bytes) or data is None else json.dumps(data).encode()
-    req = urllib.request.Request(base + path, body, headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            status, payload = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, payload = exc.code, exc.read()
+    status, payload = request(base, path, data, key, method, timeout=120)
     try:
         return status, json.loads(payload)
     except ValueError:

@@ -3,16 +3,13 @@ skip unchanged chunks, changed and vanished files, a server as the sink, and a r
 with -9 that the next run completes."""
 
 import json
-import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
 from click.testing import CliRunner
 
 import vdb
-from tests.conftest import ROOT
+from tests.helpers.kill import kill_when_counted
 from vdb.cli.main import main as cli
 from vdb.ingest import discover, ingest
 from vdb.text import chunking, loaders
@@ -240,18 +237,7 @@ def test_a_killed_ingestion_completes_on_the_next_run(tmp_path):
     root.mkdir()
     for i in range(120):
         (root / f"note{i:03d}.md").write_text(f"# Note {i}\n\nThis is note number {i}.\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_RUN, str(tmp_path / "db"), str(root)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    for line in proc.stdout:
-        if line.strip().isdigit() and int(line) >= 20:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    proc.stdout.close()
+    kill_when_counted(KILLED_RUN, [str(tmp_path / "db"), str(root)], 20)
     with vdb.open(tmp_path / "db") as db:
         partial = db.get_collection("docs").count()
         assert 20 <= partial < 120

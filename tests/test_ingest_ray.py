@@ -4,8 +4,6 @@ a killed run and a restarted server all end with every chunk once. Marked `ray` 
 `pytest -m ray` after `pip install -e '.[ray]'`), but for the test of Ray's absence."""
 
 import json
-import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -16,6 +14,7 @@ from click.testing import CliRunner
 
 import vdb
 from tests.conftest import ROOT
+from tests.helpers.kill import kill_when_counted
 from vdb.cli.main import main as cli
 from vdb.ingest import ingest, ray_ingest
 
@@ -157,18 +156,7 @@ def complete(col, n: int) -> None:
 def test_a_killed_ray_run_completes_on_the_next_run(tmp_path, ray_cluster):
     root = notes(tmp_path / "many")
     address = ray_cluster.get_runtime_context().gcs_address
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_RUN, str(tmp_path / "db"), str(root), address],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    for line in proc.stdout:
-        if line.strip().isdigit() and int(line) >= 20:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    proc.stdout.close()
+    kill_when_counted(KILLED_RUN, [str(tmp_path / "db"), str(root), address], 20)
     with vdb.open(tmp_path / "db") as db:
         partial = db.get_collection("docs").count()
         assert 20 <= partial < 120
